@@ -1,0 +1,16 @@
+# Writes a C++ file holding each resource file's text, looked up by its file name.
+# Hex-encoded so no character of the text can break the generated source.
+set(body "#include \"pipeline/core/resources.hpp\"\n#include <map>\n#include <string>\nnamespace saepipe {\nnamespace {\n")
+set(entries "")
+set(i 0)
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND body "const unsigned char r${i}[] = {${hex} 0};\n")
+  string(APPEND entries "    {\"${name}\", std::string(reinterpret_cast<const char*>(r${i}), sizeof(r${i}) - 1)},\n")
+  math(EXPR i "${i}+1")
+endforeach()
+string(APPEND body "}  // namespace\nconst std::map<std::string, std::string>& embedded_resources() {\n  static const std::map<std::string, std::string> m = {\n${entries}  };\n  return m;\n}\n}  // namespace saepipe\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(RENAME ${OUT}.tmp ${OUT})

@@ -1,0 +1,52 @@
+// Typed errors and the checks that raise them. The exit-code policy lives in one place
+// (pipeline/core/stage_main.cpp); library code only throws.
+#pragma once
+#include <source_location>
+#include <stdexcept>
+#include <string>
+
+namespace saepipe {
+
+// Exit codes are a contract (DESIGN.md "Errors and exit codes").
+enum class ErrorKind : int { Internal = 1, User = 2, Corrupt = 3 };
+
+class SaeError : public std::runtime_error {
+ public:
+  SaeError(ErrorKind kind, const std::string& message,
+           std::source_location where = std::source_location::current());
+  ErrorKind kind() const { return kind_; }
+  int exit_code() const { return static_cast<int>(kind_); }
+  const char* file() const { return file_; }
+  int line() const { return line_; }
+
+ private:
+  ErrorKind kind_;
+  const char* file_;
+  int line_;
+};
+
+// Bad job file, path or input that does not match a schema: exit 2.
+[[noreturn]] void user_error(const std::string& message,
+                             std::source_location where = std::source_location::current());
+// Checksum failure, NaN/Inf in inputs: exit 3.
+[[noreturn]] void corrupt_error(const std::string& message,
+                                std::source_location where = std::source_location::current());
+// A failed library call or a broken invariant: exit 1.
+[[noreturn]] void internal_error(const std::string& message,
+                                 std::source_location where = std::source_location::current());
+
+// Checks for C APIs that report failure through a return code.
+void check_mpi(int rc, const char* call, std::source_location where = std::source_location::current());
+
+}  // namespace saepipe
+
+#define SAE_MPI_CHECK(call) ::saepipe::check_mpi((call), #call)
+// HDF5 returns a negative value (or H5I_INVALID_HID) on failure.
+#define SAE_H5_CHECK(call)                                                        \
+  ([&]() {                                                                        \
+    auto sae_h5_rc_ = (call);                                                     \
+    if (sae_h5_rc_ < 0) ::saepipe::internal_error(std::string("HDF5 call failed: ") + #call); \
+    return sae_h5_rc_;                                                            \
+  }())
+#define SAE_ASSERT(cond, msg) \
+  do { if (!(cond)) ::saepipe::internal_error(std::string("assertion failed: " #cond ": ") + (msg)); } while (0)

@@ -1,0 +1,85 @@
+// A job file, validated against schemas/job.schema.json and resolved (all defaults
+// filled). Rank 0 reads the file and broadcasts its text; every rank parses the same text.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace saepipe {
+
+class MpiEnv;
+
+struct RunConfig {
+  std::string name, dir, device;
+  int64_t seed = 0;
+};
+
+struct SyntheticConfig {
+  int64_t d_model = 0, n_features = 0, seed = 0;
+  double mean_active = 0, decay = 0;
+};
+
+struct HarvestConfig {
+  std::string source, dtype;
+  std::vector<std::string> hooks;
+  int64_t n_tokens = 0, context = 0, shard_tokens = 0;
+  SyntheticConfig synthetic;
+};
+
+struct TrainConfig {
+  std::string activations, hook, architecture, b_dec_init;
+  int64_t d_sae = 0, k = 0, batch_tokens = 0, n_tokens = 0, auxk = 0, dead_tokens = 0;
+  int64_t init_tokens = 0, shuffle_tokens = 0, log_every = 0;
+  double lr = 0, adam_beta1 = 0, adam_beta2 = 0, adam_eps = 0, heldout_fraction = 0, auxk_coef = 0;
+};
+
+struct StatsConfig {
+  std::string activations, sae;
+  int64_t n_tokens = 0, batch_tokens = 0;
+};
+
+struct InterpretConfig {
+  std::string stats;
+  int64_t max_features = 0;
+};
+
+struct StageResources {
+  int64_t ranks = 1, nodes = 1, gpus_per_node = 0, cpus_per_task = 1;
+  std::string time, partition, account;
+};
+
+struct Job {
+  std::string path;           // where it was read from (for messages)
+  std::string resolved_toml;  // every key, defaults filled: stored in every output
+  RunConfig run;
+  HarvestConfig harvest;
+  TrainConfig train;
+  StatsConfig stats;
+  InterpretConfig interpret;
+  StageResources resources_harvest, resources_train, resources_stats, resources_interpret;
+
+  // Derived paths (relative paths are taken from the current directory).
+  std::string run_dir() const;
+  std::string store_dir() const;      // the store train reads
+  std::string stats_store_dir() const;
+  std::string sae_dir() const;        // this run's SAE output directory
+  std::string sae_path() const;       // the sae.h5 stats reads
+  std::string stats_dir() const;      // the stats directory interpret reads
+  std::string interpret_dir() const;
+  const StageResources& resources(const std::string& stage) const;
+};
+
+// Parse and validate job text; `path` names it in messages. Throws user_error (exit 2) with
+// one line "PATH:LINE: key: what is wrong". Pure: no file system access.
+Job parse_job(const std::string& text, const std::string& path);
+
+// Read (rank 0) + broadcast + parse on every rank; errors are raised on every rank alike.
+Job load_job(const MpiEnv& env, const std::string& path);
+
+// Read and parse on one process (the driver). "-" or "" means the embedded quickstart.
+Job load_job_serial(const std::string& path);
+
+// Write runs/<name>/job.resolved.toml atomically (temporary name, then rename).
+void write_resolved_job(const Job& job);
+
+}  // namespace saepipe

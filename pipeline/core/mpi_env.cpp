@@ -1,0 +1,112 @@
+#include "pipeline/core/mpi_env.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "pipeline/core/errors.hpp"
+
+namespace saepipe {
+
+MpiEnv::MpiEnv(MPI_Comm comm) : comm_(comm) {
+  SAE_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  SAE_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  char name[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  SAE_MPI_CHECK(MPI_Get_processor_name(name, &len));
+  host_.assign(name, len);
+  MPI_Comm local;
+  SAE_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local));
+  SAE_MPI_CHECK(MPI_Comm_rank(local, &local_rank_));
+  SAE_MPI_CHECK(MPI_Comm_free(&local));
+}
+
+void MpiEnv::barrier() const { SAE_MPI_CHECK(MPI_Barrier(comm_)); }
+
+void MpiEnv::all_or_none(const std::function<void()>& fn) const {
+  int my_kind = 0;
+  std::string my_text;
+  std::string my_file;
+  int my_line = 0;
+  try {
+    fn();
+  } catch (const SaeError& e) {
+    my_kind = e.exit_code();
+    my_text = e.what();
+    my_file = e.file();
+    my_line = e.line();
+  }
+  // The lowest failing rank speaks for all.
+  int candidate = my_kind ? rank_ : INT_MAX;
+  int first = INT_MAX;
+  SAE_MPI_CHECK(MPI_Allreduce(&candidate, &first, 1, MPI_INT, MPI_MIN, comm_));
+  if (first == INT_MAX) return;
+  SAE_MPI_CHECK(MPI_Bcast(&my_kind, 1, MPI_INT, first, comm_));
+  broadcast_string(my_text, first);
+  throw SaeError(static_cast<ErrorKind>(my_kind), my_text);
+}
+
+void MpiEnv::broadcast_string(std::string& s, int root) const {
+  long long n = static_cast<long long>(s.size());
+  SAE_MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG_LONG, root, comm_));
+  s.resize(static_cast<size_t>(n));
+  // MPI counts are int: send in pieces so a large text cannot overflow them.
+  for (long long off = 0; off < n; off += INT_MAX / 2) {
+    int count = static_cast<int>(std::min<long long>(INT_MAX / 2, n - off));
+    SAE_MPI_CHECK(MPI_Bcast(s.data() + off, count, MPI_CHAR, root, comm_));
+  }
+}
+
+std::string MpiEnv::broadcast_from_root(const std::function<std::string()>& produce) const {
+  std::string text;
+  all_or_none([&] {
+    if (rank_ == 0) text = produce();
+  });
+  broadcast_string(text, 0);
+  return text;
+}
+
+namespace {
+template <typename T>
+void allreduce_chunked(T* data, int64_t n, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
+  constexpr int64_t kChunk = int64_t(1) << 28;
+  for (int64_t off = 0; off < n; off += kChunk) {
+    int count = static_cast<int>(std::min(kChunk, n - off));
+    SAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, op, comm));
+  }
+}
+}  // namespace
+
+void MpiEnv::allreduce_sum(double* data, int64_t n) const {
+  allreduce_chunked(data, n, MPI_DOUBLE, MPI_SUM, comm_);
+}
+void MpiEnv::allreduce_sum(int64_t* data, int64_t n) const {
+  allreduce_chunked(data, n, MPI_INT64_T, MPI_SUM, comm_);
+}
+void MpiEnv::allreduce_max(float* data, int64_t n) const {
+  allreduce_chunked(data, n, MPI_FLOAT, MPI_MAX, comm_);
+}
+double MpiEnv::allreduce_sum(double v) const {
+  allreduce_sum(&v, 1);
+  return v;
+}
+int64_t MpiEnv::allreduce_sum(int64_t v) const {
+  allreduce_sum(&v, 1);
+  return v;
+}
+int MpiEnv::allreduce_max(int v) const {
+  SAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, comm_));
+  return v;
+}
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int provided = 0;
+  // FUNNELED: reader threads do HDF5 I/O only; all MPI calls stay on the main thread.
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    throw SaeError(ErrorKind::Internal, "MPI_Init_thread failed");
+  }
+}
+MpiSession::~MpiSession() { MPI_Finalize(); }
+
+}  // namespace saepipe
