@@ -18,11 +18,16 @@ class SaeError : public std::runtime_error {
   int exit_code() const { return static_cast<int>(kind_); }
   const char* file() const { return file_; }
   int line() const { return line_; }
+  // Set when every rank raised this error together (MpiEnv::all_or_none): the top level then
+  // exits cleanly on all ranks instead of aborting.
+  bool collective() const { return collective_; }
+  void set_collective() { collective_ = true; }
 
  private:
   ErrorKind kind_;
   const char* file_;
   int line_;
+  bool collective_ = false;
 };
 
 // Bad job file, path or input that does not match a schema: exit 2.

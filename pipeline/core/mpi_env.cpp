@@ -27,15 +27,11 @@ void MpiEnv::barrier() const { SAE_MPI_CHECK(MPI_Barrier(comm_)); }
 void MpiEnv::all_or_none(const std::function<void()>& fn) const {
   int my_kind = 0;
   std::string my_text;
-  std::string my_file;
-  int my_line = 0;
   try {
     fn();
   } catch (const SaeError& e) {
     my_kind = e.exit_code();
     my_text = e.what();
-    my_file = e.file();
-    my_line = e.line();
   }
   // The lowest failing rank speaks for all.
   int candidate = my_kind ? rank_ : INT_MAX;
@@ -44,7 +40,9 @@ void MpiEnv::all_or_none(const std::function<void()>& fn) const {
   if (first == INT_MAX) return;
   SAE_MPI_CHECK(MPI_Bcast(&my_kind, 1, MPI_INT, first, comm_));
   broadcast_string(my_text, first);
-  throw SaeError(static_cast<ErrorKind>(my_kind), my_text);
+  SaeError shared(static_cast<ErrorKind>(my_kind), my_text);
+  shared.set_collective();
+  throw shared;
 }
 
 void MpiEnv::broadcast_string(std::string& s, int root) const {

@@ -1,0 +1,102 @@
+// Backward of the sparse decoder and of the selected encoder pre-activations.
+//
+// Shape legend: N tokens, D d_model, F latents, K top-k.
+//   idx [N,K] (int32, -1 = empty slot); val, dval, dpre [N,K]; g, xc [N,D];
+//   W_dec [F,D]; grad_W_dec, grad_W_encT [F,D] (double); grad_b_enc [F] (double).
+//
+// The per-latent gradient rows are sums over the tokens that selected the latent. To make
+// them independent of the thread count, the (n, j) pairs are first bucketed by latent with a
+// counting sort (a CSR "latent -> pairs in increasing n"), then threads split the latents and
+// each latent row is summed serially in increasing n. No atomics, no per-thread partials.
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.hpp"
+#include "pipeline/core/errors.hpp"
+
+namespace saepipe::cpu {
+namespace {
+
+// pairs[start[f] .. start[f+1]) are the flat slots n*K + j with idx = f, increasing n.
+struct LatentLists {
+  std::vector<int64_t> start;  // [F+1]
+  std::vector<int64_t> pairs;  // [number of non-empty slots]
+};
+
+LatentLists bucket_by_latent(const int32_t* idx, int64_t N, int64_t K, int64_t F) {
+  LatentLists L;
+  L.start.assign(size_t(F + 1), 0);
+  const int64_t slots = N * K;
+  for (int64_t s = 0; s < slots; ++s) {
+    const int32_t f = idx[s];
+    if (f < 0) continue;
+    if (f >= F) internal_error("latent index " + std::to_string(f) + " out of range [0," +
+                               std::to_string(F) + ")");
+    ++L.start[size_t(f) + 1];
+  }
+  for (int64_t f = 0; f < F; ++f) L.start[f + 1] += L.start[f];
+  L.pairs.resize(size_t(L.start[F]));
+  std::vector<int64_t> fill(L.start.begin(), L.start.end() - 1);
+  for (int64_t s = 0; s < slots; ++s) {  // increasing s, hence increasing n per latent
+    const int32_t f = idx[s];
+    if (f >= 0) L.pairs[size_t(fill[f]++)] = s;
+  }
+  return L;
+}
+
+// grad[f, :] += sum over pairs s of coef[s] * rows[s / K, :], in increasing s.
+void accumulate_rows(const LatentLists& L, const float* coef, const float* rows, int64_t K,
+                     int64_t D, int64_t F, double* grad, double* grad_sum) {
+#pragma omp parallel for schedule(dynamic, 32)
+  for (int64_t f = 0; f < F; ++f) {
+    const int64_t b = L.start[f], e = L.start[f + 1];
+    if (b == e) continue;
+    double* gr = grad + f * D;
+    double s_coef = 0.0;
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t s = L.pairs[p];
+      const double a = coef[s];
+      const float* r = rows + (s / K) * D;
+      s_coef += a;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) gr[d] += a * double(r[d]);
+    }
+    if (grad_sum) grad_sum[f] += s_coef;
+  }
+}
+
+}  // namespace
+
+void sparse_decode_backward(const int32_t* idx, const float* val, const float* g, int64_t N,
+                            int64_t K, const float* W_dec, int64_t D, int64_t F, float* dval,
+                            double* grad_W_dec) {
+  SAE_ASSERT(N >= 0 && K >= 0 && D >= 0 && F >= 0, "negative size");
+  const LatentLists L = bucket_by_latent(idx, N, K, F);  // also validates idx
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* gn = g + n * D;
+    for (int64_t j = 0; j < K; ++j) {
+      const int32_t f = idx[n * K + j];
+      if (f < 0) {
+        dval[n * K + j] = 0.0f;
+        continue;
+      }
+      const float* w = W_dec + int64_t(f) * D;
+      float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t d = 0; d < D; ++d) acc += w[d] * gn[d];
+      dval[n * K + j] = acc;
+    }
+  }
+  accumulate_rows(L, val, g, K, D, F, grad_W_dec, nullptr);
+}
+
+void sparse_encode_backward(const int32_t* idx, const float* dpre, const float* xc, int64_t N,
+                            int64_t K, int64_t D, int64_t F, double* grad_W_encT,
+                            double* grad_b_enc) {
+  SAE_ASSERT(N >= 0 && K >= 0 && D >= 0 && F >= 0, "negative size");
+  const LatentLists L = bucket_by_latent(idx, N, K, F);
+  accumulate_rows(L, dpre, xc, K, D, F, grad_W_encT, grad_b_enc);
+}
+
+}  // namespace saepipe::cpu

@@ -1,0 +1,392 @@
+#include "pipeline/core/job.hpp"
+
+#define TOML_EXCEPTIONS 1
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/core/resources.hpp"
+
+namespace saepipe {
+namespace {
+
+using nlohmann::json;
+
+// Validates a TOML node against a (subset of) JSON Schema and fills defaults in place.
+// Supported: type (object/array/string/integer/number/boolean), enum, minimum, maximum,
+// exclusiveMinimum, exclusiveMaximum, pattern, minItems, items, properties,
+// additionalProperties:false, required, default, $ref to #/$defs/<name>.
+class SchemaValidator {
+ public:
+  SchemaValidator(const json& root, std::string path) : root_(root), path_(std::move(path)) {}
+
+  void validate_table(toml::table& table, const json& schema, const std::string& key_path) {
+    const json& s = resolve(schema);
+    const json& props = s.contains("properties") ? s["properties"] : json::object();
+    for (auto&& [k, node] : table) {
+      std::string key = join(key_path, std::string(k.str()));
+      if (!props.contains(std::string(k.str()))) {
+        fail(node, key, "unknown key (allowed here: " + list_keys(props) + ")");
+      }
+    }
+    if (s.contains("required")) {
+      for (const auto& r : s["required"]) {
+        if (!table.contains(r.get<std::string>())) {
+          fail_at(table.source().begin.line, join(key_path, r.get<std::string>()),
+                  "required key is missing");
+        }
+      }
+    }
+    for (auto& [name, sub] : props.items()) {
+      const json& subs = resolve(sub);
+      if (!table.contains(name)) {
+        if (subs.contains("default")) insert_json(table, name, subs["default"]);
+        else continue;
+      }
+      validate_node(*table.get(name), subs, join(key_path, name));
+      // An integer given where a number is expected is stored as a float, so every reader
+      // of the resolved job sees one type.
+      if (subs.value("type", "") == "number" && table.get(name)->is_integer())
+        table.insert_or_assign(name, double(table.get(name)->as_integer()->get()));
+    }
+  }
+
+ private:
+  const json& resolve(const json& s) const {
+    if (s.contains("$ref")) {
+      std::string ref = s["$ref"].get<std::string>();
+      const std::string prefix = "#/$defs/";
+      if (ref.rfind(prefix, 0) != 0) internal_error("schema: unsupported $ref " + ref);
+      return root_["$defs"][ref.substr(prefix.size())];
+    }
+    return s;
+  }
+
+  void validate_node(toml::node& node, const json& schema, const std::string& key) {
+    const json& s = resolve(schema);
+    std::string type = s.value("type", "");
+    if (type.empty() && s.contains("enum")) type = "string";
+    if (type == "object") {
+      auto* t = node.as_table();
+      if (!t) fail(node, key, "expected a table, got " + describe(node));
+      validate_table(*t, s, key);
+      return;
+    }
+    if (type == "array") {
+      auto* a = node.as_array();
+      if (!a) fail(node, key, "expected an array, got " + describe(node));
+      if (s.contains("minItems") && int64_t(a->size()) < s["minItems"].get<int64_t>())
+        fail(node, key, "needs at least " + std::to_string(s["minItems"].get<int64_t>()) + " item(s)");
+      for (size_t i = 0; i < a->size(); ++i)
+        validate_node(*a->get(i), s["items"], key + "[" + std::to_string(i) + "]");
+      return;
+    }
+    if (type == "string") {
+      auto* v = node.as_string();
+      if (!v) fail(node, key, "expected a string, got " + describe(node));
+      const std::string& text = v->get();
+      if (s.contains("enum")) {
+        bool ok = false;
+        for (const auto& e : s["enum"]) ok = ok || e.get<std::string>() == text;
+        if (!ok) fail(node, key, "\"" + text + "\" is not one of " + s["enum"].dump());
+      }
+      if (s.contains("pattern") && !std::regex_search(text, std::regex(s["pattern"].get<std::string>())))
+        fail(node, key, "\"" + text + "\" does not match " + s["pattern"].get<std::string>());
+      return;
+    }
+    if (type == "boolean") {
+      if (!node.is_boolean()) fail(node, key, "expected true or false, got " + describe(node));
+      return;
+    }
+    if (type == "integer" || type == "number") {
+      double value = 0;
+      if (auto* i = node.as_integer()) {
+        value = double(i->get());
+      } else if (auto* f = node.as_floating_point(); f && type == "number") {
+        value = f->get();
+        if (!std::isfinite(value)) fail(node, key, "must be a finite number");
+      } else {
+        fail(node, key, "expected " + std::string(type == "integer" ? "an integer" : "a number") +
+                            ", got " + describe(node));
+      }
+      auto bound = [&](const char* name) { return s.contains(name) ? s[name].get<double>() : NAN; };
+      auto num = [](double v) { std::ostringstream o; o << v; return o.str(); };
+      if (double b = bound("minimum"); !std::isnan(b) && value < b) fail(node, key, "must be >= " + num(b) + ", got " + num(value));
+      if (double b = bound("maximum"); !std::isnan(b) && value > b) fail(node, key, "must be <= " + num(b) + ", got " + num(value));
+      if (double b = bound("exclusiveMinimum"); !std::isnan(b) && value <= b) fail(node, key, "must be > " + num(b) + ", got " + num(value));
+      if (double b = bound("exclusiveMaximum"); !std::isnan(b) && value >= b) fail(node, key, "must be < " + num(b) + ", got " + num(value));
+      return;
+    }
+    internal_error("schema: unsupported type '" + type + "' at " + key);
+  }
+
+  // Inserts a JSON default into a TOML table / array (toml++ inserts values, not nodes).
+  static void insert_json(toml::table& t, const std::string& k, const json& v) {
+    if (v.is_object()) {
+      toml::table sub;
+      for (auto& [kk, x] : v.items()) insert_json(sub, kk, x);
+      t.insert_or_assign(k, std::move(sub));
+    } else if (v.is_array()) {
+      toml::array a;
+      for (auto& x : v) push_json(a, x);
+      t.insert_or_assign(k, std::move(a));
+    } else if (v.is_string()) {
+      t.insert_or_assign(k, v.get<std::string>());
+    } else if (v.is_boolean()) {
+      t.insert_or_assign(k, v.get<bool>());
+    } else if (v.is_number_integer()) {
+      t.insert_or_assign(k, v.get<int64_t>());
+    } else {
+      t.insert_or_assign(k, v.get<double>());
+    }
+  }
+  static void push_json(toml::array& a, const json& v) {
+    if (v.is_string()) a.push_back(v.get<std::string>());
+    else if (v.is_boolean()) a.push_back(v.get<bool>());
+    else if (v.is_number_integer()) a.push_back(v.get<int64_t>());
+    else if (v.is_number()) a.push_back(v.get<double>());
+    else internal_error("schema: nested default arrays are not supported");
+  }
+
+  static std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+  static std::string list_keys(const json& props) {
+    std::string out;
+    for (auto& [k, _] : props.items()) out += (out.empty() ? "" : ", ") + k;
+    return out;
+  }
+  static std::string describe(const toml::node& n) {
+    std::ostringstream o;
+    switch (n.type()) {
+      case toml::node_type::string: o << "string \"" << n.as_string()->get() << "\""; break;
+      case toml::node_type::integer: o << "integer " << n.as_integer()->get(); break;
+      case toml::node_type::floating_point: o << "float " << n.as_floating_point()->get(); break;
+      case toml::node_type::boolean: o << "boolean " << (n.as_boolean()->get() ? "true" : "false"); break;
+      case toml::node_type::table: o << "a table"; break;
+      case toml::node_type::array: o << "an array"; break;
+      default: o << "a date/time"; break;
+    }
+    return o.str();
+  }
+  [[noreturn]] void fail(const toml::node& node, const std::string& key, const std::string& what) {
+    fail_at(node.source().begin.line, key, what);
+  }
+  [[noreturn]] void fail_at(uint32_t line, const std::string& key, const std::string& what) {
+    std::string where = path_;
+    if (line > 0) where += ":" + std::to_string(line);
+    user_error(where + ": " + key + ": " + what);
+  }
+
+  const json& root_;
+  std::string path_;
+};
+
+}  // namespace
+}  // namespace saepipe
+
+namespace saepipe {
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+T get(const toml::table& t, const char* dotted) {
+  auto v = t.at_path(dotted).value<T>();
+  if (!v) internal_error(std::string("resolved job lacks ") + dotted);
+  return *v;
+}
+
+StageResources read_resources(const toml::table& t, const std::string& stage) {
+  StageResources r;
+  std::string p = "resources." + stage + ".";
+  r.ranks = get<int64_t>(t, (p + "ranks").c_str());
+  r.nodes = get<int64_t>(t, (p + "nodes").c_str());
+  r.gpus_per_node = get<int64_t>(t, (p + "gpus_per_node").c_str());
+  r.cpus_per_task = get<int64_t>(t, (p + "cpus_per_task").c_str());
+  r.time = get<std::string>(t, (p + "time").c_str());
+  r.partition = get<std::string>(t, (p + "partition").c_str());
+  r.account = get<std::string>(t, (p + "account").c_str());
+  return r;
+}
+
+// Checks between keys that a per-key schema cannot express.
+void check_cross_fields(const Job& job, const toml::table& t) {
+  auto fail = [&](const char* key, const std::string& what) {
+    uint32_t line = 0;
+    if (auto n = t.at_path(key); n.node()) line = n.node()->source().begin.line;
+    std::string where = job.path + (line ? ":" + std::to_string(line) : "");
+    user_error(where + ": " + key + ": " + what);
+  };
+  const auto& h = job.harvest;
+  if (h.shard_tokens % h.context != 0)
+    fail("harvest.shard_tokens", "must be a multiple of harvest.context (" + std::to_string(h.context) +
+                                     ") so that sequences never straddle shards, got " + std::to_string(h.shard_tokens));
+  if (h.n_tokens % h.context != 0)
+    fail("harvest.n_tokens", "must be a multiple of harvest.context (" + std::to_string(h.context) + "), got " +
+                                 std::to_string(h.n_tokens));
+  for (size_t i = 0; i < h.hooks.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (h.hooks[i] == h.hooks[j]) fail("harvest.hooks", "hook \"" + h.hooks[i] + "\" is listed twice");
+  const auto& tr = job.train;
+  if (tr.k > tr.d_sae)
+    fail("train.k", "must be <= train.d_sae (" + std::to_string(tr.d_sae) + "), got " + std::to_string(tr.k));
+  if (tr.auxk > tr.d_sae)
+    fail("train.auxk", "must be <= train.d_sae (" + std::to_string(tr.d_sae) + "), got " + std::to_string(tr.auxk));
+  if (!tr.hook.empty() && tr.activations.empty()) {
+    bool found = false;
+    for (const auto& x : h.hooks) found = found || x == tr.hook;
+    if (!found) fail("train.hook", "\"" + tr.hook + "\" is not among harvest.hooks");
+  }
+}
+
+}  // namespace
+
+Job parse_job(const std::string& text, const std::string& path) {
+  toml::table t;
+  try {
+    t = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    user_error(path + ":" + std::to_string(e.source().begin.line) + ": TOML syntax error: " +
+               std::string(e.description()));
+  }
+  const json schema = json::parse(embedded_resource("job.schema.json"));
+  SchemaValidator(schema, path).validate_table(t, schema, "");
+
+  Job job;
+  job.path = path;
+  job.run.name = get<std::string>(t, "run.name");
+  job.run.dir = get<std::string>(t, "run.dir");
+  job.run.device = get<std::string>(t, "run.device");
+  job.run.seed = get<int64_t>(t, "run.seed");
+
+  auto& h = job.harvest;
+  h.source = get<std::string>(t, "harvest.source");
+  h.dtype = get<std::string>(t, "harvest.dtype");
+  for (auto& n : *t.at_path("harvest.hooks").as_array()) h.hooks.push_back(*n.value<std::string>());
+  h.n_tokens = get<int64_t>(t, "harvest.n_tokens");
+  h.context = get<int64_t>(t, "harvest.context");
+  h.shard_tokens = get<int64_t>(t, "harvest.shard_tokens");
+  h.synthetic.d_model = get<int64_t>(t, "harvest.synthetic.d_model");
+  h.synthetic.n_features = get<int64_t>(t, "harvest.synthetic.n_features");
+  h.synthetic.seed = get<int64_t>(t, "harvest.synthetic.seed");
+  h.synthetic.mean_active = get<double>(t, "harvest.synthetic.mean_active");
+  h.synthetic.decay = get<double>(t, "harvest.synthetic.decay");
+
+  auto& tr = job.train;
+  tr.activations = get<std::string>(t, "train.activations");
+  tr.hook = get<std::string>(t, "train.hook");
+  tr.architecture = get<std::string>(t, "train.architecture");
+  tr.b_dec_init = get<std::string>(t, "train.b_dec_init");
+  tr.d_sae = get<int64_t>(t, "train.d_sae");
+  tr.k = get<int64_t>(t, "train.k");
+  tr.batch_tokens = get<int64_t>(t, "train.batch_tokens");
+  tr.n_tokens = get<int64_t>(t, "train.n_tokens");
+  tr.auxk = get<int64_t>(t, "train.auxk");
+  tr.dead_tokens = get<int64_t>(t, "train.dead_tokens");
+  tr.init_tokens = get<int64_t>(t, "train.init_tokens");
+  tr.shuffle_tokens = get<int64_t>(t, "train.shuffle_tokens");
+  tr.log_every = get<int64_t>(t, "train.log_every");
+  tr.lr = get<double>(t, "train.lr");
+  tr.adam_beta1 = get<double>(t, "train.adam_beta1");
+  tr.adam_beta2 = get<double>(t, "train.adam_beta2");
+  tr.adam_eps = get<double>(t, "train.adam_eps");
+  tr.heldout_fraction = get<double>(t, "train.heldout_fraction");
+  tr.auxk_coef = get<double>(t, "train.auxk_coef");
+
+  job.stats.activations = get<std::string>(t, "stats.activations");
+  job.stats.sae = get<std::string>(t, "stats.sae");
+  job.stats.n_tokens = get<int64_t>(t, "stats.n_tokens");
+  job.stats.batch_tokens = get<int64_t>(t, "stats.batch_tokens");
+  job.interpret.stats = get<std::string>(t, "interpret.stats");
+  job.interpret.max_features = get<int64_t>(t, "interpret.max_features");
+
+  job.resources_harvest = read_resources(t, "harvest");
+  job.resources_train = read_resources(t, "train");
+  job.resources_stats = read_resources(t, "stats");
+  job.resources_interpret = read_resources(t, "interpret");
+
+  check_cross_fields(job, t);
+
+  std::ostringstream out;
+  out << "# saepipe resolved job (every default filled) from " << path << "\n" << t << "\n";
+  job.resolved_toml = out.str();
+  return job;
+}
+
+namespace {
+
+std::string read_job_text(const std::string& path) {
+  if (path.empty() || path == "-") return embedded_resource("quickstart.toml");
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) user_error(path + ": job file not found");
+  if (std::filesystem::is_directory(path, ec)) user_error(path + ": is a directory, not a job file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) user_error(path + ": cannot open job file for reading");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string display_path(const std::string& path) {
+  return (path.empty() || path == "-") ? std::string("<embedded quickstart.toml>") : path;
+}
+
+// Input paths the user named must exist; the defaults are produced by earlier stages.
+void check_input_paths(const Job& job) {
+  auto need = [&](const char* key, const std::string& value, const char* what) {
+    if (value.empty()) return;
+    std::error_code ec;
+    if (!std::filesystem::exists(value, ec))
+      user_error(job.path + ": " + key + ": " + what + " \"" + value + "\" does not exist");
+  };
+  need("train.activations", job.train.activations, "activation store");
+  need("stats.activations", job.stats.activations, "activation store");
+  need("stats.sae", job.stats.sae, "SAE checkpoint");
+  need("interpret.stats", job.interpret.stats, "stats directory");
+}
+
+}  // namespace
+
+Job load_job_serial(const std::string& path) {
+  Job job = parse_job(read_job_text(path), display_path(path));
+  check_input_paths(job);
+  return job;
+}
+
+Job load_job(const MpiEnv& env, const std::string& path) {
+  std::string text = env.broadcast_from_root([&] { return read_job_text(path); });
+  Job job;
+  env.all_or_none([&] {
+    job = parse_job(text, display_path(path));
+    check_input_paths(job);
+  });
+  return job;
+}
+
+std::string Job::run_dir() const { return run.dir.empty() ? "runs/" + run.name : run.dir; }
+std::string Job::store_dir() const { return train.activations.empty() ? run_dir() + "/activations" : train.activations; }
+std::string Job::stats_store_dir() const { return stats.activations.empty() ? store_dir() : stats.activations; }
+std::string Job::sae_dir() const { return run_dir() + "/sae"; }
+std::string Job::sae_path() const { return stats.sae.empty() ? sae_dir() + "/sae.h5" : stats.sae; }
+std::string Job::stats_dir() const { return interpret.stats.empty() ? run_dir() + "/stats" : interpret.stats; }
+std::string Job::interpret_dir() const { return run_dir() + "/interpret"; }
+
+const StageResources& Job::resources(const std::string& stage) const {
+  if (stage == "harvest") return resources_harvest;
+  if (stage == "train") return resources_train;
+  if (stage == "stats") return resources_stats;
+  if (stage == "interpret") return resources_interpret;
+  internal_error("unknown stage " + stage);
+}
+
+void write_resolved_job(const Job& job) {
+  write_file_atomic(job.run_dir() + "/job.resolved.toml", job.resolved_toml);
+}
+
+}  // namespace saepipe

@@ -1,0 +1,115 @@
+#include "pipeline/stages/launcher.hpp"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/job.hpp"
+
+extern char** environ;
+
+namespace saepipe {
+
+const std::vector<std::string> kStages = {"harvest", "train", "stats", "interpret"};
+
+namespace {
+
+// The stage programs live next to the running `saepipe` binary.
+std::string program_dir() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) internal_error("cannot locate the saepipe binary: " + ec.message());
+  return self.parent_path().string();
+}
+
+int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
+  for (const auto& e : extra_env) env_store.push_back(e);
+  std::vector<char*> envp, args;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_copy = argv;
+  for (auto& a : argv_copy) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), envp.data());
+  if (rc != 0) user_error(argv[0] + ": cannot start: " + std::string(std::strerror(rc)));
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) internal_error("waitpid failed");
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  std::fprintf(stderr, "saepipe: %s ended by signal %d\n", argv[0].c_str(), WTERMSIG(status));
+  return 1;
+}
+
+}  // namespace
+
+std::vector<std::string> stage_command(const std::string& stage, const std::string& job_arg, int ranks,
+                                       const std::string& launcher) {
+  std::string prog = program_dir() + "/saepipe-" + stage;
+  std::vector<std::string> cmd;
+  if (ranks > 1 || !launcher.empty()) {
+    std::string mpirun = launcher;
+    if (mpirun.empty()) {
+      const char* env = std::getenv("SAEPIPE_MPIRUN");
+      mpirun = env && *env ? env : "mpirun";
+    }
+    cmd.push_back(mpirun);
+    cmd.push_back("-np");
+    cmd.push_back(std::to_string(ranks));
+    if (std::filesystem::path(mpirun).filename() == "mpirun" || std::filesystem::path(mpirun).filename() == "mpiexec") {
+      // Threads of a rank must not be pinned to one core; more ranks than cores is fine here.
+      cmd.insert(cmd.end(), {"--bind-to", "none", "--oversubscribe"});
+      if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");
+    }
+  }
+  cmd.push_back(prog);
+  cmd.push_back("--job");
+  cmd.push_back(job_arg.empty() ? "-" : job_arg);
+  return cmd;
+}
+
+int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& opt) {
+  for (const auto& s : opt.only) {
+    bool known = false;
+    for (const auto& k : kStages) known = known || k == s;
+    if (!known) user_error("--only: unknown stage \"" + s + "\" (stages: harvest, train, stats, interpret)");
+  }
+  write_resolved_job(job);
+  for (const auto& stage : kStages) {
+    bool selected = opt.only.empty();
+    for (const auto& s : opt.only) selected = selected || s == stage;
+    if (!selected) continue;
+    int ranks = opt.ranks > 0 ? opt.ranks : int(job.resources(stage).ranks);
+    std::vector<std::string> extra_env;
+    // Share the cores between ranks unless the user chose a thread count.
+    if (!std::getenv("OMP_NUM_THREADS")) {
+      unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+      extra_env.push_back("OMP_NUM_THREADS=" + std::to_string(std::max(1u, hw / unsigned(ranks))));
+    }
+    auto cmd = stage_command(stage, job_arg, ranks, opt.launcher);
+    std::string line;
+    for (const auto& c : cmd) line += (line.empty() ? "" : " ") + c;
+    std::fprintf(stderr, "saepipe: %s\n", line.c_str());
+    std::fflush(stderr);
+    int rc = spawn_and_wait(cmd, extra_env);
+    if (rc != 0) {
+      std::fprintf(stderr, "saepipe: stage %s failed with exit code %d; later stages not run\n", stage.c_str(), rc);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+}  // namespace saepipe
