@@ -1,5 +1,8 @@
 # Writes a C++ file holding each resource file's text, looked up by its file name.
 # Hex-encoded so no character of the text can break the generated source.
+file(GLOB FILES ${SRC}/schemas/*.json)
+list(SORT FILES)
+list(APPEND FILES ${SRC}/jobs/quickstart.toml)
 set(body "#include \"pipeline/core/resources.hpp\"\n#include <map>\n#include <string>\nnamespace saepipe {\nnamespace {\n")
 set(entries "")
 set(i 0)

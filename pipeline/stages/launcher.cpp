@@ -70,7 +70,7 @@ std::vector<std::string> stage_command(const std::string& stage, const std::stri
     cmd.push_back(std::to_string(ranks));
     if (std::filesystem::path(mpirun).filename() == "mpirun" || std::filesystem::path(mpirun).filename() == "mpiexec") {
       // Threads of a rank must not be pinned to one core; more ranks than cores is fine here.
-      cmd.insert(cmd.end(), {"--bind-to", "none", "--oversubscribe"});
+      cmd.insert(cmd.end(), {"-q", "--bind-to", "none", "--oversubscribe"});
       if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");
     }
   }

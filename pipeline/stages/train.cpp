@@ -110,9 +110,9 @@ void run_train(const Job& job, const MpiEnv& env) {
   // One reduction buffer: gradient | fire counts | sum x | [sse, active, aux, sum x^2].
   const int64_t P = params.size();
   const int64_t off_fire = P, off_sumx = P + F, off_scalars = P + F + D, n_reduce = off_scalars + 4;
-  std::vector<double> reduce(size_t(n_reduce));
-  std::vector<int64_t> fire(size_t(F));
-  std::vector<float> grad(size_t(P));
+  std::vector<double> reduce(static_cast<size_t>(n_reduce));
+  std::vector<int64_t> fire(static_cast<size_t>(F));
+  std::vector<float> grad(static_cast<size_t>(P));
   std::vector<float> x(size_t(std::max<int64_t>(hi - lo, 1) * D));
   std::vector<int64_t> since_fired(size_t(F), 0);
   std::vector<uint8_t> dead(size_t(F), 0);

@@ -1,0 +1,159 @@
+// Writing the activation store's HDF5 files: shards, the virtual dataset over them, and the
+// synthetic ground truth. (The manifest is in store_manifest.cpp, reading in store_reader.cpp.)
+#include "pipeline/io/activation_store.hpp"
+
+#include <filesystem>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
+#include "pipeline/io/atomic_h5.hpp"
+#include "pipeline/io/h5.hpp"
+
+namespace saepipe {
+
+namespace {
+
+constexpr const char* kShardSchema = "saepipe.activations.shard";
+constexpr const char* kVirtualSchema = "saepipe.activations.virtual";
+constexpr const char* kGroundTruthSchema = "saepipe.activations.ground_truth";
+constexpr int64_t kVersion = 1;
+
+h5::Type to_h5_type(StoreDtype dtype) {
+  switch (dtype) {
+    case StoreDtype::Float32: return h5::Type::Float32;
+    case StoreDtype::Float16: return h5::Type::Float16;
+    case StoreDtype::BFloat16: return h5::Type::BFloat16;
+  }
+  internal_error("unknown StoreDtype");
+}
+
+std::string in_dir(const std::string& dir, const std::string& name) {
+  return (std::filesystem::path(dir) / name).string();
+}
+
+// What a shard on disk says about itself; `readable` is false when it cannot be trusted.
+struct ShardStamp {
+  bool readable = false, complete = false;
+  std::string schema, fingerprint;
+  int64_t first_token = -1, n_tokens = -1;
+};
+
+ShardStamp read_stamp(const std::string& path) {
+  ShardStamp s;
+  try {
+    h5::File f = h5::open_file(path);
+    if (!f.has_attribute("complete") || f.read_int_attribute("complete") != 1) return s;
+    s.schema = f.has_attribute("schema") ? f.read_string_attribute("schema") : "";
+    s.fingerprint = f.has_attribute("fingerprint") ? f.read_string_attribute("fingerprint") : "";
+    s.first_token = f.has_attribute("first_token") ? f.read_int_attribute("first_token") : -1;
+    s.n_tokens = f.has_attribute("n_tokens") ? f.read_int_attribute("n_tokens") : -1;
+    s.readable = s.complete = true;
+  } catch (const SaeError&) {
+    // Truncated or otherwise unreadable: the shard is rewritten.
+  }
+  return s;
+}
+
+}  // namespace
+
+void write_shard(const std::string& path, const ShardData& data, const std::vector<std::string>& hooks,
+                 int64_t d_model, StoreDtype dtype, const std::string& fingerprint) {
+  const int64_t n = data.n_tokens;
+  SAE_ASSERT(n > 0 && d_model > 0, path + ": a shard needs tokens and d_model > 0");
+  SAE_ASSERT(data.activations.size() == hooks.size(), path + ": one activation array per hook");
+  for (size_t h = 0; h < hooks.size(); ++h) {
+    SAE_ASSERT(int64_t(data.activations[h].size()) == n * d_model, path + ": activations of " + hooks[h] + " are not [n_tokens, d_model]");
+    SAE_ASSERT(!hooks[h].empty() && hooks[h].find('/') == std::string::npos, path + ": bad hook name '" + hooks[h] + "'");
+  }
+  SAE_ASSERT(int64_t(data.tokens.size()) == n && int64_t(data.sequence.size()) == n && int64_t(data.position.size()) == n,
+             path + ": tokens, sequence and position must hold n_tokens values");
+
+  h5::AtomicFile out(path);
+  {
+    h5::File& f = out.file();
+    const h5::Type type = to_h5_type(dtype);
+    for (size_t h = 0; h < hooks.size(); ++h)
+      f.create_dataset("activations/" + hooks[h], type, {n, d_model}).write(data.activations[h].data());
+    f.create_dataset("tokens", h5::Type::Int32, {n}).write(data.tokens.data());
+    f.create_dataset("sequence", h5::Type::Int64, {n}).write(data.sequence.data());
+    f.create_dataset("position", h5::Type::Int32, {n}).write(data.position.data());
+    f.write_string_attribute("schema", kShardSchema);
+    f.write_int_attribute("version", kVersion);
+    f.write_int_attribute("first_token", data.first_token);
+    f.write_int_attribute("n_tokens", n);
+    f.write_int_attribute("d_model", d_model);
+    f.write_string_attribute("dtype", to_string(dtype));
+    f.write_string_attribute("fingerprint", fingerprint);
+    f.write_int_attribute("complete", 1);  // last: marks the content as whole
+  }
+  out.commit();
+}
+
+bool shard_complete(const std::string& path, const std::string& fingerprint, int64_t first_token, int64_t n_tokens) {
+  if (!path_exists(path)) return false;
+  const ShardStamp s = read_stamp(path);
+  if (!s.readable || !s.complete) return false;
+  std::string differs;
+  if (s.schema != kShardSchema) differs = "schema '" + s.schema + "'";
+  else if (s.fingerprint != fingerprint) differs = "another fingerprint";
+  else if (s.first_token != first_token || s.n_tokens != n_tokens)
+    differs = "tokens " + std::to_string(s.first_token) + "+" + std::to_string(s.n_tokens) + ", expected " +
+              std::to_string(first_token) + "+" + std::to_string(n_tokens);
+  if (!differs.empty())
+    user_error(path + ": written by a different job; remove the run directory or change run.name (" + differs + ")");
+  return true;
+}
+
+void write_virtual_store(const std::string& store_dir, const StoreManifest& m) {
+  const h5::Type type = to_h5_type(parse_store_dtype(m.dtype));
+  auto sources = [&](const std::string& dataset) {
+    std::vector<h5::VirtualSource> v;
+    for (const ShardInfo& s : m.shards) v.push_back({s.path, dataset, s.first_token, s.n_tokens});
+    return v;
+  };
+  h5::AtomicFile out(in_dir(store_dir, "activations.h5"));
+  {
+    h5::File& f = out.file();
+    for (const std::string& hook : m.hooks)
+      f.create_virtual_dataset("activations/" + hook, type, {m.n_tokens, m.d_model}, sources("/activations/" + hook));
+    f.create_virtual_dataset("tokens", h5::Type::Int32, {m.n_tokens}, sources("/tokens"));
+    f.create_virtual_dataset("sequence", h5::Type::Int64, {m.n_tokens}, sources("/sequence"));
+    f.create_virtual_dataset("position", h5::Type::Int32, {m.n_tokens}, sources("/position"));
+    f.write_string_attribute("schema", kVirtualSchema);
+    f.write_int_attribute("version", kVersion);
+    f.write_int_attribute("n_tokens", m.n_tokens);
+    f.write_int_attribute("d_model", m.d_model);
+    f.write_string_attribute("dtype", m.dtype);
+  }
+  out.commit();
+}
+
+void write_ground_truth(const std::string& store_dir, const float* features, int64_t n_features, int64_t d_model) {
+  SAE_ASSERT(n_features > 0 && d_model > 0, store_dir + ": ground truth needs features");
+  h5::AtomicFile out(in_dir(store_dir, "ground_truth.h5"));
+  {
+    h5::File& f = out.file();
+    f.create_dataset("features", h5::Type::Float32, {n_features, d_model}).write(features);
+    f.write_string_attribute("schema", kGroundTruthSchema);
+    f.write_int_attribute("version", kVersion);
+    f.write_int_attribute("n_features", n_features);
+    f.write_int_attribute("d_model", d_model);
+  }
+  out.commit();
+}
+
+std::vector<float> read_ground_truth(const std::string& store_dir, int64_t* n_features, int64_t* d_model) {
+  const std::string path = in_dir(store_dir, "ground_truth.h5");
+  h5::File f = h5::open_file(path);
+  h5::Dataset ds = f.open_dataset("features");
+  const std::vector<int64_t> dims = ds.dims();
+  if (dims.size() != 2 || dims[0] < 1 || dims[1] < 1)
+    user_error(ds.where() + ": expected a [n_features, d_model] matrix");
+  *n_features = dims[0];
+  *d_model = dims[1];
+  return ds.read_all<float>();
+}
+
+bool has_ground_truth(const std::string& store_dir) { return path_exists(in_dir(store_dir, "ground_truth.h5")); }
+
+}  // namespace saepipe

@@ -1,0 +1,114 @@
+// The activation store (DESIGN.md "Activation store", schemas/activations.schema.json): a
+// directory with manifest.json, one HDF5 shard per block of tokens, activations.h5 (a virtual
+// dataset over the shards) and, for synthetic stores, ground_truth.h5.
+//
+// Shapes: N tokens, D d_model, G ground-truth features.
+// Shard layout: /activations/<hook> [N, D] in the store dtype, /tokens [N] int32,
+// /sequence [N] int64 (global sequence index), /position [N] int32; chunked with Fletcher32;
+// root attributes schema, version, first_token, n_tokens, d_model, dtype, fingerprint, complete.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace saepipe {
+
+enum class StoreDtype { Float32, Float16, BFloat16 };
+// "float32" | "float16" | "bfloat16"; anything else is a user error listing those.
+StoreDtype parse_store_dtype(const std::string& name);
+std::string to_string(StoreDtype dtype);
+
+struct ShardInfo {
+  std::string path;  // relative to the store directory
+  int64_t first_token = 0, n_tokens = 0;
+  int rank = 0;  // the rank that wrote it
+};
+
+// manifest.json: {"schema": "saepipe.activations", "version": 1, "d_model", "dtype", "hooks",
+// "n_tokens", "context", "source": {...}, "shards": [{"path", "first_token", "n_tokens", "rank"}]}.
+struct StoreManifest {
+  int version = 1;
+  int64_t d_model = 0;
+  std::string dtype;
+  std::vector<std::string> hooks;
+  int64_t n_tokens = 0, context = 0;
+  nlohmann::json source = nlohmann::json::object();
+  std::vector<ShardInfo> shards;
+
+  // Reads and validates <store_dir>/manifest.json: user error naming the file and the field
+  // (missing file, bad JSON, other schema or version, missing or mistyped field, shards that are
+  // not contiguous or do not cover n_tokens). A shard without first_token gets the running sum.
+  static StoreManifest read(const std::string& store_dir);
+  // Writes <store_dir>/manifest.json atomically (temporary name, then rename).
+  void write(const std::string& store_dir) const;
+};
+
+// One shard's rows, as the harvest produces them.
+struct ShardData {
+  int64_t first_token = 0, n_tokens = 0;
+  std::vector<std::vector<float>> activations;  // per hook, [N * D]
+  std::vector<int32_t> tokens, position;        // [N]
+  std::vector<int64_t> sequence;                // [N]
+};
+
+// Writes a shard to path + ".tmp" and renames it to `path` once complete (the temporary is
+// removed if anything fails). A finite value that overflows float16 is a user error.
+void write_shard(const std::string& path, const ShardData& data, const std::vector<std::string>& hooks,
+                 int64_t d_model, StoreDtype dtype, const std::string& fingerprint);
+
+// False when the shard is absent, unreadable or incomplete (it is to be rewritten); true when it
+// is complete and was written by this job for these tokens; a user error when it is complete
+// but its fingerprint or extent differ (written by a different job).
+bool shard_complete(const std::string& path, const std::string& fingerprint, int64_t first_token, int64_t n_tokens);
+
+// Writes <store_dir>/activations.h5: virtual datasets /activations/<hook> [N, D], /tokens,
+// /sequence, /position mapping each shard's rows by relative file name (the store can be moved).
+void write_virtual_store(const std::string& store_dir, const StoreManifest& manifest);
+
+// <store_dir>/ground_truth.h5: /features [G, D] float32 (atomic).
+void write_ground_truth(const std::string& store_dir, const float* features, int64_t n_features, int64_t d_model);
+std::vector<float> read_ground_truth(const std::string& store_dir, int64_t* n_features, int64_t* d_model);
+bool has_ground_truth(const std::string& store_dir);
+
+// Reads rows of one hook across shard boundaries, converted to float32, checking every value is
+// finite. Shards are opened on first use and kept open (at most a few dozen at a time).
+// Not thread-safe: use one reader per thread, and since Debian's HDF5 is built without thread
+// safety, never call HDF5 from two threads at once.
+class StoreReader {
+ public:
+  // An empty hook means the store's first hook; an unknown hook is a user error listing them.
+  StoreReader(const std::string& store_dir, const std::string& hook);
+  ~StoreReader();
+  StoreReader(StoreReader&&) noexcept;
+  StoreReader& operator=(StoreReader&&) noexcept;
+  StoreReader(const StoreReader&) = delete;
+  StoreReader& operator=(const StoreReader&) = delete;
+
+  const StoreManifest& manifest() const { return manifest_; }
+  const std::string& store_dir() const { return store_dir_; }
+  const std::string& hook() const { return hook_; }
+  int64_t n_tokens() const { return manifest_.n_tokens; }
+  int64_t d_model() const { return manifest_.d_model; }
+
+  // Rows [first, first + count): out holds count * D floats. Errors: a missing or malformed
+  // shard is a user error; a failed read (checksum mismatch) or a NaN/Inf is a corrupt error
+  // naming the shard, the dataset and the global row.
+  void read_rows(int64_t first, int64_t count, float* out);
+  void read_sequence(int64_t first, int64_t count, int64_t* out);
+  void read_tokens(int64_t first, int64_t count, int32_t* out);
+  void read_position(int64_t first, int64_t count, int32_t* out);
+
+ private:
+  struct OpenShard;
+  OpenShard& shard(size_t index);
+  template <class Fn> void for_each_piece(int64_t first, int64_t count, Fn&& fn);
+
+  std::string store_dir_, hook_;
+  StoreManifest manifest_;
+  std::vector<std::unique_ptr<OpenShard>> open_;  // by shard index; null = closed
+  int64_t n_open_ = 0, clock_ = 0;
+};
+
+}  // namespace saepipe

@@ -1,0 +1,109 @@
+#include "pipeline/io/checkpoint.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/io/atomic_h5.hpp"
+#include "pipeline/io/h5.hpp"
+
+namespace saepipe {
+
+namespace {
+
+constexpr const char* kSchema = "saepipe.sae";
+constexpr int64_t kVersion = 1;
+
+void write_matrix(const h5::File& f, const std::string& name, const std::vector<int64_t>& dims,
+                  const std::vector<float>& values) {
+  f.create_dataset(name, h5::Type::Float32, dims).write(values.data());
+}
+
+// Reads a float32 dataset of the given shape, checking every value is finite.
+std::vector<float> read_weights(const h5::File& f, const std::string& name, const std::vector<int64_t>& dims,
+                                const std::string& dims_text) {
+  h5::Dataset ds = f.open_dataset(name);
+  if (ds.dims() != dims) {
+    std::string got;
+    for (int64_t d : ds.dims()) got += (got.empty() ? "" : ", ") + std::to_string(d);
+    user_error(ds.where() + ": shape [" + got + "], expected " + dims_text);
+  }
+  const h5::Type type = ds.type();
+  if (type != h5::Type::Float32) user_error(ds.where() + ": stored as " + h5::to_string(type) + ", expected float32");
+  std::vector<float> v = ds.read_all<float>();
+  auto bad = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+  if (bad != v.end())
+    corrupt_error(ds.where() + ": non-finite weight (" + (std::isnan(*bad) ? "nan" : "inf") + ") at element " +
+                  std::to_string(bad - v.begin()));
+  return v;
+}
+
+}  // namespace
+
+void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& c) {
+  const int64_t D = c.d_in, F = c.d_sae;
+  SAE_ASSERT(D > 0 && F > 0, path + ": d_in and d_sae must be positive");
+  SAE_ASSERT(int64_t(c.W_enc.size()) == D * F && int64_t(c.W_dec.size()) == F * D, path + ": W_enc/W_dec sizes");
+  SAE_ASSERT(int64_t(c.b_enc.size()) == F && int64_t(c.b_dec.size()) == D, path + ": b_enc/b_dec sizes");
+  SAE_ASSERT(c.threshold.empty() || int64_t(c.threshold.size()) == F, path + ": threshold size");
+
+  h5::AtomicFile out(path);
+  {
+    const h5::File& f = out.file();
+    write_matrix(f, "W_enc", {D, F}, c.W_enc);
+    write_matrix(f, "b_enc", {F}, c.b_enc);
+    write_matrix(f, "W_dec", {F, D}, c.W_dec);
+    write_matrix(f, "b_dec", {D}, c.b_dec);
+    write_matrix(f, "threshold", {F}, c.threshold.empty() ? std::vector<float>(size_t(F), 0.0f) : c.threshold);
+    f.write_string_attribute("schema", kSchema);
+    f.write_int_attribute("version", kVersion);
+    f.write_string_attribute("architecture", c.architecture);
+    f.write_int_attribute("k", c.k);
+    f.write_int_attribute("d_in", D);
+    f.write_int_attribute("d_sae", F);
+    f.write_string_attribute("hook", c.hook);
+    f.write_int_attribute("tokens_seen", c.tokens_seen);
+    f.write_int_attribute("step", c.step);
+    f.write_string_attribute("store", c.store);
+    f.write_int_attribute("heldout_first_token", c.heldout_first_token);
+    f.write_int_attribute("heldout_n_tokens", c.heldout_n_tokens);
+    f.write_string_attribute("resolved_job", c.resolved_job);
+  }
+  out.commit();
+}
+
+SaeCheckpoint read_sae_checkpoint(const std::string& path) {
+  h5::File f = h5::open_file(path);
+  if (!f.has_attribute("schema")) user_error(path + ": not an SAE checkpoint (attribute 'schema' is missing)");
+  const std::string schema = f.read_string_attribute("schema");
+  if (schema != kSchema) user_error(path + ": attribute 'schema' is '" + schema + "', expected '" + kSchema + "'");
+  const int64_t version = f.read_int_attribute("version");
+  if (version != kVersion)
+    user_error(path + ": version " + std::to_string(version) + " is not supported (this build reads version " +
+               std::to_string(kVersion) + ")");
+
+  SaeCheckpoint c;
+  c.d_in = f.read_int_attribute("d_in");
+  c.d_sae = f.read_int_attribute("d_sae");
+  if (c.d_in < 1) user_error(path + ": attribute 'd_in' must be >= 1, got " + std::to_string(c.d_in));
+  if (c.d_sae < 1) user_error(path + ": attribute 'd_sae' must be >= 1, got " + std::to_string(c.d_sae));
+  c.architecture = f.read_string_attribute("architecture");
+  c.k = f.read_int_attribute("k");
+  c.hook = f.read_string_attribute("hook");
+  c.tokens_seen = f.read_int_attribute("tokens_seen");
+  c.step = f.read_int_attribute("step");
+  c.resolved_job = f.read_string_attribute("resolved_job");
+  c.store = f.has_attribute("store") ? f.read_string_attribute("store") : "";
+  c.heldout_first_token = f.has_attribute("heldout_first_token") ? f.read_int_attribute("heldout_first_token") : 0;
+  c.heldout_n_tokens = f.has_attribute("heldout_n_tokens") ? f.read_int_attribute("heldout_n_tokens") : 0;
+
+  const int64_t D = c.d_in, F = c.d_sae;
+  c.W_enc = read_weights(f, "W_enc", {D, F}, "[d_in, d_sae] = [" + std::to_string(D) + ", " + std::to_string(F) + "]");
+  c.b_enc = read_weights(f, "b_enc", {F}, "[d_sae] = [" + std::to_string(F) + "]");
+  c.W_dec = read_weights(f, "W_dec", {F, D}, "[d_sae, d_in] = [" + std::to_string(F) + ", " + std::to_string(D) + "]");
+  c.b_dec = read_weights(f, "b_dec", {D}, "[d_in] = [" + std::to_string(D) + "]");
+  c.threshold = read_weights(f, "threshold", {F}, "[d_sae] = [" + std::to_string(F) + "]");
+  return c;
+}
+
+}  // namespace saepipe

@@ -1,0 +1,96 @@
+#include "pipeline/io/inspect.hpp"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
+#include "pipeline/io/activation_store.hpp"
+#include "pipeline/io/checkpoint.hpp"
+#include "pipeline/io/h5.hpp"
+#include "pipeline/io/layout_check.hpp"
+#include "pipeline/io/stats_file.hpp"
+
+namespace saepipe {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string inspect_store(const std::string& dir) {
+  StoreManifest m = StoreManifest::read(dir);
+  std::ostringstream o;
+  o << "activation store " << dir << " (saepipe.activations v" << m.version << ")\n"
+    << "  tokens " << m.n_tokens << ", d_model " << m.d_model << ", dtype " << m.dtype << ", context "
+    << m.context << ", " << m.shards.size() << " shard(s)\n  hooks:";
+  for (const auto& h : m.hooks) o << " " << h;
+  o << "\n  source: " << m.source.dump() << "\n";
+  const auto shard_layout = embedded_h5_layout("activations.schema.json", "shard");
+  for (const auto& s : m.shards) check_h5_layout(dir + "/" + s.path, shard_layout);
+  o << "  every shard matches schemas/activations.schema.json\n";
+  if (path_exists(dir + "/activations.h5")) {
+    check_h5_layout(dir + "/activations.h5", embedded_h5_layout("activations.schema.json", "activations.h5"));
+    o << "  activations.h5: virtual dataset over the shards\n";
+  }
+  if (has_ground_truth(dir)) {
+    int64_t g = 0, d = 0;
+    read_ground_truth(dir, &g, &d);
+    o << "  ground_truth.h5: " << g << " true features\n";
+  }
+  return o.str();
+}
+
+std::string inspect_sae(const std::string& path) {
+  check_h5_layout(path, embedded_h5_layout("sae.schema.json", "sae.h5"));
+  SaeCheckpoint c = read_sae_checkpoint(path);
+  std::ostringstream o;
+  o << "SAE checkpoint " << path << " (saepipe.sae v1)\n"
+    << "  architecture " << c.architecture << ", k " << c.k << ", d_in " << c.d_in << ", d_sae " << c.d_sae
+    << ", hook " << c.hook << "\n  step " << c.step << ", tokens seen " << c.tokens_seen << ", store " << c.store
+    << "\n  held-out tokens [" << c.heldout_first_token << ", " << c.heldout_first_token + c.heldout_n_tokens
+    << ")\n";
+  return o.str();
+}
+
+std::string inspect_stats(const std::string& dir) {
+  std::ostringstream o;
+  const std::string features = dir + "/features.h5";
+  check_h5_layout(features, embedded_h5_layout("stats.schema.json", "features.h5"));
+  FeatureStats s = read_feature_stats(features);
+  o << "stats " << dir << " (saepipe.stats v1): " << s.d_sae << " features over " << s.n_tokens << " tokens\n";
+  if (path_exists(dir + "/summary.json")) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_file(dir + "/summary.json"));
+    } catch (const nlohmann::json::exception& e) {
+      user_error(dir + "/summary.json: not valid JSON: " + e.what());
+    }
+    if (j.value("schema", "") != "saepipe.stats.summary")
+      user_error(dir + "/summary.json: schema is not saepipe.stats.summary");
+    for (const char* k : {"fvu", "mse", "l0", "dead_fraction", "cosine", "mmcs", "frac_recovered_09"})
+      if (j.contains(k)) o << "  " << k << " " << j[k].dump() << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace
+
+std::string inspect_output(const std::string& path) {
+  if (!path_exists(path)) user_error(path + ": no such file or directory");
+  if (fs::is_directory(path)) {
+    if (path_exists(path + "/manifest.json")) return inspect_store(path);
+    if (path_exists(path + "/features.h5")) return inspect_stats(path);
+    if (path_exists(path + "/sae.h5")) return inspect_sae(path + "/sae.h5");
+    user_error(path + ": not a saepipe output directory (no manifest.json, features.h5 or sae.h5)");
+  }
+  if (fs::path(path).filename() == "manifest.json") return inspect_store(fs::path(path).parent_path().string());
+  h5::File f = h5::open_file(path);
+  std::string schema = f.has_attribute("schema") ? f.read_string_attribute("schema") : "";
+  f.close();
+  if (schema == "saepipe.sae") return inspect_sae(path);
+  if (schema == "saepipe.stats") return inspect_stats(fs::path(path).parent_path().string());
+  user_error(path + ": unknown schema \"" + schema + "\" (expected saepipe.sae or saepipe.stats)");
+}
+
+}  // namespace saepipe

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs saepipe's build and test dependencies from Debian packages (idempotent).
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config git
+      openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
+      libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
+      libopenblas-dev libopenblas0-pthread
+      libgtest-dev libbenchmark-dev
+      python3 python3-numpy python3-h5py)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,148 @@
+// Job files: the schema's defaults, and one clear user error (exit 2) naming the file, the
+// line and the key for each kind of mistake.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/job.hpp"
+#include "pipeline/core/resources.hpp"
+
+using namespace saepipe;
+
+namespace {
+
+// Runs parse_job and returns the user error's message ("" when it parsed).
+std::string error_of(const std::string& text) {
+  try {
+    parse_job(text, "job.toml");
+  } catch (const SaeError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::User) << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+const char* kMinimal = "[run]\nname = \"t\"\n";
+
+}  // namespace
+
+TEST(Job, MinimalJobGetsEveryDefault) {
+  Job job = parse_job(kMinimal, "job.toml");
+  EXPECT_EQ(job.run.name, "t");
+  EXPECT_EQ(job.run_dir(), "runs/t");
+  EXPECT_EQ(job.store_dir(), "runs/t/activations");
+  EXPECT_EQ(job.sae_path(), "runs/t/sae/sae.h5");
+  EXPECT_EQ(job.harvest.hooks, std::vector<std::string>{"blocks.0.hook_resid_post"});
+  EXPECT_EQ(job.harvest.dtype, "float32");
+  EXPECT_EQ(job.train.d_sae, 512);
+  EXPECT_DOUBLE_EQ(job.train.adam_eps, 6.25e-10);
+  EXPECT_EQ(job.resources_train.ranks, 1);
+  // The resolved text is itself a valid job that resolves to the same text.
+  Job again = parse_job(job.resolved_toml, "job.toml");
+  EXPECT_EQ(again.train.lr, job.train.lr);
+  EXPECT_NE(job.resolved_toml.find("d_sae = 512"), std::string::npos);
+  EXPECT_NE(job.resolved_toml.find("[resources.stats]"), std::string::npos);
+}
+
+TEST(Job, EmbeddedQuickstartIsValid) {
+  Job job = parse_job(embedded_resource("quickstart.toml"), "quickstart.toml");
+  EXPECT_EQ(job.run.name, "quickstart");
+  EXPECT_EQ(job.harvest.source, "synthetic");
+}
+
+TEST(Job, IntegerAcceptedForNumberAndResolvedAsFloat) {
+  Job job = parse_job(std::string(kMinimal) + "[train]\nlr = 1\n", "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.lr, 1.0);
+  EXPECT_NE(job.resolved_toml.find("lr = 1.0"), std::string::npos) << job.resolved_toml;
+}
+
+TEST(Job, UnknownKeyNamesKeyAndLine) {
+  std::string e = error_of(std::string(kMinimal) + "[train]\nd_sea = 4\n");
+  EXPECT_NE(e.find("job.toml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("train.d_sea: unknown key"), std::string::npos) << e;
+}
+
+TEST(Job, UnknownSection) {
+  std::string e = error_of(std::string(kMinimal) + "[trian]\nk = 4\n");
+  EXPECT_NE(e.find("trian: unknown key"), std::string::npos) << e;
+}
+
+TEST(Job, WrongType) {
+  std::string e = error_of(std::string(kMinimal) + "[train]\nk = \"8\"\n");
+  EXPECT_NE(e.find("job.toml:4: train.k: expected an integer, got string \"8\""), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nd_sae = 4.5\n");
+  EXPECT_NE(e.find("train.d_sae: expected an integer, got float 4.5"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[harvest]\nhooks = \"blocks.0.hook_resid_post\"\n");
+  EXPECT_NE(e.find("harvest.hooks: expected an array"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[harvest]\nhooks = [1]\n");
+  EXPECT_NE(e.find("harvest.hooks[0]: expected a string"), std::string::npos) << e;
+  e = error_of("run = 3\n");
+  EXPECT_NE(e.find("run: expected a table"), std::string::npos) << e;
+}
+
+TEST(Job, OutOfRange) {
+  std::string e = error_of(std::string(kMinimal) + "[train]\nk = 0\n");
+  EXPECT_NE(e.find("train.k: must be >= 1, got 0"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nlr = -0.1\n");
+  EXPECT_NE(e.find("train.lr: must be > 0"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nheldout_fraction = 1.0\n");
+  EXPECT_NE(e.find("train.heldout_fraction: must be < 1"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[harvest.synthetic]\ndecay = 1.5\n");
+  EXPECT_NE(e.find("harvest.synthetic.decay: must be <= 1"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nlr = nan\n");
+  EXPECT_NE(e.find("train.lr: must be a finite number"), std::string::npos) << e;
+}
+
+TEST(Job, EnumAndPattern) {
+  std::string e = error_of(std::string(kMinimal) + "[harvest]\ndtype = \"float64\"\n");
+  EXPECT_NE(e.find("harvest.dtype: \"float64\" is not one of"), std::string::npos) << e;
+  e = error_of("[run]\nname = \"../escape\"\n");
+  EXPECT_NE(e.find("run.name: \"../escape\" does not match"), std::string::npos) << e;
+}
+
+TEST(Job, MissingRequiredKey) {
+  std::string e = error_of("[run]\nseed = 1\n");
+  EXPECT_NE(e.find("run.name: required key is missing"), std::string::npos) << e;
+  e = error_of("[train]\nk = 4\n");
+  EXPECT_NE(e.find("run: required key is missing"), std::string::npos) << e;
+}
+
+TEST(Job, SyntaxErrorNamesLine) {
+  std::string e = error_of(std::string(kMinimal) + "[train\nk = 4\n");
+  EXPECT_NE(e.find("job.toml:3: TOML syntax error"), std::string::npos) << e;
+}
+
+TEST(Job, CrossFieldChecks) {
+  std::string e = error_of(std::string(kMinimal) + "[train]\nk = 600\nd_sae = 512\n");
+  EXPECT_NE(e.find("train.k: must be <= train.d_sae (512), got 600"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[harvest]\ncontext = 100\nshard_tokens = 1050\nn_tokens = 2000\n");
+  EXPECT_NE(e.find("harvest.shard_tokens: must be a multiple of harvest.context"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nhook = \"blocks.3.hook_resid_post\"\n");
+  EXPECT_NE(e.find("train.hook: \"blocks.3.hook_resid_post\" is not among harvest.hooks"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[harvest]\nhooks = [\"a\", \"a\"]\n");
+  EXPECT_NE(e.find("harvest.hooks: hook \"a\" is listed twice"), std::string::npos) << e;
+}
+
+TEST(Job, MissingJobFileAndInputPath) {
+  try {
+    load_job_serial("/nonexistent/job.toml");
+    FAIL() << "no error";
+  } catch (const SaeError& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    EXPECT_STREQ(e.what(), "/nonexistent/job.toml: job file not found");
+  }
+  auto path = std::filesystem::temp_directory_path() / "saepipe_test_job_input.toml";
+  std::ofstream(path) << kMinimal << "[train]\nactivations = \"/nonexistent/store\"\n";
+  try {
+    load_job_serial(path.string());
+    FAIL() << "no error";
+  } catch (const SaeError& e) {
+    EXPECT_EQ(e.exit_code(), 2);
+    EXPECT_NE(std::string(e.what()).find("train.activations: activation store \"/nonexistent/store\" does not exist"),
+              std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove(path);
+}
