@@ -556,7 +556,7 @@ TEST_P(StoreRoundTrip, RowsAcrossShardBoundaries) {
 INSTANTIATE_TEST_SUITE_P(Store, StoreRoundTrip,
                          ::testing::Values(saepipe::StoreDtype::Float32, saepipe::StoreDtype::Float16,
                                            saepipe::StoreDtype::BFloat16),
-                         [](const auto& info) { return saepipe::to_string(info.param); });
+                         [](const auto& p) { return saepipe::to_string(p.param); });
 
 TEST(Store, ManifestRoundTripAndJsonSchema) {
   TempDir dir;
