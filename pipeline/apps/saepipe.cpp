@@ -41,13 +41,13 @@ int main(int argc, char** argv) {
 
   try {
     if (*run) {
-      Job job = load_job_serial(job_path);
       for (size_t a = 0; a < only.size();) {
         size_t b = only.find(',', a);
         if (b == std::string::npos) b = only.size();
         if (b > a) launch.only.push_back(only.substr(a, b - a));
         a = b + 1;
       }
+      Job job = launch.only.empty() ? load_job_serial(job_path) : load_job_serial(job_path, launch.only);
       return run_stages(job, job_path, launch);
     }
     if (*validate) {

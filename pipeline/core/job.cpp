@@ -3,6 +3,7 @@
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -236,8 +237,6 @@ void check_cross_fields(const Job& job, const toml::table& t) {
   const auto& tr = job.train;
   if (tr.k > tr.d_sae)
     fail("train.k", "must be <= train.d_sae (" + std::to_string(tr.d_sae) + "), got " + std::to_string(tr.k));
-  if (tr.auxk > tr.d_sae)
-    fail("train.auxk", "must be <= train.d_sae (" + std::to_string(tr.d_sae) + "), got " + std::to_string(tr.auxk));
   if (!tr.hook.empty() && tr.activations.empty()) {
     bool found = false;
     for (const auto& x : h.hooks) found = found || x == tr.hook;
@@ -337,34 +336,42 @@ std::string display_path(const std::string& path) {
   return (path.empty() || path == "-") ? std::string("<embedded quickstart.toml>") : path;
 }
 
-// Input paths the user named must exist; the defaults are produced by earlier stages.
-void check_input_paths(const Job& job) {
-  auto need = [&](const char* key, const std::string& value, const char* what) {
-    if (value.empty()) return;
+// Input paths the user named must exist, unless a stage that runs before, in the same
+// invocation, produces exactly that path.
+void check_input_paths(const Job& job, const std::vector<std::string>& stages) {
+  auto runs = [&](const char* s) { return std::find(stages.begin(), stages.end(), s) != stages.end(); };
+  auto same = [](const std::string& a, const std::string& b) {
+    return std::filesystem::absolute(a).lexically_normal() == std::filesystem::absolute(b).lexically_normal();
+  };
+  auto need = [&](const char* stage, const char* key, const std::string& value, const char* what,
+                  const char* producer, const std::string& produced) {
+    if (value.empty() || !runs(stage)) return;
+    if (runs(producer) && same(value, produced)) return;
     std::error_code ec;
     if (!std::filesystem::exists(value, ec))
       user_error(job.path + ": " + key + ": " + what + " \"" + value + "\" does not exist");
   };
-  need("train.activations", job.train.activations, "activation store");
-  need("stats.activations", job.stats.activations, "activation store");
-  need("stats.sae", job.stats.sae, "SAE checkpoint");
-  need("interpret.stats", job.interpret.stats, "stats directory");
+  const std::string store = job.run_dir() + "/activations";
+  need("train", "train.activations", job.train.activations, "activation store", "harvest", store);
+  need("stats", "stats.activations", job.stats.activations, "activation store", "harvest", store);
+  need("stats", "stats.sae", job.stats.sae, "SAE checkpoint", "train", job.sae_dir() + "/sae.h5");
+  need("interpret", "interpret.stats", job.interpret.stats, "stats directory", "stats", job.run_dir() + "/stats");
 }
 
 }  // namespace
 
-Job load_job_serial(const std::string& path) {
+Job load_job_serial(const std::string& path, const std::vector<std::string>& stages) {
   Job job = parse_job(read_job_text(path), display_path(path));
-  check_input_paths(job);
+  check_input_paths(job, stages);
   return job;
 }
 
-Job load_job(const MpiEnv& env, const std::string& path) {
+Job load_job(const MpiEnv& env, const std::string& path, const std::string& stage) {
   std::string text = env.broadcast_from_root([&] { return read_job_text(path); });
   Job job;
   env.all_or_none([&] {
     job = parse_job(text, display_path(path));
-    check_input_paths(job);
+    check_input_paths(job, {stage});
   });
   return job;
 }

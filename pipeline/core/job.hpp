@@ -74,10 +74,13 @@ struct Job {
 Job parse_job(const std::string& text, const std::string& path);
 
 // Read (rank 0) + broadcast + parse on every rank; errors are raised on every rank alike.
-Job load_job(const MpiEnv& env, const std::string& path);
+// Input paths the job names for `stage` must exist.
+Job load_job(const MpiEnv& env, const std::string& path, const std::string& stage);
 
 // Read and parse on one process (the driver). "-" or "" means the embedded quickstart.
-Job load_job_serial(const std::string& path);
+// Input paths named for `stages` must exist unless an earlier one of them produces them.
+Job load_job_serial(const std::string& path,
+                    const std::vector<std::string>& stages = {"harvest", "train", "stats", "interpret"});
 
 // Write runs/<name>/job.resolved.toml atomically (temporary name, then rename).
 void write_resolved_job(const Job& job);

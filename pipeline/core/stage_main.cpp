@@ -36,7 +36,7 @@ int stage_main(int argc, char** argv, const std::string& stage, const StageFunct
   MpiEnv env;
   std::string prog = "saepipe-" + stage;
   try {
-    Job job = load_job(env, job_path);
+    Job job = load_job(env, job_path, stage);
     run(job, env);
   } catch (const SaeError& e) {
     if (e.collective() || env.size() == 1) {

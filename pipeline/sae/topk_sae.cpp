@@ -13,8 +13,8 @@
 #include <cmath>
 #include <numbers>
 #include <numeric>
-#include <utility>
 #include <string>
+#include <utility>
 
 #include "kernels/kernels.hpp"
 #include "pipeline/core/errors.hpp"

@@ -10,7 +10,7 @@ FAILED=0
 pass() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; FAILED=1; }
 finish() { if [ "$FAILED" = 0 ]; then echo "all checks passed"; exit 0; else exit 1; fi; }
-mpirun_np() { local n=$1; shift; timeout 300 mpirun -q -np "$n" --bind-to none --oversubscribe "$@"; }
+export PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bin:$PATH"   # mpirun_np
 
 # expect_error CODE PATTERN -- CMD...: CMD exits CODE within 120 s and its stderr has exactly
 # one line, matching PATTERN.
