@@ -313,8 +313,13 @@ Job parse_job(const std::string& text, const std::string& path) {
   check_cross_fields(job, t);
 
   std::ostringstream out;
-  out << "# saepipe resolved job (every default filled) from " << path << "\n" << t << "\n";
+  out << "# saepipe resolved job (every default filled)\n" << t << "\n";
   job.resolved_toml = out.str();
+  for (auto&& [k, node] : t) {
+    std::ostringstream sec;
+    if (auto* sub = node.as_table()) sec << *sub;
+    job.section_toml[std::string(k.str())] = sec.str();
+  }
   return job;
 }
 

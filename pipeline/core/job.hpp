@@ -2,6 +2,7 @@
 // filled). Rank 0 reads the file and broadcasts its text; every rank parses the same text.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,9 @@ struct StageResources {
 struct Job {
   std::string path;           // where it was read from (for messages)
   std::string resolved_toml;  // every key, defaults filled: stored in every output
+  // Resolved text of each top-level section ("run", "harvest", "train", ...), so a stage can
+  // tell whether its own settings changed since an earlier run.
+  std::map<std::string, std::string> section_toml;
   RunConfig run;
   HarvestConfig harvest;
   TrainConfig train;

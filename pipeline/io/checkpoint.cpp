@@ -68,6 +68,7 @@ void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& c) {
     f.write_int_attribute("heldout_first_token", c.heldout_first_token);
     f.write_int_attribute("heldout_n_tokens", c.heldout_n_tokens);
     f.write_string_attribute("resolved_job", c.resolved_job);
+    f.write_string_attribute("fingerprint", c.fingerprint);
   }
   out.commit();
 }
@@ -94,6 +95,7 @@ SaeCheckpoint read_sae_checkpoint(const std::string& path) {
   c.step = f.read_int_attribute("step");
   c.resolved_job = f.read_string_attribute("resolved_job");
   c.store = f.has_attribute("store") ? f.read_string_attribute("store") : "";
+  c.fingerprint = f.has_attribute("fingerprint") ? f.read_string_attribute("fingerprint") : "";
   c.heldout_first_token = f.has_attribute("heldout_first_token") ? f.read_int_attribute("heldout_first_token") : 0;
   c.heldout_n_tokens = f.has_attribute("heldout_n_tokens") ? f.read_int_attribute("heldout_n_tokens") : 0;
 

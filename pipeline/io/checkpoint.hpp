@@ -15,6 +15,9 @@ struct SaeCheckpoint {
   std::vector<float> b_dec;      // [D]
   std::vector<float> threshold;  // [F] (JumpReLU); empty is written as zeros
   std::string architecture, hook, resolved_job, store;
+  // What determined these weights (train settings, seed, store); a re-run with the same
+  // fingerprint finds the checkpoint complete. May be absent ("") in checkpoints from elsewhere.
+  std::string fingerprint;
   int64_t k = 0, tokens_seen = 0, step = 0, heldout_first_token = 0, heldout_n_tokens = 0;
 };
 

@@ -89,6 +89,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
   SaeCheckpoint ck;
   int64_t first = 0, count = 0;
   bool done = false;
+  std::string fingerprint;
   env.all_or_none([&] {
     if (!path_exists(sae_path)) user_error(sae_path + ": SAE checkpoint not found (run the train stage first)");
     ck = read_sae_checkpoint(sae_path);
@@ -106,8 +107,16 @@ void run_stats(const Job& job, const MpiEnv& env) {
     if (job.stats.n_tokens > 0) count = std::min(count, job.stats.n_tokens);
     make_dirs(out_dir);
     if (env.is_root()) write_resolved_job(job);
-    done = path_exists(out_dir + "/summary.json") && path_exists(out_dir + "/features.h5") &&
-           nlohmann::json::parse(read_file(out_dir + "/summary.json")).value("resolved_job", "") == job.resolved_toml;
+    // The statistics depend on the stats settings, the store and the very weights evaluated.
+    fingerprint = job.section_toml.at("stats") + "\nstore = " + store_dir + "\nsae = " + sae_path +
+                  "\nsae_fingerprint = " + ck.fingerprint + "\nsae_step = " + std::to_string(ck.step) + "\n";
+    if (path_exists(out_dir + "/summary.json") && path_exists(out_dir + "/features.h5")) {
+      try {
+        done = nlohmann::json::parse(read_file(out_dir + "/summary.json")).value("fingerprint", "") == fingerprint;
+      } catch (const nlohmann::json::exception&) {
+        done = false;  // unreadable: recompute
+      }
+    }
   });
   if (done) {
     log.info(out_dir + " is complete; nothing to do");
@@ -131,9 +140,15 @@ void run_stats(const Job& job, const MpiEnv& env) {
   SaeWorkspace ws;
   const int64_t batch = job.stats.batch_tokens;
   std::vector<float> x(size_t(batch * D));
-  for (int64_t a = lo; a < hi; a += batch) {
-    const int64_t n = std::min(batch, hi - a);
-    reader->read_rows(a, n, x.data());
+  // Ranks read different rows; every rank takes the same number of batches so that a read
+  // error on one of them can be agreed on (all_or_none) and reported once.
+  const int64_t per_rank = (count + env.size() - 1) / env.size();
+  const int64_t n_batches = (per_rank + batch - 1) / batch;
+  for (int64_t b = 0; b < n_batches; ++b) {
+    const int64_t a = lo + b * batch;
+    const int64_t n = std::max<int64_t>(0, std::min(batch, hi - a));
+    env.all_or_none([&] { if (n > 0) reader->read_rows(a, n, x.data()); });
+    if (n == 0) continue;
     sae_encode_decode(params, cfg, x.data(), n, ws);
     for (int64_t t = 0; t < n; ++t) {
       double e2 = 0, x2 = 0, r2 = 0, xr = 0;
@@ -212,6 +227,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
       fs.gt_match_cosine = m.latent_cos;
     }
     summary["resolved_job"] = job.resolved_toml;
+    summary["fingerprint"] = fingerprint;
     write_feature_stats(out_dir + "/features.h5", fs, job.resolved_toml);
     write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");  // last: marks completion
     std::string line = "fvu " + std::to_string(summary["fvu"].get<double>()) + ", l0 " +

@@ -49,6 +49,9 @@ void run_train(const Job& job, const MpiEnv& env) {
   const TrainConfig& tc = job.train;
   const std::string out_dir = job.sae_dir();
   const std::string out_path = out_dir + "/sae.h5";
+  // The weights depend on the train settings, the seed and the store; nothing else.
+  const std::string fingerprint = job.section_toml.at("train") + "\nseed = " + std::to_string(job.run.seed) +
+                                  "\nstore = " + job.store_dir() + "\n";
   std::unique_ptr<StoreReader> reader;
   TrainSplit split;
   bool done = false;
@@ -61,7 +64,7 @@ void run_train(const Job& job, const MpiEnv& env) {
     if (env.is_root()) write_resolved_job(job);
     if (path_exists(out_path)) {
       SaeCheckpoint prev = read_sae_checkpoint(out_path);
-      done = prev.resolved_job == job.resolved_toml;
+      done = prev.fingerprint == fingerprint;
       if (!done)
         user_error(out_path + ": exists and was trained by a different job; remove it or change run.name");
     }
@@ -89,7 +92,7 @@ void run_train(const Job& job, const MpiEnv& env) {
     const int64_t n = std::min(tc.init_tokens, split.train_tokens);
     std::vector<float> sample(size_t(n * D));
     ShuffledBatches init_stream(*reader, split.train_tokens, tc.shuffle_tokens, uint64_t(job.run.seed) + 1);
-    init_stream.read(0, n, sample.data());
+    env.all_or_none([&] { init_stream.read(0, n, sample.data()); });
     std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, D)
                                                     : geometric_median(sample.data(), n, D);
     std::copy(b.begin(), b.end(), params.b_dec());
@@ -129,7 +132,9 @@ void run_train(const Job& job, const MpiEnv& env) {
   auto t_start = log.elapsed_s();
   for (int64_t step = 0; step < n_steps; ++step) {
     const int64_t n_local = hi - lo;
-    stream.read(step * B + lo, n_local, x.data());
+    // Every rank reads the window, so a corrupt shard is found by all of them: agree on it
+    // (one small reduction) so it is reported once and every rank exits cleanly.
+    env.all_or_none([&] { stream.read(step * B + lo, n_local, x.data()); });
     std::fill(reduce.begin(), reduce.end(), 0.0);
     std::fill(fire.begin(), fire.end(), 0);
     SaeStepSums sums{};
@@ -205,6 +210,7 @@ void run_train(const Job& job, const MpiEnv& env) {
     ck.heldout_first_token = split.train_tokens;
     ck.heldout_n_tokens = split.heldout_tokens;
     ck.resolved_job = job.resolved_toml;
+    ck.fingerprint = fingerprint;
     write_sae_checkpoint(out_path, ck);
   }
   env.barrier();

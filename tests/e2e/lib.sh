@@ -19,9 +19,12 @@ expect_error() {
   local err="$WORK/stderr.txt"
   timeout 120 "$@" >/dev/null 2>"$err"
   local rc=$?
-  local lines; lines=$(grep -v '^\s*$' "$err" | grep -vi '^-\+$' | grep -c .)
+  # Error lines of the stage programs start with "saepipe-<stage>: " (progress lines with "[",
+  # the driver's own with "saepipe: "); the error must be told once, not once per rank.
+  local lines; lines=$(grep -cE '^saepipe-[a-z]+: ' "$err")
   if [ $rc -eq 124 ]; then fail "hang (timeout) for: $*"; return; fi
   if [ $rc -ne "$code" ]; then fail "exit $rc (want $code) for: $* -- $(head -c 600 "$err")"; return; fi
   if ! grep -q -- "$pattern" "$err"; then fail "message lacks '$pattern' for: $* -- $(head -c 600 "$err")"; return; fi
+  if [ "$lines" -gt 1 ]; then fail "$lines lines of error output (want 1) for: $* -- $(head -c 600 "$err")"; return; fi
   pass "exit $code, '$pattern'"
 }
