@@ -18,7 +18,7 @@ void matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float a
 // Per row of x [N,F]: the k largest values and their column indices, in descending order
 // of value; ties go to the lower index. `allowed` (nullable, [F]) restricts the candidates
 // to columns with allowed[c] != 0; when fewer than k are allowed, the missing slots get
-// idx = -1, val = 0. idx, val are [N,K].
+// idx = -1, val = 0. NaN is never selected. idx, val are [N,K].
 void topk_rows(const float* x, int64_t N, int64_t F, int64_t K, const uint8_t* allowed,
                int32_t* idx, float* val);
 
@@ -30,7 +30,8 @@ void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
 // Gradient of a sparse code through the decoder. g is dLoss/d(out) [N,D]:
 //   dval[n,j]          = dot(W_dec[idx[n,j]], g[n])                    ([N,K], float)
 //   grad_W_dec[f, :]  += sum over (n,j) with idx[n,j] = f of val[n,j] * g[n]  ([F,D], double)
-// grad_W_dec accumulation is deterministic (fixed order over n), whatever the thread count.
+// dval is 0 for slots with idx = -1. grad_W_dec accumulation is deterministic (fixed order
+// over n), whatever the OpenMP thread count.
 void sparse_decode_backward(const int32_t* idx, const float* val, const float* g, int64_t N,
                             int64_t K, const float* W_dec, int64_t D, int64_t F, float* dval,
                             double* grad_W_dec);

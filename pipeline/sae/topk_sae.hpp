@@ -53,8 +53,8 @@ std::vector<float> row_mean(const float* x, int64_t N, int64_t D);
 struct SaeWorkspace {
   std::vector<float> xc, pre, val, recon, g, dval;   // [N,D] [N,F] [N,K] [N,D] [N,D] [N,K]
   std::vector<int32_t> idx;                           // [N,K]
-  std::vector<float> aux_val, aux_recon, aux_g, aux_dval;
-  std::vector<int32_t> aux_idx;
+  std::vector<float> aux_val, aux_recon, aux_g, aux_dval;  // [N,A] [N,D] [N,D] [N,A]
+  std::vector<int32_t> aux_idx;                            // [N,A]
 };
 
 // Sums over the local tokens of one step (the trainer reduces them across ranks).
@@ -72,19 +72,22 @@ struct TopKConfig {
 };
 
 // Forward only: z as (idx, val) [N,K] and x_hat [N,D] in ws.idx / ws.val / ws.recon.
+// Slots whose top-k value is <= 0 (z = 0 after the ReLU) have idx = -1, val = 0.
 void sae_encode_decode(const SaeParams& p, const TopKConfig& cfg, const float* x, int64_t N,
                        SaeWorkspace& ws);
 
 // Forward + backward for N local tokens. Adds the gradient of the loss above (with batch
 // size `global_batch`) into grad (double, same layout as p.data), and the number of local
 // tokens on which latent f is active (z > 0) into fire_count[f] ([F]). `dead` ([F],
-// nullable) marks the dead latents for AuxK. Deterministic: the result does not depend on
-// the number of threads.
+// nullable) marks the dead latents for AuxK; fire_count may be null. The accumulation order
+// does not depend on the number of OpenMP threads; the encoder sgemm may round differently
+// with the BLAS thread count or the number of rows per call (last-bit differences).
 SaeStepSums sae_forward_backward(const SaeParams& p, const TopKConfig& cfg, const float* x,
                                  int64_t N, int64_t global_batch, const uint8_t* dead,
                                  double* grad, int64_t* fire_count, SaeWorkspace& ws);
 
-// Plain reference loss (float64 throughout, dense loops) for finite-difference tests.
+// Plain reference loss (float64 throughout, dense loops) for finite-difference tests. With
+// AuxK on, the trained gradient holds r fixed, so it is not this function's derivative.
 double sae_loss_reference(const SaeParams& p, const TopKConfig& cfg, const float* x, int64_t N,
                           int64_t global_batch, const uint8_t* dead);
 
