@@ -6,7 +6,9 @@ PKGS=(build-essential cmake pkg-config git
       libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
       libopenblas-dev libopenblas0-pthread
       libgtest-dev libbenchmark-dev
-      python3 python3-numpy python3-h5py)
+      slurm-wlm munge clang libclang-rt-14-dev
+      libicu-dev
+      python3 python3-numpy python3-h5py python3-torch python3-regex)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

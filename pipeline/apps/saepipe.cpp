@@ -1,5 +1,6 @@
 // saepipe: the driver. `run` chains the stage programs, `validate` prints the resolved job,
-// `inspect` summarises and checks an output file.
+// `inspect` summarises and checks an output file, `submit` chains the stages on SLURM,
+// `status` shows how far a run got.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -8,6 +9,7 @@
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/inspect.hpp"
 #include "pipeline/stages/launcher.hpp"
+#include "pipeline/stages/slurm.hpp"
 
 int main(int argc, char** argv) {
   using namespace saepipe;
@@ -27,6 +29,16 @@ int main(int argc, char** argv) {
   auto* validate = app.add_subcommand("validate", "check a job file and print the resolved job");
   validate->add_option("job", job_path, "job file (TOML); '-': the embedded quickstart")->required();
 
+  SubmitOptions submit_opt;
+  std::string submit_only;
+  auto* submit = app.add_subcommand("submit", "write one sbatch script per stage and submit them chained");
+  submit->add_option("job", job_path, "job file (TOML); omitted or '-': the embedded quickstart");
+  submit->add_option("--only", submit_only, "comma-separated stages to submit");
+  submit->add_flag("--dry-run", submit_opt.dry_run, "write and print the scripts, submit nothing");
+
+  auto* status = app.add_subcommand("status", "show each stage's state from the run directory (and SLURM)");
+  status->add_option("job", job_path, "job file (TOML); omitted or '-': the embedded quickstart");
+
   std::string inspect_path;
   auto* inspect = app.add_subcommand("inspect", "summarise and check a store, checkpoint or stats output");
   inspect->add_option("path", inspect_path, "store directory, manifest.json, sae.h5, stats dir or features.h5")
@@ -39,14 +51,28 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
 
+  auto split_list = [](const std::string& text) {
+    std::vector<std::string> out;
+    for (size_t a = 0; a < text.size();) {
+      size_t b = text.find(',', a);
+      if (b == std::string::npos) b = text.size();
+      if (b > a) out.push_back(text.substr(a, b - a));
+      a = b + 1;
+    }
+    return out;
+  };
   try {
+    if (*submit) {
+      submit_opt.only = split_list(submit_only);
+      Job job = submit_opt.only.empty() ? load_job_serial(job_path) : load_job_serial(job_path, submit_opt.only);
+      return submit_job(job, submit_opt);
+    }
+    if (*status) {
+      std::fputs(run_status(load_job_serial(job_path, {})).c_str(), stdout);
+      return 0;
+    }
     if (*run) {
-      for (size_t a = 0; a < only.size();) {
-        size_t b = only.find(',', a);
-        if (b == std::string::npos) b = only.size();
-        if (b > a) launch.only.push_back(only.substr(a, b - a));
-        a = b + 1;
-      }
+      launch.only = split_list(only);
       Job job = launch.only.empty() ? load_job_serial(job_path) : load_job_serial(job_path, launch.only);
       return run_stages(job, job_path, launch);
     }

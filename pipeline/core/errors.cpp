@@ -4,20 +4,20 @@
 
 namespace saepipe {
 
-SaeError::SaeError(ErrorKind kind, const std::string& message, std::source_location where)
+SaeError::SaeError(ErrorKind kind, const std::string& message, SourceLocation where)
     : std::runtime_error(message), kind_(kind), file_(where.file_name()), line_(int(where.line())) {}
 
-void user_error(const std::string& message, std::source_location where) {
+void user_error(const std::string& message, SourceLocation where) {
   throw SaeError(ErrorKind::User, message, where);
 }
-void corrupt_error(const std::string& message, std::source_location where) {
+void corrupt_error(const std::string& message, SourceLocation where) {
   throw SaeError(ErrorKind::Corrupt, message, where);
 }
-void internal_error(const std::string& message, std::source_location where) {
+void internal_error(const std::string& message, SourceLocation where) {
   throw SaeError(ErrorKind::Internal, message, where);
 }
 
-void check_mpi(int rc, const char* call, std::source_location where) {
+void check_mpi(int rc, const char* call, SourceLocation where) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;

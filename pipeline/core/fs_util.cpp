@@ -29,7 +29,7 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     out.flush();
     if (!out) {
       std::filesystem::remove(tmp);
-      user_error(tmp + ": write failed (disk full?): " + std::strerror(errno));
+      internal_error(tmp + ": write failed (disk full?): " + std::strerror(errno));
     }
   }
   std::error_code ec;

@@ -8,6 +8,7 @@ namespace saepipe {
 // Creates the directory and its parents; user error naming it if that fails.
 void make_dirs(const std::string& dir);
 // Writes text to path + ".tmp.<pid>" then renames it over path (parent directories created).
+// A failed write (disk full) is a system error (exit 1) and leaves no temporary file.
 void write_file_atomic(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);
 bool path_exists(const std::string& path);

@@ -213,6 +213,7 @@ StageResources read_resources(const toml::table& t, const std::string& stage) {
   r.time = get<std::string>(t, (p + "time").c_str());
   r.partition = get<std::string>(t, (p + "partition").c_str());
   r.account = get<std::string>(t, (p + "account").c_str());
+  r.launcher = get<std::string>(t, (p + "launcher").c_str());
   return r;
 }
 
@@ -234,9 +235,20 @@ void check_cross_fields(const Job& job, const toml::table& t) {
   for (size_t i = 0; i < h.hooks.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (h.hooks[i] == h.hooks[j]) fail("harvest.hooks", "hook \"" + h.hooks[i] + "\" is listed twice");
+  if (h.source == "model" && h.model.empty()) fail("harvest.model", "source = \"model\" needs a model directory");
+  if (h.source == "model" && h.tokens.empty()) fail("harvest.tokens", "source = \"model\" needs a token file");
+  if (h.exclude_bos && h.context < 2) fail("harvest.exclude_bos", "needs context >= 2");
   const auto& tr = job.train;
   if (tr.k > tr.d_sae)
     fail("train.k", "must be <= train.d_sae (" + std::to_string(tr.d_sae) + "), got " + std::to_string(tr.k));
+  for (size_t i = 0; i < tr.sweep.size(); ++i) {
+    const TrainConfig& v = tr.sweep[i];
+    const std::string key = "train.sweep[" + std::to_string(i) + "]";
+    if (v.k > v.d_sae)
+      fail((key + ".k").c_str(), "must be <= its d_sae (" + std::to_string(v.d_sae) + "), got " + std::to_string(v.k));
+    for (size_t j = 0; j < i; ++j)
+      if (tr.sweep[j].sweep_name == v.sweep_name) fail((key + ".name").c_str(), "\"" + v.sweep_name + "\" is used twice");
+  }
   if (!tr.hook.empty() && tr.activations.empty()) {
     bool found = false;
     for (const auto& x : h.hooks) found = found || x == tr.hook;
@@ -272,10 +284,18 @@ Job parse_job(const std::string& text, const std::string& path) {
   h.context = get<int64_t>(t, "harvest.context");
   h.shard_tokens = get<int64_t>(t, "harvest.shard_tokens");
   h.synthetic.d_model = get<int64_t>(t, "harvest.synthetic.d_model");
+  h.model = get<std::string>(t, "harvest.model");
+  h.tokens = get<std::string>(t, "harvest.tokens");
+  h.token_format = get<std::string>(t, "harvest.token_format");
+  h.tokens_dataset = get<std::string>(t, "harvest.tokens_dataset");
+  h.prepend_bos = get<bool>(t, "harvest.prepend_bos");
+  h.exclude_bos = get<bool>(t, "harvest.exclude_bos");
+  h.batch_sequences = get<int64_t>(t, "harvest.batch_sequences");
   h.synthetic.n_features = get<int64_t>(t, "harvest.synthetic.n_features");
   h.synthetic.seed = get<int64_t>(t, "harvest.synthetic.seed");
   h.synthetic.mean_active = get<double>(t, "harvest.synthetic.mean_active");
   h.synthetic.decay = get<double>(t, "harvest.synthetic.decay");
+  h.synthetic.correlation = get<double>(t, "harvest.synthetic.correlation");
 
   auto& tr = job.train;
   tr.activations = get<std::string>(t, "train.activations");
@@ -297,6 +317,37 @@ Job parse_job(const std::string& text, const std::string& path) {
   tr.adam_eps = get<double>(t, "train.adam_eps");
   tr.heldout_fraction = get<double>(t, "train.heldout_fraction");
   tr.auxk_coef = get<double>(t, "train.auxk_coef");
+  tr.l1_coef = get<double>(t, "train.l1_coef");
+  tr.l1_warmup_fraction = get<double>(t, "train.l1_warmup_fraction");
+  tr.l0_coef = get<double>(t, "train.l0_coef");
+  tr.jumprelu_bandwidth = get<double>(t, "train.jumprelu_bandwidth");
+  tr.jumprelu_threshold_init = get<double>(t, "train.jumprelu_threshold_init");
+  tr.input_scaling = get<std::string>(t, "train.input_scaling");
+  tr.lr_warmup_steps = get<int64_t>(t, "train.lr_warmup_steps");
+  tr.lr_decay_fraction = get<double>(t, "train.lr_decay_fraction");
+  tr.grad_clip = get<double>(t, "train.grad_clip");
+  tr.checkpoint_every = get<int64_t>(t, "train.checkpoint_every");
+  tr.resample_every = get<int64_t>(t, "train.resample_every");
+  if (const toml::array* sw = t.at_path("train.sweep").as_array()) {
+    for (size_t i = 0; i < sw->size(); ++i) {
+      const toml::table& e = *sw->get(i)->as_table();
+      TrainConfig v = tr;
+      v.sweep.clear();
+      v.sweep_name = e["name"].value<std::string>().value_or("");
+      if (auto a = e["architecture"].value<std::string>()) v.architecture = *a;
+      for (auto [key, field] : {std::pair{"d_sae", &TrainConfig::d_sae}, {"k", &TrainConfig::k},
+                                {"auxk", &TrainConfig::auxk}, {"dead_tokens", &TrainConfig::dead_tokens},
+                                {"resample_every", &TrainConfig::resample_every}})
+        if (auto x = e[key].value<int64_t>()) v.*field = *x;
+      for (auto [key, field] : {std::pair{"lr", &TrainConfig::lr}, {"auxk_coef", &TrainConfig::auxk_coef},
+                                {"l1_coef", &TrainConfig::l1_coef}, {"l0_coef", &TrainConfig::l0_coef},
+                                {"jumprelu_bandwidth", &TrainConfig::jumprelu_bandwidth},
+                                {"jumprelu_threshold_init", &TrainConfig::jumprelu_threshold_init},
+                                {"grad_clip", &TrainConfig::grad_clip}})
+        if (auto x = e[key].value<double>()) v.*field = *x;
+      tr.sweep.push_back(std::move(v));
+    }
+  }
 
   job.stats.activations = get<std::string>(t, "stats.activations");
   job.stats.sae = get<std::string>(t, "stats.sae");
@@ -358,6 +409,10 @@ void check_input_paths(const Job& job, const std::vector<std::string>& stages) {
   };
   const std::string store = job.run_dir() + "/activations";
   need("train", "train.activations", job.train.activations, "activation store", "harvest", store);
+  if (job.harvest.source == "model") {
+    need("harvest", "harvest.model", job.harvest.model, "model directory", "", "");
+    need("harvest", "harvest.tokens", job.harvest.tokens, "token file", "", "");
+  }
   need("stats", "stats.activations", job.stats.activations, "activation store", "harvest", store);
   need("stats", "stats.sae", job.stats.sae, "SAE checkpoint", "train", job.sae_dir() + "/sae.h5");
   need("interpret", "interpret.stats", job.interpret.stats, "stats directory", "stats", job.run_dir() + "/stats");

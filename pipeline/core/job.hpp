@@ -18,6 +18,7 @@ struct RunConfig {
 struct SyntheticConfig {
   int64_t d_model = 0, n_features = 0, seed = 0;
   double mean_active = 0, decay = 0;
+  double correlation = 0;  // copula correlation of activity within groups of 8 features
 };
 
 struct HarvestConfig {
@@ -25,6 +26,10 @@ struct HarvestConfig {
   std::vector<std::string> hooks;
   int64_t n_tokens = 0, context = 0, shard_tokens = 0;
   SyntheticConfig synthetic;
+  // source = "model"
+  std::string model, tokens, token_format, tokens_dataset;
+  bool prepend_bos = true, exclude_bos = false;
+  int64_t batch_sequences = 0;
 };
 
 struct TrainConfig {
@@ -32,6 +37,15 @@ struct TrainConfig {
   int64_t d_sae = 0, k = 0, batch_tokens = 0, n_tokens = 0, auxk = 0, dead_tokens = 0;
   int64_t init_tokens = 0, shuffle_tokens = 0, log_every = 0;
   double lr = 0, adam_beta1 = 0, adam_beta2 = 0, adam_eps = 0, heldout_fraction = 0, auxk_coef = 0;
+  // Architectures and recipe (pipeline/sae, pipeline/stages/train.cpp).
+  std::string input_scaling;
+  double l1_coef = 0, l1_warmup_fraction = 0, l0_coef = 0, jumprelu_bandwidth = 0, jumprelu_threshold_init = 0;
+  double lr_decay_fraction = 0, grad_clip = 0;
+  int64_t lr_warmup_steps = 0, checkpoint_every = 0, resample_every = 0;
+  // [[train.sweep]]: more models from the same data, each a copy of these settings with some
+  // overridden; sweep_name is set in the copies (and empty in the main one).
+  std::vector<TrainConfig> sweep;
+  std::string sweep_name;
 };
 
 struct StatsConfig {
@@ -46,7 +60,7 @@ struct InterpretConfig {
 
 struct StageResources {
   int64_t ranks = 1, nodes = 1, gpus_per_node = 0, cpus_per_task = 1;
-  std::string time, partition, account;
+  std::string time, partition, account, launcher;
 };
 
 struct Job {

@@ -98,6 +98,23 @@ int MpiEnv::allreduce_max(int v) const {
   return v;
 }
 
+std::vector<float> MpiEnv::allgather(const std::vector<float>& local) const {
+  SAE_ASSERT(local.size() <= size_t(INT32_MAX), "allgather: too many values for one rank");
+  const int n = int(local.size());
+  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_), 0);
+  SAE_MPI_CHECK(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_));
+  int64_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    SAE_ASSERT(total <= int64_t(INT32_MAX), "allgather: too many values in all");
+    displs[size_t(r)] = int(total);
+    total += counts[size_t(r)];
+  }
+  std::vector<float> out(static_cast<size_t>(total));
+  SAE_MPI_CHECK(MPI_Allgatherv(local.data(), n, MPI_FLOAT, out.data(), counts.data(), displs.data(), MPI_FLOAT,
+                               comm_));
+  return out;
+}
+
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   // FUNNELED: reader threads do HDF5 I/O only; all MPI calls stay on the main thread.

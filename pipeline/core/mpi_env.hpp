@@ -38,6 +38,8 @@ class MpiEnv {
   double allreduce_sum(double v) const;
   int64_t allreduce_sum(int64_t v) const;
   int allreduce_max(int v) const;
+  // Every rank's `local` values concatenated in rank order, on every rank.
+  std::vector<float> allgather(const std::vector<float>& local) const;
 
  private:
   MPI_Comm comm_;

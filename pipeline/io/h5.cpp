@@ -274,7 +274,13 @@ void transfer(const Dataset& ds, bool writing, int64_t first, int64_t count, T* 
 
 }  // namespace
 
-void silence_errors() { SAE_H5_CHECK(H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr)); }
+void silence_errors() {
+  // No library shutdown at exit: every handle of ours is closed by RAII, and after a failed
+  // close (disk full) HDF5's own atexit clean-up can crash on the half-closed file, turning a
+  // clean one-line error into a segfault. Only effective before the library's first use.
+  H5dont_atexit();
+  SAE_H5_CHECK(H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr));
+}
 
 // ---- types ----
 

@@ -11,7 +11,22 @@ namespace saepipe {
 
 namespace {
 // Streams of the counter hash, so features, activity and coefficients never share numbers.
-constexpr uint64_t kFeatureStream = 1, kActiveStream = 2, kCoefStream = 3;
+constexpr uint64_t kFeatureStream = 1, kActiveStream = 2, kCoefStream = 3, kGroupStream = 4, kOwnStream = 5;
+constexpr int64_t kCorrelatedGroup = 8;
+
+double normal_from(uint64_t h1, uint64_t h2) {  // Box-Muller
+  return std::sqrt(-2.0 * std::log1p(-uniform01(h1))) * std::cos(2.0 * M_PI * uniform01(h2));
+}
+// Phi^-1(p) by bisection on Phi(x) = erfc(-x / sqrt 2) / 2 (once per feature).
+double normal_quantile(double p) {
+  if (p >= 1) return INFINITY;
+  double lo = -40, hi = 40;
+  for (int it = 0; it < 200; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(-mid / std::sqrt(2.0)) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
 
 // c such that sum_i min(1, c * decay^i) = mean_active (the sum is monotone in c).
 std::vector<double> firing_probabilities(int64_t g, double decay, double mean_active) {
@@ -53,6 +68,9 @@ SyntheticModel::SyntheticModel(const SyntheticConfig& cfg)
     for (int64_t j = 0; j < d_; ++j) features_[i * d_ + j] = float(row[j] * inv);
   }
   prob_ = firing_probabilities(g_, cfg.decay, cfg.mean_active);
+  rho_ = cfg.correlation;
+  if (rho_ > 0)
+    for (double p : prob_) quantile_.push_back(normal_quantile(p));
 }
 
 void SyntheticModel::generate(int64_t first, int64_t n, float* out, int32_t* dominant) const {
@@ -66,7 +84,16 @@ void SyntheticModel::generate(int64_t first, int64_t n, float* out, int32_t* dom
       int32_t best = -1;
       double best_coef = -1;
       for (int64_t i = 0; i < g_; ++i) {
-        if (uniform01(counter_hash(seed_, kActiveStream, t, uint64_t(i))) >= prob_[i]) continue;
+        if (rho_ > 0) {
+          const uint64_t g = uint64_t(i / kCorrelatedGroup);
+          const double z = normal_from(counter_hash(seed_, kGroupStream, t, 2 * g),
+                                       counter_hash(seed_, kGroupStream, t, 2 * g + 1));
+          const double e = normal_from(counter_hash(seed_, kOwnStream, t, 2 * uint64_t(i)),
+                                       counter_hash(seed_, kOwnStream, t, 2 * uint64_t(i) + 1));
+          if (std::sqrt(rho_) * z + std::sqrt(1 - rho_) * e >= quantile_[i]) continue;
+        } else if (uniform01(counter_hash(seed_, kActiveStream, t, uint64_t(i))) >= prob_[i]) {
+          continue;
+        }
         double coef = uniform01(counter_hash(seed_, kCoefStream, t, uint64_t(i)));
         const float* f = features_.data() + i * d_;
         for (int64_t j = 0; j < d_; ++j) acc[j] += coef * double(f[j]);

@@ -2,6 +2,9 @@
 // n_features unit-norm Gaussian directions in d_model dimensions; feature i is active with
 // probability p_i = min(1, c * decay^i), c chosen so that sum_i p_i = mean_active; active
 // coefficients are U[0,1]. Token t's vector depends only on (seed, t).
+// With correlation rho > 0, activity is correlated through a Gaussian copula: feature i is
+// active when sqrt(rho) z_g + sqrt(1 - rho) e_i < Phi^-1(p_i), with z_g shared by the
+// group g = i / 8 of consecutive features and e_i its own normal (the marginal p_i is kept).
 //
 // Shape legend: G true features, D d_model.
 #pragma once
@@ -30,6 +33,8 @@ class SyntheticModel {
   uint64_t seed_;
   std::vector<float> features_;
   std::vector<double> prob_;
+  double rho_ = 0;
+  std::vector<double> quantile_;  // Phi^-1(p_i), when rho_ > 0
 };
 
 }  // namespace saepipe

@@ -1,8 +1,15 @@
-// harvest: write the activation store. Shard s holds tokens [s*S, s*S + S) and is written
-// by rank s % P; every token depends only on (seed, token index), so the store is the same
-// for any number of ranks. Complete shards are kept on a re-run; rank 0 writes the
-// ground truth, the manifest (last: its presence means the store is complete) and the VDS.
+// harvest: write the activation store. The store holds n_tokens / context sequences; shard s
+// holds sequences [s*Q, s*Q + Q) (Q = shard_tokens / context, whole sequences only) and is
+// written by rank s % P. A sequence's rows depend only on its index, so the store is the same
+// for any number of ranks. Complete shards are kept on a re-run; rank 0 writes the source's
+// extra files, the manifest (last: its presence means the store is complete) and the VDS.
+// While a shard is computed, the previous one is written by a second thread (HDF5 is only ever
+// called from one thread at a time: completeness checks happen before the loop). Ranks go
+// through the shards in rounds (round r: shard r*P + rank) and agree on errors after each, so
+// an error several ranks meet at once (a full disk) is reported once and all exit cleanly.
+#include <chrono>
 #include <cstdio>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
@@ -12,7 +19,7 @@
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/h5.hpp"
-#include "pipeline/model/synthetic.hpp"
+#include "pipeline/stages/activation_source.hpp"
 #include "pipeline/stages/stages.hpp"
 
 namespace saepipe {
@@ -20,18 +27,8 @@ namespace saepipe {
 namespace {
 
 // Everything that determines the store's content: shards from another job are never reused.
-nlohmann::json source_description(const HarvestConfig& h) {
-  return {{"type", h.source},
-          {"d_model", h.synthetic.d_model},
-          {"n_features", h.synthetic.n_features},
-          {"mean_active", h.synthetic.mean_active},
-          {"decay", h.synthetic.decay},
-          {"seed", h.synthetic.seed},
-          {"generator", "saepipe.synthetic.v1"}};
-}
-
-std::string fingerprint_of(const HarvestConfig& h) {
-  nlohmann::json f = {{"source", source_description(h)}, {"hooks", h.hooks}, {"n_tokens", h.n_tokens},
+std::string fingerprint_of(const HarvestConfig& h, const nlohmann::json& source) {
+  nlohmann::json f = {{"source", source}, {"hooks", h.hooks}, {"n_tokens", h.n_tokens},
                       {"context", h.context}, {"shard_tokens", h.shard_tokens}, {"dtype", h.dtype}};
   return f.dump();
 }
@@ -52,6 +49,10 @@ bool store_complete(const std::string& dir, const std::string& fingerprint) {
   return path_exists(dir + "/activations.h5");
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
 
 void run_harvest(const Job& job, const MpiEnv& env) {
@@ -59,13 +60,16 @@ void run_harvest(const Job& job, const MpiEnv& env) {
   h5::silence_errors();
   const HarvestConfig& h = job.harvest;
   const std::string dir = job.run_dir() + "/activations";
-  const std::string fingerprint = fingerprint_of(h);
+  const int64_t n_seq = h.n_tokens / h.context, seq_per_shard = h.shard_tokens / h.context;
+  const int64_t n_shards = (n_seq + seq_per_shard - 1) / seq_per_shard;
+  auto shard_seqs = [&](int64_t s) { return std::min(seq_per_shard, n_seq - s * seq_per_shard); };
+
+  std::unique_ptr<ActivationSource> source;
+  std::string fingerprint;
   bool done = false;
   env.all_or_none([&] {
-    if (h.source == "synthetic" && h.hooks.size() != 1)
-      user_error(job.path + ": harvest.hooks: the synthetic source writes exactly one hook, got " +
-                 std::to_string(h.hooks.size()));
-    SyntheticModel check(h.synthetic);  // validates mean_active
+    source = make_activation_source(job);
+    fingerprint = fingerprint_of(h, source->description());
     make_dirs(dir);
     if (env.is_root()) write_resolved_job(job);
     done = store_complete(dir, fingerprint);
@@ -74,62 +78,90 @@ void run_harvest(const Job& job, const MpiEnv& env) {
     log.info("store " + dir + " is complete; nothing to do");
     return;
   }
-
   const StoreDtype dtype = parse_store_dtype(h.dtype);
-  const SyntheticModel model(h.synthetic);
-  const int64_t D = model.d_model();
-  const int64_t n_shards = (h.n_tokens + h.shard_tokens - 1) / h.shard_tokens;
-  log.info("writing " + std::to_string(h.n_tokens) + " tokens of d_model " + std::to_string(D) + " as " +
-           std::to_string(n_shards) + " shard(s) over " + std::to_string(env.size()) + " rank(s) to " + dir);
+  const int64_t D = source->d_model(), R = source->rows_per_sequence();
 
-  int64_t written = 0, kept = 0;
-  for (int64_t s = env.rank(); s < n_shards; s += env.size()) {
-    const int64_t first = s * h.shard_tokens;
-    const int64_t n = std::min(h.shard_tokens, h.n_tokens - first);
-    const std::string path = dir + "/" + shard_name(s);
-    if (shard_complete(path, fingerprint, first, n)) {
-      ++kept;
-      continue;
+  // Which of this rank's shards are still to be written; their inputs are checked first, so a
+  // bad token is reported once, before anything is computed.
+  std::vector<bool> todo(size_t(n_shards), false);
+  int64_t kept = 0, n_todo = 0;
+  env.all_or_none([&] {
+    for (int64_t s = env.rank(); s < n_shards; s += env.size()) {
+      const std::string path = dir + "/" + shard_name(s);
+      if (shard_complete(path, fingerprint, s * seq_per_shard * R, shard_seqs(s) * R)) {
+        ++kept;
+        continue;
+      }
+      source->check_sequences(s * seq_per_shard, shard_seqs(s));
+      todo[size_t(s)] = true;
+      ++n_todo;
     }
-    ShardData data;
-    data.first_token = first;
-    data.n_tokens = n;
-    data.activations.assign(1, std::vector<float>(size_t(n * D)));
-    data.tokens.resize(size_t(n));
-    data.sequence.resize(size_t(n));
-    data.position.resize(size_t(n));
-    model.generate(first, n, data.activations[0].data(), data.tokens.data());
-    for (int64_t r = 0; r < n; ++r) {
-      data.sequence[r] = (first + r) / h.context;
-      data.position[r] = int32_t((first + r) % h.context);
-    }
-    write_shard(path, data, h.hooks, D, dtype, fingerprint);
-    ++written;
-    log.progress(s + 1, n_shards, "shards");
+  });
+  log.info("writing " + std::to_string(n_seq * R) + " tokens (" + std::to_string(n_seq) + " sequences) of d_model " +
+           std::to_string(D) + " as " + std::to_string(n_shards) + " shard(s) over " + std::to_string(env.size()) +
+           " rank(s) to " + dir);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  double wait_s = 0, write_s = 0;  // the compute thread waiting for the writer; the writer busy
+  int64_t rows = 0;
+  std::future<double> writing;  // the previous shard's write; yields its duration
+  auto finish_write = [&] {
+    const auto w0 = std::chrono::steady_clock::now();
+    if (writing.valid()) write_s += writing.get();  // rethrows the writer's error
+    wait_s += seconds_since(w0);
+  };
+  const int64_t rounds = (n_shards + env.size() - 1) / env.size();
+  int64_t done_here = 0;
+  for (int64_t r = 0; r < rounds; ++r) {
+    env.all_or_none([&] {
+      const int64_t s = r * env.size() + env.rank();
+      if (s >= n_shards || !todo[size_t(s)]) return;
+      auto data = std::make_shared<ShardData>();
+      source->fill(s * seq_per_shard, shard_seqs(s), *data);
+      rows += data->n_tokens;
+      finish_write();
+      writing = std::async(std::launch::async, [data, path = dir + "/" + shard_name(s), &h, D, dtype, &fingerprint] {
+        const auto start = std::chrono::steady_clock::now();
+        write_shard(path, *data, h.hooks, D, dtype, fingerprint);
+        return seconds_since(start);
+      });
+      log.progress(++done_here, n_todo, "shards of rank 0");
+    });
   }
+  env.all_or_none(finish_write);
+  const double total_s = seconds_since(t0);
   log.end_progress();
-  int64_t total_written = env.allreduce_sum(written), total_kept = env.allreduce_sum(kept);
+
+  const int64_t total_written = env.allreduce_sum(n_todo), total_kept = env.allreduce_sum(kept);
+  const int64_t total_rows = env.allreduce_sum(rows);
+  float slowest_s = float(total_s);
+  env.allreduce_max(&slowest_s, 1);
+  const double max_s = slowest_s;
+  const double busy = std::max(1e-9, env.allreduce_sum(total_s));
+  const double wait_share = env.allreduce_sum(wait_s) / busy, write_share = env.allreduce_sum(write_s) / busy;
 
   if (env.is_root()) {
-    write_ground_truth(dir, model.features().data(), model.n_features(), D);
+    source->finish_store(dir);
     StoreManifest m;
     m.d_model = D;
     m.dtype = h.dtype;
     m.hooks = h.hooks;
-    m.n_tokens = h.n_tokens;
-    m.context = h.context;
-    m.source = source_description(h);
+    m.n_tokens = n_seq * R;
+    m.context = R;
+    m.source = source->description();
     m.source["fingerprint"] = fingerprint;
-    for (int64_t s = 0; s < n_shards; ++s) {
-      const int64_t first = s * h.shard_tokens;
-      m.shards.push_back({shard_name(s), first, std::min(h.shard_tokens, h.n_tokens - first), int(s % env.size())});
-    }
+    for (int64_t s = 0; s < n_shards; ++s)
+      m.shards.push_back({shard_name(s), s * seq_per_shard * R, shard_seqs(s) * R, int(s % env.size())});
     write_virtual_store(dir, m);
     m.write(dir);
   }
   env.barrier();
+  char rate[200];
+  std::snprintf(rate, sizeof rate, "%.1f s, %.0f tokens/s; HDF5 writes %.1f%% of the time, %.1f%% not overlapped "
+                "(waiting for HDF5 writes)", max_s, double(total_rows) / std::max(1e-9, max_s), 100.0 * write_share,
+                100.0 * wait_share);
   log.info("done: " + std::to_string(total_written) + " shard(s) written, " + std::to_string(total_kept) +
-           " kept from an earlier run");
+           " kept from an earlier run" + (total_written ? std::string("; ") + rate : ""));
 }
 
 }  // namespace saepipe

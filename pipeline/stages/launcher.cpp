@@ -21,8 +21,6 @@ namespace saepipe {
 
 const std::vector<std::string> kStages = {"harvest", "train", "stats", "interpret"};
 
-namespace {
-
 // The stage programs live next to the running `saepipe` binary.
 std::string program_dir() {
   std::error_code ec;
@@ -30,6 +28,8 @@ std::string program_dir() {
   if (ec) internal_error("cannot locate the saepipe binary: " + ec.message());
   return self.parent_path().string();
 }
+
+namespace {
 
 int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
   std::vector<std::string> env_store;

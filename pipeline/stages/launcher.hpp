@@ -19,6 +19,9 @@ struct LaunchOptions {
 // Returns the exit code of the first failing stage, or 0.
 int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& opt);
 
+// Directory holding the saepipe programs (that of the running binary).
+std::string program_dir();
+
 // The command line that runs one stage (for printing and for sbatch scripts).
 std::vector<std::string> stage_command(const std::string& stage, const std::string& job_arg, int ranks,
                                        const std::string& launcher);

@@ -17,23 +17,12 @@
 #include "pipeline/io/checkpoint.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/stats_file.hpp"
-#include "pipeline/sae/topk_sae.hpp"
+#include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/stages/stages.hpp"
 
 namespace saepipe {
 
 namespace {
-
-SaeParams from_checkpoint(const SaeCheckpoint& c) {
-  SaeParams p(c.d_in, c.d_sae);
-  const int64_t D = c.d_in, F = c.d_sae;
-  for (int64_t f = 0; f < F; ++f)
-    for (int64_t d = 0; d < D; ++d) p.W_encT()[f * D + d] = c.W_enc[d * F + f];
-  std::copy(c.b_enc.begin(), c.b_enc.end(), p.b_enc());
-  std::copy(c.W_dec.begin(), c.W_dec.end(), p.W_dec());
-  std::copy(c.b_dec.begin(), c.b_dec.end(), p.b_dec());
-  return p;
-}
 
 // Cosine of every true feature [G,D] with every decoder row [F,D]: for each true feature
 // the best decoder cosine (MMCS = their mean), and for each latent its best true feature.
@@ -124,11 +113,9 @@ void run_stats(const Job& job, const MpiEnv& env) {
   }
   if (ck.heldout_n_tokens <= 0) log.info("warning: " + sae_path + " records no held-out split; using the whole store");
 
-  const SaeParams params = from_checkpoint(ck);
+  const SaeParams params = sae_params_from_checkpoint(ck);
   const int64_t D = params.d_in, F = params.d_sae;
-  TopKConfig cfg;
-  cfg.k = ck.k;
-  cfg.auxk = 0;
+  const SaeConfig cfg = sae_inference_config(ck);  // by architecture (threshold for batchtopk/jumprelu)
   const int64_t lo = first + count * env.rank() / env.size(), hi = first + count * (env.rank() + 1) / env.size();
   log.info("evaluating " + sae_path + " on " + std::to_string(count) + " held-out tokens [" + std::to_string(first) +
            ", " + std::to_string(first + count) + ") over " + std::to_string(env.size()) + " rank(s)");
@@ -163,9 +150,9 @@ void run_stats(const Job& job, const MpiEnv& env) {
       sums[0] += e2;
       sums[1] += x2;
       sums[3] += (x2 > 0 && r2 > 0) ? xr / std::sqrt(x2 * r2) : 0.0;
-      for (int64_t j = 0; j < cfg.k; ++j) {
-        const int32_t f = ws.idx[t * cfg.k + j];
-        const float v = ws.val[t * cfg.k + j];
+      for (int64_t j = 0; j < ws.width; ++j) {  // selection width (k for topk)
+        const int32_t f = ws.idx[t * ws.width + j];
+        const float v = ws.val[t * ws.width + j];
         if (f < 0 || v <= 0) continue;
         sums[2] += 1;
         sums[off_fire + f] += 1;

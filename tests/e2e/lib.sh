@@ -1,5 +1,7 @@
 # Shared helpers of the end-to-end and MPI test scripts. Usage: source lib.sh WORKDIR
 set -uo pipefail
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PATH="$LIB_DIR/bin:$PATH"   # mpirun_np
 WORK=$1
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 BIN=${SAEPIPE_BIN:?}
@@ -10,7 +12,6 @@ FAILED=0
 pass() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; FAILED=1; }
 finish() { if [ "$FAILED" = 0 ]; then echo "all checks passed"; exit 0; else exit 1; fi; }
-export PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bin:$PATH"   # mpirun_np
 
 # expect_error CODE PATTERN -- CMD...: CMD exits CODE within 120 s and its stderr has exactly
 # one line, matching PATTERN.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The store is the same for 1 and 3 harvest ranks; the trained weights are the same for
-# 1, 2, 3 and 4 train ranks (global batch 1000: uneven slices for 3 and 4 ranks).
+# The store is the same for 1 and 3 harvest ranks; for every architecture the trained
+# weights are the same for 1, 2, 3 and 4 train ranks (global batch 1000: uneven slices for
+# 3 and 4 ranks; batchtopk's threshold is found across ranks). A global batch smaller than
+# the rank count (a rank with no rows) must not hang.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
-job() {  # job NAME RUN_DIR
+job() {  # job NAME RUN_DIR [extra train lines]
   cat > "$1.toml" <<T
 [run]
 name = "inv"
@@ -19,16 +21,17 @@ mean_active = 3.0
 [train]
 activations = "store1/activations"
 d_sae = 128
-k = 4
-batch_tokens = 1000
-n_tokens = 60000
-lr = 0.001
-auxk = 32
-dead_tokens = 4000
 shuffle_tokens = 8192
 log_every = 10
+auxk = 32
+dead_tokens = 4000
+${3:-}
 T
 }
+base='k = 4
+batch_tokens = 1000
+n_tokens = 60000
+lr = 0.001'
 job h1 store1; job h3 store3
 mpirun_np 1 "$BIN/saepipe-harvest" --job h1.toml >/dev/null 2>&1 || fail "harvest 1 rank"
 mpirun_np 3 "$BIN/saepipe-harvest" --job h3.toml >/dev/null 2>&1 || fail "harvest 3 ranks"
@@ -38,21 +41,41 @@ a = h5py.File("store1/activations/activations.h5")["activations/blocks.0.hook_re
 b = h5py.File("store3/activations/activations.h5")["activations/blocks.0.hook_resid_post"][...]
 sys.exit(0 if a.shape == (40960, 32) and np.array_equal(a, b) else 1)
 P
-for n in 1 2 3 4; do
-  job t$n run$n
-  if mpirun_np $n "$BIN/saepipe-train" --job t$n.toml >train$n.log 2>&1; then pass "train with $n rank(s)"; else fail "train $n ranks"; cat train$n.log; fi
-done
-$PY - <<'P' && pass "weights of 2, 3, 4 ranks equal 1 rank within 1e-5 relative" || fail "weights depend on the rank count"
-import h5py, numpy as np, sys
+for arch in topk batchtopk relu jumprelu; do
+  extra="$base
+architecture = \"$arch\"
+l1_coef = 0.3
+l0_coef = 0.01"
+  for n in 1 2 3 4; do
+    job t$arch$n run$arch$n "$extra"
+    if mpirun_np $n "$BIN/saepipe-train" --job t$arch$n.toml >train$arch$n.log 2>&1; then :; else fail "train $arch $n ranks"; cat train$arch$n.log; fi
+  done
+  ARCH=$arch $PY - <<'P' && pass "$arch: weights of 2, 3, 4 ranks equal 1 rank within 1e-5 relative" || fail "$arch: weights depend on the rank count"
+import h5py, numpy as np, os, sys
+arch = os.environ["ARCH"]
 ok = True
-ref = h5py.File("run1/sae/sae.h5")
+ref = h5py.File(f"run{arch}1/sae/sae.h5")
 for n in (2, 3, 4):
-    f = h5py.File(f"run{n}/sae/sae.h5")
-    for k in ("W_enc", "b_enc", "W_dec", "b_dec"):
+    f = h5py.File(f"run{arch}{n}/sae/sae.h5")
+    for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
         a, b = ref[k][...], f[k][...]
         rel = np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)
-        print(f"ranks {n} {k}: max relative difference {rel:.3g}")
+        print(f"{arch} ranks {n} {k}: max relative difference {rel:.3g}")
         ok &= bool(rel <= 1e-5)
 sys.exit(0 if ok else 1)
+P
+done
+# batchtopk with a global batch of 3 over 4 ranks: rank 3 has no rows but joins the threshold.
+for n in 1 4; do
+  job tiny$n runtiny$n 'architecture = "batchtopk"
+k = 2
+batch_tokens = 3
+n_tokens = 60'
+  mpirun_np $n "$BIN/saepipe-train" --job tiny$n.toml >tiny$n.log 2>&1 || { fail "batchtopk batch 3 on $n ranks (rc $?)"; cat tiny$n.log; }
+done
+$PY - <<'P' && pass "batchtopk: a rank without rows neither hangs nor changes the weights" || fail "batchtopk tiny batch differs"
+import h5py, numpy as np, sys
+a, b = h5py.File("runtiny1/sae/sae.h5"), h5py.File("runtiny4/sae/sae.h5")
+sys.exit(0 if all(np.allclose(a[k][...], b[k][...], rtol=1e-5, atol=1e-7) for k in ("W_enc", "W_dec", "b_enc", "b_dec")) else 1)
 P
 finish

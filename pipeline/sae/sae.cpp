@@ -1,15 +1,18 @@
-// TopK sparse autoencoder with AuxK: forward, backward, reference loss, init and update.
+// The shared SAE forward/backward, reference loss, init and update for every architecture;
+// the architecture-specific selection and penalties are in arch_*.cpp.
 //
-// Shape legend: N tokens, D d_in, F d_sae, K k, A auxk (effective: min(auxk, #dead)).
-//   x, xc, recon, g [N,D]; pre [N,F]; idx, val, dval [N,K]; aux_* [N,A].
-//   Parameter layout (SaeParams): W_encT [F,D] | b_enc [F] | W_dec [F,D] | b_dec [D].
+// Shape legend: N tokens, D d_in, F d_sae, K k, W selection width, A auxk (effective:
+// min(auxk, #dead)).
+//   x, xc, recon, g [N,D]; pre [N,F]; idx, val, dval [N,W]; aux_* [N,A].
+//   Parameter layout (SaeParams): W_encT [F,D] | b_enc [F] | W_dec [F,D] | b_dec [D] | log_threshold [F].
 //
-// Convention: after TopK, ReLU makes z = max(val, 0); a slot whose value is <= 0 is not
-// active, so it is stored as idx = -1, val = 0 (the same "empty slot" the kernels skip).
+// Convention: a slot whose z is 0 is not active, so it is stored as idx = -1, val = 0 (the
+// same "empty slot" the kernels skip).
 // Every gradient sum runs in an order fixed by token and latent indices, never by thread.
-#include "pipeline/sae/topk_sae.hpp"
+#include "pipeline/sae/sae.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <numbers>
 #include <numeric>
@@ -18,6 +21,7 @@
 
 #include "kernels/kernels.hpp"
 #include "pipeline/core/errors.hpp"
+#include "pipeline/sae/architectures.hpp"
 
 namespace saepipe {
 namespace {
@@ -60,20 +64,13 @@ void add_column_sums(const float* a, int64_t N, int64_t D, double scale, double*
   }
 }
 
-// ReLU on a top-k selection: non-positive slots become empty (idx -1, val 0).
-void relu_selection(int32_t* idx, float* val, int64_t count) {
-  for (int64_t s = 0; s < count; ++s)
-    if (!(val[s] > 0.0f)) {
-      idx[s] = -1;
-      val[s] = 0.0f;
-    }
-}
-
-void check_config(const SaeParams& p, const TopKConfig& cfg) {
+void check_config(const SaeParams& p, const SaeConfig& cfg) {
   SAE_ASSERT(p.d_in > 0 && p.d_sae > 0, "SAE parameters not sized");
   SAE_ASSERT(p.size() == SaeParams::size_for(p.d_in, p.d_sae), "parameter buffer size");
-  SAE_ASSERT(cfg.k >= 1 && cfg.k <= p.d_sae, "k must be in [1, d_sae], got " + std::to_string(cfg.k));
+  if (cfg.architecture == Architecture::TopK || cfg.architecture == Architecture::BatchTopK)
+    SAE_ASSERT(cfg.k >= 1 && cfg.k <= p.d_sae, "k must be in [1, d_sae], got " + std::to_string(cfg.k));
   SAE_ASSERT(cfg.auxk >= 0, "auxk must be >= 0");
+  SAE_ASSERT(cfg.bandwidth > 0, "jumprelu bandwidth must be > 0");
 }
 
 }  // namespace
@@ -100,6 +97,7 @@ void init_tied(SaeParams& p, uint64_t seed) {
   std::copy(W_dec, W_dec + F * D, p.W_encT());
   std::fill(p.b_enc(), p.b_enc() + F, 0.0f);
   std::fill(p.b_dec(), p.b_dec() + D, 0.0f);
+  std::fill(p.log_threshold(), p.log_threshold() + F, 0.0f);
 }
 
 std::vector<float> row_mean(const float* x, int64_t N, int64_t D) {
@@ -176,42 +174,74 @@ std::vector<float> geometric_median(const float* x, int64_t N, int64_t D, int ma
   return out;
 }
 
-void sae_encode_decode(const SaeParams& p, const TopKConfig& cfg, const float* x, int64_t N,
-                       SaeWorkspace& ws) {
+void sae_encode_decode(const SaeParams& p, const SaeConfig& cfg, const float* x, int64_t N,
+                       int64_t global_batch, SaeWorkspace& ws, int64_t lead, int64_t tail) {
   check_config(p, cfg);
-  SAE_ASSERT(N >= 0, "negative token count");
-  const int64_t D = p.d_in, F = p.d_sae, K = cfg.k;
-  grow(ws.xc, N * D);
-  grow(ws.pre, N * F);
-  grow(ws.idx, N * K);
-  grow(ws.val, N * K);
+  SAE_ASSERT(N >= 0 && lead >= 0 && tail >= 0, "negative token count");
+  const int64_t D = p.d_in, F = p.d_sae, N_ext = lead + N + tail;
+  grow(ws.xc, N_ext * D);
+  grow(ws.pre, N_ext * F);
   grow(ws.recon, N * D);
-  if (N == 0) return;
-  const float* b_dec = p.b_dec();
-  const float* b_enc = p.b_enc();
   float* xc = ws.xc.data();
   float* pre = ws.pre.data();
+  if (N > 0) {
+    const float* b_dec = p.b_dec();
+    const float* b_enc = p.b_enc();
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t d = 0; d < D; ++d) xc[n * D + d] = x[n * D + d] - b_dec[d];
-    std::copy(b_enc, b_enc + F, pre + n * F);  // the sgemm below adds onto b_enc
+    for (int64_t n = 0; n < N_ext; ++n) {
+      for (int64_t d = 0; d < D; ++d) xc[n * D + d] = x[n * D + d] - b_dec[d];
+      std::copy(b_enc, b_enc + F, pre + n * F);  // the sgemm below adds onto b_enc
+    }
+    // pre[N,F] = xc[N,D] * W_encT[F,D]^T + b_enc, in blocks of encoder_block rows
+    const int64_t G = cfg.encoder_block > 0 ? cfg.encoder_block : N_ext;
+    for (int64_t r = 0; r < N_ext; r += G) {
+      const int64_t m = std::min(G, N_ext - r);
+      cpu::matmul(false, true, m, F, D, 1.0f, xc + r * D, D, p.W_encT(), D, 1.0f, pre + r * F, F);
+    }
+    if (lead > 0) {  // this call's rows to the front
+      std::memmove(xc, xc + lead * D, sizeof(float) * size_t(N * D));
+      std::memmove(pre, pre + lead * F, sizeof(float) * size_t(N * F));
+    }
   }
-  // pre[N,F] = xc[N,D] * W_encT[F,D]^T + b_enc
-  cpu::matmul(false, true, N, F, D, 1.0f, xc, D, p.W_encT(), D, 1.0f, pre, F);
-  cpu::topk_rows(pre, N, F, K, nullptr, ws.idx.data(), ws.val.data());
-  relu_selection(ws.idx.data(), ws.val.data(), N * K);
-  cpu::sparse_decode(ws.idx.data(), ws.val.data(), N, K, p.W_dec(), b_dec, D, ws.recon.data());
+  switch (cfg.architecture) {
+    case Architecture::TopK:
+      grow(ws.idx, N * cfg.k);
+      grow(ws.val, N * cfg.k);
+      ws.width = cfg.k;
+      if (N > 0) select_topk(pre, N, F, cfg.k, ws.idx.data(), ws.val.data());
+      break;
+    case Architecture::BatchTopK: {
+      // A collective when kth_largest spans ranks: every rank calls it, even with N = 0.
+      const float t = batchtopk_threshold(pre, N, F, cfg.k, global_batch, cfg.kth_largest, ws.candidates);
+      ws.batch_threshold = t;
+      // pre >= t is pre > (the float just below t).
+      ws.width = select_above(pre, N, F, nullptr, std::nextafter(t, -1.0f), ws.idx, ws.val);
+      break;
+    }
+    case Architecture::ReLU:
+      ws.width = select_above(pre, N, F, nullptr, 0.0f, ws.idx, ws.val);
+      break;
+    case Architecture::JumpReLU: {
+      std::vector<float> theta(static_cast<size_t>(F));
+      for (int64_t f = 0; f < F; ++f) theta[f] = std::exp(p.log_threshold()[f]);
+      ws.width = select_above(pre, N, F, theta.data(), 0.0f, ws.idx, ws.val);
+      break;
+    }
+  }
+  if (N > 0) cpu::sparse_decode(ws.idx.data(), ws.val.data(), N, ws.width, p.W_dec(), p.b_dec(), D, ws.recon.data());
 }
 
-SaeStepSums sae_forward_backward(const SaeParams& p, const TopKConfig& cfg, const float* x,
+SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const float* x,
                                  int64_t N, int64_t global_batch, const uint8_t* dead,
-                                 double* grad, int64_t* fire_count, SaeWorkspace& ws) {
+                                 double* grad, int64_t* fire_count, SaeWorkspace& ws,
+                                 int64_t lead, int64_t tail) {
   SAE_ASSERT(global_batch >= N && global_batch > 0, "global batch must cover the local tokens");
   SaeStepSums sums;
   sums.n_tokens = N;
-  sae_encode_decode(p, cfg, x, N, ws);
+  sae_encode_decode(p, cfg, x, N, global_batch, ws, lead, tail);
+  x += lead * p.d_in;  // this call's tokens
   if (N == 0) return sums;
-  const int64_t D = p.d_in, F = p.d_sae, K = cfg.k;
+  const int64_t D = p.d_in, F = p.d_sae, K = ws.width;  // K: selection width
   const double two_over_B = 2.0 / double(global_batch);
   double* g_W_encT = grad + p.off_W_encT();
   double* g_b_enc = grad + p.off_b_enc();
@@ -246,9 +276,15 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const TopKConfig& cfg, cons
   add_column_sums(ws.g.data(), N, D, 1.0, g_b_dec);  // x_hat = ... + b_dec
   cpu::sparse_decode_backward(ws.idx.data(), ws.val.data(), ws.g.data(), N, K, p.W_dec(), D, F,
                               ws.dval.data(), g_W_dec);
-  // d pre = d z on active slots (ReLU and TopK pass the gradient through); 0 elsewhere.
+  // d pre = d z on active slots (every selection passes the gradient through); 0 elsewhere.
   for (int64_t s = 0; s < N * K; ++s)
     if (ws.idx[s] < 0) ws.dval[s] = 0.0f;
+  if (cfg.architecture == Architecture::ReLU)
+    sums.penalty = relu_l1_backward(p, ws.idx.data(), ws.val.data(), N, K, cfg.l1_coef, global_batch,
+                                    ws.dval.data(), g_W_dec);
+  if (cfg.architecture == Architecture::JumpReLU)
+    sums.penalty = jumprelu_backward(p, ws.pre.data(), ws.g.data(), N, cfg.l0_coef, cfg.bandwidth, global_batch,
+                                     ws.idx.data(), K, grad + p.off_log_threshold());
 
   // ---- AuxK: dead latents reconstruct the residual r = x - x_hat (a constant) ----
   int64_t A = 0;
@@ -264,7 +300,11 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const TopKConfig& cfg, cons
     grow(ws.aux_g, N * D);
     grow(ws.aux_dval, N * A);
     cpu::topk_rows(ws.pre.data(), N, F, A, dead, ws.aux_idx.data(), ws.aux_val.data());
-    relu_selection(ws.aux_idx.data(), ws.aux_val.data(), N * A);
+    for (int64_t s = 0; s < N * A; ++s)  // ReLU on the aux selection
+      if (!(ws.aux_val[s] > 0.0f)) {
+        ws.aux_idx[s] = -1;
+        ws.aux_val[s] = 0.0f;
+      }
     cpu::sparse_decode(ws.aux_idx.data(), ws.aux_val.data(), N, A, p.W_dec(), nullptr, D,
                        ws.aux_recon.data());
     const double coef = cfg.auxk_coef * two_over_B;
@@ -321,35 +361,67 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const TopKConfig& cfg, cons
   return sums;
 }
 
-double sae_loss_reference(const SaeParams& p, const TopKConfig& cfg, const float* x, int64_t N,
+double sae_loss_reference(const SaeParams& p, const SaeConfig& cfg, const float* x, int64_t N,
                           int64_t global_batch, const uint8_t* dead) {
   check_config(p, cfg);
   const int64_t D = p.d_in, F = p.d_sae, K = cfg.k;
   const size_t Ds = static_cast<size_t>(D);
-  std::vector<double> xc(Ds), x_hat(Ds), e_hat(Ds), pre(static_cast<size_t>(F));
-  std::vector<int64_t> order;
-  double sq = 0.0, aux = 0.0;
-  // Descending pre-activation, ties to the lower index.
-  auto by_pre = [&](int64_t a, int64_t b) {
-    return pre[a] > pre[b] || (pre[a] == pre[b] && a < b);
-  };
+  std::vector<double> pre(static_cast<size_t>(N * F)), xc(Ds), x_hat(Ds), e_hat(Ds);
   for (int64_t n = 0; n < N; ++n) {
-    const float* xn = x + n * D;
-    for (int64_t d = 0; d < D; ++d) xc[d] = double(xn[d]) - double(p.b_dec()[d]);
+    for (int64_t d = 0; d < D; ++d) xc[d] = double(x[n * D + d]) - double(p.b_dec()[d]);
     for (int64_t f = 0; f < F; ++f) {
       double s = double(p.b_enc()[f]);
       for (int64_t d = 0; d < D; ++d) s += double(p.W_encT()[f * D + d]) * xc[d];
-      pre[f] = s;
+      pre[n * F + f] = s;
     }
-    order.resize(size_t(F));
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), by_pre);
+  }
+  // batchtopk: the (B*k)-th largest positive pre-activation of all tokens.
+  double batch_thr = 0.0;
+  if (cfg.architecture == Architecture::BatchTopK) {
+    std::vector<double> pos;
+    for (double v : pre)
+      if (v > 0.0) pos.push_back(v);
+    std::sort(pos.begin(), pos.end(), std::greater<>());
+    const int64_t kth = global_batch * K;
+    batch_thr = int64_t(pos.size()) >= kth ? pos[size_t(kth - 1)] : 0.0;
+  }
+  std::vector<double> norm(static_cast<size_t>(F));
+  for (int64_t f = 0; f < F; ++f) {
+    double ss = 0.0;
+    for (int64_t d = 0; d < D; ++d) ss += double(p.W_dec()[f * D + d]) * double(p.W_dec()[f * D + d]);
+    norm[f] = std::sqrt(ss);
+  }
+  std::vector<int64_t> order;
+  double sq = 0.0, aux = 0.0, penalty = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xn = x + n * D;
+    const double* pr = pre.data() + n * F;
+    // Descending pre-activation, ties to the lower index.
+    auto by_pre = [&](int64_t a, int64_t b) { return pr[a] > pr[b] || (pr[a] == pr[b] && a < b); };
+    std::vector<double> z(static_cast<size_t>(F), 0.0);
+    switch (cfg.architecture) {
+      case Architecture::TopK:
+        order.resize(size_t(F));
+        std::iota(order.begin(), order.end(), 0);
+        std::sort(order.begin(), order.end(), by_pre);
+        for (int64_t j = 0; j < K; ++j) z[order[j]] = std::max(pr[order[j]], 0.0);
+        break;
+      case Architecture::BatchTopK:
+        for (int64_t f = 0; f < F; ++f) z[f] = pr[f] > 0.0 && pr[f] >= batch_thr ? pr[f] : 0.0;
+        break;
+      case Architecture::ReLU:
+        for (int64_t f = 0; f < F; ++f) z[f] = std::max(pr[f], 0.0);
+        for (int64_t f = 0; f < F; ++f) penalty += cfg.l1_coef * z[f] * norm[f];
+        break;
+      case Architecture::JumpReLU:
+        for (int64_t f = 0; f < F; ++f) z[f] = pr[f] > std::exp(double(p.log_threshold()[f])) && pr[f] > 0 ? pr[f] : 0.0;
+        for (int64_t f = 0; f < F; ++f) penalty += cfg.l0_coef * double(z[f] > 0.0);
+        break;
+    }
     for (int64_t d = 0; d < D; ++d) x_hat[d] = double(p.b_dec()[d]);
-    for (int64_t j = 0; j < K; ++j) {
-      const int64_t f = order[j];
-      const double z = std::max(pre[f], 0.0);
-      for (int64_t d = 0; d < D; ++d) x_hat[d] += z * double(p.W_dec()[f * D + d]);
-    }
+    for (int64_t f = 0; f < F; ++f)
+      if (z[f] != 0.0)
+        for (int64_t d = 0; d < D; ++d) x_hat[d] += z[f] * double(p.W_dec()[f * D + d]);
     for (int64_t d = 0; d < D; ++d) {
       const double e = x_hat[d] - double(xn[d]);
       sq += e * e;
@@ -364,8 +436,8 @@ double sae_loss_reference(const SaeParams& p, const TopKConfig& cfg, const float
       std::fill(e_hat.begin(), e_hat.end(), 0.0);
       for (int64_t j = 0; j < A; ++j) {
         const int64_t f = order[j];
-        const double z = std::max(pre[f], 0.0);
-        for (int64_t d = 0; d < D; ++d) e_hat[d] += z * double(p.W_dec()[f * D + d]);
+        const double za = std::max(pr[f], 0.0);
+        for (int64_t d = 0; d < D; ++d) e_hat[d] += za * double(p.W_dec()[f * D + d]);
       }
       for (int64_t d = 0; d < D; ++d) {
         const double r = double(xn[d]) - x_hat[d];
@@ -374,11 +446,11 @@ double sae_loss_reference(const SaeParams& p, const TopKConfig& cfg, const float
       }
     }
   }
-  return sq / double(global_batch) + cfg.auxk_coef * aux / double(global_batch);
+  return (sq + penalty) / double(global_batch) + cfg.auxk_coef * aux / double(global_batch);
 }
 
 void sae_apply_gradient(SaeParams& p, std::vector<float>& grad, AdamState& state,
-                        const AdamConfig& cfg) {
+                        const AdamConfig& cfg, bool unit_norm_decoder) {
   const int64_t n = p.size();
   SAE_ASSERT(int64_t(grad.size()) == n, "gradient size does not match the parameters");
   if (state.m.empty() && state.v.empty() && state.t == 0) {
@@ -388,10 +460,28 @@ void sae_apply_gradient(SaeParams& p, std::vector<float>& grad, AdamState& state
   SAE_ASSERT(int64_t(state.m.size()) == n && int64_t(state.v.size()) == n,
              "Adam moments do not match the parameters");
   ++state.t;
-  cpu::project_out_parallel(p.W_dec(), grad.data() + p.off_W_dec(), p.d_sae, p.d_in);
+  if (unit_norm_decoder) cpu::project_out_parallel(p.W_dec(), grad.data() + p.off_W_dec(), p.d_sae, p.d_in);
   cpu::adam_step(p.data.data(), grad.data(), state.m.data(), state.v.data(), n, cfg.lr,
                  cfg.beta1, cfg.beta2, cfg.eps, state.t);
-  cpu::normalize_rows(p.W_dec(), p.d_sae, p.d_in);
+  if (unit_norm_decoder) cpu::normalize_rows(p.W_dec(), p.d_sae, p.d_in);
+}
+
+Architecture parse_architecture(const std::string& name) {
+  if (name == "topk") return Architecture::TopK;
+  if (name == "batchtopk") return Architecture::BatchTopK;
+  if (name == "relu") return Architecture::ReLU;
+  if (name == "jumprelu") return Architecture::JumpReLU;
+  user_error("architecture '" + name + "' is not one of topk, batchtopk, relu, jumprelu");
+}
+
+std::string to_string(Architecture a) {
+  switch (a) {
+    case Architecture::TopK: return "topk";
+    case Architecture::BatchTopK: return "batchtopk";
+    case Architecture::ReLU: return "relu";
+    case Architecture::JumpReLU: return "jumprelu";
+  }
+  return "?";
 }
 
 }  // namespace saepipe

@@ -1,0 +1,71 @@
+#include "pipeline/io/train_state.hpp"
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/io/atomic_h5.hpp"
+#include "pipeline/io/h5.hpp"
+
+namespace saepipe {
+
+namespace {
+constexpr const char* kSchema = "saepipe.train_state";
+constexpr int64_t kVersion = 1;
+
+template <class T>
+std::vector<T> read_vector(const h5::File& f, const std::string& name, int64_t n) {
+  h5::Dataset ds = f.open_dataset(name);
+  if (ds.dims() != std::vector<int64_t>{n})
+    user_error(ds.where() + ": expected " + std::to_string(n) + " elements");
+  return ds.read_all<T>();
+}
+}  // namespace
+
+void write_train_state(const std::string& path, const TrainState& s) {
+  const int64_t P = int64_t(s.params.size()), F = s.d_sae;
+  SAE_ASSERT(int64_t(s.adam_m.size()) == P && int64_t(s.adam_v.size()) == P, path + ": Adam moment sizes");
+  SAE_ASSERT(int64_t(s.since_fired.size()) == F, path + ": since_fired size");
+  h5::AtomicFile out(path);
+  {
+    const h5::File& f = out.file();
+    f.create_dataset("params", h5::Type::Float32, {P}).write(s.params.data());
+    f.create_dataset("adam_m", h5::Type::Float32, {P}).write(s.adam_m.data());
+    f.create_dataset("adam_v", h5::Type::Float32, {P}).write(s.adam_v.data());
+    f.create_dataset("since_fired", h5::Type::Int64, {F}).write(s.since_fired.data());
+    f.write_string_attribute("schema", kSchema);
+    f.write_int_attribute("version", kVersion);
+    f.write_int_attribute("step", s.step);
+    f.write_int_attribute("adam_t", s.adam_t);
+    f.write_int_attribute("d_in", s.d_in);
+    f.write_int_attribute("d_sae", s.d_sae);
+    f.write_string_attribute("fingerprint", s.fingerprint);
+    f.write_double_attribute("input_scale", s.input_scale);
+    f.write_double_attribute("threshold_ema", s.threshold_ema);
+    f.write_double_attribute("threshold_weight", s.threshold_weight);
+  }
+  out.commit();
+}
+
+TrainState read_train_state(const std::string& path) {
+  h5::File f = h5::open_file(path);
+  if (!f.has_attribute("schema") || f.read_string_attribute("schema") != kSchema)
+    user_error(path + ": not a training state (attribute 'schema' is not '" + std::string(kSchema) + "')");
+  if (f.read_int_attribute("version") != kVersion)
+    user_error(path + ": version " + std::to_string(f.read_int_attribute("version")) + " is not supported");
+  TrainState s;
+  s.step = f.read_int_attribute("step");
+  s.adam_t = f.read_int_attribute("adam_t");
+  s.d_in = f.read_int_attribute("d_in");
+  s.d_sae = f.read_int_attribute("d_sae");
+  s.fingerprint = f.read_string_attribute("fingerprint");
+  s.input_scale = f.read_double_attribute("input_scale");
+  s.threshold_ema = f.read_double_attribute("threshold_ema");
+  s.threshold_weight = f.read_double_attribute("threshold_weight");
+  if (s.d_in < 1 || s.d_sae < 1) user_error(path + ": d_in and d_sae must be >= 1");
+  const int64_t P = 2 * s.d_in * s.d_sae + 2 * s.d_sae + s.d_in;  // SaeParams::size_for
+  s.params = read_vector<float>(f, "params", P);
+  s.adam_m = read_vector<float>(f, "adam_m", P);
+  s.adam_v = read_vector<float>(f, "adam_v", P);
+  s.since_fired = read_vector<int64_t>(f, "since_fired", s.d_sae);
+  return s;
+}
+
+}  // namespace saepipe

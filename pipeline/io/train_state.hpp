@@ -1,0 +1,31 @@
+// The training state beside sae.h5 (DESIGN.md "Resume"): everything the next step depends
+// on, so a run resumed from it ends bit-identical to an uninterrupted one. The data cursor
+// and every random choice are functions of (seed, step), so `step` is the cursor.
+//
+// File train_state.h5: /params, /adam_m, /adam_v [P] float32 (P = SaeParams::size_for),
+// /since_fired [F] int64; attributes schema = "saepipe.train_state", version = 1, step,
+// adam_t, d_in, d_sae, fingerprint, input_scale, threshold_ema (batchtopk), threshold_weight.
+// Written to path + ".tmp" and renamed, so a kill leaves the previous state intact.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace saepipe {
+
+struct TrainState {
+  std::string fingerprint;  // of the job settings that produced it; resume requires a match
+  int64_t step = 0;         // steps completed
+  int64_t d_in = 0, d_sae = 0, adam_t = 0;
+  std::vector<float> params, adam_m, adam_v;  // [P]
+  std::vector<int64_t> since_fired;           // [F] tokens since each latent last fired
+  double input_scale = 1.0;
+  double threshold_ema = 0.0, threshold_weight = 0.0;  // bias-corrected EMA = ema / weight
+};
+
+void write_train_state(const std::string& path, const TrainState& s);
+// User error naming the file when the schema/version or shapes do not match; corrupt error
+// when a read fails (checksum).
+TrainState read_train_state(const std::string& path);
+
+}  // namespace saepipe

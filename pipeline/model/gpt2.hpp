@@ -1,0 +1,59 @@
+// GPT-2 family (model_type "gpt2": gpt2, distilgpt2, gpt2-medium/large/xl) from a Hugging Face
+// directory: config.json + safetensors. Weights use HF names (wte, wpe, h.{i}.ln_1, attn.c_attn,
+// attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, ln_f; with or without a "transformer." prefix) and
+// the Conv1D layout: a linear map's weight is [in, out], so y = x W + b.
+//
+// Shape legend: B sequences, T positions, C d_model, H heads, hs = C/H, V vocab, P n_positions.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "pipeline/model/transformer.hpp"
+
+namespace saepipe {
+
+class Checkpoint;
+
+struct Gpt2Config {
+  int64_t n_embd = 0, n_layer = 0, n_head = 0, n_positions = 0, vocab_size = 0, n_inner = 0;
+  int64_t bos_token_id = 50256, eos_token_id = 50256;
+  double layer_norm_epsilon = 1e-5;
+  bool gelu_tanh = true;  // activation_function gelu_new / gelu_pytorch_tanh; false: exact gelu
+  bool scale_attn_weights = true;
+
+  // From config.json's object; `where` names the file. User error for missing or invalid fields
+  // and for options this implementation does not support.
+  static Gpt2Config from_json(const nlohmann::json& j, const std::string& where);
+};
+
+class Gpt2Model final : public TransformerModel {
+ public:
+  // Loads blocks [0, n_blocks) and, when with_ln_f, the final LayerNorm.
+  Gpt2Model(const Gpt2Config& cfg, const Checkpoint& ckpt, int64_t n_blocks, bool with_ln_f);
+
+  std::string family() const override { return "gpt2"; }
+  int64_t d_model() const override { return cfg_.n_embd; }
+  int64_t n_layers() const override { return cfg_.n_layer; }
+  int64_t vocab_size() const override { return cfg_.vocab_size; }
+  int64_t n_positions() const override { return cfg_.n_positions; }
+  int64_t bos_token() const override { return cfg_.bos_token_id; }
+  int64_t eos_token() const override { return cfg_.eos_token_id; }
+  std::string describe() const override;
+  void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+               const std::vector<float*>& out) const override;
+
+ private:
+  struct Block {
+    std::vector<float> ln1_w, ln1_b;      // [C]
+    std::vector<float> attn_w, attn_b;    // [C,3C], [3C]
+    std::vector<float> proj_w, proj_b;    // [C,C], [C]
+    std::vector<float> ln2_w, ln2_b;      // [C]
+    std::vector<float> fc_w, fc_b;        // [C,I], [I]  (I = n_inner, 4C by default)
+    std::vector<float> fc_proj_w, fc_proj_b;  // [I,C], [C]
+  };
+  Gpt2Config cfg_;
+  std::vector<float> wte_, wpe_;  // [V,C], [P,C]
+  std::vector<Block> blocks_;
+  std::vector<float> lnf_w_, lnf_b_;
+};
+
+}  // namespace saepipe

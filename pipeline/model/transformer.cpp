@@ -1,0 +1,81 @@
+#include "pipeline/model/transformer.hpp"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
+#include "pipeline/model/gpt2.hpp"
+#include "pipeline/model/safetensors.hpp"
+
+namespace saepipe {
+
+namespace {
+constexpr const char* kHookForms =
+    "hook_embed, hook_pos_embed, blocks.L.hook_resid_pre, blocks.L.hook_resid_mid, blocks.L.hook_resid_post, "
+    "blocks.L.hook_attn_out, blocks.L.hook_mlp_out, ln_final.hook_normalized";
+}
+
+HookPoint parse_hook(const std::string& name, int64_t n_layers) {
+  HookPoint h;
+  h.name = name;
+  if (name == "hook_embed") { h.kind = HookKind::Embed; return h; }
+  if (name == "hook_pos_embed") { h.kind = HookKind::PosEmbed; return h; }
+  if (name == "ln_final.hook_normalized") { h.kind = HookKind::LnFinalNormalized; return h; }
+  const std::string prefix = "blocks.";
+  const size_t dot = name.find('.', prefix.size());
+  if (name.rfind(prefix, 0) == 0 && dot != std::string::npos && dot > prefix.size() && dot - prefix.size() <= 6) {
+    const std::string num = name.substr(prefix.size(), dot - prefix.size());
+    const std::string rest = name.substr(dot + 1);
+    bool digits = num.find_first_not_of("0123456789") == std::string::npos;
+    const std::pair<const char*, HookKind> kinds[] = {
+        {"hook_resid_pre", HookKind::ResidPre}, {"hook_resid_mid", HookKind::ResidMid},
+        {"hook_resid_post", HookKind::ResidPost}, {"hook_attn_out", HookKind::AttnOut},
+        {"hook_mlp_out", HookKind::MlpOut}};
+    for (auto& [suffix, kind] : kinds) {
+      if (digits && rest == suffix) {
+        h.kind = kind;
+        h.layer = std::stoll(num);
+        if (h.layer >= n_layers)
+          user_error("harvest.hooks: \"" + name + "\": layer " + num + " does not exist (the model has " +
+                     std::to_string(n_layers) + " layers, 0.." + std::to_string(n_layers - 1) + ")");
+        return h;
+      }
+    }
+  }
+  user_error("harvest.hooks: unknown hook \"" + name + "\" (known: " + kHookForms + ")");
+}
+
+int64_t layers_needed(const std::vector<HookPoint>& hooks, int64_t n_layers) {
+  int64_t n = 0;
+  for (const HookPoint& h : hooks) {
+    if (h.kind == HookKind::LnFinalNormalized) n = n_layers;
+    else if (h.layer >= 0) n = std::max(n, h.layer + 1);
+  }
+  return n;
+}
+
+std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
+                                                   const std::vector<std::string>& hook_names) {
+  const std::string config_path = (std::filesystem::path(model_dir) / "config.json").string();
+  if (!path_exists(config_path)) user_error(model_dir + ": no config.json (a Hugging Face model directory is needed)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    user_error(config_path + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object()) user_error(config_path + ": not a JSON object");
+  const std::string type = j.value("model_type", "");
+  if (type != "gpt2")
+    user_error(config_path + ": model_type \"" + type + "\" is not supported (supported: gpt2)");
+  const Gpt2Config cfg = Gpt2Config::from_json(j, config_path);
+  std::vector<HookPoint> hooks;
+  for (const std::string& n : hook_names) hooks.push_back(parse_hook(n, cfg.n_layer));
+  bool with_ln_f = false;
+  for (const HookPoint& h : hooks) with_ln_f = with_ln_f || h.kind == HookKind::LnFinalNormalized;
+  const Checkpoint ckpt(model_dir);
+  return std::make_unique<Gpt2Model>(cfg, ckpt, layers_needed(hooks, cfg.n_layer), with_ln_f);
+}
+
+}  // namespace saepipe

@@ -1,0 +1,67 @@
+// The synthetic activation source: the toy model of superposition, one hook, token i depends
+// only on (seed, i), so the store does not depend on the number of ranks.
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/job.hpp"
+#include "pipeline/io/activation_store.hpp"
+#include "pipeline/model/synthetic.hpp"
+#include "pipeline/stages/activation_source.hpp"
+
+namespace saepipe {
+
+namespace {
+
+class SyntheticSource final : public ActivationSource {
+ public:
+  explicit SyntheticSource(const Job& job) : h_(job.harvest), model_(job.harvest.synthetic) {
+    if (h_.hooks.size() != 1)
+      user_error(job.path + ": harvest.hooks: the synthetic source writes exactly one hook, got " +
+                 std::to_string(h_.hooks.size()));
+  }
+  int64_t d_model() const override { return model_.d_model(); }
+  int64_t rows_per_sequence() const override { return h_.context; }
+  nlohmann::json description() const override {
+    // Unchanged since version 1 for independent features, so earlier stores stay valid.
+    nlohmann::json d = {{"type", h_.source},
+                        {"d_model", h_.synthetic.d_model},
+                        {"n_features", h_.synthetic.n_features},
+                        {"mean_active", h_.synthetic.mean_active},
+                        {"decay", h_.synthetic.decay},
+                        {"seed", h_.synthetic.seed},
+                        {"generator", "saepipe.synthetic.v1"}};
+    if (h_.synthetic.correlation > 0) d["correlation"] = h_.synthetic.correlation;
+    return d;
+  }
+  void fill(int64_t first_seq, int64_t n_seq, ShardData& data) const override {
+    const int64_t first = first_seq * h_.context, n = n_seq * h_.context, D = d_model();
+    data.first_token = first;
+    data.n_tokens = n;
+    data.activations.assign(1, std::vector<float>(size_t(n * D)));
+    data.tokens.resize(size_t(n));
+    data.sequence.resize(size_t(n));
+    data.position.resize(size_t(n));
+    model_.generate(first, n, data.activations[0].data(), data.tokens.data());
+    for (int64_t r = 0; r < n; ++r) {
+      data.sequence[r] = (first + r) / h_.context;
+      data.position[r] = int32_t((first + r) % h_.context);
+    }
+  }
+  void finish_store(const std::string& dir) const override {
+    write_ground_truth(dir, model_.features().data(), model_.n_features(), model_.d_model());
+  }
+
+ private:
+  HarvestConfig h_;
+  SyntheticModel model_;  // validates mean_active
+};
+
+}  // namespace
+
+std::unique_ptr<ActivationSource> make_synthetic_source(const Job& job) { return std::make_unique<SyntheticSource>(job); }
+
+std::unique_ptr<ActivationSource> make_activation_source(const Job& job) {
+  if (job.harvest.source == "synthetic") return make_synthetic_source(job);
+  if (job.harvest.source == "model") return make_model_source(job);
+  user_error(job.path + ": harvest.source: unknown source \"" + job.harvest.source + "\"");
+}
+
+}  // namespace saepipe

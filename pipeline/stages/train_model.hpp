@@ -1,0 +1,90 @@
+// One SAE being trained inside the train stage: its parameters, optimiser, dead-latent
+// counters, metrics and checkpoints. The stage (train.cpp) owns the data and the loop and
+// may train several of these (a sweep) from the same batches.
+//
+// Shape legend: N local tokens, D d_in, F d_sae.
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pipeline/core/job.hpp"
+#include "pipeline/io/checkpoint.hpp"
+#include "pipeline/sae/sae.hpp"
+
+namespace saepipe {
+
+class Logger;
+class MpiEnv;
+
+// Encoder rows per BLAS call, aligned to the global batch. BLAS rounds a row differently
+// depending on the call's shape; with aligned blocks every row comes from the same call for
+// any number of ranks. 1024: as fast as one call on the bench shape (smaller blocks re-pack
+// W_enc more often).
+inline constexpr int64_t kTrainEncoderBlock = 1024;
+
+// Where one model goes and what identifies its settings.
+struct ModelSpec {
+  std::string name;  // "" for the main model, else the sweep entry's name
+  TrainConfig config;
+  std::string out_dir, fingerprint;
+};
+
+// The rows of one step as the model sees them: x [lead + N + tail, D] (scaled); this rank's
+// tokens are the N rows after the first `lead` (the rest complete the encoder blocks).
+struct StepRows {
+  const float* x = nullptr;
+  int64_t lead = 0, n = 0, tail = 0;
+  int64_t first = 0;  // global batch position of this rank's first token
+};
+
+class TrainModel {
+ public:
+  // Checks for a finished checkpoint (done()) or a training state to resume from; errors
+  // (user errors naming the file) are the caller's to agree on across ranks.
+  TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env);
+  bool done() const { return done_; }
+  int64_t first_step() const { return first_step_; }
+  const ModelSpec& spec() const { return spec_; }
+  double input_scale() const { return input_scale_; }
+
+  // Fresh start: tied init, b_dec from the (scaled) sample, JumpReLU thresholds.
+  void init(const std::vector<float>& sample, int64_t n_sample, double input_scale, uint64_t seed);
+  // Opens train_log.jsonl (rank 0), keeping records up to first_step when resuming.
+  void open_log(const Logger& log);
+  // One step for global batch `step` of size B over n_steps; one allreduce (plus one
+  // allgather for batchtopk, one more allreduce when resampling).
+  void step(int64_t step, int64_t n_steps, int64_t B, const StepRows& rows, uint64_t seed, Logger& log);
+  void save_state(int64_t steps_done, std::mutex& h5_mutex) const;
+  // Rank 0: sae.h5 (raw units), saelens/, curves; written last so sae.h5 marks completion.
+  void finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, int64_t context, std::mutex& h5_mutex);
+
+ private:
+  void resample_dead(int64_t step, const StepRows& rows, uint64_t seed, Logger& log);
+
+  ModelSpec spec_;
+  const MpiEnv& env_;
+  Architecture arch_;
+  int64_t D_, F_;
+  bool done_ = false;
+  int64_t first_step_ = 0;
+  SaeParams params_;
+  AdamState adam_;
+  SaeConfig cfg_;
+  AdamConfig adam_cfg_;
+  SaeWorkspace ws_;
+  std::vector<int64_t> since_fired_;
+  std::vector<uint8_t> dead_;
+  double input_scale_ = 1.0, thr_ema_ = 0.0, thr_weight_ = 0.0;
+  std::vector<double> reduce_;
+  std::vector<int64_t> fire_;
+  std::vector<float> grad_;
+  std::ofstream metrics_;
+  std::string log_path_;
+  double sse_ = 0, active_ = 0, aux_ = 0, var_ = 0, penalty_ = 0, t_start_ = 0;
+  int64_t window_tokens_ = 0;
+};
+
+}  // namespace saepipe

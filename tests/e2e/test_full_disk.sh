@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A full disk (a small tmpfs as the run directory): each stage stops with a clean one-line
+# error and nothing incomplete carries a final name (no manifest, every final-named shard
+# complete, no sae.h5, no summary.json).
+source "$(dirname "$0")/lib.sh" "$1"
+if [ "$(id -u)" -ne 0 ]; then echo "skipped: mounting a tmpfs needs root"; exit 77; fi
+mkdir -p tiny
+mount -t tmpfs -o size=1m tmpfs tiny || { echo "skipped: cannot mount a tmpfs here"; exit 77; }
+trap 'umount "$WORK/tiny"' EXIT
+cat > big.toml <<'T'
+[run]
+name = "disk"
+dir = "tiny/run"
+[harvest]
+n_tokens = 65536
+context = 64
+shard_tokens = 4096
+[harvest.synthetic]
+d_model = 16
+n_features = 32
+mean_active = 2.0
+T
+timeout 120 mpirun_np 2 "$BIN/saepipe-harvest" --job big.toml >harvest.log 2>&1
+rc=$?
+# exit 1 (system error) or 2 (an output that cannot be created), never a crash or a hang
+[ $rc -eq 1 ] || [ $rc -eq 2 ] && pass "harvest on a full disk exits $rc" || fail "harvest exit $rc"
+[ "$(grep -cE '^saepipe-harvest: ' harvest.log)" = 1 ] && pass "one error line: $(grep -E '^saepipe-harvest: ' harvest.log)" || { fail "error lines"; cat harvest.log; }
+[ ! -e tiny/run/activations/manifest.json ] && pass "no manifest: the store is not presented as complete" || fail "manifest written"
+$PY - <<'P' && pass "every final-named shard is complete and readable" || fail "an incomplete shard carries a final name"
+import glob, h5py, sys
+for p in glob.glob("tiny/run/activations/shard-*.h5"):
+    with h5py.File(p, "r") as f:
+        assert f.attrs["complete"] == 1, p
+        f["activations/blocks.0.hook_resid_post"][...]
+sys.exit(0)
+P
+"$BIN/saepipe" inspect tiny/run/activations >/dev/null 2>&1 && fail "inspect accepted an incomplete store" || pass "inspect refuses the incomplete store"
+rm -rf tiny/run
+
+# Train and stats writing into a full disk, from a store elsewhere.
+sed 's#dir = "tiny/run"#dir = "ok"#; s/n_tokens = 65536/n_tokens = 8192/' big.toml > small.toml
+mpirun_np 2 "$BIN/saepipe-harvest" --job small.toml >/dev/null 2>&1 || fail "harvest elsewhere"
+printf '[run]\nname = "disk"\ndir = "tiny/run2"\n[train]\nactivations = "ok/activations"\nd_sae = 64\nk = 2\nn_tokens = 4096\nbatch_tokens = 512\n' > train.toml
+mkdir -p tiny/run2/sae
+dd if=/dev/zero of=tiny/fill bs=4k 2>/dev/null   # fills the tmpfs
+timeout 120 mpirun_np 2 "$BIN/saepipe-train" --job train.toml >train.log 2>&1
+rc=$?
+[ $rc -eq 1 ] || [ $rc -eq 2 ] && pass "train on a full disk exits $rc: $(grep -E '^saepipe-train: ' train.log | head -1)" || { fail "train exit $rc"; cat train.log; }
+[ ! -e tiny/run2/sae/sae.h5 ] && pass "no sae.h5 left" || fail "sae.h5 written on a full disk"
+[ -z "$(find tiny -name '*.tmp*')" ] && pass "no temporary files left" || fail "temporary files left: $(find tiny -name '*.tmp*')"
+finish

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Exact resume of training: two ranks, kill -9 one rank after a checkpoint (first a worker,
+# then rank 0, the one that writes), re-run the same command each time: the final weights
+# are bit-identical to an uninterrupted run with the same rank count. OpenBLAS rounds
+# differently with its thread count, so every run uses one thread.
+source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+job() {  # job FILE RUN_DIR
+  cat > "$1" <<T
+[run]
+name = "resume"
+dir = "$2"
+seed = 5
+[harvest]
+n_tokens = 65536
+context = 64
+shard_tokens = 16384
+[harvest.synthetic]
+d_model = 64
+n_features = 256
+mean_active = 5.0
+[train]
+activations = "store/activations"
+architecture = "batchtopk"
+d_sae = 2048
+k = 8
+batch_tokens = 2048
+n_tokens = 327680
+lr = 0.002
+lr_warmup_steps = 10
+grad_clip = 1.0
+auxk = 64
+dead_tokens = 8192
+checkpoint_every = 20
+resample_every = 30
+log_every = 10
+T
+}
+job store.toml store; job full.toml full; job part.toml part
+mpirun_np 2 "$BIN/saepipe-harvest" --job store.toml >harvest.log 2>&1 || fail "harvest"
+mpirun_np 2 "$BIN/saepipe-train" --job full.toml >full.log 2>&1 || { fail "uninterrupted run"; cat full.log; }
+
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+rank_pid() {  # rank_pid LAUNCHER_PID RANK: the saepipe-train process of that rank
+  local p
+  for p in $(descendants "$1"); do
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = saepipe-train ] || continue
+    tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+state_step() { $PY -c "import h5py; print(h5py.File('part/sae/train_state.h5')['/'].attrs['step'])" 2>/dev/null || echo 0; }
+# interrupt RANK MIN_STEP: start the run, wait for a checkpoint at >= MIN_STEP, kill -9 RANK.
+interrupt() {
+  mpirun_np 2 "$BIN/saepipe-train" --job part.toml >"part-kill$1.log" 2>&1 &
+  local launcher=$! t=0
+  while kill -0 $launcher 2>/dev/null && [ "$(state_step)" -lt "$2" ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t + 1)); done
+  local victim; victim=$(rank_pid $launcher "$1")
+  if [ -n "$victim" ]; then kill -9 "$victim"; else fail "rank $1 not found (finished already?)"; fi
+  wait $launcher && fail "run with rank $1 killed exited 0" || pass "rank $1 killed by SIGKILL at checkpoint step >= $2"
+}
+interrupt 1 20
+[ ! -e part/sae/sae.h5 ] && pass "no sae.h5 after the kill" || fail "sae.h5 exists after the kill"
+first=$(state_step)
+interrupt 0 $((first + 20))
+mpirun_np 2 "$BIN/saepipe-train" --job part.toml >resume.log 2>&1 || { fail "resumed run"; cat resume.log; }
+grep -q "resuming part/sae at step" resume.log && pass "resumed ($(grep -o 'at step [0-9]*' resume.log))" || { fail "did not resume"; cat resume.log; }
+$PY - <<'P' && pass "weights bit-identical to the uninterrupted run" || fail "resumed weights differ"
+import h5py, numpy as np, sys
+a, b = h5py.File("full/sae/sae.h5"), h5py.File("part/sae/sae.h5")
+ok = True
+for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+    same = np.array_equal(a[k][...], b[k][...])
+    print(k, "identical" if same else f"differs by {np.abs(a[k][...] - b[k][...]).max():.3g}")
+    ok &= same
+la = [l for l in open("full/sae/train_log.jsonl")]
+lb = [l for l in open("part/sae/train_log.jsonl")]
+print("log records", len(la), len(lb))
+ok &= len(la) == len(lb)
+sys.exit(0 if ok else 1)
+P
+finish
