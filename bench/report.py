@@ -34,7 +34,7 @@ def machine():
 
 def google_benchmark(build, out, quick):
     path = os.path.join(out, "kernels.json")
-    args = [os.path.join(build, "bench_train_step"), f"--benchmark_out={path}", "--benchmark_out_format=json"]
+    args = [os.path.join(build, "bench", "bench_train_step"), f"--benchmark_out={path}", "--benchmark_out_format=json"]
     if quick:
         args.append("--benchmark_filter=/64/|/1024/")
     sh(args)

@@ -3,6 +3,7 @@ Adam, unit-norm decoder with gradient projection), the way a straightforward PyT
 writes it. Prints one JSON line: tokens/s, the config, torch's version and thread count.
 Usage: torch_topk_step.py D F K BATCH [STEPS]"""
 import json
+import os
 import sys
 import time
 
@@ -12,6 +13,8 @@ import torch
 def main():
     d, f, k, batch = (int(a) for a in sys.argv[1:5])
     steps = int(sys.argv[5]) if len(sys.argv) > 5 else 3
+    # Every core, like the C++ step it is compared with (unless OMP_NUM_THREADS says otherwise).
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     torch.manual_seed(0)
     W_dec = torch.nn.Parameter(torch.nn.functional.normalize(torch.randn(f, d), dim=1))
     W_enc = torch.nn.Parameter(W_dec.detach().t().clone())
@@ -31,7 +34,7 @@ def main():
             W_dec.grad -= (W_dec.grad * W_dec).sum(1, keepdim=True) * W_dec
         opt.step()
         with torch.no_grad():
-            W_dec /= W_dec.norm(dim=1, keepdim=True)
+            W_dec.div_(W_dec.norm(dim=1, keepdim=True))
 
     step()  # warm-up
     t0 = time.perf_counter()

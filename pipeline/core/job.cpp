@@ -436,7 +436,11 @@ Job load_job(const MpiEnv& env, const std::string& path, const std::string& stag
   return job;
 }
 
-std::string Job::run_dir() const { return run.dir.empty() ? "runs/" + run.name : run.dir; }
+// Lexically normalised ("a/b/../c" is "a/c"), so no directory outside the run's is created on
+// the way to it.
+std::string Job::run_dir() const {
+  return run.dir.empty() ? "runs/" + run.name : std::filesystem::path(run.dir).lexically_normal().string();
+}
 std::string Job::store_dir() const { return train.activations.empty() ? run_dir() + "/activations" : train.activations; }
 std::string Job::stats_store_dir() const { return stats.activations.empty() ? store_dir() : stats.activations; }
 std::string Job::sae_dir() const { return run_dir() + "/sae"; }
