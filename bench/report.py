@@ -53,6 +53,22 @@ def torch_step(cfg):
         return {"error": str(e)}
 
 
+def harvest_gpt2(build, out):
+    """saepipe's GPT-2-small-shaped harvest next to PyTorch's forward pass (bench_harvest_gpt2.sh)."""
+    env = dict(os.environ, BENCH_WORK=os.path.join(out, "gpt2-work"))
+    try:
+        text = sh(["bash", os.path.join(HERE, "bench_harvest_gpt2.sh"), build, "16", str(os.cpu_count())], env=env)
+    except subprocess.CalledProcessError as e:
+        return {"error": (e.stderr or e.stdout or str(e))[-300:]}
+    finally:
+        shutil.rmtree(env["BENCH_WORK"], ignore_errors=True)
+    last = [l for l in text.splitlines() if l.startswith("saepipe harvest:")]
+    if not last:
+        return {"error": "no result line"}
+    nums = [float(w) for w in last[-1].replace(",", " ").split() if w.replace(".", "", 1).isdigit()]
+    return {"ours": nums[0], "torch": nums[1], "ratio": nums[2]} if len(nums) >= 3 else {"error": last[-1]}
+
+
 def stage_job(path, run_dir, n_tokens, d, f, k):
     open(path, "w").write(f"""[run]
 name = "bench"
@@ -136,6 +152,10 @@ def main():
     d, f, k = (32, 128, 4) if a.quick else (128, 1024, 16)
     base = 65536 if a.quick else 524288
     ranks = [1, 2, 4]
+    gpt2 = None
+    if not a.quick:
+        print("GPT-2 harvest vs PyTorch ...", file=sys.stderr)
+        gpt2 = harvest_gpt2(build, out)
     print("stages, strong scaling ...", file=sys.stderr)
     strong = {r: stage_times(build, work, r, base, d, f, k) for r in ranks}
     print("stages, weak scaling ...", file=sys.stderr)
@@ -162,6 +182,14 @@ def main():
                f"| saepipe CPU (d={cfg[0]}, F={cfg[1]}, k={cfg[2]}, batch {cfg[3]}) | {ours['tokens_per_s']:.0f} | "
                f"{ours['tokens_per_s'] / ref['tokens_per_s']:.1f}x |",
                f"| PyTorch {ref['torch']} dense autograd + Adam, {ref['threads']} threads | {ref['tokens_per_s']:.0f} | 1.0x |\n"]
+    if gpt2:
+        md.append("## Harvest: GPT-2-small shape (random weights), hook blocks.8.hook_resid_post, context 128\n")
+        if "error" in gpt2:
+            md.append(f"Unavailable: {gpt2['error']}\n")
+        else:
+            md += ["| implementation | tokens/s | ratio |", "|---|---:|---:|",
+                   f"| saepipe harvest (forward + HDF5 write) | {gpt2['ours']:.0f} | {gpt2['ratio']:.2f}x |",
+                   f"| PyTorch forward only, same sequences and threads | {gpt2['torch']:.0f} | 1.0x |\n"]
     for name, data, note in (("Strong", strong, f"{base} tokens whatever the ranks"),
                              ("Weak", weak, f"{base} tokens per rank")):
         md += [f"## {name} scaling of whole stages ({note}; d_model {d}, d_sae {f}, k {k})\n",
