@@ -333,43 +333,6 @@ Datatype file_type(Type type) {
   internal_error("h5::file_type: unknown type");
 }
 
-uint16_t float_to_bf16(float value) {
-  const uint32_t u = std::bit_cast<uint32_t>(value);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);  // NaN: keep sign, stay quiet
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                    // nearest even; overflow → Inf
-}
-
-float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(uint32_t(bits) << 16); }
-
-uint16_t float_to_f16(float value) {
-  const uint32_t u = std::bit_cast<uint32_t>(value);
-  const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
-  const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN stays NaN
-  if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 (half way past 65504) → Inf
-  if (a >= 0x38800000u) {                                 // normal half (>= 2^-14): rebias, round
-    const uint32_t r = a - 0x38000000u;
-    return uint16_t(sign | ((r + 0xfffu + ((r >> 13) & 1u)) >> 13));
-  }
-  if (a < 0x33000000u) return sign;  // below 2^-25: rounds to zero
-  // Subnormal half: value / 2^-24 = mantissa * 2^(e - 126), rounded to nearest even.
-  const uint32_t e = a >> 23, mant = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;
-  uint32_t q = mant >> shift;
-  const uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (q & 1u))) ++q;
-  return uint16_t(sign | q);
-}
-
-float f16_to_float(uint16_t bits) {
-  // Branch-free (selects) so the widening loop vectorises; no float subnormal is ever formed, so
-  // a flush-to-zero mode set elsewhere in the process cannot change the result.
-  const uint32_t sign = uint32_t(bits & 0x8000u) << 16, em = bits & 0x7fffu;
-  const uint32_t normal = (em << 13) + 0x38000000u;                          // rebias 15 -> 127
-  const uint32_t inf_nan = (em << 13) | 0x7f800000u;                         // payload kept
-  const uint32_t subnormal = std::bit_cast<uint32_t>(float(em) * 0x1p-24f);  // exact: em < 2^10
-  return std::bit_cast<float>(sign | (em >= 0x7c00u ? inf_nan : em >= 0x0400u ? normal : subnormal));
-}
-
 // ---- objects and attributes ----
 
 Object::Object(hid_t id, CloseFn close, std::string file, std::string name)

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "pipeline/io/float16.hpp"
+
 namespace saepipe::h5 {
 
 // Turns off HDF5's automatic error-stack printing (stages call it once at start): our errors
@@ -68,12 +70,8 @@ std::string to_string(Type type);  // "float32", "float64", "float16", "bfloat16
 int64_t type_size(Type type);      // bytes per element
 Datatype file_type(Type type);     // a fresh copy of the on-disk type
 
-// 16-bit conversions done in our own code: round to nearest even, NaN stays NaN (quiet, sign
-// kept), values beyond the range become ±Inf. Widening is exact.
-uint16_t float_to_bf16(float value);
-float bf16_to_float(uint16_t bits);
-uint16_t float_to_f16(float value);
-float f16_to_float(uint16_t bits);
+// 16-bit conversions (float_to_bf16, bf16_to_float, float_to_f16, f16_to_float):
+// pipeline/io/float16.hpp.
 
 class Dataset;
 class Group;

@@ -13,17 +13,14 @@
 
 #include "kernels/kernels.hpp"
 #include "pipeline/core/errors.hpp"
+#include "tests/unit/test_util.hpp"
 
 namespace saepipe {
 namespace {
 
-std::vector<float> random_normal(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& e : v) e = dist(rng);
-  return v;
-}
+using test::random_normal;
+using test::ThreadCount;
+
 
 // One tolerance rule (as in llm.c): |got - ref| <= atol + rtol * |ref|.
 void expect_close(double got, double ref, double atol, double rtol, const char* what, size_t i) {
@@ -31,12 +28,6 @@ void expect_close(double got, double ref, double atol, double rtol, const char* 
                                                               << got << ", want " << ref;
 }
 
-// Sets the OpenMP thread count for one scope (tests compare 1 vs 2 threads).
-struct ThreadCount {
-  int saved;
-  explicit ThreadCount(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(saved); }
-};
 
 // ---------------------------------------------------------------- matmul
 

@@ -13,24 +13,16 @@
 #include <vector>
 
 #include "pipeline/core/errors.hpp"
+#include "tests/unit/test_util.hpp"
 #include "pipeline/sae/topk_sae.hpp"
 
 namespace saepipe {
 namespace {
 
-std::vector<float> random_normal(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& e : v) e = dist(rng);
-  return v;
-}
+using test::random_normal;
+using test::ThreadCount;
 
-struct ThreadCount {
-  int saved;
-  explicit ThreadCount(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~ThreadCount() { omp_set_num_threads(saved); }
-};
+
 
 // Untied random parameters with non-zero biases, so every gradient term is exercised.
 SaeParams random_params(int64_t D, int64_t F, uint64_t seed) {
