@@ -353,8 +353,25 @@ Job parse_job(const std::string& text, const std::string& path) {
   job.stats.sae = get<std::string>(t, "stats.sae");
   job.stats.n_tokens = get<int64_t>(t, "stats.n_tokens");
   job.stats.batch_tokens = get<int64_t>(t, "stats.batch_tokens");
+  auto& st = job.stats;
+  st.top_examples = get<int64_t>(t, "stats.top_examples");
+  st.interval_bins = get<int64_t>(t, "stats.interval_bins");
+  st.interval_examples = get<int64_t>(t, "stats.interval_examples");
+  st.context_before = get<int64_t>(t, "stats.context_before");
+  st.context_after = get<int64_t>(t, "stats.context_after");
+  st.histogram_bins = get<int64_t>(t, "stats.histogram_bins");
+  st.neighbours = get<int64_t>(t, "stats.neighbours");
+  st.logit_tokens = get<int64_t>(t, "stats.logit_tokens");
+  st.seed = get<int64_t>(t, "stats.seed");
+  for (auto& n : *t.at_path("stats.quantiles").as_array()) st.quantiles.push_back(n.value<double>().value());
+  st.dense_threshold = get<double>(t, "stats.dense_threshold");
+  st.ultralow_threshold = get<double>(t, "stats.ultralow_threshold");
   job.interpret.stats = get<std::string>(t, "interpret.stats");
   job.interpret.max_features = get<int64_t>(t, "interpret.max_features");
+  job.interpret.neuronpedia = get<bool>(t, "interpret.neuronpedia");
+  job.interpret.neuronpedia_batch_size = get<int64_t>(t, "interpret.neuronpedia_batch_size");
+  job.interpret.neuronpedia_model_id = get<std::string>(t, "interpret.neuronpedia_model_id");
+  job.interpret.neuronpedia_sae_set = get<std::string>(t, "interpret.neuronpedia_sae_set");
 
   job.resources_harvest = read_resources(t, "harvest");
   job.resources_train = read_resources(t, "train");

@@ -51,11 +51,18 @@ struct TrainConfig {
 struct StatsConfig {
   std::string activations, sae;
   int64_t n_tokens = 0, batch_tokens = 0;
+  int64_t top_examples = 0, interval_bins = 0, interval_examples = 0, context_before = 0, context_after = 0;
+  int64_t histogram_bins = 0, neighbours = 0, logit_tokens = 0, seed = 0;
+  std::vector<double> quantiles;
+  double dense_threshold = 0, ultralow_threshold = 0;
 };
 
 struct InterpretConfig {
   std::string stats;
   int64_t max_features = 0;
+  bool neuronpedia = true;
+  int64_t neuronpedia_batch_size = 128;
+  std::string neuronpedia_model_id, neuronpedia_sae_set;
 };
 
 struct StageResources {

@@ -82,6 +82,12 @@ void MpiEnv::allreduce_sum(double* data, int64_t n) const {
 void MpiEnv::allreduce_sum(int64_t* data, int64_t n) const {
   allreduce_chunked(data, n, MPI_INT64_T, MPI_SUM, comm_);
 }
+void MpiEnv::allreduce_sum(float* data, int64_t n) const {
+  allreduce_chunked(data, n, MPI_FLOAT, MPI_SUM, comm_);
+}
+void MpiEnv::allreduce_sum(int32_t* data, int64_t n) const {
+  allreduce_chunked(data, n, MPI_INT32_T, MPI_SUM, comm_);
+}
 void MpiEnv::allreduce_max(float* data, int64_t n) const {
   allreduce_chunked(data, n, MPI_FLOAT, MPI_MAX, comm_);
 }
@@ -112,6 +118,13 @@ std::vector<float> MpiEnv::allgather(const std::vector<float>& local) const {
   std::vector<float> out(static_cast<size_t>(total));
   SAE_MPI_CHECK(MPI_Allgatherv(local.data(), n, MPI_FLOAT, out.data(), counts.data(), displs.data(), MPI_FLOAT,
                                comm_));
+  return out;
+}
+
+std::vector<char> MpiEnv::allgather_bytes(const void* data, int64_t bytes) const {
+  SAE_ASSERT(bytes >= 0 && bytes <= int64_t(INT32_MAX), "allgather_bytes: too many bytes for one rank");
+  std::vector<char> out(static_cast<size_t>(bytes * size_));
+  SAE_MPI_CHECK(MPI_Allgather(data, int(bytes), MPI_BYTE, out.data(), int(bytes), MPI_BYTE, comm_));
   return out;
 }
 

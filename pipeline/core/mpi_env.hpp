@@ -34,12 +34,16 @@ class MpiEnv {
 
   void allreduce_sum(double* data, int64_t n) const;
   void allreduce_sum(int64_t* data, int64_t n) const;
+  void allreduce_sum(float* data, int64_t n) const;
+  void allreduce_sum(int32_t* data, int64_t n) const;
   void allreduce_max(float* data, int64_t n) const;
   double allreduce_sum(double v) const;
   int64_t allreduce_sum(int64_t v) const;
   int allreduce_max(int v) const;
   // Every rank's `local` values concatenated in rank order, on every rank.
   std::vector<float> allgather(const std::vector<float>& local) const;
+  // Every rank's `bytes` bytes (the same count on every rank) concatenated in rank order.
+  std::vector<char> allgather_bytes(const void* data, int64_t bytes) const;
 
  private:
   MPI_Comm comm_;

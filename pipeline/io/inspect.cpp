@@ -6,10 +6,12 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/resources.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/checkpoint.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/layout_check.hpp"
+#include "pipeline/io/json_check.hpp"
 #include "pipeline/io/stats_file.hpp"
 
 namespace saepipe {
@@ -55,20 +57,28 @@ std::string inspect_sae(const std::string& path) {
 
 std::string inspect_stats(const std::string& dir) {
   std::ostringstream o;
-  const std::string features = dir + "/features.h5";
+  const std::string features = dir + "/features.h5", examples = dir + "/examples.h5", summary = dir + "/summary.json";
   check_h5_layout(features, embedded_h5_layout("stats.schema.json", "features.h5"));
   FeatureStats s = read_feature_stats(features);
-  o << "stats " << dir << " (saepipe.stats v1): " << s.d_sae << " features over " << s.n_tokens << " tokens\n";
-  if (path_exists(dir + "/summary.json")) {
+  o << "stats " << dir << " (saepipe.stats v2): " << s.d_sae << " features over " << s.n_tokens << " tokens; "
+    << s.quantile_levels.size() << " quantiles, " << s.hist_bins << "-bin histograms, " << s.n_neighbours
+    << " neighbours, " << s.n_logit_tokens << " logit tokens per feature\n";
+  if (path_exists(examples)) {
+    check_h5_layout(examples, embedded_h5_layout("stats.schema.json", "examples.h5"));
+    FeatureExamples e = read_feature_examples(examples);
+    o << "  examples: top " << e.top.per_feature << ", interval " << e.interval_bins << " bins x "
+      << e.interval_per_bin << ", context " << e.context_before << " + 1 + " << e.context_after << " tokens\n";
+  }
+  if (path_exists(summary)) {
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(read_file(dir + "/summary.json"));
+      j = nlohmann::json::parse(read_file(summary));
     } catch (const nlohmann::json::exception& e) {
-      user_error(dir + "/summary.json: not valid JSON: " + e.what());
+      user_error(summary + ": not valid JSON: " + e.what());
     }
-    if (j.value("schema", "") != "saepipe.stats.summary")
-      user_error(dir + "/summary.json: schema is not saepipe.stats.summary");
-    for (const char* k : {"fvu", "mse", "l0", "dead_fraction", "cosine", "mmcs", "frac_recovered_09"})
+    check_json(j, nlohmann::json::parse(embedded_resource("stats.schema.json")), summary);
+    for (const char* k : {"fvu", "mse", "l0", "dead_fraction", "cosine", "mmcs", "frac_recovered_09", "ce_loss_recovered",
+                          "kl_div"})
       if (j.contains(k)) o << "  " << k << " " << j[k].dump() << "\n";
   }
   return o.str();

@@ -1,13 +1,14 @@
-// stats: evaluate the SAE on held-out tokens (the split train recorded in sae.h5). Ranks
-// split the held-out range into contiguous pieces; sums, counts and maxima are reduced to
-// rank 0, which writes features.h5 and summary.json. With a synthetic store the decoder is
-// also matched against the ground-truth features (MMCS).
+// stats: evaluate the SAE on held-out tokens (the split train recorded in sae.h5). The held-out
+// range is cut into batches of whole sequences, and rank r takes a contiguous run of them, so
+// every batch is encoded the same way whatever the number of ranks. Two passes (pipeline/stats/
+// feature_passes.hpp): the first finds counts, maxima and the top examples, the second the
+// histograms, quantiles and interval samples over each latent's global maximum. Every merged
+// result is identical for any number of ranks. Rank 0 adds the decoder neighbours (and the true
+// features' match on synthetic stores) and writes features.h5, examples.h5 and summary.json.
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <nlohmann/json.hpp>
 
-#include "kernels/kernels.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/job.hpp"
@@ -19,54 +20,11 @@
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/stages/stages.hpp"
+#include "pipeline/stats/decoder_neighbours.hpp"
+#include "pipeline/stats/feature_passes.hpp"
+#include "pipeline/stats/ground_truth_match.hpp"
 
 namespace saepipe {
-
-namespace {
-
-// Cosine of every true feature [G,D] with every decoder row [F,D]: for each true feature
-// the best decoder cosine (MMCS = their mean), and for each latent its best true feature.
-struct GroundTruthMatch {
-  double mmcs = 0, frac_09 = 0, frac_099 = 0;
-  std::vector<int64_t> latent_best;
-  std::vector<float> latent_cos;
-};
-
-GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, const SaeParams& p) {
-  const int64_t D = p.d_in, F = p.d_sae;
-  std::vector<float> dec(p.W_dec(), p.W_dec() + F * D);
-  cpu::normalize_rows(dec.data(), F, D);  // cosine, whatever the decoder's norms
-  std::vector<float> gtn(gt);
-  cpu::normalize_rows(gtn.data(), G, D);
-  GroundTruthMatch m;
-  m.latent_best.assign(size_t(F), -1);
-  m.latent_cos.assign(size_t(F), -2.0f);
-  const int64_t kBlock = 1024;  // rows of true features per block: memory stays kBlock x F
-  std::vector<float> cos(size_t(std::min(kBlock, G) * F));
-  double sum = 0;
-  int64_t n09 = 0, n099 = 0;
-  for (int64_t g0 = 0; g0 < G; g0 += kBlock) {
-    const int64_t nb = std::min(kBlock, G - g0);
-    cpu::matmul(false, true, nb, F, D, 1.0f, gtn.data() + g0 * D, D, dec.data(), D, 0.0f, cos.data(), F);
-    for (int64_t g = 0; g < nb; ++g) {
-      float best = -2.0f;
-      for (int64_t f = 0; f < F; ++f) {
-        float c = cos[g * F + f];
-        best = std::max(best, c);
-        if (c > m.latent_cos[f]) m.latent_cos[f] = c, m.latent_best[f] = g0 + g;
-      }
-      sum += best;
-      n09 += best >= 0.9f;
-      n099 += best >= 0.99f;
-    }
-  }
-  m.mmcs = sum / double(G);
-  m.frac_09 = double(n09) / double(G);
-  m.frac_099 = double(n099) / double(G);
-  return m;
-}
-
-}  // namespace
 
 void run_stats(const Job& job, const MpiEnv& env) {
   Logger log(env, "stats");
@@ -93,13 +51,17 @@ void run_stats(const Job& job, const MpiEnv& env) {
       first = 0;  // an SAE trained elsewhere: no split known, use the whole store
       count = reader->n_tokens();
     }
-    if (job.stats.n_tokens > 0) count = std::min(count, job.stats.n_tokens);
+    if (job.stats.n_tokens > 0) {  // whole sequences
+      const int64_t seq = std::max<int64_t>(1, reader->manifest().context);
+      count = std::min(count, (job.stats.n_tokens + seq - 1) / seq * seq);
+    }
     make_dirs(out_dir);
     if (env.is_root()) write_resolved_job(job);
     // The statistics depend on the stats settings, the store and the very weights evaluated.
     fingerprint = job.section_toml.at("stats") + "\nstore = " + store_dir + "\nsae = " + sae_path +
                   "\nsae_fingerprint = " + ck.fingerprint + "\nsae_step = " + std::to_string(ck.step) + "\n";
-    if (path_exists(out_dir + "/summary.json") && path_exists(out_dir + "/features.h5")) {
+    if (path_exists(out_dir + "/summary.json") && path_exists(out_dir + "/features.h5") &&
+        path_exists(out_dir + "/examples.h5")) {
       try {
         done = nlohmann::json::parse(read_file(out_dir + "/summary.json")).value("fingerprint", "") == fingerprint;
       } catch (const nlohmann::json::exception&) {
@@ -116,96 +78,103 @@ void run_stats(const Job& job, const MpiEnv& env) {
   const SaeParams params = sae_params_from_checkpoint(ck);
   const int64_t D = params.d_in, F = params.d_sae;
   const SaeConfig cfg = sae_inference_config(ck);  // by architecture (threshold for batchtopk/jumprelu)
-  const int64_t lo = first + count * env.rank() / env.size(), hi = first + count * (env.rank() + 1) / env.size();
+  const StatsConfig& sc = job.stats;
+  // Batches of whole sequences, so an example's context never leaves its batch.
+  const int64_t L = std::max<int64_t>(1, reader->manifest().context);
+  const int64_t batch = ((sc.batch_tokens + L - 1) / L) * L;
+  const int64_t n_batches = (count + batch - 1) / batch;
+  const int64_t b_lo = n_batches * env.rank() / env.size(), b_hi = n_batches * (env.rank() + 1) / env.size();
+  const int64_t rounds = (n_batches + env.size() - 1) / env.size();  // the same on every rank
   log.info("evaluating " + sae_path + " on " + std::to_string(count) + " held-out tokens [" + std::to_string(first) +
-           ", " + std::to_string(first + count) + ") over " + std::to_string(env.size()) + " rank(s)");
+           ", " + std::to_string(first + count) + ") over " + std::to_string(env.size()) + " rank(s), two passes");
 
-  // Reduced sums: sse, sum ||x||^2, active, cosine sum | sum x [D] | fire [F] | act sum [F]
-  const int64_t off_sumx = 4, off_fire = 4 + D, off_act = 4 + D + F;
-  std::vector<double> sums(size_t(4 + D + 2 * F), 0.0);
-  std::vector<float> maxact(size_t(F), 0.0f);
+  ExampleOptions eo;
+  eo.top = sc.top_examples;
+  eo.interval_bins = sc.interval_bins;
+  eo.interval_per_bin = sc.interval_examples;
+  eo.before = sc.context_before;
+  eo.after = sc.context_after;
+  eo.seed = uint64_t(sc.seed);
+
   SaeWorkspace ws;
-  const int64_t batch = job.stats.batch_tokens;
-  std::vector<float> x(size_t(batch * D));
-  // Ranks read different rows; every rank takes the same number of batches so that a read
-  // error on one of them can be agreed on (all_or_none) and reported once.
-  const int64_t per_rank = (count + env.size() - 1) / env.size();
-  const int64_t n_batches = (per_rank + batch - 1) / batch;
-  for (int64_t b = 0; b < n_batches; ++b) {
-    const int64_t a = lo + b * batch;
-    const int64_t n = std::max<int64_t>(0, std::min(batch, hi - a));
-    env.all_or_none([&] { if (n > 0) reader->read_rows(a, n, x.data()); });
-    if (n == 0) continue;
-    sae_encode_decode(params, cfg, x.data(), n, ws);
-    for (int64_t t = 0; t < n; ++t) {
-      double e2 = 0, x2 = 0, r2 = 0, xr = 0;
-      for (int64_t d = 0; d < D; ++d) {
-        double xv = x[t * D + d], rv = ws.recon[t * D + d];
-        e2 += (rv - xv) * (rv - xv);
-        x2 += xv * xv;
-        r2 += rv * rv;
-        xr += xv * rv;
-        sums[off_sumx + d] += xv;
-      }
-      sums[0] += e2;
-      sums[1] += x2;
-      sums[3] += (x2 > 0 && r2 > 0) ? xr / std::sqrt(x2 * r2) : 0.0;
-      for (int64_t j = 0; j < ws.width; ++j) {  // selection width (k for topk)
-        const int32_t f = ws.idx[t * ws.width + j];
-        const float v = ws.val[t * ws.width + j];
-        if (f < 0 || v <= 0) continue;
-        sums[2] += 1;
-        sums[off_fire + f] += 1;
-        sums[off_act + f] += v;
-        maxact[f] = std::max(maxact[f], v);
-      }
+  std::vector<float> x(static_cast<size_t>(batch * D));
+  std::vector<int32_t> tokens(static_cast<size_t>(batch));
+  // One pass over this rank's batches. Every rank takes the same number of rounds so that a
+  // read error on one of them is agreed on (all_or_none) and reported once.
+  auto pass = [&](const char* what, const std::function<void(const EncodedBatch&)>& use) {
+    for (int64_t r = 0; r < rounds; ++r) {
+      const int64_t b = b_lo + r;
+      const int64_t a = first + b * batch;
+      const int64_t n = b < b_hi ? std::min(batch, first + count - a) : 0;
+      env.all_or_none([&] {
+        if (n == 0) return;
+        reader->read_rows(a, n, x.data());
+        reader->read_tokens(a, n, tokens.data());
+      });
+      if (n == 0) continue;
+      sae_encode_decode(params, cfg, x.data(), n, ws);
+      EncodedBatch eb{a, n, L, tokens.data(), ws.idx.data(), ws.val.data(), ws.width};
+      use(eb);
+      log.progress(r + 1, b_hi - b_lo, what);
     }
-    log.progress(a + n - lo, hi - lo, "tokens");
-  }
-  log.end_progress();
-  env.allreduce_sum(sums.data(), int64_t(sums.size()));
-  env.allreduce_max(maxact.data(), F);
+    log.end_progress();
+  };
+
+  FirstPass first_pass(D, F, eo);
+  pass("batches, pass 1/2", [&](const EncodedBatch& eb) { first_pass.add(eb, x.data(), ws.recon.data()); });
+  first_pass.reduce(env);
+  FeatureExamples ex;
+  ex.d_sae = F;
+  ex.context_before = eo.before;
+  ex.context_after = eo.after;
+  ex.interval_bins = eo.interval_bins;
+  ex.interval_per_bin = eo.interval_bins > 0 ? eo.interval_per_bin : 0;
+  ex.top = first_pass.top_examples(env);
+
+  SecondPass second_pass(first_pass.max_activation(), sc.histogram_bins, eo);
+  pass("batches, pass 2/2", [&](const EncodedBatch& eb) { second_pass.add(eb); });
+  second_pass.reduce(env);
+  ex.interval = second_pass.interval_examples(env);
 
   if (env.is_root()) {
-    const double N = double(count);
-    double mean_norm2 = 0;
-    for (int64_t d = 0; d < D; ++d) mean_norm2 += (sums[off_sumx + d] / N) * (sums[off_sumx + d] / N);
-    const double total_var = sums[1] - N * mean_norm2;
     FeatureStats fs;
-    fs.n_tokens = count;
-    fs.d_sae = F;
-    int64_t n_dead = 0;
-    for (int64_t f = 0; f < F; ++f) {
-      const int64_t c = int64_t(sums[off_fire + f]);
-      fs.fire_count.push_back(c);
-      fs.density.push_back(double(c) / N);
-      fs.log10_density.push_back(c > 0 ? std::log10(double(c) / N) : -10.0);
-      fs.max_activation.push_back(maxact[f]);
-      fs.mean_activation.push_back(c > 0 ? float(sums[off_act + f] / double(c)) : 0.0f);
-      fs.dead.push_back(c == 0);
-      n_dead += c == 0;
-    }
+    first_pass.finish(fs, sc.dense_threshold, sc.ultralow_threshold);
+    second_pass.finish(fs, sc.quantiles);
+    fs.n_neighbours = std::min<int64_t>(sc.neighbours, F - 1);
+    decoder_neighbours(params.W_dec(), F, D, fs.n_neighbours, fs.neighbour_index, fs.neighbour_cosine);
+
+    const ReconstructionSums& rs = first_pass.recon();
+    const double N = double(rs.n_tokens);
+    double mean_norm2 = 0;
+    for (int64_t d = 0; d < D; ++d) mean_norm2 += std::pow(rs.sums.value(size_t(4 + d)) / N, 2);
+    const double sse = rs.sums.value(0), total_var = rs.sums.value(1) - N * mean_norm2;
+    int64_t n_dead = 0, n_dense = 0, n_ultralow = 0;
+    for (int64_t f = 0; f < F; ++f) n_dead += fs.dead[size_t(f)], n_dense += fs.dense[size_t(f)], n_ultralow += fs.ultralow[size_t(f)];
     nlohmann::json summary = {{"schema", "saepipe.stats.summary"},
-                              {"version", 1},
+                              {"version", 2},
                               {"sae", sae_path},
                               {"store", store_dir},
                               {"hook", ck.hook},
+                              {"architecture", ck.architecture},
                               {"n_tokens", count},
                               {"first_token", first},
+                              {"sequence_length", L},
                               {"d_in", D},
                               {"d_sae", F},
                               {"k", ck.k},
-                              {"mse", sums[0] / (N * double(D))},
-                              {"fvu", total_var > 0 ? sums[0] / total_var : 0.0},
-                              {"explained_variance", total_var > 0 ? 1.0 - sums[0] / total_var : 0.0},
-                              {"cosine", sums[3] / N},
-                              {"l0", sums[2] / N},
-                              {"dead_fraction", double(n_dead) / double(F)}};
+                              {"mse", sse / (N * double(D))},
+                              {"fvu", total_var > 0 ? sse / total_var : 0.0},
+                              {"explained_variance", total_var > 0 ? 1.0 - sse / total_var : 0.0},
+                              {"cosine", rs.sums.value(3) / N},
+                              {"l0", rs.sums.value(2) / N},
+                              {"dead_fraction", double(n_dead) / double(F)},
+                              {"dense_fraction", double(n_dense) / double(F)},
+                              {"ultralow_fraction", double(n_ultralow) / double(F)}};
     if (has_ground_truth(store_dir)) {
       int64_t G = 0, gd = 0;
       std::vector<float> gt = read_ground_truth(store_dir, &G, &gd);
       if (gd != D) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(D));
-      GroundTruthMatch m = match_ground_truth(gt, G, params);
+      GroundTruthMatch m = match_ground_truth(gt, G, params.W_dec(), F, D);
       summary["n_true_features"] = G;
       summary["mmcs"] = m.mmcs;
       summary["frac_recovered_09"] = m.frac_09;
@@ -216,6 +185,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
     summary["resolved_job"] = job.resolved_toml;
     summary["fingerprint"] = fingerprint;
     write_feature_stats(out_dir + "/features.h5", fs, job.resolved_toml);
+    write_feature_examples(out_dir + "/examples.h5", ex, job.resolved_toml);
     write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");  // last: marks completion
     std::string line = "fvu " + std::to_string(summary["fvu"].get<double>()) + ", l0 " +
                        std::to_string(summary["l0"].get<double>()) + ", dead " +
@@ -225,7 +195,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
     log.info(line);
   }
   env.barrier();
-  log.info("wrote " + out_dir + "/summary.json and features.h5");
+  log.info("wrote " + out_dir + "/summary.json, features.h5 and examples.h5");
 }
 
 }  // namespace saepipe

@@ -1,0 +1,47 @@
+// Sums that do not depend on the order of addition, so on neither the number of ranks nor the
+// split of the tokens: each value is rounded to a multiple of 2^-40 and added exactly in 128-bit
+// integers. Values must be finite with |v| < 2^62.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/mpi_env.hpp"
+
+namespace saepipe {
+
+class ExactSums {
+ public:
+  explicit ExactSums(size_t n = 0) : acc_(n, 0) {}
+  size_t size() const { return acc_.size(); }
+
+  void add(size_t i, double v) {
+    SAE_ASSERT(std::isfinite(v) && std::abs(v) < 4.6e18, "ExactSums: value out of range");
+    const double hi = std::floor(v);
+    const double lo = v - hi;  // exact: in [0, 1)
+    acc_[i] += (static_cast<__int128>(static_cast<int64_t>(hi)) << kFracBits) +
+               static_cast<__int128>(std::llround(std::ldexp(lo, kFracBits)));
+  }
+  double value(size_t i) const { return std::ldexp(static_cast<double>(acc_[i]), -kFracBits); }
+
+  // Sums every rank's accumulators (the same size on every rank) into every rank's.
+  void allreduce(const MpiEnv& env) {
+    const int64_t bytes = int64_t(acc_.size() * sizeof(__int128));
+    std::vector<char> all = env.allgather_bytes(acc_.data(), bytes);
+    std::fill(acc_.begin(), acc_.end(), 0);
+    for (int r = 0; r < env.size(); ++r)
+      for (size_t i = 0; i < acc_.size(); ++i) {
+        __int128 v;
+        std::memcpy(&v, all.data() + size_t(r) * size_t(bytes) + i * sizeof(__int128), sizeof v);
+        acc_[i] += v;
+      }
+  }
+
+ private:
+  static constexpr int kFracBits = 40;
+  std::vector<__int128> acc_;
+};
+
+}  // namespace saepipe

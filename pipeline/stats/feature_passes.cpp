@@ -1,0 +1,148 @@
+#include "pipeline/stats/feature_passes.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pipeline/model/counter_rng.hpp"
+
+namespace saepipe {
+
+namespace {
+// Bin of a in (0, hi] among B equal bins (hi itself in the last).
+inline int64_t bin_of(float a, float hi, int64_t B) {
+  return std::min<int64_t>(B - 1, int64_t(double(a) / double(hi) * double(B)));
+}
+}  // namespace
+
+void ReconstructionSums::add(const float* x, const float* recon, int64_t N, int64_t active) {
+  for (int64_t t = 0; t < N; ++t) {
+    double e2 = 0, x2 = 0, r2 = 0, xr = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double xv = x[t * D + d], rv = recon[t * D + d];
+      e2 += (rv - xv) * (rv - xv);
+      x2 += xv * xv;
+      r2 += rv * rv;
+      xr += xv * rv;
+      sums.add(size_t(4 + d), xv);
+    }
+    sums.add(0, e2);
+    sums.add(1, x2);
+    sums.add(3, (x2 > 0 && r2 > 0) ? xr / std::sqrt(x2 * r2) : 0.0);
+  }
+  sums.add(2, double(active));
+  n_tokens += N;
+}
+
+FirstPass::FirstPass(int64_t d_in, int64_t d_sae, const ExampleOptions& opt)
+    : F_(d_sae), recon_(d_in), fire_(size_t(d_sae), 0), act_sum_(size_t(d_sae)), max_(size_t(d_sae), 0.0f),
+      top_(d_sae, opt.top, opt.before, opt.after) {}
+
+void FirstPass::add(const EncodedBatch& b, const float* x, const float* recon) {
+  int64_t active = 0;
+  for (int64_t t = 0; t < b.n; ++t)
+    for (int64_t j = 0; j < b.width; ++j) {
+      const int32_t f = b.idx[t * b.width + j];
+      const float v = b.val[t * b.width + j];
+      if (f < 0 || !(v > 0.0f)) continue;
+      ++active;
+      ++fire_[size_t(f)];
+      act_sum_.add(size_t(f), v);
+      max_[size_t(f)] = std::max(max_[size_t(f)], v);
+      top_.offer(f, v, b.first_row + t, v, f, b);
+    }
+  recon_.add(x, recon, b.n, active);
+}
+
+void FirstPass::reduce(const MpiEnv& env) {
+  recon_.sums.allreduce(env);
+  recon_.n_tokens = env.allreduce_sum(recon_.n_tokens);
+  env.allreduce_sum(fire_.data(), F_);
+  act_sum_.allreduce(env);
+  env.allreduce_max(max_.data(), F_);
+}
+
+void FirstPass::finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const {
+  const double N = double(recon_.n_tokens);
+  fs.n_tokens = recon_.n_tokens;
+  fs.d_sae = F_;
+  fs.dense_threshold = dense_threshold;
+  fs.ultralow_threshold = ultralow_threshold;
+  for (int64_t f = 0; f < F_; ++f) {
+    const int64_t c = fire_[size_t(f)];
+    const double density = double(c) / N;
+    fs.fire_count.push_back(c);
+    fs.density.push_back(density);
+    fs.log10_density.push_back(c > 0 ? std::log10(density) : -10.0);
+    fs.max_activation.push_back(max_[size_t(f)]);
+    fs.mean_activation.push_back(c > 0 ? float(act_sum_.value(size_t(f)) / double(c)) : 0.0f);
+    fs.dead.push_back(c == 0);
+    fs.dense.push_back(density > dense_threshold);
+    fs.ultralow.push_back(c > 0 && density < ultralow_threshold);
+  }
+}
+
+SecondPass::SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt)
+    : F_(int64_t(max_activation.size())), H_(hist_bins), bins_(opt.interval_bins), seed_(opt.seed),
+      max_(max_activation), hist_(size_t(F_ * hist_bins), 0), fine_(size_t(F_ * kFineBins), 0),
+      interval_(F_ * std::max<int64_t>(1, opt.interval_bins), opt.interval_per_bin, opt.before, opt.after) {}
+
+void SecondPass::add(const EncodedBatch& b) {
+  for (int64_t t = 0; t < b.n; ++t)
+    for (int64_t j = 0; j < b.width; ++j) {
+      const int32_t f = b.idx[t * b.width + j];
+      const float v = b.val[t * b.width + j];
+      if (f < 0 || !(v > 0.0f)) continue;
+      const float hi = max_[size_t(f)];
+      ++hist_[size_t(f * H_ + bin_of(v, hi, H_))];
+      ++fine_[size_t(f * kFineBins + bin_of(v, hi, kFineBins))];
+      if (bins_ == 0) continue;
+      // Interval samples: the examples of smallest hash in each bin (priority = -hash).
+      const int64_t row = b.first_row + t;
+      const double priority = -uniform01(counter_hash(seed_, 0x1A7E5A11ull, uint64_t(f), uint64_t(row)));
+      interval_.offer(f * bins_ + bin_of(v, hi, bins_), priority, row, v, f, b);
+    }
+}
+
+void SecondPass::reduce(const MpiEnv& env) {
+  env.allreduce_sum(hist_.data(), int64_t(hist_.size()));
+  env.allreduce_sum(fine_.data(), int64_t(fine_.size()));
+}
+
+float quantile_from_histogram(const int64_t* counts, int64_t B, float hi, double q) {
+  int64_t n = 0;
+  for (int64_t b = 0; b < B; ++b) n += counts[b];
+  if (n == 0) return 0.0f;
+  const double target = q * double(n), width = double(hi) / double(B);
+  int64_t cum = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    if (counts[b] > 0 && double(cum + counts[b]) >= target)
+      return float((double(b) + std::max(0.0, target - double(cum)) / double(counts[b])) * width);
+    cum += counts[b];
+  }
+  return hi;
+}
+
+void SecondPass::finish(FeatureStats& fs, const std::vector<double>& quantile_levels) const {
+  fs.hist_bins = H_;
+  fs.hist_counts = hist_;
+  fs.quantile_levels = quantile_levels;
+  fs.quantiles.assign(size_t(F_) * quantile_levels.size(), 0.0f);
+  for (int64_t f = 0; f < F_; ++f)
+    for (size_t i = 0; i < quantile_levels.size(); ++i)
+      fs.quantiles[size_t(f) * quantile_levels.size() + i] =
+          quantile_from_histogram(fine_.data() + f * kFineBins, kFineBins, max_[size_t(f)], quantile_levels[i]);
+  // Global histogram of log10 density over the live latents: equal bins from the lowest
+  // possible density (1 / n_tokens) to 1.
+  const int64_t B = H_;
+  const double lo = std::floor(std::log10(1.0 / double(std::max<int64_t>(1, fs.n_tokens))));
+  fs.density_hist_edges.resize(size_t(B + 1));
+  for (int64_t b = 0; b <= B; ++b) fs.density_hist_edges[size_t(b)] = lo + (0.0 - lo) * double(b) / double(B);
+  fs.density_hist_counts.assign(size_t(B), 0);
+  for (int64_t f = 0; f < F_; ++f) {
+    if (fs.fire_count[size_t(f)] == 0) continue;
+    const int64_t b = std::clamp<int64_t>(int64_t((fs.log10_density[size_t(f)] - lo) / (0.0 - lo) * double(B)), 0, B - 1);
+    ++fs.density_hist_counts[size_t(b)];
+  }
+}
+
+}  // namespace saepipe

@@ -1,0 +1,76 @@
+// The two passes of the stats stage over the held-out tokens. The first needs nothing but the
+// codes: reconstruction metrics, fire counts, activation sums and maxima, the top examples. The
+// second needs every latent's global maximum (for its bins): the activation histograms, the
+// fine histograms the quantiles are read from, and the interval samples. Each rank accumulates
+// its own batches; reduce() makes the totals (identical for any number of ranks) on every rank.
+//
+// Shape legend: N tokens in a batch, D d_in, F d_sae, H histogram bins, Q quantile levels.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/io/stats_file.hpp"
+#include "pipeline/stats/encoded_batch.hpp"
+#include "pipeline/stats/exact_sum.hpp"
+#include "pipeline/stats/example_selection.hpp"
+
+namespace saepipe {
+
+struct ExampleOptions {
+  int64_t top = 20, interval_bins = 10, interval_per_bin = 5, before = 12, after = 4;
+  uint64_t seed = 0;
+};
+
+// Reconstruction metrics over the held-out tokens (sums, exact and order-independent).
+struct ReconstructionSums {
+  explicit ReconstructionSums(int64_t D) : D(D), sums(size_t(4 + D)) {}
+  // x, recon [N, D]; active = number of (token, latent) pairs with z > 0 in the batch.
+  void add(const float* x, const float* recon, int64_t N, int64_t active);
+  int64_t D;
+  ExactSums sums;  // sse, sum |x|^2, active, sum cos(x, x_hat), sum x [D]
+  int64_t n_tokens = 0;
+};
+
+class FirstPass {
+ public:
+  FirstPass(int64_t d_in, int64_t d_sae, const ExampleOptions& opt);
+  void add(const EncodedBatch& b, const float* x, const float* recon);
+  void reduce(const MpiEnv& env);  // collective
+  // Fills counts, densities, means, maxima and flags; returns the top examples (collective).
+  void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const;
+  ExampleSet top_examples(const MpiEnv& env) const { return top_.merge(env, 1); }
+  const std::vector<float>& max_activation() const { return max_; }
+  const ReconstructionSums& recon() const { return recon_; }
+
+ private:
+  int64_t F_;
+  ReconstructionSums recon_;
+  std::vector<int64_t> fire_;
+  ExactSums act_sum_;
+  std::vector<float> max_;
+  ExampleSelection top_;
+};
+
+class SecondPass {
+ public:
+  static constexpr int64_t kFineBins = 256;  // quantiles are exact to max_activation / kFineBins
+  SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt);
+  void add(const EncodedBatch& b);
+  void reduce(const MpiEnv& env);  // collective
+  void finish(FeatureStats& fs, const std::vector<double>& quantile_levels) const;
+  ExampleSet interval_examples(const MpiEnv& env) const { return bins_ > 0 ? interval_.merge(env, bins_) : ExampleSet{}; }
+
+ private:
+  int64_t F_, H_, bins_;
+  uint64_t seed_;
+  std::vector<float> max_;
+  std::vector<int64_t> hist_, fine_;  // [F, H], [F, kFineBins]
+  ExampleSelection interval_;
+};
+
+// Quantile `q` of n values from their histogram `counts` [B] of equal bins over (0, hi]: the
+// value of rank ceil(q n) lies in the bin found; linear interpolation inside it.
+float quantile_from_histogram(const int64_t* counts, int64_t B, float hi, double q);
+
+}  // namespace saepipe

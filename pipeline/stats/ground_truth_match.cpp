@@ -1,0 +1,42 @@
+#include "pipeline/stats/ground_truth_match.hpp"
+
+#include <algorithm>
+
+#include "kernels/kernels.hpp"
+
+namespace saepipe {
+
+GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, const float* W_dec, int64_t F, int64_t D) {
+  std::vector<float> dec(W_dec, W_dec + F * D);
+  cpu::normalize_rows(dec.data(), F, D);  // cosine, whatever the decoder's norms
+  std::vector<float> gtn(gt);
+  cpu::normalize_rows(gtn.data(), G, D);
+  GroundTruthMatch m;
+  m.latent_best.assign(size_t(F), -1);
+  m.latent_cos.assign(size_t(F), -2.0f);
+  const int64_t kBlock = 1024;  // rows of true features per block: memory stays kBlock x F
+  std::vector<float> cos(size_t(std::min(kBlock, G) * F));
+  double sum = 0;
+  int64_t n09 = 0, n099 = 0;
+  for (int64_t g0 = 0; g0 < G; g0 += kBlock) {
+    const int64_t nb = std::min(kBlock, G - g0);
+    cpu::matmul(false, true, nb, F, D, 1.0f, gtn.data() + g0 * D, D, dec.data(), D, 0.0f, cos.data(), F);
+    for (int64_t g = 0; g < nb; ++g) {
+      float best = -2.0f;
+      for (int64_t f = 0; f < F; ++f) {
+        const float c = cos[size_t(g * F + f)];
+        best = std::max(best, c);
+        if (c > m.latent_cos[size_t(f)]) m.latent_cos[size_t(f)] = c, m.latent_best[size_t(f)] = g0 + g;
+      }
+      sum += best;
+      n09 += best >= 0.9f;
+      n099 += best >= 0.99f;
+    }
+  }
+  m.mmcs = sum / double(G);
+  m.frac_09 = double(n09) / double(G);
+  m.frac_099 = double(n099) / double(G);
+  return m;
+}
+
+}  // namespace saepipe

@@ -1,0 +1,19 @@
+// Synthetic stores: the decoder against the true feature directions. For each true feature the
+// best decoder cosine (MMCS = their mean; recovered@t = the fraction with best >= t), and for
+// each latent the true feature of highest cosine.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace saepipe {
+
+struct GroundTruthMatch {
+  double mmcs = 0, frac_09 = 0, frac_099 = 0;
+  std::vector<int64_t> latent_best;  // [F]
+  std::vector<float> latent_cos;     // [F]
+};
+
+// gt [G, D] true features; W_dec [F, D]. Blocked over the true features.
+GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, const float* W_dec, int64_t F, int64_t D);
+
+}  // namespace saepipe
