@@ -1,4 +1,5 @@
 // SAE checkpoints, machine-readable layouts, and h5py (an independent reader) on our files.
+#include "pipeline/io/stats_file.hpp"
 #include "tests/unit/h5_test_util.hpp"
 TEST(Checkpoint, RoundTrip) {
   TempDir dir;
@@ -86,9 +87,9 @@ TEST(Layout, EmbeddedLayoutsAreWellFormed) {
   for (const auto& [file, names] : std::vector<std::pair<std::string, std::vector<std::string>>>{
            {"activations.schema.json", {"shard", "activations.h5", "ground_truth.h5"}},
            {"sae.schema.json", {"sae.h5"}},
-           {"stats.schema.json", {"features.h5"}}}) {
+           {"stats.schema.json", {"features.h5", "examples.h5"}}}) {
     const json doc = json::parse(saepipe::embedded_resource(file));
-    EXPECT_EQ(doc["version"], 1) << file;
+    EXPECT_EQ(doc["version"], file == "stats.schema.json" ? 2 : 1) << file;
     for (const std::string& name : names) {
       const json layout = saepipe::embedded_h5_layout(file, name);
       EXPECT_TRUE(layout["datasets"].is_object()) << file << " " << name;
@@ -103,28 +104,42 @@ TEST(Layout, EmbeddedLayoutsAreWellFormed) {
 }
 
 namespace {
-// A features.h5 as the stats stage writes it.
+// A features.h5 as the stats stage writes it (through its writer), then optionally spoiled:
+// /dead rewritten with another dtype, the d_sae attribute changed.
 void write_features(const std::string& path, int64_t F, bool with_gt, h5::Type dead_type = h5::Type::UInt8,
                     int64_t d_sae_attr = -1) {
-  h5::File f = h5::create_file(path);
-  std::vector<int64_t> counts(size_t(F), 3);
-  std::vector<double> dens(size_t(F), 0.01);
-  std::vector<float> fl(size_t(F), 1.5f);
-  std::vector<uint8_t> dead(size_t(F), 0);
-  f.create_dataset("fire_count", h5::Type::Int64, {F}).write(counts.data());
-  f.create_dataset("density", h5::Type::Float64, {F}).write(dens.data());
-  f.create_dataset("log10_density", h5::Type::Float64, {F}).write(dens.data());
-  f.create_dataset("max_activation", h5::Type::Float32, {F}).write(fl.data());
-  f.create_dataset("mean_activation", h5::Type::Float32, {F}).write(fl.data());
-  f.create_dataset("dead", dead_type, {F}).write(dead.data());
+  saepipe::FeatureStats s;
+  s.n_tokens = 300;
+  s.d_sae = F;
+  s.fire_count.assign(size_t(F), 3);
+  s.density.assign(size_t(F), 0.01);
+  s.log10_density.assign(size_t(F), -2.0);
+  s.max_activation.assign(size_t(F), 1.5f);
+  s.mean_activation.assign(size_t(F), 1.0f);
+  s.dead.assign(size_t(F), 0);
+  s.dense.assign(size_t(F), 0);
+  s.ultralow.assign(size_t(F), 0);
+  s.quantile_levels = {0.5, 0.9};
+  s.quantiles.assign(size_t(F) * 2, 1.0f);
+  s.hist_bins = 4;
+  s.hist_counts.assign(size_t(F) * 4, 1);
+  s.density_hist_edges = {-3, -2, -1, 0};
+  s.density_hist_counts = {0, int64_t(F), 0};
+  s.n_neighbours = 2;
+  s.neighbour_index.assign(size_t(F) * 2, 0);
+  s.neighbour_cosine.assign(size_t(F) * 2, 0.5f);
   if (with_gt) {
-    f.create_dataset("gt_match_index", h5::Type::Int64, {F}).write(counts.data());
-    f.create_dataset("gt_match_cosine", h5::Type::Float32, {F}).write(fl.data());
+    s.gt_match_index.assign(size_t(F), 1);
+    s.gt_match_cosine.assign(size_t(F), 0.9f);
   }
-  f.write_string_attribute("schema", "saepipe.stats");
-  f.write_int_attribute("version", 1);
-  f.write_int_attribute("n_tokens", 300);
-  f.write_int_attribute("d_sae", d_sae_attr < 0 ? F : d_sae_attr);
+  saepipe::write_feature_stats(path, s, "");
+  if (dead_type == h5::Type::UInt8 && d_sae_attr < 0) return;
+  h5::File f = h5::open_file(path, true);
+  if (dead_type != h5::Type::UInt8) {
+    H5Ldelete(f.id(), "dead", H5P_DEFAULT);
+    f.create_dataset("dead", dead_type, {F});
+  }
+  if (d_sae_attr >= 0) f.write_int_attribute("d_sae", d_sae_attr);
 }
 }  // namespace
 
