@@ -1,6 +1,8 @@
 // Elementwise math for the forward pass that the compiler can vectorise (libm's tanhf is a
 // call per element).
 #pragma once
+#include <bit>
+#include <cstdint>
 
 namespace saepipe {
 
@@ -25,6 +27,28 @@ inline float fast_tanh(float a) {
   q = q * x2 + 4.89352518554385e-03f;
   const float r = p * x / q;
   return (a < 0.0004f && a > -0.0004f) ? a : r;
+}
+
+// exp for x <= 88 (the softmaxes of spliced_loss.cpp): 2^n * exp(r) with n = round(x / ln 2),
+// r reduced in two parts (Cody-Waite) and exp(r) by Cephes' degree-6 polynomial for expf:
+// within 2e-7 relative of exp (tests/unit/test_model_metrics.cpp checks it). Below -87.3 it
+// returns exp(-87.3) ~ 1.2e-38 instead of a denormal or 0. Branch-free, so loops vectorise.
+inline float fast_exp(float a) {
+  float x = a > 88.0f ? 88.0f : a;
+  x = x < -87.3f ? -87.3f : x;
+  constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float n = (x * 1.44269504088896341f + round_magic) - round_magic;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const float scale = std::bit_cast<float>(uint32_t(int32_t(n) + 127) << 23);
+  return y * scale;
 }
 
 }  // namespace saepipe

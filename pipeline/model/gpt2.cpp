@@ -226,11 +226,55 @@ std::string Gpt2Model::describe() const {
   return j.dump();
 }
 
+struct Gpt2Model::Scratch {
+  std::vector<float> ln, qkv, att, hid, tmp;  // [N,C], [N,3C], [N,C], [N,I], [N,C]
+  Scratch(int64_t N, int64_t C, int64_t I)
+      : ln(size_t(N * C)), qkv(size_t(N * 3 * C)), att(size_t(N * C)), hid(size_t(N * I)), tmp(size_t(N * C)) {}
+};
+
+void Gpt2Model::embed(const int32_t* tokens, int64_t B, int64_t T, float* tok, float* pos) const {
+  const int64_t C = cfg_.n_embd, N = B * T;
+  SAE_ASSERT(T >= 1 && T <= cfg_.n_positions, "sequence length beyond n_positions");
+  for (int64_t n = 0; n < N; ++n) {
+    const int32_t t = tokens[n];
+    SAE_ASSERT(t >= 0 && t < cfg_.vocab_size, "token id out of range");
+    std::memcpy(tok + n * C, wte_.data() + int64_t(t) * C, size_t(C) * sizeof(float));
+    std::memcpy(pos + n * C, wpe_.data() + (n % T) * C, size_t(C) * sizeof(float));
+  }
+}
+
+void Gpt2Model::attn_out(int64_t l, const float* x, int64_t B, int64_t T, Scratch& s, float* out) const {
+  const int64_t C = cfg_.n_embd, N = B * T;
+  const Block& b = blocks_[size_t(l)];
+  layer_norm(x, N, C, cfg_.layer_norm_epsilon, b.ln1_w.data(), b.ln1_b.data(), s.ln.data());
+  linear(s.ln.data(), N, C, b.attn_w.data(), b.attn_b.data(), 3 * C, s.qkv.data());  // [N,3C]
+  attention(s.qkv.data(), B, T, C, cfg_.n_head, cfg_.scale_attn_weights, s.att.data());
+  linear(s.att.data(), N, C, b.proj_w.data(), b.proj_b.data(), C, out);
+}
+
+void Gpt2Model::mlp_out(int64_t l, const float* x, int64_t N, Scratch& s, float* out) const {
+  const int64_t C = cfg_.n_embd, I = cfg_.n_inner;
+  const Block& b = blocks_[size_t(l)];
+  layer_norm(x, N, C, cfg_.layer_norm_epsilon, b.ln2_w.data(), b.ln2_b.data(), s.ln.data());
+  linear(s.ln.data(), N, C, b.fc_w.data(), b.fc_b.data(), I, s.hid.data());  // [N,I]
+  gelu(s.hid.data(), N * I, cfg_.gelu_tanh);
+  linear(s.hid.data(), N, I, b.fc_proj_w.data(), b.fc_proj_b.data(), C, out);
+}
+
+void Gpt2Model::run_blocks(int64_t l0, int64_t l1, float* x, int64_t B, int64_t T, Scratch& s) const {
+  const int64_t N = B * T, NC = N * cfg_.n_embd;
+  for (int64_t l = l0; l < l1; ++l) {
+    attn_out(l, x, B, T, s, s.tmp.data());
+    add_inplace(x, s.tmp.data(), NC);
+    mlp_out(l, x, N, s, s.tmp.data());
+    add_inplace(x, s.tmp.data(), NC);
+  }
+}
+
 void Gpt2Model::forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                         const std::vector<float*>& out) const {
-  const int64_t C = cfg_.n_embd, I = cfg_.n_inner, N = B * T;
+  const int64_t C = cfg_.n_embd, N = B * T;
   SAE_ASSERT(out.size() == hooks.size(), "one output per hook");
-  SAE_ASSERT(T >= 1 && T <= cfg_.n_positions, "sequence length beyond n_positions");
   const int64_t n_blocks = layers_needed(hooks, cfg_.n_layer);
   SAE_ASSERT(n_blocks <= int64_t(blocks_.size()), "hook needs a block that was not loaded");
   auto capture = [&](HookKind kind, int64_t layer, const float* src) {
@@ -238,33 +282,20 @@ void Gpt2Model::forward(const int32_t* tokens, int64_t B, int64_t T, const std::
       if (hooks[h].kind == kind && hooks[h].layer == layer) std::memcpy(out[h], src, size_t(N * C) * sizeof(float));
   };
 
-  std::vector<float> x(size_t(N * C)), tmp(size_t(N * C)), ln(size_t(N * C));  // [N,C]
-  for (int64_t n = 0; n < N; ++n) {
-    const int32_t tok = tokens[n];
-    SAE_ASSERT(tok >= 0 && tok < cfg_.vocab_size, "token id out of range");
-    std::memcpy(x.data() + n * C, wte_.data() + int64_t(tok) * C, size_t(C) * sizeof(float));
-    std::memcpy(tmp.data() + n * C, wpe_.data() + (n % T) * C, size_t(C) * sizeof(float));
-  }
+  std::vector<float> x(size_t(N * C)), tmp(size_t(N * C));  // [N,C]
+  embed(tokens, B, T, x.data(), tmp.data());
   capture(HookKind::Embed, -1, x.data());
   capture(HookKind::PosEmbed, -1, tmp.data());
   add_inplace(x.data(), tmp.data(), N * C);
 
-  std::vector<float> qkv(n_blocks ? size_t(N * 3 * C) : 0), att(n_blocks ? size_t(N * C) : 0),
-      hid(n_blocks ? size_t(N * I) : 0);
+  Scratch s(n_blocks ? N : 0, C, cfg_.n_inner);
   for (int64_t l = 0; l < n_blocks; ++l) {
-    const Block& b = blocks_[size_t(l)];
     capture(HookKind::ResidPre, l, x.data());
-    layer_norm(x.data(), N, C, cfg_.layer_norm_epsilon, b.ln1_w.data(), b.ln1_b.data(), ln.data());
-    linear(ln.data(), N, C, b.attn_w.data(), b.attn_b.data(), 3 * C, qkv.data());  // [N,3C]
-    attention(qkv.data(), B, T, C, cfg_.n_head, cfg_.scale_attn_weights, att.data());
-    linear(att.data(), N, C, b.proj_w.data(), b.proj_b.data(), C, tmp.data());      // attn_out [N,C]
+    attn_out(l, x.data(), B, T, s, tmp.data());
     capture(HookKind::AttnOut, l, tmp.data());
     add_inplace(x.data(), tmp.data(), N * C);
     capture(HookKind::ResidMid, l, x.data());
-    layer_norm(x.data(), N, C, cfg_.layer_norm_epsilon, b.ln2_w.data(), b.ln2_b.data(), ln.data());
-    linear(ln.data(), N, C, b.fc_w.data(), b.fc_b.data(), I, hid.data());           // [N,I]
-    gelu(hid.data(), N * I, cfg_.gelu_tanh);
-    linear(hid.data(), N, I, b.fc_proj_w.data(), b.fc_proj_b.data(), C, tmp.data()); // mlp_out [N,C]
+    mlp_out(l, x.data(), N, s, tmp.data());
     capture(HookKind::MlpOut, l, tmp.data());
     add_inplace(x.data(), tmp.data(), N * C);
     capture(HookKind::ResidPost, l, x.data());
@@ -272,6 +303,89 @@ void Gpt2Model::forward(const int32_t* tokens, int64_t B, int64_t T, const std::
   for (size_t h = 0; h < hooks.size(); ++h)
     if (hooks[h].kind == HookKind::LnFinalNormalized)
       layer_norm(x.data(), N, C, cfg_.layer_norm_epsilon, nullptr, nullptr, out[h]);
+}
+
+// The model up to the hook runs once. What the hook sees is then either the residual stream
+// itself (resid_pre/mid/post) or a term about to be added to it (hook_embed + hook_pos_embed,
+// attn_out, mlp_out: `side`, added after the edit; IEEE addition commutes, so a + x is x + a
+// bit for bit), or the normalized final residual (ln_final.hook_normalized, before ln_f's affine
+// map). Each edit then runs on its own copy, through the rest of the model.
+void Gpt2Model::forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
+                              const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const {
+  const int64_t C = cfg_.n_embd, N = B * T, NC = N * C, L = cfg_.n_layer, l = hook.layer;
+  SAE_ASSERT(is_full(), "forward_final needs every block and ln_f (load_transformer_full)");
+  SAE_ASSERT(edits.size() == final.size(), "one output per edit");
+  SAE_ASSERT(hook.layer < L, "hook layer beyond the model");
+  Scratch s(N, C, cfg_.n_inner);
+  std::vector<float> x(static_cast<size_t>(NC)), side(x.size()), v(x.size());  // [N,C] each
+  embed(tokens, B, T, x.data(), side.data());
+
+  enum class Mode { Residual, Side, Normalized } mode = Mode::Residual;
+  int64_t resume = L;     // first whole block after the hook
+  bool then_mlp = false;  // block l's MLP sublayer follows the hook
+  switch (hook.kind) {
+    case HookKind::Embed:
+      std::swap(x, side);  // the hook sees the token embeddings; the positional ones are added after
+      mode = Mode::Side, resume = 0;
+      break;
+    case HookKind::PosEmbed:
+      mode = Mode::Side, resume = 0;
+      break;
+    case HookKind::ResidPre:
+      add_inplace(x.data(), side.data(), NC);
+      run_blocks(0, l, x.data(), B, T, s);
+      resume = l;
+      break;
+    case HookKind::AttnOut:
+    case HookKind::ResidMid:
+      add_inplace(x.data(), side.data(), NC);
+      run_blocks(0, l, x.data(), B, T, s);
+      attn_out(l, x.data(), B, T, s, side.data());
+      if (hook.kind == HookKind::ResidMid) add_inplace(x.data(), side.data(), NC);
+      mode = hook.kind == HookKind::ResidMid ? Mode::Residual : Mode::Side;
+      then_mlp = true, resume = l + 1;
+      break;
+    case HookKind::MlpOut:
+      add_inplace(x.data(), side.data(), NC);
+      run_blocks(0, l, x.data(), B, T, s);
+      attn_out(l, x.data(), B, T, s, side.data());
+      add_inplace(x.data(), side.data(), NC);
+      mlp_out(l, x.data(), N, s, side.data());
+      mode = Mode::Side, resume = l + 1;
+      break;
+    case HookKind::ResidPost:
+      add_inplace(x.data(), side.data(), NC);
+      run_blocks(0, l + 1, x.data(), B, T, s);
+      resume = l + 1;
+      break;
+    case HookKind::LnFinalNormalized:
+      add_inplace(x.data(), side.data(), NC);
+      run_blocks(0, L, x.data(), B, T, s);
+      layer_norm(x.data(), N, C, cfg_.layer_norm_epsilon, nullptr, nullptr, side.data());
+      mode = Mode::Normalized;
+      break;
+  }
+
+  for (size_t e = 0; e < edits.size(); ++e) {
+    const float* hooked = mode == Mode::Residual ? x.data() : side.data();
+    std::memcpy(v.data(), hooked, size_t(NC) * sizeof(float));
+    if (edits[e]) edits[e](v.data(), N);
+    if (mode == Mode::Normalized) {  // ln_f's affine map, as layer_norm applies it
+      const float *w = lnf_w_.data(), *b = lnf_b_.data();
+      float* o = final[e];
+#pragma omp parallel for schedule(static)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) o[n * C + c] = v[size_t(n * C + c)] * w[c] + b[c];
+      continue;
+    }
+    if (mode == Mode::Side) add_inplace(v.data(), x.data(), NC);
+    if (then_mlp) {
+      mlp_out(l, v.data(), N, s, s.tmp.data());
+      add_inplace(v.data(), s.tmp.data(), NC);
+    }
+    run_blocks(resume, L, v.data(), B, T, s);
+    layer_norm(v.data(), N, C, cfg_.layer_norm_epsilon, lnf_w_.data(), lnf_b_.data(), final[e]);
+  }
 }
 
 }  // namespace saepipe

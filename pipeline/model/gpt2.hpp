@@ -41,6 +41,13 @@ class Gpt2Model final : public TransformerModel {
   void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                const std::vector<float*>& out) const override;
 
+  bool is_full() const override { return int64_t(blocks_.size()) == cfg_.n_layer && !lnf_w_.empty(); }
+  const float* unembedding() const override { return wte_.data(); }  // tied: wte [V,C]
+  const float* ln_final_weight() const override { return lnf_w_.empty() ? nullptr : lnf_w_.data(); }
+  const float* ln_final_bias() const override { return lnf_b_.empty() ? nullptr : lnf_b_.data(); }
+  void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
+                     const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const override;
+
  private:
   struct Block {
     std::vector<float> ln1_w, ln1_b;      // [C]
@@ -50,6 +57,17 @@ class Gpt2Model final : public TransformerModel {
     std::vector<float> fc_w, fc_b;        // [C,I], [I]  (I = n_inner, 4C by default)
     std::vector<float> fc_proj_w, fc_proj_b;  // [I,C], [C]
   };
+  struct Scratch;  // per-pass buffers (gpt2.cpp)
+
+  // tok [N,C] = wte[tokens], pos [N,C] = wpe[t].
+  void embed(const int32_t* tokens, int64_t B, int64_t T, float* tok, float* pos) const;
+  // out [N,C] = attention sublayer of block l on x [N,C] (hook_attn_out).
+  void attn_out(int64_t l, const float* x, int64_t B, int64_t T, Scratch& s, float* out) const;
+  // out [N,C] = MLP sublayer of block l on x [N,C] (hook_mlp_out).
+  void mlp_out(int64_t l, const float* x, int64_t N, Scratch& s, float* out) const;
+  // x [N,C] through blocks [l0, l1), in place.
+  void run_blocks(int64_t l0, int64_t l1, float* x, int64_t B, int64_t T, Scratch& s) const;
+
   Gpt2Config cfg_;
   std::vector<float> wte_, wpe_;  // [V,C], [P,C]
   std::vector<Block> blocks_;

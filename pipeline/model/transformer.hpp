@@ -2,9 +2,10 @@
 // per architecture family (gpt2.hpp now; GPT-NeoX and Llama fit the same interface: token ids
 // in, the requested hook activations out).
 //
-// Shape legend: B sequences, T positions, D d_model.
+// Shape legend: B sequences, T positions, N = B*T rows, D d_model, V vocab.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,10 @@ HookPoint parse_hook(const std::string& name, int64_t n_layers);
 // Blocks that must run to produce every hook: last needed layer + 1 (n_layers for ln_final).
 int64_t layers_needed(const std::vector<HookPoint>& hooks, int64_t n_layers);
 
+// Changes, in place, the activation a hook sees: acts [rows, D] (rows = B*T, row b*T + t is
+// position t of sequence b). An empty function leaves it as it is.
+using ActivationEdit = std::function<void(float* acts, int64_t rows)>;
+
 class TransformerModel {
  public:
   virtual ~TransformerModel() = default;
@@ -50,6 +55,27 @@ class TransformerModel {
   virtual void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                        const std::vector<float*>& out) const = 0;
 
+  // ---- the whole model, to the logits (needs load_transformer_full) ----
+
+  // Every block and the final LayerNorm are loaded.
+  virtual bool is_full() const = 0;
+  // The unembedding as V rows of D: logit[v] = dot(ln_final(x), unembedding()[v]), i.e. W_U^T
+  // (GPT-2: wte, tied; no bias). Always loaded.
+  virtual const float* unembedding() const = 0;  // [V, D]
+  // The final LayerNorm's affine map: ln_final(x) = normalized(x) * weight + bias. nullptr
+  // unless is_full().
+  virtual const float* ln_final_weight() const = 0;  // [D]
+  virtual const float* ln_final_bias() const = 0;    // [D]
+
+  // Runs the whole model once per edit, with the activation at `hook` replaced as TransformerLens
+  // does: edits[e] may overwrite what the hook sees (acts [N, D]) and the result flows on through
+  // the rest of the model. final[e] receives [N, D], the output of the final LayerNorm (after its
+  // weight and bias), ready for the unembedding. The model before the hook runs once for all
+  // edits, so bits before the hook are shared and an identity (or empty) edit reproduces the
+  // clean run exactly. Every hook kind is supported, at any layer. Parallel like forward().
+  virtual void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
+                             const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const = 0;
+
  protected:
   std::string weights_identity_;
 };
@@ -58,5 +84,9 @@ class TransformerModel {
 // unsupported model_type, a missing or misshapen tensor, or a hook the model does not have.
 std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
                                                    const std::vector<std::string>& hook_names);
+
+// Every block and the final LayerNorm (is_full()): for forward_final, spliced_loss
+// (spliced_loss.hpp) and logit_effects (logit_effects.hpp). Same errors as load_transformer.
+std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir);
 
 }  // namespace saepipe

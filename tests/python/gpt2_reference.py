@@ -7,7 +7,8 @@ activation store and compared at every stored hook.
 
 Checks per hook: max|saepipe - reference| / max|reference| <= tol. With --tokens (an llm.c
 file), also checks that the store's tokens are [BOS] + the file's tokens, sequence by sequence.
-Exit 0 when every check holds. Also importable: load_weights(), forward(), time_forward().
+Exit 0 when every check holds. Also importable: load_weights(), forward() (with hook edits and
+logits: tests/python/model_metrics_reference.py).
 """
 import argparse
 import json
@@ -55,39 +56,44 @@ def load_weights(model_dir, dtype=torch.float64):
     return cfg, w
 
 
-def forward(cfg, w, ids, n_layers=None):
-    """ids: LongTensor [B, T]. Returns {hook name: tensor [B, T, C]}."""
+def forward(cfg, w, ids, n_layers=None, edit=None, logits=False):
+    """ids: LongTensor [B, T]. Returns {hook name: tensor [B, T, C]}: what each hook saw.
+    edit: {hook name: function(tensor) -> tensor}: the returned value replaces the hook's and flows
+    on (TransformerLens semantics). logits (all layers only): also "logits" [B, T, V], the output
+    of ln_f times the tied unembedding wte^T."""
     C, H, eps = cfg["n_embd"], cfg["n_head"], cfg.get("layer_norm_epsilon", 1e-5)
     B, T = ids.shape
     hs = C // H
     acts = {}
-    embed = w["wte.weight"][ids]
-    pos = w["wpe.weight"][:T].unsqueeze(0).expand(B, T, C)
-    acts["hook_embed"], acts["hook_pos_embed"] = embed, pos
+
+    def hook(name, t):
+        acts[name] = t
+        return edit[name](t) if edit and name in edit else t
+
+    embed = hook("hook_embed", w["wte.weight"][ids])
+    pos = hook("hook_pos_embed", w["wpe.weight"][:T].unsqueeze(0).expand(B, T, C))
     x = embed + pos
     mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
     L = cfg["n_layer"] if n_layers is None else n_layers
     for l in range(L):
         p = f"h.{l}."
-        acts[f"blocks.{l}.hook_resid_pre"] = x
+        x = hook(f"blocks.{l}.hook_resid_pre", x)
         h = F.layer_norm(x, (C,), w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
         q, k, v = (h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]).split(C, dim=-1)
         q, k, v = (t.view(B, T, H, hs).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-1, -2)) / math.sqrt(hs)
         att = torch.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        attn_out = y @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
-        acts[f"blocks.{l}.hook_attn_out"] = attn_out
-        x = x + attn_out
-        acts[f"blocks.{l}.hook_resid_mid"] = x
+        attn_out = hook(f"blocks.{l}.hook_attn_out", y @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"])
+        x = hook(f"blocks.{l}.hook_resid_mid", x + attn_out)
         h = F.layer_norm(x, (C,), w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
         m = F.gelu(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"], approximate="tanh")
-        mlp_out = m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
-        acts[f"blocks.{l}.hook_mlp_out"] = mlp_out
-        x = x + mlp_out
-        acts[f"blocks.{l}.hook_resid_post"] = x
+        mlp_out = hook(f"blocks.{l}.hook_mlp_out", m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"])
+        x = hook(f"blocks.{l}.hook_resid_post", x + mlp_out)
     if L == cfg["n_layer"]:
-        acts["ln_final.hook_normalized"] = F.layer_norm(x, (C,), None, None, eps)  # before ln_f's affine
+        n = hook("ln_final.hook_normalized", F.layer_norm(x, (C,), None, None, eps))  # before ln_f's affine
+        if logits:
+            acts["logits"] = (n * w["ln_f.weight"] + w["ln_f.bias"]) @ w["wte.weight"].T
     return acts
 
 
