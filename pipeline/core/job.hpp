@@ -52,7 +52,7 @@ struct StatsConfig {
   std::string activations, sae;
   int64_t n_tokens = 0, batch_tokens = 0;
   int64_t top_examples = 0, interval_bins = 0, interval_examples = 0, context_before = 0, context_after = 0;
-  int64_t histogram_bins = 0, neighbours = 0, logit_tokens = 0, seed = 0;
+  int64_t histogram_bins = 0, neighbours = 0, logit_tokens = 0, seed = 0, ce_loss_tokens = 0;
   std::vector<double> quantiles;
   double dense_threshold = 0, ultralow_threshold = 0;
 };

@@ -18,13 +18,28 @@
 #include "pipeline/io/checkpoint.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/stats_file.hpp"
+#include "pipeline/model/blas_threads.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/stages/stages.hpp"
+#include "pipeline/model/logit_effects.hpp"
+#include "pipeline/stats/ce_loss_eval.hpp"
 #include "pipeline/stats/decoder_neighbours.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 #include "pipeline/stats/ground_truth_match.hpp"
 
 namespace saepipe {
+
+namespace {
+
+// The model the store's activations came from: this job's harvest model, else the one the
+// store's manifest names. Empty for synthetic stores.
+std::string model_dir_of(const Job& job, const StoreManifest& m) {
+  if (job.harvest.source == "model" && !job.harvest.model.empty()) return job.harvest.model;
+  if (m.source.value("type", "") == "model") return m.source.value("model", "");
+  return "";
+}
+
+}  // namespace
 
 void run_stats(const Job& job, const MpiEnv& env) {
   Logger log(env, "stats");
@@ -36,7 +51,8 @@ void run_stats(const Job& job, const MpiEnv& env) {
   SaeCheckpoint ck;
   int64_t first = 0, count = 0;
   bool done = false;
-  std::string fingerprint;
+  std::string fingerprint, model_dir;
+  std::unique_ptr<TransformerModel> model;
   env.all_or_none([&] {
     if (!path_exists(sae_path)) user_error(sae_path + ": SAE checkpoint not found (run the train stage first)");
     ck = read_sae_checkpoint(sae_path);
@@ -73,6 +89,15 @@ void run_stats(const Job& job, const MpiEnv& env) {
     log.info(out_dir + " is complete; nothing to do");
     return;
   }
+  // With a model: CE loss recovered and logit effects. An unreadable model is a user error.
+  env.all_or_none([&] {
+    model_dir = model_dir_of(job, reader->manifest());
+    if (model_dir.empty() || (job.stats.ce_loss_tokens == 0 && job.stats.logit_tokens == 0)) return;
+    model = load_transformer_full(model_dir);
+    if (model->d_model() != ck.d_in)
+      user_error(model_dir + ": d_model " + std::to_string(model->d_model()) + " does not match the SAE's d_in " +
+                 std::to_string(ck.d_in) + " (" + sae_path + ")");
+  });
   if (ck.heldout_n_tokens <= 0) log.info("warning: " + sae_path + " records no held-out split; using the whole store");
 
   const SaeParams params = sae_params_from_checkpoint(ck);
@@ -136,12 +161,49 @@ void run_stats(const Job& job, const MpiEnv& env) {
   second_pass.reduce(env);
   ex.interval = second_pass.interval_examples(env);
 
+  SplicedLossSums ce;
+  if (model && sc.ce_loss_tokens > 0) {
+    const nlohmann::json& src = reader->manifest().source;
+    CeLossInput in;
+    in.model = model.get();
+    in.reader = reader.get();
+    in.hook = ck.hook;
+    in.first_row = first;
+    in.n_rows = count;
+    in.rows_per_sequence = L;
+    in.bos_excluded = src.value("exclude_bos", false);
+    in.bos_token = int32_t(src.value("bos_token", model->bos_token()));
+    in.max_tokens = sc.ce_loss_tokens;
+    if (in.bos_excluded && !src.value("prepend_bos", false)) {
+      log.info("CE loss skipped: the store left out each sequence's first token, which is not a BOS it could restore");
+    } else {
+      log.info("CE loss recovered on up to " + std::to_string(sc.ce_loss_tokens) + " held-out tokens (" + model_dir + ")");
+      ce = heldout_spliced_loss(in, params, cfg, env);
+    }
+  }
+
   if (env.is_root()) {
     FeatureStats fs;
     first_pass.finish(fs, sc.dense_threshold, sc.ultralow_threshold);
     second_pass.finish(fs, sc.quantiles);
     fs.n_neighbours = std::min<int64_t>(sc.neighbours, F - 1);
     decoder_neighbours(params.W_dec(), F, D, fs.n_neighbours, fs.neighbour_index, fs.neighbour_cosine);
+    if (model && sc.logit_tokens > 0) {
+      LogitEffects le;
+      {
+        SingleThreadedBlas one_blas_thread;
+        logit_effects(*model, params.W_dec(), F, D, std::min<int64_t>(sc.logit_tokens, model->vocab_size()),
+                      sc.histogram_bins, le);
+      }
+      fs.n_logit_tokens = le.n_logit_tokens;
+      fs.logit_top_ids = std::move(le.logit_top_ids);
+      fs.logit_top_values = std::move(le.logit_top_values);
+      fs.logit_bottom_ids = std::move(le.logit_bottom_ids);
+      fs.logit_bottom_values = std::move(le.logit_bottom_values);
+      fs.logit_hist_counts = std::move(le.logit_hist_counts);
+      fs.logit_hist_lo = std::move(le.logit_hist_lo);
+      fs.logit_hist_hi = std::move(le.logit_hist_hi);
+    }
 
     const ReconstructionSums& rs = first_pass.recon();
     const double N = double(rs.n_tokens);
@@ -182,6 +244,8 @@ void run_stats(const Job& job, const MpiEnv& env) {
       fs.gt_match_index = m.latent_best;
       fs.gt_match_cosine = m.latent_cos;
     }
+    add_ce_loss_summary(ce, summary);
+    if (!model_dir.empty()) summary["model"] = model_dir;
     summary["resolved_job"] = job.resolved_toml;
     summary["fingerprint"] = fingerprint;
     write_feature_stats(out_dir + "/features.h5", fs, job.resolved_toml);
@@ -190,6 +254,9 @@ void run_stats(const Job& job, const MpiEnv& env) {
     std::string line = "fvu " + std::to_string(summary["fvu"].get<double>()) + ", l0 " +
                        std::to_string(summary["l0"].get<double>()) + ", dead " +
                        std::to_string(summary["dead_fraction"].get<double>());
+    if (summary.contains("ce_loss_recovered"))
+      line += ", CE loss recovered " + std::to_string(summary["ce_loss_recovered"].get<double>()) + ", KL " +
+              std::to_string(summary["kl_div"].get<double>());
     if (summary.contains("mmcs")) line += ", MMCS " + std::to_string(summary["mmcs"].get<double>()) +
                                          ", recovered@0.9 " + std::to_string(summary["frac_recovered_09"].get<double>());
     log.info(line);

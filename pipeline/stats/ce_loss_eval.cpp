@@ -1,0 +1,82 @@
+#include "pipeline/stats/ce_loss_eval.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pipeline/model/blas_threads.hpp"
+#include "pipeline/stats/exact_sum.hpp"
+
+namespace saepipe {
+
+SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& params, const SaeConfig& cfg,
+                                     const MpiEnv& env) {
+  const int64_t R = in.rows_per_sequence, skip = in.bos_excluded ? 1 : 0, T = R + skip, D = params.d_in;
+  const int64_t n_seq = std::min(in.n_rows, in.max_tokens) / R;
+  const int64_t kBatch = 8;  // sequences per forward pass, the same for any number of ranks
+  const int64_t n_batches = (n_seq + kBatch - 1) / kBatch;
+  const int64_t b_lo = n_batches * env.rank() / env.size(), b_hi = n_batches * (env.rank() + 1) / env.size();
+  const int64_t rounds = (n_batches + env.size() - 1) / env.size();
+  const HookPoint hook = parse_hook(in.hook, in.model->n_layers());
+  ExactSums sums(5);
+  int64_t n_pred = 0;
+  std::vector<int32_t> rows(static_cast<size_t>(kBatch * R)), tokens(static_cast<size_t>(kBatch * T));
+  SaeWorkspace ws;
+  std::vector<float> kept;
+  for (int64_t r = 0; r < rounds; ++r) {
+    const int64_t b = b_lo + r;
+    const int64_t s0 = b * kBatch, B = b < b_hi ? std::min(kBatch, n_seq - s0) : 0;
+    env.all_or_none([&] { if (B > 0) in.reader->read_tokens(in.first_row + s0 * R, B * R, rows.data()); });
+    if (B == 0) continue;
+    for (int64_t s = 0; s < B; ++s) {
+      if (skip) tokens[size_t(s * T)] = in.bos_token;
+      std::copy_n(rows.begin() + s * R, R, tokens.begin() + s * T + skip);
+    }
+    // The SAE replaces what the hook sees, except at BOS rows the store left out (the SAE never
+    // saw them).
+    auto reconstruct = [&](float* acts, int64_t N) {
+      if (skip) {
+        kept.resize(size_t(B * D));
+        for (int64_t s = 0; s < B; ++s) std::copy_n(acts + s * T * D, D, kept.begin() + s * D);
+      }
+      sae_encode_decode(params, cfg, acts, N, ws);
+      std::copy_n(ws.recon.begin(), N * D, acts);
+      if (skip)
+        for (int64_t s = 0; s < B; ++s) std::copy_n(kept.begin() + s * D, D, acts + s * T * D);
+    };
+    SplicedLossSums part;
+    {
+      SingleThreadedBlas one_blas_thread;  // the model parallelises over OpenMP itself
+      part = spliced_loss(*in.model, tokens.data(), B, T, hook, reconstruct);
+    }
+    sums.add(0, part.clean_loss);
+    sums.add(1, part.spliced_loss);
+    sums.add(2, part.zero_loss);
+    sums.add(3, part.kl_spliced);
+    sums.add(4, part.kl_zero);
+    n_pred += part.n_predictions;
+  }
+  sums.allreduce(env);
+  SplicedLossSums out;
+  out.clean_loss = sums.value(0);
+  out.spliced_loss = sums.value(1);
+  out.zero_loss = sums.value(2);
+  out.kl_spliced = sums.value(3);
+  out.kl_zero = sums.value(4);
+  out.n_predictions = env.allreduce_sum(n_pred);
+  return out;
+}
+
+void add_ce_loss_summary(const SplicedLossSums& s, nlohmann::json& summary) {
+  if (s.n_predictions == 0) return;
+  const double n = double(s.n_predictions);
+  summary["ce_loss_clean"] = s.clean_loss / n;
+  summary["ce_loss_spliced"] = s.spliced_loss / n;
+  summary["ce_loss_zero"] = s.zero_loss / n;
+  const double rec = s.ce_loss_score();
+  if (std::isfinite(rec)) summary["ce_loss_recovered"] = rec;
+  summary["delta_loss"] = (s.spliced_loss - s.clean_loss) / n;
+  summary["kl_div"] = s.kl_spliced / n;
+  summary["ce_tokens"] = s.n_predictions;
+}
+
+}  // namespace saepipe
