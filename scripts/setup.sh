@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config git
       libopenblas-dev libopenblas0-pthread
       libgtest-dev libbenchmark-dev
       slurm-wlm munge clang libclang-rt-14-dev
-      libicu-dev
+      libicu-dev chromium-headless-shell
       python3 python3-numpy python3-h5py python3-torch python3-regex)
 missing=()
 for p in "${PKGS[@]}"; do

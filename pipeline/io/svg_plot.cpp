@@ -1,6 +1,7 @@
 #include "pipeline/io/svg_plot.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,6 +15,20 @@ std::string num(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
   return b;
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
 }
 }  // namespace
 
@@ -60,6 +75,53 @@ void write_training_plot(const std::string& log_path, const std::string& svg_pat
   }
   svg += "</svg>\n";
   write_file_atomic(svg_path, svg);
+}
+
+std::string svg_histogram(const std::vector<double>& edges, const std::vector<double>& counts,
+                          const HistogramStyle& st) {
+  const double W = st.width, H = st.height, left = 46, right = 8, top = st.title.empty() ? 8 : 22, bottom = 32;
+  std::string svg = "<svg class=\"hist\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" + num(W) + "\" height=\"" +
+                    num(H) + "\" viewBox=\"0 0 " + num(W) + " " + num(H) +
+                    "\" font-family=\"sans-serif\" font-size=\"10\">";
+  if (!st.title.empty())
+    svg += "<text x=\"" + num(left) + "\" y=\"13\" font-weight=\"bold\" font-size=\"11\">" + xml_escape(st.title) +
+           "</text>";
+  const size_t B = counts.size();
+  bool ok = B > 0 && edges.size() == B + 1 && edges.back() > edges.front();
+  for (size_t b = 0; ok && b < B; ++b) ok = std::isfinite(counts[b]) && counts[b] >= 0 && edges[b + 1] >= edges[b];
+  if (!ok) return svg + "<text x=\"" + num(W / 2) + "\" y=\"" + num(H / 2) + "\" text-anchor=\"middle\">no data</text></svg>";
+
+  auto height_of = [&](double c) { return st.log_y ? std::log10(1.0 + c) : c; };
+  double ymax = 0;
+  for (double c : counts) ymax = std::max(ymax, height_of(c));
+  if (ymax <= 0) ymax = 1;
+  const double x0 = left, x1 = W - right, y0 = H - bottom, y1 = top;
+  const double lo = edges.front(), hi = edges.back();
+  auto px = [&](double v) { return x0 + (v - lo) / (hi - lo) * (x1 - x0); };
+  for (size_t b = 0; b < B; ++b) {
+    const double h = height_of(counts[b]) / ymax * (y0 - y1);
+    const double centre = 0.5 * (edges[b] + edges[b + 1]);
+    const bool below = !std::isnan(st.split_at) && centre < st.split_at;
+    const double bx = px(edges[b]), bw = std::max(0.5, px(edges[b + 1]) - px(edges[b]) - 0.5);
+    svg += "<rect x=\"" + num(bx) + "\" y=\"" + num(y0 - h) + "\" width=\"" + num(bw) + "\" height=\"" + num(h) +
+           "\" fill=\"" + (below ? st.color_below : st.color) + "\"><title>[" + num(edges[b]) + ", " +
+           num(edges[b + 1]) + "): " + num(counts[b]) + "</title></rect>";
+  }
+  // Axes: the baseline, the range of x, the largest count.
+  svg += "<line x1=\"" + num(x0) + "\" y1=\"" + num(y0) + "\" x2=\"" + num(x1) + "\" y2=\"" + num(y0) +
+         "\" stroke=\"#666\"/>";
+  svg += "<text x=\"" + num(x0) + "\" y=\"" + num(y0 + 12) + "\">" + num(lo) + "</text>";
+  svg += "<text x=\"" + num(x1) + "\" y=\"" + num(y0 + 12) + "\" text-anchor=\"end\">" + num(hi) + "</text>";
+  if (!st.x_label.empty())
+    svg += "<text x=\"" + num((x0 + x1) / 2) + "\" y=\"" + num(y0 + 26) + "\" text-anchor=\"middle\">" +
+           xml_escape(st.x_label) + "</text>";
+  double cmax = 0;
+  for (double c : counts) cmax = std::max(cmax, c);
+  svg += "<text x=\"" + num(x0 - 4) + "\" y=\"" + num(y1 + 8) + "\" text-anchor=\"end\">" + num(cmax) + "</text>";
+  svg += "<text x=\"" + num(x0 - 4) + "\" y=\"" + num(y0) + "\" text-anchor=\"end\">0</text>";
+  if (st.log_y)
+    svg += "<text x=\"" + num(x0 - 4) + "\" y=\"" + num((y0 + y1) / 2) + "\" text-anchor=\"end\">log</text>";
+  return svg + "</svg>";
 }
 
 }  // namespace saepipe

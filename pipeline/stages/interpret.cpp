@@ -1,17 +1,29 @@
-// interpret: a static index.html that opens from disk with no network: the summary and a
-// table of features (density, max and mean activation, and for synthetic stores the best
-// matching true feature and its cosine), sortable and searchable by inline script. The
-// page is written by rank 0; the data is small (one row per latent).
-#include <cmath>
-#include <cstdio>
+// interpret: a static site that opens from disk with no network, built from the stats stage's
+// outputs (summary.json, features.h5, examples.h5):
+//   index.html                 summary, density histogram, the table of latents (pipeline/interpret/site_index)
+//   features/<f>.html          one page per listed latent (pipeline/interpret/feature_page)
+//   neuronpedia/batch-<i>.json Neuronpedia-format export (pipeline/interpret/neuronpedia_export)
+//   style.css
+// Every rank reads the inputs; pages and batches are split over the ranks (latent f on rank
+// f % size). The site is written into <run>/interpret.tmp.<pid> and renamed to <run>/interpret
+// once complete, so a failed or killed run never leaves a partial site under the final name.
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/interpret/feature_page.hpp"
+#include "pipeline/interpret/neuronpedia_export.hpp"
+#include "pipeline/interpret/site_data.hpp"
+#include "pipeline/interpret/site_index.hpp"
+#include "pipeline/interpret/site_style.hpp"
+#include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/stages/stages.hpp"
@@ -20,102 +32,105 @@ namespace saepipe {
 
 namespace {
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
+namespace fs = std::filesystem;
+
+// The store's manifest, when the summary names a store that is still there (for the model
+// directory, token file and context); an unreadable one is ignored (it is only descriptive).
+nlohmann::json store_source(const nlohmann::json& summary, int64_t* context) {
+  const std::string store = json_string(summary, "store");
+  if (store.empty() || !path_exists(store + "/manifest.json")) return nlohmann::json::object();
+  try {
+    StoreManifest m = StoreManifest::read(store);
+    *context = m.context;
+    return m.source;
+  } catch (const SaeError&) {
+    return nlohmann::json::object();
   }
-  return out;
 }
 
-std::string fmt(double v, const char* f = "%.4g") {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
+// The vocabulary that names the tokens: the model directory of the store the stats were
+// computed on, else the job's harvest model. Without one, a note says why ids are shown.
+void load_tokens(SiteData& site, const Job& job, const nlohmann::json& source) {
+  std::string model_dir;
+  if (json_string(source, "type") == "model") model_dir = json_string(source, "model");
+  if (model_dir.empty() && job.harvest.source == "model") model_dir = job.harvest.model;
+  if (model_dir.empty()) {
+    site.token_note = "No tokenizer: a synthetic store, where a position's token id ⟨g⟩ is its largest active true "
+                      "feature.";
+    return;
+  }
+  const std::string vocab = model_dir + "/vocab.json";
+  if (!path_exists(vocab)) {
+    site.token_note = "No tokenizer: " + vocab + " not found, so tokens are shown as ids ⟨id⟩.";
+    return;
+  }
+  site.tokens = TokenText::from_vocab_json(vocab);
 }
 
-// The rows as a JSON array embedded in the page (the script renders and sorts them).
-nlohmann::json feature_rows(const FeatureStats& fs, int64_t limit) {
-  nlohmann::json rows = nlohmann::json::array();
-  const bool gt = !fs.gt_match_index.empty();
-  for (int64_t f = 0; f < fs.d_sae && (limit == 0 || f < limit); ++f) {
-    nlohmann::json r = {f, fs.density[f], fs.max_activation[f], fs.mean_activation[f], fs.fire_count[f]};
-    if (gt) {
-      r.push_back(fs.gt_match_index[f]);
-      r.push_back(fs.gt_match_cosine[f]);
-    }
-    rows.push_back(r);
+NeuronpediaMeta neuronpedia_meta(const Job& job, const SiteData& site, const nlohmann::json& source, int64_t context) {
+  NeuronpediaMeta m;
+  const bool model = json_string(source, "type") == "model";
+  m.model_id = job.interpret.neuronpedia_model_id;
+  if (m.model_id.empty() && model) {  // "models/gpt2/" -> "gpt2"
+    fs::path dir = fs::path(json_string(source, "model", "model")).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();
+    m.model_id = dir.filename().string();
   }
-  return rows;
+  if (m.model_id.empty()) m.model_id = model ? "model" : "synthetic";
+  m.sae_set = job.interpret.neuronpedia_sae_set.empty() ? "saepipe-" + job.run.name : job.interpret.neuronpedia_sae_set;
+  m.layer = hook_layer(json_string(site.summary, "hook"));
+  m.dataset = model ? json_string(source, "tokens") : "synthetic";
+  m.n_tokens_in_prompt = context;
+  const int64_t n = json_int(site.summary, "n_tokens");
+  m.n_prompts_total = context > 0 ? n / context : 0;
+  return m;
 }
 
-std::string render_index(const nlohmann::json& summary, const FeatureStats& fs, int64_t limit) {
-  const bool gt = !fs.gt_match_index.empty();
-  std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-    << "<title>saepipe features: " << html_escape(summary.value("hook", "")) << "</title>\n"
-    << "<style>body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
-       "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:right;border-bottom:1px solid #ddd}"
-       "th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}th:hover{background:#e8e8ff}"
-       ".dead{color:#b00}.bar{display:inline-block;height:8px;background:#69c;vertical-align:middle}"
-       "#summary td{text-align:left}</style></head><body>\n"
-    << "<h1>SAE features</h1>\n<table id=\"summary\">\n";
-  auto row = [&](const std::string& k, const std::string& v) {
-    h << "<tr><td>" << html_escape(k) << "</td><td>" << html_escape(v) << "</td></tr>\n";
-  };
-  row("SAE", summary.value("sae", ""));
-  row("hook", summary.value("hook", ""));
-  row("held-out tokens", std::to_string(summary.value("n_tokens", 0)));
-  row("d_in / d_sae / k", std::to_string(summary.value("d_in", 0)) + " / " + std::to_string(summary.value("d_sae", 0)) +
-                              " / " + std::to_string(summary.value("k", 0)));
-  row("FVU (explained variance)", fmt(summary.value("fvu", 0.0)) + " (" + fmt(summary.value("explained_variance", 0.0)) + ")");
-  row("MSE", fmt(summary.value("mse", 0.0)));
-  row("L0", fmt(summary.value("l0", 0.0)));
-  row("mean cosine(x, x̂)", fmt(summary.value("cosine", 0.0)));
-  row("dead fraction", fmt(summary.value("dead_fraction", 0.0)));
-  if (summary.contains("mmcs")) {
-    row("MMCS vs ground truth", fmt(summary["mmcs"].get<double>()));
-    row("true features recovered (cos ≥ 0.9 / 0.99)",
-        fmt(summary["frac_recovered_09"].get<double>()) + " / " + fmt(summary["frac_recovered_099"].get<double>()));
+void read_inputs(SiteData& site, const Job& job, const std::string& stats_dir, NeuronpediaMeta& meta) {
+  const std::string summary_path = stats_dir + "/summary.json";
+  if (!path_exists(summary_path)) user_error(summary_path + ": stats not found (run the stats stage first)");
+  try {
+    site.summary = nlohmann::json::parse(read_file(summary_path));
+  } catch (const nlohmann::json::exception& e) {
+    user_error(summary_path + ": not valid JSON: " + e.what());
   }
-  h << "</table>\n<p><label>Search feature or true-feature id: <input id=\"q\" size=\"10\"></label> "
-    << "<span id=\"count\"></span> &middot; click a column to sort</p>\n"
-    << "<table id=\"features\"><thead><tr><th data-c=\"0\">feature</th><th data-c=\"1\">density</th>"
-    << "<th data-c=\"2\">max act</th><th data-c=\"3\">mean act</th><th data-c=\"4\">fires</th>";
-  if (gt) h << "<th data-c=\"5\">true feature</th><th data-c=\"6\">cosine</th>";
-  h << "</tr></thead><tbody></tbody></table>\n"
-    << "<script>\nconst ROWS = " << feature_rows(fs, limit).dump() << ";\nconst GT = " << (gt ? "true" : "false")
-    << ";\n"
-    << R"JS(let sortCol = 1, sortDesc = true;
-function fmt(v){ return typeof v === 'number' && !Number.isInteger(v) ? v.toPrecision(4) : String(v); }
-function render(){
-  const q = document.getElementById('q').value.trim();
-  let rows = ROWS.filter(r => q === '' || String(r[0]) === q || (GT && String(r[5]) === q));
-  rows.sort((a,b) => (sortDesc ? b[sortCol]-a[sortCol] : a[sortCol]-b[sortCol]) || a[0]-b[0]);
-  const maxd = Math.max(1e-12, ...ROWS.map(r => r[1]));
-  const body = rows.map(r => {
-    const dead = r[4] === 0 ? ' class="dead"' : '';
-    let tr = `<tr id="f${r[0]}"${dead}><td>${r[0]}</td><td><span class="bar" style="width:${Math.round(60*r[1]/maxd)}px"></span> ${fmt(r[1])}</td><td>${fmt(r[2])}</td><td>${fmt(r[3])}</td><td>${r[4]}</td>`;
-    if (GT) tr += `<td>${r[5]}</td><td>${fmt(r[6])}</td>`;
-    return tr + '</tr>';
-  }).join('');
-  document.querySelector('#features tbody').innerHTML = body;
-  document.getElementById('count').textContent = rows.length + ' of ' + ROWS.length + ' features';
+  if (!site.summary.is_object() || json_string(site.summary, "schema") != "saepipe.stats.summary")
+    user_error(summary_path + ": schema is not saepipe.stats.summary");
+  const std::string features_path = stats_dir + "/features.h5", examples_path = stats_dir + "/examples.h5";
+  site.stats = read_feature_stats(features_path);
+  site.has_examples = path_exists(examples_path);
+  if (site.has_examples) site.examples = read_feature_examples(examples_path);
+  site.run_name = job.run.name;
+  site.n_listed = job.interpret.max_features;
+  finish_site_data(site, features_path, examples_path);
+  int64_t context = 0;
+  const nlohmann::json source = store_source(site.summary, &context);
+  if (site.has_examples || site.has_logits()) load_tokens(site, job, source);
+  meta = neuronpedia_meta(job, site, source, context);
 }
-document.querySelectorAll('#features th').forEach(th => th.addEventListener('click', () => {
-  const c = Number(th.dataset.c); sortDesc = (c === sortCol) ? !sortDesc : true; sortCol = c; render(); }));
-document.getElementById('q').addEventListener('input', render);
-render();
-)JS"
-    << "</script>\n<noscript>This page lists the features with a script; features.h5 holds the same data.</noscript>\n"
-    << "</body></html>\n";
-  return h.str();
+
+// Removes what earlier, killed runs left: <run>/interpret.tmp.* and <run>/interpret.old.*.
+void remove_stale(const std::string& out_dir) {
+  const fs::path out(out_dir);
+  std::error_code ec;
+  const std::string stem = out.filename().string();
+  for (const auto& e : fs::directory_iterator(out.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(stem + ".tmp.", 0) == 0 || name.rfind(stem + ".old.", 0) == 0) fs::remove_all(e.path(), ec);
+  }
+}
+
+// Puts the finished site in place of the old one (if any).
+void publish(const std::string& tmp, const std::string& out_dir) {
+  std::error_code ec;
+  const std::string old = out_dir + ".old." + std::to_string(::getpid());
+  if (fs::exists(out_dir, ec)) {
+    fs::rename(out_dir, old, ec);
+    if (ec) user_error(out_dir + ": cannot move the previous site aside: " + ec.message());
+  }
+  fs::rename(tmp, out_dir, ec);
+  if (ec) user_error(out_dir + ": cannot rename the finished site into place: " + ec.message());
+  fs::remove_all(old, ec);
 }
 
 }  // namespace
@@ -123,29 +138,57 @@ render();
 void run_interpret(const Job& job, const MpiEnv& env) {
   Logger log(env, "interpret");
   h5::silence_errors();
-  const std::string stats_dir = job.stats_dir();
   const std::string out_dir = job.interpret_dir();
-  nlohmann::json summary;
-  FeatureStats fs;
+  SiteData site;
+  NeuronpediaMeta meta;
+  std::string tmp;
   env.all_or_none([&] {
-    if (!path_exists(stats_dir + "/summary.json"))
-      user_error(stats_dir + "/summary.json: stats not found (run the stats stage first)");
-    try {
-      summary = nlohmann::json::parse(read_file(stats_dir + "/summary.json"));
-    } catch (const nlohmann::json::exception& e) {
-      user_error(stats_dir + "/summary.json: not valid JSON: " + e.what());
+    read_inputs(site, job, job.stats_dir(), meta);
+    if (env.is_root()) {
+      make_dirs(job.run_dir());
+      remove_stale(out_dir);
+      tmp = out_dir + ".tmp." + std::to_string(::getpid());
+      make_dirs(tmp + "/features");
+      if (job.interpret.neuronpedia) make_dirs(tmp + "/neuronpedia");
+      write_resolved_job(job);
     }
-    if (summary.value("schema", "") != "saepipe.stats.summary")
-      user_error(stats_dir + "/summary.json: schema is not saepipe.stats.summary");
-    fs = read_feature_stats(stats_dir + "/features.h5");
-    make_dirs(out_dir);
-    if (env.is_root()) write_resolved_job(job);
   });
-  if (env.is_root()) {
-    write_file_atomic(out_dir + "/index.html", render_index(summary, fs, job.interpret.max_features));
+  env.broadcast_string(tmp);
+  const int64_t F = site.n_listed;
+  const int64_t B = job.interpret.neuronpedia ? (F + job.interpret.neuronpedia_batch_size - 1) / job.interpret.neuronpedia_batch_size : 0;
+  log.info("rendering " + std::to_string(F) + " latent pages" + (B ? " and " + std::to_string(B) + " Neuronpedia batches" : "") +
+           (site.tokens.has_vocab() ? " (tokens from " + site.tokens.source() + ")" : "") + " on " +
+           std::to_string(env.size()) + " rank(s)");
+  try {
+    env.all_or_none([&] {
+      for (int64_t f = env.rank(); f < F; f += env.size()) {
+        write_file_atomic(tmp + "/features/" + SiteData::page_name(f), render_feature_page(site, f));
+        if (env.is_root()) log.progress(std::min(F, f + env.size()), F, "pages");
+      }
+      if (env.is_root()) log.end_progress();
+      for (int64_t b = env.rank(); b < B; b += env.size()) {
+        const int64_t first = b * job.interpret.neuronpedia_batch_size;
+        const int64_t last = std::min(F, first + job.interpret.neuronpedia_batch_size);
+        write_file_atomic(tmp + "/neuronpedia/batch-" + std::to_string(b) + ".json",
+                          neuronpedia_batch(site, first, last, meta).dump());
+      }
+      if (env.is_root()) {
+        write_file_atomic(tmp + "/style.css", site_css());
+        write_file_atomic(tmp + "/index.html", render_index(site, IndexLinks{B}));
+      }
+    });
+    env.all_or_none([&] {
+      if (env.is_root()) publish(tmp, out_dir);
+    });
+  } catch (...) {
+    if (env.is_root()) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+    }
+    throw;
   }
-  env.barrier();
-  log.info("wrote " + out_dir + "/index.html (" + std::to_string(fs.d_sae) + " features)");
+  log.info("wrote " + out_dir + "/index.html, " + std::to_string(F) + " pages in features/" +
+           (B ? ", " + std::to_string(B) + " batches in neuronpedia/" : ""));
 }
 
 }  // namespace saepipe
