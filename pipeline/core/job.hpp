@@ -55,6 +55,7 @@ struct StatsConfig {
   int64_t histogram_bins = 0, neighbours = 0, logit_tokens = 0, seed = 0, ce_loss_tokens = 0;
   std::vector<double> quantiles;
   double dense_threshold = 0, ultralow_threshold = 0;
+  bool scratch_codes = true;
 };
 
 struct InterpretConfig {

@@ -1,10 +1,14 @@
 // stats: evaluate the SAE on held-out tokens (the split train recorded in sae.h5). The held-out
 // range is cut into batches of whole sequences, and rank r takes a contiguous run of them, so
 // every batch is encoded the same way whatever the number of ranks. Two passes (pipeline/stats/
-// feature_passes.hpp): the first finds counts, maxima and the top examples, the second the
-// histograms, quantiles and interval samples over each latent's global maximum. Every merged
-// result is identical for any number of ranks. Rank 0 adds the decoder neighbours (and the true
-// features' match on synthetic stores) and writes features.h5, examples.h5 and summary.json.
+// feature_passes.hpp): the first encodes and finds counts, maxima and the top examples, the
+// second (over the first's codes, kept in a scratch file: code_spill.hpp) the histograms,
+// quantiles and interval samples over each latent's global maximum. Every merged result is
+// identical for any number of ranks. With a model, CE loss recovered and logit effects. Rank 0
+// adds the decoder neighbours (and the true features' match on synthetic stores) and writes
+// features.h5, examples.h5 and summary.json.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -23,6 +27,7 @@
 #include "pipeline/stages/stages.hpp"
 #include "pipeline/model/logit_effects.hpp"
 #include "pipeline/stats/ce_loss_eval.hpp"
+#include "pipeline/stats/code_spill.hpp"
 #include "pipeline/stats/decoder_neighbours.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 #include "pipeline/stats/ground_truth_match.hpp"
@@ -73,6 +78,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
     }
     make_dirs(out_dir);
     if (env.is_root()) write_resolved_job(job);
+    if (env.is_root()) CodeSpill::remove_leftovers(out_dir);  // of killed runs
     // The statistics depend on the stats settings, the store and the very weights evaluated.
     fingerprint = job.section_toml.at("stats") + "\nstore = " + store_dir + "\nsae = " + sae_path +
                   "\nsae_fingerprint = " + ck.fingerprint + "\nsae_step = " + std::to_string(ck.step) + "\n";
@@ -124,29 +130,57 @@ void run_stats(const Job& job, const MpiEnv& env) {
   SaeWorkspace ws;
   std::vector<float> x(static_cast<size_t>(batch * D));
   std::vector<int32_t> tokens(static_cast<size_t>(batch));
-  // One pass over this rank's batches. Every rank takes the same number of rounds so that a
-  // read error on one of them is agreed on (all_or_none) and reported once.
-  auto pass = [&](const char* what, const std::function<void(const EncodedBatch&)>& use) {
+  // The second pass reads the first pass's codes back from a per-rank scratch file rather than
+  // encoding again, unless that file would pass kSpillLimit bytes (then it re-encodes).
+  constexpr int64_t kSpillLimit = int64_t(8) << 30;
+  std::unique_ptr<CodeSpill> spill;
+  env.all_or_none([&] {
+    if (!sc.scratch_codes) return;
+    spill = std::make_unique<CodeSpill>(out_dir + "/.codes." + std::to_string(env.rank()) + "." +
+                                        std::to_string(::getpid()) + ".tmp");
+  });
+  // One pass over this rank's batches. Every rank takes the same number of rounds and makes the
+  // same collective calls in each, so that an error on one of them (a bad row, a full disk) is
+  // agreed on (all_or_none) and reported once.
+  auto pass = [&](const char* what, bool from_spill, const std::function<void(const EncodedBatch&)>& use) {
     for (int64_t r = 0; r < rounds; ++r) {
       const int64_t b = b_lo + r;
       const int64_t a = first + b * batch;
       const int64_t n = b < b_hi ? std::min(batch, first + count - a) : 0;
+      EncodedBatch eb;
       env.all_or_none([&] {
         if (n == 0) return;
+        if (from_spill) {
+          eb = spill->read(L);
+          return;
+        }
         reader->read_rows(a, n, x.data());
         reader->read_tokens(a, n, tokens.data());
       });
-      if (n == 0) continue;
-      sae_encode_decode(params, cfg, x.data(), n, ws);
-      EncodedBatch eb{a, n, L, tokens.data(), ws.idx.data(), ws.val.data(), ws.width};
-      use(eb);
-      log.progress(r + 1, b_hi - b_lo, what);
+      if (n > 0 && !from_spill) {
+        sae_encode_decode(params, cfg, x.data(), n, ws);
+        eb = EncodedBatch{a, n, L, tokens.data(), ws.idx.data(), ws.val.data(), ws.width};
+      }
+      if (n > 0) use(eb);
+      if (!from_spill) {
+        env.all_or_none([&] {
+          if (n == 0 || !spill) return;
+          if (spill->bytes() > kSpillLimit) {
+            log.info("rank " + std::to_string(env.rank()) + ": codes exceed " + std::to_string(kSpillLimit >> 30) +
+                     " GiB; the second pass encodes again");
+            spill.reset();
+            return;
+          }
+          spill->write(eb);
+        });
+      }
+      if (n > 0) log.progress(r + 1, b_hi - b_lo, what);
     }
     log.end_progress();
   };
 
   FirstPass first_pass(D, F, eo);
-  pass("batches, pass 1/2", [&](const EncodedBatch& eb) { first_pass.add(eb, x.data(), ws.recon.data()); });
+  pass("batches, pass 1/2", false, [&](const EncodedBatch& eb) { first_pass.add(eb, x.data(), ws.recon.data()); });
   first_pass.reduce(env);
   FeatureExamples ex;
   ex.d_sae = F;
@@ -157,7 +191,9 @@ void run_stats(const Job& job, const MpiEnv& env) {
   ex.top = first_pass.top_examples(env);
 
   SecondPass second_pass(first_pass.max_activation(), sc.histogram_bins, eo);
-  pass("batches, pass 2/2", [&](const EncodedBatch& eb) { second_pass.add(eb); });
+  env.all_or_none([&] { if (spill) spill->rewind(); });
+  pass("batches, pass 2/2", spill != nullptr, [&](const EncodedBatch& eb) { second_pass.add(eb); });
+  spill.reset();
   second_pass.reduce(env);
   ex.interval = second_pass.interval_examples(env);
 

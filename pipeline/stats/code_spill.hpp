@@ -1,0 +1,41 @@
+// The first pass's sparse codes and token ids, kept in a per-rank scratch file so that the
+// second pass reads them back instead of reading the store and encoding again (the encoder is
+// nearly all of the stage's time). The file is removed when the object goes; a killed run's
+// leftovers (".codes.*.tmp" in the stats directory) are removed by the next run. Record per
+// batch: int64 first_row, n, width; int32 tokens [n]; int32 idx [n, width]; float val [n, width].
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "pipeline/stats/encoded_batch.hpp"
+
+namespace saepipe {
+
+class CodeSpill {
+ public:
+  explicit CodeSpill(std::string path);  // created empty; user error naming it if it cannot be
+  ~CodeSpill();
+  CodeSpill(const CodeSpill&) = delete;
+  CodeSpill& operator=(const CodeSpill&) = delete;
+
+  // A failed write (disk full) is a system error naming the file.
+  void write(const EncodedBatch& b);
+  int64_t bytes() const { return bytes_; }
+  void rewind();
+  // The next batch, pointing into this object's buffers (valid until the next read).
+  EncodedBatch read(int64_t sequence_length);
+
+  // Removes "<dir>/.codes.*.tmp" left by killed runs.
+  static void remove_leftovers(const std::string& dir);
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+  int64_t bytes_ = 0;
+  std::vector<int32_t> tokens_, idx_;
+  std::vector<float> val_;
+};
+
+}  // namespace saepipe
