@@ -59,7 +59,7 @@ results="${results%,}]"
 import json, sys
 rows, d, f, k, ranks, path = json.loads(sys.argv[1]), *sys.argv[2:7]
 json.dump({"d_model": int(d), "d_sae": int(f), "k": int(k), "ranks": int(ranks), "runs": rows}, open(path, "w"), indent=2)
-print(f"stats stage, d {d}, d_sae {f}, k {k}, {ranks} rank(s), two passes (each encodes every token)")
+print(f"stats stage, d {d}, d_sae {f}, k {k}, {ranks} rank(s); two passes, the second over the first pass's codes")
 print("| held-out tokens | wall s | tokens/s | peak RSS MiB | PyTorch encode+topk+counts, one pass, tokens/s | ratio |")
 print("|---:|---:|---:|---:|---:|---:|")
 for r in rows:
