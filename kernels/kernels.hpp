@@ -1,6 +1,7 @@
 // The compute kernels of saepipe, declared once. kernels/cpu/<op>.cpp is the reference
-// implementation (namespace saepipe::cpu); kernels/cuda/<op>.cu will carry the same names
-// and argument order (namespace saepipe::cuda). All matrices are row-major.
+// implementation (namespace saepipe::cpu); kernels/cuda/kernels_cuda.hpp declares the same ops
+// with the same names and argument order (namespace saepipe::cuda, device pointers, a stream
+// last). All matrices are row-major.
 //
 // Shape legend:  N tokens (rows of a batch), D d_model (= d_in), F latents (= d_sae),
 //                K top-k per token.

@@ -1,0 +1,132 @@
+// GPT-2 family forward pass on one GPU: the device counterpart of Gpt2Model
+// (pipeline/model/gpt2.hpp), behind the same TransformerModel interface, plus an asynchronous
+// harvest pipeline (pinned host slots, copies overlapping the next batch's pass).
+//
+//   matmuls      cuBLASLt, inputs in the activation type (fp32 / bf16 / fp16), fp32 accumulate;
+//                bias and GELU fused as epilogues (CUBLASLT_EPILOGUE_BIAS / GELU_BIAS), and the
+//                residual add too (beta = 1 into the residual stream) unless attn_out / mlp_out
+//                is hooked at that layer; a matmul whose epilogue cuBLASLt cannot run falls
+//                back to the plain product + bias_gelu (gemm_report() says which ran).
+//   LayerNorm    fused with the residual add that precedes it (gpt2_kernels.hpp).
+//   attention    own kernel (online softmax, fp32 arithmetic), gpt2_kernels.hpp.
+//   precision    FP32: every matmul in plain fp32 (no TF32), for parity with the CPU to ~1e-5.
+//                BF16 / FP16: weights and matmul inputs in 16 bits; the residual stream, the
+//                LayerNorms and every hooked activation stay fp32.
+// The weights are uploaded once, when the model is built; the pass stops after the last
+// block a hook needs. Not thread-safe: one pass at a time per model.
+//
+// Shape legend: B sequences, T positions, N = B*T rows, C d_model, I MLP width, V vocab.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/gpt2_kernels.hpp"
+#include "pipeline/model/gpt2.hpp"
+
+namespace saepipe {
+class Checkpoint;
+}
+
+namespace saepipe::cuda {
+
+struct Gpt2CudaOptions {
+  ActType precision = ActType::BF16;  // storage type of the matmul and attention inputs
+  bool fuse_epilogues = true;         // bias / GELU / residual add inside cuBLASLt's matmuls
+};
+// "fp32" | "bf16" | "fp16"; anything else is a user error listing them.
+ActType parse_precision(const std::string& name);
+
+class Gpt2CudaModel final : public TransformerModel {
+ public:
+  // Loads blocks [0, n_blocks) and, when with_ln_f, the final LayerNorm, onto the current
+  // device. Same names, shapes and errors as Gpt2Model's constructor.
+  Gpt2CudaModel(const Gpt2Config& cfg, const Checkpoint& ckpt, int64_t n_blocks, bool with_ln_f,
+                const Gpt2CudaOptions& opt);
+  ~Gpt2CudaModel() override;
+  Gpt2CudaModel(const Gpt2CudaModel&) = delete;
+  Gpt2CudaModel& operator=(const Gpt2CudaModel&) = delete;
+
+  std::string family() const override { return "gpt2"; }
+  int64_t d_model() const override { return cfg_.n_embd; }
+  int64_t n_layers() const override { return cfg_.n_layer; }
+  int64_t vocab_size() const override { return cfg_.vocab_size; }
+  int64_t n_positions() const override { return cfg_.n_positions; }
+  int64_t bos_token() const override { return cfg_.bos_token_id; }
+  int64_t eos_token() const override { return cfg_.eos_token_id; }
+  std::string describe() const override;
+  // As Gpt2Model::forward (host tokens and outputs; synchronous).
+  void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+               const std::vector<float*>& out) const override;
+
+  bool is_full() const override { return int64_t(blocks_.size()) == cfg_.n_layer && has_ln_f_; }
+  const float* unembedding() const override { return wte_host_.data(); }
+  const float* ln_final_weight() const override { return has_ln_f_ ? lnf_w_host_.data() : nullptr; }
+  const float* ln_final_bias() const override { return has_ln_f_ ? lnf_b_host_.data() : nullptr; }
+  // Not on the GPU yet: an internal error (the stats stage uses the CPU model for it).
+  void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
+                     const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const override;
+
+  // The pass on the device, enqueued on `stream` with nothing synchronised: tokens [B,T] and
+  // out[h] [N,C] (fp32) are device pointers. Token ids must already be < vocab_size.
+  void forward_device(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+                      const std::vector<float*>& out, cudaStream_t stream) const;
+
+  const Gpt2CudaOptions& options() const { return opt_; }
+  int64_t blocks_loaded() const { return int64_t(blocks_.size()); }
+  // Which matmuls ran with a fused epilogue and which fell back (one line per shape).
+  std::string gemm_report() const;
+
+ private:
+  struct DeviceBlock;
+  struct Impl;  // cuBLASLt plans and per-pass scratch (gpt2_model.cu)
+
+  Gpt2Config cfg_;
+  Gpt2CudaOptions opt_;
+  bool has_ln_f_ = false;
+  std::vector<float> wte_host_, lnf_w_host_, lnf_b_host_;  // for unembedding() and ln_final_*()
+  std::vector<std::unique_ptr<DeviceBlock>> blocks_;
+  std::unique_ptr<DeviceBlock> embeddings_;  // wte, wpe, ln_f
+  std::unique_ptr<Impl> impl_;
+};
+
+// config.json + the weights the hooks need, as load_transformer, onto the current device.
+std::unique_ptr<Gpt2CudaModel> load_gpt2_cuda(const std::string& model_dir, const std::vector<std::string>& hook_names,
+                                              const Gpt2CudaOptions& opt);
+
+// The harvest's loop on the GPU: batch i runs in slot i % slots; its hooked activations are
+// copied to pinned host memory on a second stream while batch i+1 computes.
+//
+//   Gpt2CudaHarvest h(model, hooks, max_B, T);
+//   h.submit(0, tokens0, B);                    // returns at once
+//   for (i = 1; ...) { h.submit(i % 2, tokens_i, B); use(h.wait((i - 1) % 2)); }
+//
+// A slot may be submitted again only after wait() on it returned and its pointers were used.
+class Gpt2CudaHarvest {
+ public:
+  Gpt2CudaHarvest(const Gpt2CudaModel& model, std::vector<HookPoint> hooks, int64_t max_batch, int64_t T,
+                  int slots = 2);
+  ~Gpt2CudaHarvest();
+  Gpt2CudaHarvest(const Gpt2CudaHarvest&) = delete;
+  Gpt2CudaHarvest& operator=(const Gpt2CudaHarvest&) = delete;
+
+  int slots() const { return int(slot_.size()); }
+  // Copies tokens [B,T] (host; checked against the vocabulary) and enqueues the pass.
+  void submit(int slot, const int32_t* tokens, int64_t B);
+  // Blocks until the slot's activations are on the host: per hook, [B*T, C] fp32 (pinned).
+  const std::vector<float*>& wait(int slot);
+  // Seconds the GPU spent on the slot's last pass (CUDA events; valid after wait()).
+  double last_pass_seconds(int slot) const;
+
+ private:
+  struct Slot;
+  const Gpt2CudaModel& model_;
+  std::vector<HookPoint> hooks_;
+  int64_t max_batch_, T_;
+  cudaStream_t compute_ = nullptr, copy_ = nullptr;
+  std::vector<std::unique_ptr<Slot>> slot_;
+};
+
+}  // namespace saepipe::cuda

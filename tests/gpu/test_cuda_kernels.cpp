@@ -1,0 +1,699 @@
+// Parity: every CUDA kernel (kernels/cuda) against its CPU reference (kernels/cpu), the TopK
+// step against sae_forward_backward / sae_apply_gradient, and the device gradient
+// communicators. Without a CUDA device every test skips (GTEST_SKIP), so machines without a
+// GPU compile and run this binary.
+//
+// Tolerance rule (one, as in llm.c): |got - ref| <= atol + rtol * |ref|, with rtol a small
+// multiple of the compared type's epsilon and atol scaled by the magnitude of the terms
+// summed (the sum of their absolute values), since a reordered sum can only err relative to
+// that. Kernels that perform the CPU's operations in the CPU's order are compared bit for bit.
+//
+// Shape legend: N tokens, D d_model, F latents, K top-k.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/cuda/comm_cuda.hpp"
+#include "kernels/cuda/kernels_cuda.hpp"
+#include "kernels/cuda/sae_step.hpp"
+#include "kernels/kernels.hpp"
+#include "pipeline/core/gradient_comm.hpp"
+#include "pipeline/sae/sae.hpp"
+#include "tests/unit/test_util.hpp"
+
+namespace saepipe {
+namespace {
+
+using cuda::DeviceBuffer;
+using test::random_normal;
+
+constexpr double kEpsF = std::numeric_limits<float>::epsilon();
+constexpr double kEpsD = std::numeric_limits<double>::epsilon();
+
+class Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount reports none)";
+    SAE_CUDA_CHECK(cudaStreamCreate(&stream));
+  }
+  void TearDown() override {
+    if (stream) cudaStreamDestroy(stream);
+  }
+  void sync() { SAE_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+  cudaStream_t stream = nullptr;
+};
+
+// Counts failures and reports the first few (a full mismatch would print millions of lines).
+struct Mismatches {
+  const char* what;
+  int count = 0;
+  void check(bool ok, size_t i, double got, double ref, double tol) {
+    if (ok) return;
+    if (++count <= 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got << ", want " << ref << " (tolerance " << tol << ")";
+  }
+  ~Mismatches() {
+    if (count > 5) ADD_FAILURE() << what << ": " << count << " mismatches in all";
+  }
+};
+
+template <class T>
+void expect_close(const std::vector<T>& got, const std::vector<T>& ref, const std::vector<double>& mag, double rtol,
+                  const char* what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  Mismatches mm{what};
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = rtol * (std::abs(double(ref[i])) + (mag.empty() ? 0.0 : mag[i])) + 1e-30;
+    mm.check(std::abs(double(got[i]) - double(ref[i])) <= tol, i, double(got[i]), double(ref[i]), tol);
+  }
+}
+
+template <class T>
+void expect_bitwise(const std::vector<T>& got, const std::vector<T>& ref, const char* what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  Mismatches mm{what};
+  for (size_t i = 0; i < got.size(); ++i)
+    mm.check(std::memcmp(&got[i], &ref[i], sizeof(T)) == 0, i, double(got[i]), double(ref[i]), 0.0);
+}
+
+std::vector<float> round_bf16(std::vector<float> v) {
+  for (auto& e : v) e = float_from_bf16(bf16_from_float(e));
+  return v;
+}
+
+std::vector<__nv_bfloat16> to_bf16_host(const std::vector<float>& v) {
+  std::vector<__nv_bfloat16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint16_t h = bf16_from_float(v[i]);
+    std::memcpy(&out[i], &h, sizeof h);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- matmul
+
+struct GemmCase {
+  int64_t M, N, K;
+};
+
+void gemm_parity(cudaStream_t stream, const GemmCase& c, cuda::GemmPrecision prec, bool bf16_inputs, double rtol) {
+  cuda::Blas blas;
+  const float alpha = 0.7f, beta = -0.3f;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 2, ldc = c.N + 5;
+      const int64_t rows_a = ta ? c.K : c.M, rows_b = tb ? c.N : c.K;
+      auto A = random_normal(size_t(rows_a * lda), 1), B = random_normal(size_t(rows_b * ldb), 2);
+      auto C = random_normal(size_t(c.M * ldc), 3);
+      if (bf16_inputs) A = round_bf16(A), B = round_bf16(B);
+      auto ref = C;
+      cpu::matmul(ta, tb, c.M, c.N, c.K, alpha, A.data(), lda, B.data(), ldb, beta, ref.data(), ldc);
+      DeviceBuffer<float> dC;
+      dC.upload(C);
+      if (bf16_inputs) {
+        DeviceBuffer<__nv_bfloat16> dA, dB;
+        dA.upload(to_bf16_host(A));
+        dB.upload(to_bf16_host(B));
+        cuda::matmul(ta, tb, c.M, c.N, c.K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc, blas, stream);
+      } else {
+        DeviceBuffer<float> dA, dB;
+        dA.upload(A);
+        dB.upload(B);
+        cuda::matmul(ta, tb, c.M, c.N, c.K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc, prec, blas,
+                     stream);
+      }
+      SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const auto got = dC.download();
+      // Magnitude of each output: sum_k |alpha a b| + |beta c|; padding columns untouched.
+      std::vector<double> mag(got.size(), 0.0);
+      std::vector<float> got_pad, ref_pad;
+      for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+          if (j >= c.N) {
+            got_pad.push_back(got[i * ldc + j]);
+            ref_pad.push_back(C[i * ldc + j]);
+            continue;
+          }
+          double m = std::abs(beta * C[i * ldc + j]);
+          for (int64_t k = 0; k < c.K; ++k) {
+            const double a = ta ? A[k * lda + i] : A[i * lda + k];
+            const double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+            m += std::abs(alpha * a * b);
+          }
+          mag[i * ldc + j] = m;
+        }
+      SCOPED_TRACE(testing::Message() << "ta=" << ta << " tb=" << tb << " precision=" << cuda::to_string(prec)
+                                      << " bf16_inputs=" << bf16_inputs);
+      expect_close(got, ref, mag, rtol, "C");
+      expect_bitwise(got_pad, ref_pad, "C padding");
+    }
+}
+
+TEST_F(Cuda, MatmulFp32AllTransposes) {
+  for (GemmCase c : {GemmCase{37, 19, 23}, GemmCase{129, 257, 96}})
+    gemm_parity(stream, c, cuda::GemmPrecision::FP32, false, 8 * 128 * kEpsF);
+}
+
+TEST_F(Cuda, MatmulTf32AndBf16FastModes) {
+  // TF32 keeps 10 mantissa bits of each input (2^-11), BF16 7 (2^-8); fp32 accumulation.
+  gemm_parity(stream, {129, 257, 96}, cuda::GemmPrecision::TF32, false, 4 * std::ldexp(1.0, -11));
+  gemm_parity(stream, {129, 257, 96}, cuda::GemmPrecision::BF16, false, 4 * std::ldexp(1.0, -8));
+}
+
+TEST_F(Cuda, MatmulBf16InputsFp32Accumulate) {
+  // Inputs already bf16: the products are exact in fp32, only the accumulation rounds.
+  gemm_parity(stream, {129, 257, 96}, cuda::GemmPrecision::FP32, true, 8 * 128 * kEpsF);
+}
+
+TEST_F(Cuda, MatmulRejectsTooSmallLeadingDimension) {
+  cuda::Blas blas;
+  DeviceBuffer<float> A(12), B(12), C(12);
+  EXPECT_THROW(cuda::matmul(false, false, 3, 4, 3, 1.0f, A.data(), 2, B.data(), 4, 0.0f, C.data(), 4,
+                            cuda::GemmPrecision::FP32, blas, stream),
+               SaeError);
+}
+
+// ---------------------------------------------------------------- top-k
+
+struct TopKCase {
+  int64_t N, F, K;
+  bool bias, mask;
+  int quantise;  // 0: continuous values; q > 0: values in q levels (many ties)
+};
+
+void topk_parity(cudaStream_t stream, const TopKCase& c, uint64_t seed) {
+  auto x = random_normal(size_t(c.N * c.F), seed);
+  if (c.quantise > 0)
+    for (auto& v : x) v = std::round(v * float(c.quantise) / 4.0f);
+  std::vector<float> bias;
+  if (c.bias) bias = random_normal(size_t(c.F), seed + 1, 0.5f);
+  std::vector<uint8_t> allowed;
+  if (c.mask) {
+    std::mt19937_64 rng(seed + 2);
+    allowed.resize(size_t(c.F));
+    for (auto& a : allowed) a = uint8_t(rng() % 3 == 0);  // about a third allowed
+  }
+  // Special values in the first row: NaN (never selected), +-0, +-inf.
+  if (c.F >= 8) {
+    x[0] = std::numeric_limits<float>::quiet_NaN();
+    x[1] = -0.0f;
+    x[2] = 0.0f;
+    x[3] = std::numeric_limits<float>::infinity();
+    x[4] = -std::numeric_limits<float>::infinity();
+  }
+  // CPU reference on x + bias, added in float as the GPU does.
+  auto xb = x;
+  if (c.bias)
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t f = 0; f < c.F; ++f) xb[n * c.F + f] = x[n * c.F + f] + bias[f];
+  std::vector<int32_t> ref_idx(size_t(c.N * c.K));
+  std::vector<float> ref_val(size_t(c.N * c.K));
+  cpu::topk_rows(xb.data(), c.N, c.F, c.K, c.mask ? allowed.data() : nullptr, ref_idx.data(), ref_val.data());
+
+  DeviceBuffer<float> dx, dbias, dval(c.N * c.K);
+  DeviceBuffer<uint8_t> dallowed;
+  DeviceBuffer<int32_t> didx(c.N * c.K);
+  dx.upload(x);
+  if (c.bias) dbias.upload(bias);
+  if (c.mask) dallowed.upload(allowed);
+  cuda::topk_rows(dx.data(), c.N, c.F, c.K, c.mask ? dallowed.data() : nullptr, didx.data(), dval.data(), stream,
+                  c.bias ? dbias.data() : nullptr);
+  SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  SCOPED_TRACE(testing::Message() << "N=" << c.N << " F=" << c.F << " K=" << c.K << " bias=" << c.bias
+                                  << " mask=" << c.mask << " quantise=" << c.quantise);
+  expect_bitwise(didx.download(), ref_idx, "idx");
+  expect_bitwise(dval.download(), ref_val, "val");
+}
+
+TEST_F(Cuda, TopKMatchesCpuOnContinuousValues) {
+  uint64_t seed = 10;
+  for (TopKCase c : {TopKCase{33, 1000, 1, false, false, 0},   // F % 4 != 0: scalar loads
+                     TopKCase{33, 1000, 32, true, false, 0}, TopKCase{17, 4096, 32, true, false, 0},
+                     TopKCase{17, 4096, 256, false, true, 0},  // AuxK-like: a mask, k = 256
+                     TopKCase{5, 131072, 64, true, false, 0}, TopKCase{3, 8192, 4096, false, false, 0}})
+    topk_parity(stream, c, seed++);
+}
+
+TEST_F(Cuda, TopKTiesAndFewCandidates) {
+  uint64_t seed = 40;
+  // Few distinct values: the radix select must descend into the column bits (ties go to the
+  // lower column); a mask leaving fewer than K columns fills slots with -1 / 0.
+  for (TopKCase c : {TopKCase{9, 5000, 40, false, false, 1}, TopKCase{9, 5000, 40, true, false, 2},
+                     TopKCase{9, 12288, 2000, false, false, 1}, TopKCase{7, 40, 30, false, true, 0}})
+    topk_parity(stream, c, seed++);
+  // Every value equal: the whole row is one bin at every value level.
+  const int64_t N = 3, F = 20000, K = 100;
+  std::vector<float> x(size_t(N * F), 1.5f);
+  std::vector<int32_t> ref_idx(static_cast<size_t>(N * K));
+  std::vector<float> ref_val(static_cast<size_t>(N * K));
+  cpu::topk_rows(x.data(), N, F, K, nullptr, ref_idx.data(), ref_val.data());
+  DeviceBuffer<float> dx, dval(N * K);
+  DeviceBuffer<int32_t> didx(N * K);
+  dx.upload(x);
+  cuda::topk_rows(dx.data(), N, F, K, nullptr, didx.data(), dval.data(), stream);
+  sync();
+  expect_bitwise(didx.download(), ref_idx, "idx (all equal)");
+  expect_bitwise(dval.download(), ref_val, "val (all equal)");
+}
+
+TEST_F(Cuda, TopKRejectsTooLargeK) {
+  DeviceBuffer<float> x(10000), val(10000);
+  DeviceBuffer<int32_t> idx(10000);
+  EXPECT_THROW(cuda::topk_rows(x.data(), 1, 10000, cuda::kMaxTopK + 1, nullptr, idx.data(), val.data(), stream),
+               SaeError);
+}
+
+TEST_F(Cuda, ReluSlots) {
+  std::vector<float> val{1.0f, -1.0f, 0.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(), 2.5f};
+  std::vector<int32_t> idx{3, 4, 5, 6, 7, 8};
+  DeviceBuffer<float> dv;
+  DeviceBuffer<int32_t> di;
+  dv.upload(val);
+  di.upload(idx);
+  cuda::relu_slots(di.data(), dv.data(), 6, stream);
+  sync();
+  EXPECT_EQ(di.download(), (std::vector<int32_t>{3, -1, -1, -1, -1, 8}));
+  EXPECT_EQ(dv.download(), (std::vector<float>{1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 2.5f}));
+}
+
+// ---------------------------------------------------------------- sparse decoder
+
+// Random sparse codes: per row K distinct latents (some slots empty), optionally with one
+// "dense" latent in every row (more than one 256-slot chunk on the GPU).
+void random_code(int64_t N, int64_t K, int64_t F, uint64_t seed, bool dense_latent, std::vector<int32_t>& idx,
+                 std::vector<float>& val) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  idx.assign(size_t(N * K), -1);
+  val.assign(size_t(N * K), 0.0f);
+  std::vector<int32_t> perm(static_cast<size_t>(F));
+  for (int64_t n = 0; n < N; ++n) {
+    std::iota(perm.begin(), perm.end(), 0);
+    for (int64_t j = 0; j < K; ++j) std::swap(perm[j], perm[j + int64_t(rng() % uint64_t(F - j))]);
+    if (dense_latent) {
+      auto it = std::find(perm.begin(), perm.end(), 5);
+      std::swap(*it, perm[0]);
+    }
+    for (int64_t j = 0; j < K; ++j) {
+      if (rng() % 7 == 0 && !(dense_latent && j == 0)) continue;  // empty slot
+      idx[n * K + j] = perm[j];
+      val[n * K + j] = std::abs(nd(rng));
+    }
+  }
+}
+
+TEST_F(Cuda, SparseDecodeEqualsCpuBitForBit) {
+  for (int64_t K : {8, 300}) {  // 300: more slots than one shared-memory tile
+    const int64_t N = 57, D = 100, F = 700;
+    std::vector<int32_t> idx;
+    std::vector<float> val;
+    random_code(N, K, F, 3 + K, false, idx, val);
+    const auto W = random_normal(size_t(F * D), 4), b = random_normal(size_t(D), 5);
+    for (bool with_bias : {true, false}) {
+      std::vector<float> ref(static_cast<size_t>(N * D));
+      cpu::sparse_decode(idx.data(), val.data(), N, K, W.data(), with_bias ? b.data() : nullptr, D, ref.data());
+      DeviceBuffer<int32_t> di;
+      DeviceBuffer<float> dv, dW, db, dout(N * D);
+      di.upload(idx), dv.upload(val), dW.upload(W), db.upload(b);
+      cuda::sparse_decode(di.data(), dv.data(), N, K, dW.data(), with_bias ? db.data() : nullptr, D, dout.data(),
+                          stream);
+      sync();
+      SCOPED_TRACE(testing::Message() << "K=" << K << " bias=" << with_bias);
+      expect_bitwise(dout.download(), ref, "out");
+    }
+  }
+}
+
+// |a_j| |w| summed like the gradient rows: the magnitude of each grad element.
+template <class G>
+void sparse_backward_parity(cudaStream_t stream, bool dense_latent) {
+  const int64_t N = 700, K = 8, D = 70, F = 300;
+  std::vector<int32_t> idx;
+  std::vector<float> val;
+  random_code(N, K, F, 21, dense_latent, idx, val);
+  const auto W = random_normal(size_t(F * D), 22), g = random_normal(size_t(N * D), 23, 0.1f);
+  const auto xc = random_normal(size_t(N * D), 24);
+  // Gradients start non-zero: the kernels accumulate.
+  const auto g0 = random_normal(size_t(F * D), 25), b0 = random_normal(size_t(F), 26);
+
+  // CPU reference.
+  std::vector<float> ref_dval(static_cast<size_t>(N * K));
+  std::vector<double> ref_gW(g0.begin(), g0.end()), ref_gE(g0.begin(), g0.end()), ref_gb(b0.begin(), b0.end());
+  cpu::sparse_decode_backward(idx.data(), val.data(), g.data(), N, K, W.data(), D, F, ref_dval.data(), ref_gW.data());
+  cpu::sparse_encode_backward(idx.data(), ref_dval.data(), xc.data(), N, K, D, F, ref_gE.data(), ref_gb.data());
+  // Magnitudes: sum over the latent's slots of |coef| |row|.
+  std::vector<double> magW(size_t(F * D), 0.0), magE(size_t(F * D), 0.0), magb(size_t(F), 0.0), magv(size_t(N * K), 0.0);
+  for (int64_t s = 0; s < N * K; ++s) {
+    const int32_t f = idx[s];
+    if (f < 0) continue;
+    const int64_t n = s / K;
+    magb[f] += std::abs(ref_dval[s]);
+    for (int64_t d = 0; d < D; ++d) {
+      magW[f * D + d] += std::abs(double(val[s]) * g[n * D + d]);
+      magE[f * D + d] += std::abs(double(ref_dval[s]) * xc[n * D + d]);
+      magv[s] += std::abs(double(W[f * D + d]) * g[n * D + d]);
+    }
+  }
+  for (int64_t i = 0; i < F * D; ++i) magW[i] += std::abs(g0[i]), magE[i] += std::abs(g0[i]);
+  for (int64_t f = 0; f < F; ++f) magb[f] += std::abs(b0[f]);
+
+  DeviceBuffer<int32_t> di;
+  DeviceBuffer<float> dv, dg, dW, dxc, ddval(N * K);
+  di.upload(idx), dv.upload(val), dg.upload(g), dW.upload(W), dxc.upload(xc);
+  DeviceBuffer<G> dgW, dgE, dgb;
+  dgW.upload(std::vector<G>(g0.begin(), g0.end()));
+  dgE.upload(std::vector<G>(g0.begin(), g0.end()));
+  dgb.upload(std::vector<G>(b0.begin(), b0.end()));
+  cuda::sparse_decode_backward(di.data(), dv.data(), dg.data(), N, K, dW.data(), D, F, ddval.data(), dgW.data(), stream);
+  // The encoder gradient from the CPU's dval, so that the two checks are independent.
+  DeviceBuffer<float> dref_dval;
+  dref_dval.upload(ref_dval);
+  cuda::sparse_encode_backward(di.data(), dref_dval.data(), dxc.data(), N, K, D, F, dgE.data(), dgb.data(), stream);
+  SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+
+  const double rtol = std::is_same_v<G, double> ? 64 * kEpsD : 4 * kEpsF;
+  SCOPED_TRACE(testing::Message() << "grad type " << (std::is_same_v<G, double> ? "double" : "float")
+                                  << " dense latent " << dense_latent);
+  expect_close(ddval.download(), ref_dval, magv, 4 * D * kEpsF, "dval");
+  auto widen = [](const std::vector<G>& v) { return std::vector<double>(v.begin(), v.end()); };
+  expect_close(widen(dgW.download()), ref_gW, magW, rtol, "grad_W_dec");
+  expect_close(widen(dgE.download()), ref_gE, magE, rtol, "grad_W_encT");
+  expect_close(widen(dgb.download()), ref_gb, magb, rtol, "grad_b_enc");
+
+  // Deterministic: the same call again adds the same bits again.
+  DeviceBuffer<G> again;
+  again.upload(std::vector<G>(g0.begin(), g0.end()));
+  cuda::sparse_decode_backward(di.data(), dv.data(), dg.data(), N, K, dW.data(), D, F, ddval.data(), again.data(),
+                               stream);
+  SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  expect_bitwise(again.download(), dgW.download(), "grad_W_dec, second run");
+}
+
+TEST_F(Cuda, SparseBackwardDoubleGradients) {
+  sparse_backward_parity<double>(stream, false);
+  sparse_backward_parity<double>(stream, true);
+}
+
+TEST_F(Cuda, SparseBackwardFloatGradients) {
+  sparse_backward_parity<float>(stream, false);
+  sparse_backward_parity<float>(stream, true);
+}
+
+TEST_F(Cuda, SparseEncodeBackwardMixedOverload) {
+  const int64_t N = 300, K = 6, D = 20, F = 50;
+  std::vector<int32_t> idx;
+  std::vector<float> dpre;
+  random_code(N, K, F, 31, true, idx, dpre);
+  const auto xc = random_normal(size_t(N * D), 32);
+  std::vector<double> ref_gE(size_t(F * D), 0.0), ref_gb(size_t(F), 0.0);
+  cpu::sparse_encode_backward(idx.data(), dpre.data(), xc.data(), N, K, D, F, ref_gE.data(), ref_gb.data());
+  DeviceBuffer<int32_t> di;
+  DeviceBuffer<float> dp, dxc, dgE(F * D);
+  DeviceBuffer<double> dgb(F);
+  di.upload(idx), dp.upload(dpre), dxc.upload(xc);
+  dgE.zero(stream), dgb.zero(stream);
+  cuda::sparse_encode_backward(di.data(), dp.data(), dxc.data(), N, K, D, F, dgE.data(), dgb.data(), stream);
+  sync();
+  const auto gE = dgE.download();
+  std::vector<double> gE_d(gE.begin(), gE.end());
+  std::vector<double> magb(size_t(F), 0.0);
+  for (int64_t s = 0; s < N * K; ++s)
+    if (idx[s] >= 0) magb[idx[s]] += std::abs(dpre[s]);
+  expect_close(dgb.download(), ref_gb, magb, 64 * kEpsD, "grad_b_enc (double)");
+  expect_close(gE_d, ref_gE, {}, 2 * kEpsF, "grad_W_encT (float)");
+}
+
+// ---------------------------------------------------------------- optimiser
+
+TEST_F(Cuda, AdamStepEqualsCpuBitForBit) {
+  const int64_t n = 10007;
+  auto p = random_normal(size_t(n), 41), g = random_normal(size_t(n), 42, 0.01f);
+  auto m = random_normal(size_t(n), 43, 0.001f), v = random_normal(size_t(n), 44, 0.001f);
+  for (auto& e : v) e = std::abs(e);
+  DeviceBuffer<float> dp, dg, dm, dv;
+  dp.upload(p), dg.upload(g), dm.upload(m), dv.upload(v);
+  for (int64_t t : {1, 2, 1000}) {
+    cpu::adam_step(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.9f, 0.999f, 6.25e-10f, t);
+    cuda::adam_step(dp.data(), dg.data(), dm.data(), dv.data(), n, 2e-4f, 0.9f, 0.999f, 6.25e-10f, t, stream);
+  }
+  sync();
+  expect_bitwise(dp.download(), p, "p");
+  expect_bitwise(dm.download(), m, "m");
+  expect_bitwise(dv.download(), v, "v");
+}
+
+TEST_F(Cuda, ProjectOutAndNormalizeRows) {
+  const int64_t F = 77, D = 300;
+  auto W = random_normal(size_t(F * D), 51), grad = random_normal(size_t(F * D), 52);
+  std::fill(W.begin(), W.begin() + D, 0.0f);  // a zero row: left alone by both
+  DeviceBuffer<float> dW, dg;
+  dW.upload(W), dg.upload(grad);
+  cpu::project_out_parallel(W.data(), grad.data(), F, D);
+  cuda::project_out_parallel(dW.data(), dg.data(), F, D, stream);
+  cpu::normalize_rows(W.data(), F, D);
+  cuda::normalize_rows(dW.data(), F, D, stream);
+  sync();
+  // Row-wise magnitudes: |g| + |c w| for the projection, |w| for the normalisation.
+  expect_close(dg.download(), grad, std::vector<double>(grad.size(), 4.0), 4 * kEpsF, "projected grad");
+  expect_close(dW.download(), W, {}, 2 * kEpsF, "normalised W");
+}
+
+TEST_F(Cuda, FusedUnitRowAdamEqualsCpuSequence) {
+  const int64_t F = 129, D = 768;
+  auto W = random_normal(size_t(F * D), 61), grad = random_normal(size_t(F * D), 62, 0.01f);
+  cpu::normalize_rows(W.data(), F, D);
+  std::vector<float> m(size_t(F * D), 0.0f), v(size_t(F * D), 0.0f);
+  DeviceBuffer<float> dW, dg, dm, dv;
+  dW.upload(W), dg.upload(grad), dm.upload(m), dv.upload(v);
+  for (int64_t t = 1; t <= 3; ++t) {
+    auto g = grad;
+    cpu::project_out_parallel(W.data(), g.data(), F, D);
+    cpu::adam_step(W.data(), g.data(), m.data(), v.data(), F * D, 1e-3f, 0.9f, 0.999f, 6.25e-10f, t);
+    cpu::normalize_rows(W.data(), F, D);
+    dg.upload(grad);
+    cuda::adam_step_unit_rows(dW.data(), dg.data(), dm.data(), dv.data(), F, D, 1e-3f, 0.9f, 0.999f, 6.25e-10f, t,
+                              stream);
+  }
+  sync();
+  // Adam divides by sqrt(v): a last-bit difference in the projected gradient of a tiny
+  // element is amplified; compare the weights (unit rows) on the rows' scale.
+  expect_close(dW.download(), W, std::vector<double>(W.size(), 1.0 / std::sqrt(double(D))), 64 * kEpsF, "W");
+}
+
+TEST_F(Cuda, StepHelpers) {
+  const int64_t N = 300, D = 37;
+  const auto x = random_normal(size_t(N * D), 71), b = random_normal(size_t(D), 72);
+  DeviceBuffer<float> dx, db, dxc(N * D);
+  DeviceBuffer<__nv_bfloat16> dxb(N * D);
+  dx.upload(x), db.upload(b);
+  cuda::center_rows(dx.data(), db.data(), N, D, dxc.data(), dxb.data(), stream);
+  std::vector<double> w(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) w[n] = double(n % 5) - 2.0;
+  DeviceBuffer<double> dw, dout;
+  dw.upload(w);
+  dout.upload(std::vector<double>(size_t(D), 1.0));
+  cuda::weighted_column_sums(dw.data(), dx.data(), N, D, 0.5, dout.data(), stream);
+  sync();
+  std::vector<float> ref_xc(static_cast<size_t>(N * D));
+  std::vector<double> ref_out(size_t(D), 1.0), mag(size_t(D), 1.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t d = 0; d < D; ++d) {
+      ref_xc[n * D + d] = x[n * D + d] - b[d];
+      ref_out[d] += 0.5 * w[n] * x[n * D + d];
+      mag[d] += std::abs(0.5 * w[n] * x[n * D + d]);
+    }
+  expect_bitwise(dxc.download(), ref_xc, "xc");
+  const auto xb = dxb.download();
+  std::vector<float> xb_f(xb.size()), ref_xb = round_bf16(ref_xc);
+  for (size_t i = 0; i < xb.size(); ++i) xb_f[i] = __bfloat162float(xb[i]);
+  expect_bitwise(xb_f, ref_xb, "xc as bf16");
+  expect_close(dout.download(), ref_out, mag, 16 * kEpsD, "weighted column sums");
+}
+
+// ---------------------------------------------------------------- the TopK step
+
+SaeParams random_sae(int64_t D, int64_t F, uint64_t seed) {
+  SaeParams p(D, F);
+  init_tied(p, seed);
+  auto be = random_normal(size_t(F), seed + 1, 0.05f), bd = random_normal(size_t(D), seed + 2, 0.1f);
+  std::copy(be.begin(), be.end(), p.b_enc());
+  std::copy(bd.begin(), bd.end(), p.b_dec());
+  return p;
+}
+
+// The step against sae_forward_backward (and Adam against sae_apply_gradient), without and
+// with AuxK (half the latents dead), whole batch and in rounds of 64 tokens.
+void step_parity(cudaStream_t stream, int64_t auxk, int64_t chunk) {
+  const int64_t N = 200, D = 48, F = 512, K = 8;
+  const SaeParams p = random_sae(D, F, 81);
+  const auto x = random_normal(size_t(N * D), 82);
+  std::vector<uint8_t> dead(static_cast<size_t>(F), 0);
+  for (int64_t f = 0; f < F; f += 2) dead[f] = 1;
+  const int64_t n_dead = F / 2;
+  SaeConfig cfg;
+  cfg.architecture = Architecture::TopK;
+  cfg.k = K;
+  cfg.auxk = auxk;
+  SaeWorkspace ws;
+  std::vector<double> ref_grad(size_t(p.size()), 0.0);
+  std::vector<int64_t> ref_fire(size_t(F), 0);
+  const SaeStepSums ref =
+      sae_forward_backward(p, cfg, x.data(), N, N, dead.data(), ref_grad.data(), ref_fire.data(), ws);
+
+  SCOPED_TRACE(testing::Message() << "auxk=" << auxk << " chunk_tokens=" << chunk);
+  cuda::TopKStepConfig gcfg;
+  gcfg.k = K;
+  gcfg.precision = cuda::GemmPrecision::FP32;
+  gcfg.chunk_tokens = chunk;
+  gcfg.auxk = auxk;
+  gcfg.auxk_coef = cfg.auxk_coef;
+  cuda::TopKSaeStep step(D, F, gcfg);
+  cuda::Blas blas;
+  DeviceBuffer<float> dp, dx;
+  DeviceBuffer<uint8_t> ddead;
+  dp.upload(p.data), dx.upload(x), ddead.upload(dead);
+  DeviceBuffer<double> dgrad(p.size());
+  DeviceBuffer<int64_t> dfire(F);
+  dgrad.zero(stream), dfire.zero(stream);
+  step.forward_backward(dp.data(), dx.data(), N, N, ddead.data(), n_dead, dgrad.data(), dfire.data(), blas, stream);
+  const auto sums = step.take_sums(stream);
+  // The selection (the GEMMs differ only in rounding: random data has no near ties).
+  std::vector<int32_t> gidx(static_cast<size_t>(N * K));
+  SAE_CUDA_CHECK(cudaMemcpy(gidx.data(), step.idx(), sizeof(int32_t) * gidx.size(), cudaMemcpyDeviceToHost));
+  expect_bitwise(gidx, std::vector<int32_t>(ws.idx.begin(), ws.idx.begin() + N * K), "idx");
+  EXPECT_EQ(dfire.download(), ref_fire);
+  EXPECT_EQ(sums.active, int64_t(ref.sum_active));
+  EXPECT_NEAR(sums.sum_sq_err, ref.sum_sq_err, 1e-5 * ref.sum_sq_err);
+  EXPECT_NEAR(sums.aux_sq_err, ref.aux_sq_err, 1e-5 * ref.aux_sq_err);
+  if (auxk > 0) EXPECT_GT(ref.aux_sq_err, 0.0);
+  // Gradients, per parameter block, on the block's scale.
+  const auto got = dgrad.download();
+  const int64_t offs[] = {p.off_W_encT(), p.off_b_enc(), p.off_W_dec(), p.off_b_dec(), p.off_log_threshold(), p.size()};
+  const char* names[] = {"grad W_encT", "grad b_enc", "grad W_dec", "grad b_dec", "grad log_threshold"};
+  for (int blk = 0; blk < 5; ++blk) {
+    std::vector<double> a(got.begin() + offs[blk], got.begin() + offs[blk + 1]);
+    std::vector<double> b(ref_grad.begin() + offs[blk], ref_grad.begin() + offs[blk + 1]);
+    double scale = 0.0;
+    for (double v : b) scale = std::max(scale, std::abs(v));
+    expect_close(a, b, std::vector<double>(b.size(), scale), 1e-4, names[blk]);
+  }
+
+  // Adam from the same float gradient: sae_apply_gradient against apply_adam.
+  SaeParams cpu_p = p;
+  std::vector<float> fgrad(ref_grad.begin(), ref_grad.end());
+  AdamState state;
+  AdamConfig acfg;
+  acfg.lr = 1e-3f;
+  sae_apply_gradient(cpu_p, fgrad, state, acfg, true);
+  DeviceBuffer<float> dfg, dm(p.size()), dv(p.size());
+  dfg.upload(std::vector<float>(ref_grad.begin(), ref_grad.end()));
+  dm.zero(stream), dv.zero(stream);
+  step.apply_adam(dp.data(), dfg.data(), dm.data(), dv.data(), 1, acfg.lr, acfg.beta1, acfg.beta2, acfg.eps, true,
+                  stream);
+  SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  expect_close(dp.download(), cpu_p.data, std::vector<double>(cpu_p.data.size(), acfg.lr), 1e-3, "params after Adam");
+}
+
+TEST_F(Cuda, TopKStepMatchesCpuForwardBackwardAndAdam) {
+  step_parity(stream, 0, 0);
+  step_parity(stream, 0, 64);
+}
+
+TEST_F(Cuda, TopKStepWithAuxKMatchesCpu) {
+  step_parity(stream, 32, 0);
+  step_parity(stream, 32, 64);
+}
+
+TEST_F(Cuda, TopKStepIsDeterministicAndBf16IsClose) {
+  const int64_t N = 512, D = 64, F = 1024, K = 16;
+  const SaeParams p = random_sae(D, F, 91);
+  const auto x = random_normal(size_t(N * D), 92);
+  DeviceBuffer<float> dp, dx;
+  dp.upload(p.data), dx.upload(x);
+  cuda::Blas blas;
+  double sse[3] = {};
+  int i = 0;
+  for (auto prec : {cuda::GemmPrecision::FP32, cuda::GemmPrecision::TF32, cuda::GemmPrecision::BF16}) {
+    cuda::TopKStepConfig gcfg;
+    gcfg.k = K;
+    gcfg.precision = prec;
+    cuda::TopKSaeStep step(D, F, gcfg);
+    DeviceBuffer<float> g1(p.size()), g2(p.size());
+    g1.zero(stream), g2.zero(stream);
+    step.forward_backward(dp.data(), dx.data(), N, N, nullptr, 0, g1.data(), nullptr, blas, stream);
+    sse[i++] = step.take_sums(stream).sum_sq_err;
+    step.forward_backward(dp.data(), dx.data(), N, N, nullptr, 0, g2.data(), nullptr, blas, stream);
+    sync();
+    SCOPED_TRACE(cuda::to_string(prec));
+    expect_bitwise(g2.download(), g1.download(), "gradient, second run");
+  }
+  // Reduced-precision encoders change a few selections only: the loss stays close.
+  EXPECT_NEAR(sse[1], sse[0], 0.02 * sse[0]);
+  EXPECT_NEAR(sse[2], sse[0], 0.05 * sse[0]);
+}
+
+// ---------------------------------------------------------------- gradient communicators
+
+// A host communicator that acts as `copies` ranks holding the same vector: it multiplies.
+class TimesHostComm final : public GradientComm {
+ public:
+  explicit TimesHostComm(float copies) : copies_(copies) {}
+  void start(float* data, int64_t n, void* stream) override {
+    EXPECT_TRUE(stream == nullptr);
+    for (int64_t i = 0; i < n; ++i) data[i] *= copies_;
+  }
+  void wait(void*) override {}
+  std::string describe() const override { return "times"; }
+
+ private:
+  float copies_;
+};
+
+TEST_F(Cuda, StagedDeviceCommGoesThroughTheHost) {
+  cuda::StagedDeviceComm comm(std::make_unique<TimesHostComm>(3.0f));
+  const int64_t n = 100001;
+  const auto v = random_normal(size_t(n), 101);
+  DeviceBuffer<float> d, other(n);
+  d.upload(v);
+  comm.start(d.data(), n, stream);
+  // Another stream ordered after the sum reads the result.
+  cudaStream_t s2;
+  SAE_CUDA_CHECK(cudaStreamCreate(&s2));
+  comm.wait(s2);
+  SAE_CUDA_CHECK(cudaMemcpyAsync(other.data(), d.data(), sizeof(float) * size_t(n), cudaMemcpyDeviceToDevice, s2));
+  SAE_CUDA_CHECK(cudaStreamSynchronize(s2));
+  cudaStreamDestroy(s2);
+  std::vector<float> want(v);
+  for (auto& e : want) e *= 3.0f;
+  expect_bitwise(other.download(), want, "staged sum");
+  comm.allreduce_sum(nullptr, 0, stream);
+}
+
+TEST_F(Cuda, NcclCommSingleRank) {
+  if (!cuda::have_nccl()) GTEST_SKIP() << "built without NCCL";
+#ifdef SAEPIPE_HAVE_NCCL
+  const int64_t n = 65537;
+  const auto v = random_normal(size_t(n), 111);
+  for (WireType wire : {WireType::Float32, WireType::BFloat16}) {
+    cuda::NcclComm comm(0, 1, wire, [](void*, size_t) {});
+    DeviceBuffer<float> d;
+    d.upload(v);
+    comm.start(d.data(), n, stream);
+    comm.wait(nullptr);
+    SCOPED_TRACE(comm.describe());
+    // One rank: the sum is the vector itself, rounded to bf16 on a bf16 wire.
+    expect_bitwise(d.download(), wire == WireType::BFloat16 ? round_bf16(v) : v, "sum over one rank");
+  }
+#endif
+}
+
+}  // namespace
+}  // namespace saepipe
