@@ -13,7 +13,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -23,7 +22,6 @@
 #include "kernels/cuda/gpt2_cuda.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/core/errors.hpp"
-#include "pipeline/core/fs_util.hpp"
 #include "pipeline/model/safetensors.hpp"
 
 namespace saepipe::cuda {
@@ -359,18 +357,7 @@ void Gpt2CudaModel::forward_final(const int32_t*, int64_t, int64_t, const HookPo
 
 std::unique_ptr<Gpt2CudaModel> load_gpt2_cuda(const std::string& model_dir, const std::vector<std::string>& hook_names,
                                               const Gpt2CudaOptions& opt) {
-  const std::string config_path = (std::filesystem::path(model_dir) / "config.json").string();
-  if (!path_exists(config_path)) user_error(model_dir + ": no config.json (a Hugging Face model directory is needed)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(config_path));
-  } catch (const nlohmann::json::exception& e) {
-    user_error(config_path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-  if (!j.is_object() || j.value("model_type", "") != "gpt2")
-    user_error(config_path + ": model_type \"" + (j.is_object() ? j.value("model_type", "") : std::string()) +
-               "\" is not supported on CUDA (supported: gpt2)");
-  const Gpt2Config cfg = Gpt2Config::from_json(j, config_path);
+  const Gpt2Config cfg = read_model_config(model_dir);
   std::vector<HookPoint> hooks;
   bool with_ln_f = false;
   for (const std::string& n : hook_names) {

@@ -502,22 +502,7 @@ void CudaFeaturePasses::finish_second(FeatureStats& fs, const std::vector<double
   constexpr int64_t kFine = SecondPass::kFineBins;
   fs.hist_bins = H_;
   fs.hist_counts.assign(hist.begin(), hist.end());
-  fs.quantile_levels = quantile_levels;
-  fs.quantiles.assign(size_t(F_) * quantile_levels.size(), 0.0f);
-  for (int64_t f = 0; f < F_; ++f)
-    for (size_t i = 0; i < quantile_levels.size(); ++i)
-      fs.quantiles[size_t(f) * quantile_levels.size() + i] =
-          quantile_from_histogram(fine.data() + f * kFine, kFine, mx[size_t(f)], quantile_levels[i]);
-  const int64_t B = H_;
-  const double lo = std::floor(std::log10(1.0 / double(std::max<int64_t>(1, fs.n_tokens))));
-  fs.density_hist_edges.resize(size_t(B + 1));
-  for (int64_t b = 0; b <= B; ++b) fs.density_hist_edges[size_t(b)] = lo + (0.0 - lo) * double(b) / double(B);
-  fs.density_hist_counts.assign(size_t(B), 0);
-  for (int64_t f = 0; f < F_; ++f) {
-    if (fs.fire_count[size_t(f)] == 0) continue;
-    const int64_t b = std::clamp<int64_t>(int64_t((fs.log10_density[size_t(f)] - lo) / (0.0 - lo) * double(B)), 0, B - 1);
-    ++fs.density_hist_counts[size_t(b)];
-  }
+  finish_quantiles_and_density(fs, fine.data(), kFine, mx.data(), quantile_levels, H_);
 }
 
 ExampleSet CudaFeaturePasses::top_examples(cudaStream_t s) const { return top_->download(1, s); }

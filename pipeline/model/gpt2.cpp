@@ -18,9 +18,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "kernels/kernels.hpp"
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
 #include "pipeline/model/fast_math.hpp"
 #include "pipeline/model/safetensors.hpp"
 
@@ -386,6 +388,22 @@ void Gpt2Model::forward_final(const int32_t* tokens, int64_t B, int64_t T, const
     run_blocks(resume, L, v.data(), B, T, s);
     layer_norm(v.data(), N, C, cfg_.layer_norm_epsilon, lnf_w_.data(), lnf_b_.data(), final[e]);
   }
+}
+
+Gpt2Config read_model_config(const std::string& model_dir) {
+  const std::string config_path = (std::filesystem::path(model_dir) / "config.json").string();
+  if (!path_exists(config_path)) user_error(model_dir + ": no config.json (a Hugging Face model directory is needed)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    user_error(config_path + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object()) user_error(config_path + ": not a JSON object");
+  const std::string type = j.value("model_type", "");
+  if (type != "gpt2")
+    user_error(config_path + ": model_type \"" + type + "\" is not supported (supported: gpt2)");
+  return Gpt2Config::from_json(j, config_path);
 }
 
 }  // namespace saepipe

@@ -25,6 +25,10 @@ struct Gpt2Config {
   static Gpt2Config from_json(const nlohmann::json& j, const std::string& where);
 };
 
+// model_dir/config.json, checked: user error naming the file when it is missing or not JSON, or
+// its model_type is not gpt2 (the only family so far).
+Gpt2Config read_model_config(const std::string& model_dir);
+
 class Gpt2Model final : public TransformerModel {
  public:
   // Loads blocks [0, n_blocks) and, when with_ln_f, the final LayerNorm.

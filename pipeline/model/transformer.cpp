@@ -1,10 +1,8 @@
 #include "pipeline/model/transformer.hpp"
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
-#include "pipeline/core/fs_util.hpp"
 #include "pipeline/model/gpt2.hpp"
 #include "pipeline/model/safetensors.hpp"
 
@@ -55,30 +53,10 @@ int64_t layers_needed(const std::vector<HookPoint>& hooks, int64_t n_layers) {
   return n;
 }
 
-namespace {
-
-// model_dir/config.json, checked: only GPT-2 so far.
-Gpt2Config read_config(const std::string& model_dir) {
-  const std::string config_path = (std::filesystem::path(model_dir) / "config.json").string();
-  if (!path_exists(config_path)) user_error(model_dir + ": no config.json (a Hugging Face model directory is needed)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(config_path));
-  } catch (const nlohmann::json::exception& e) {
-    user_error(config_path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-  if (!j.is_object()) user_error(config_path + ": not a JSON object");
-  const std::string type = j.value("model_type", "");
-  if (type != "gpt2")
-    user_error(config_path + ": model_type \"" + type + "\" is not supported (supported: gpt2)");
-  return Gpt2Config::from_json(j, config_path);
-}
-
-}  // namespace
 
 std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
                                                    const std::vector<std::string>& hook_names) {
-  const Gpt2Config cfg = read_config(model_dir);
+  const Gpt2Config cfg = read_model_config(model_dir);
   std::vector<HookPoint> hooks;
   for (const std::string& n : hook_names) hooks.push_back(parse_hook(n, cfg.n_layer));
   bool with_ln_f = false;
@@ -88,7 +66,7 @@ std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
 }
 
 std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) {
-  const Gpt2Config cfg = read_config(model_dir);
+  const Gpt2Config cfg = read_model_config(model_dir);
   const Checkpoint ckpt(model_dir);
   return std::make_unique<Gpt2Model>(cfg, ckpt, cfg.n_layer, true);
 }

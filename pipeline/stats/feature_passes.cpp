@@ -122,27 +122,33 @@ float quantile_from_histogram(const int64_t* counts, int64_t B, float hi, double
   return hi;
 }
 
-void SecondPass::finish(FeatureStats& fs, const std::vector<double>& quantile_levels) const {
-  fs.hist_bins = H_;
-  fs.hist_counts = hist_;
+void finish_quantiles_and_density(FeatureStats& fs, const int64_t* fine, int64_t fine_bins, const float* max,
+                                  const std::vector<double>& quantile_levels, int64_t density_bins) {
+  const int64_t F = fs.d_sae;
   fs.quantile_levels = quantile_levels;
-  fs.quantiles.assign(size_t(F_) * quantile_levels.size(), 0.0f);
-  for (int64_t f = 0; f < F_; ++f)
+  fs.quantiles.assign(size_t(F) * quantile_levels.size(), 0.0f);
+  for (int64_t f = 0; f < F; ++f)
     for (size_t i = 0; i < quantile_levels.size(); ++i)
       fs.quantiles[size_t(f) * quantile_levels.size() + i] =
-          quantile_from_histogram(fine_.data() + f * kFineBins, kFineBins, max_[size_t(f)], quantile_levels[i]);
+          quantile_from_histogram(fine + f * fine_bins, fine_bins, max[f], quantile_levels[i]);
   // Global histogram of log10 density over the live latents: equal bins from the lowest
   // possible density (1 / n_tokens) to 1.
-  const int64_t B = H_;
+  const int64_t B = density_bins;
   const double lo = std::floor(std::log10(1.0 / double(std::max<int64_t>(1, fs.n_tokens))));
   fs.density_hist_edges.resize(size_t(B + 1));
   for (int64_t b = 0; b <= B; ++b) fs.density_hist_edges[size_t(b)] = lo + (0.0 - lo) * double(b) / double(B);
   fs.density_hist_counts.assign(size_t(B), 0);
-  for (int64_t f = 0; f < F_; ++f) {
+  for (int64_t f = 0; f < F; ++f) {
     if (fs.fire_count[size_t(f)] == 0) continue;
     const int64_t b = std::clamp<int64_t>(int64_t((fs.log10_density[size_t(f)] - lo) / (0.0 - lo) * double(B)), 0, B - 1);
     ++fs.density_hist_counts[size_t(b)];
   }
+}
+
+void SecondPass::finish(FeatureStats& fs, const std::vector<double>& quantile_levels) const {
+  fs.hist_bins = H_;
+  fs.hist_counts = hist_;
+  finish_quantiles_and_density(fs, fine_.data(), kFineBins, max_.data(), quantile_levels, H_);
 }
 
 }  // namespace saepipe

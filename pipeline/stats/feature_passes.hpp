@@ -69,6 +69,12 @@ class SecondPass {
   ExampleSelection interval_;
 };
 
+// The quantiles from the fine histograms fine [F, fine_bins] over (0, max[f]], and the
+// log10-density histogram of the live latents in density_bins bins (fs's counts and densities
+// must be filled). Shared by SecondPass and its CUDA twin.
+void finish_quantiles_and_density(FeatureStats& fs, const int64_t* fine, int64_t fine_bins, const float* max,
+                                  const std::vector<double>& quantile_levels, int64_t density_bins);
+
 // Quantile `q` of n values from their histogram `counts` [B] of equal bins over (0, hi]: the
 // value of rank ceil(q n) lies in the bin found; linear interpolation inside it.
 float quantile_from_histogram(const int64_t* counts, int64_t B, float hi, double q);
