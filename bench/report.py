@@ -108,6 +108,19 @@ def stage_times(build, work, ranks, n_tokens, d, f, k):
     return {"harvest": n_tokens / times["harvest"], "train": n_tokens / times["train"], "stats": heldout / times["stats"]}
 
 
+def stats_bench(build, out, quick):
+    """bench/bench_stats.sh: stats tokens/s and peak memory at two held-out sizes, next to a
+    plain PyTorch encode pass measured in the same run."""
+    d, f, k, tokens = (64, 512, 8, "32768 131072") if quick else (768, 24576, 32, "262144 1048576")
+    work = os.path.join(out, "work", "stats_bench")
+    try:
+        sh(["bash", os.path.join(SRC, "bench", "bench_stats.sh"), "--build", build, "--out", work,
+            "--d", str(d), "--f", str(f), "--k", str(k), "--tokens", tokens])
+        return json.load(open(os.path.join(work, "stats_bench.json")))
+    except (subprocess.CalledProcessError, OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
 def svg_lines(title, xs, series, ylabel):
     """A small line chart as SVG text (no plotting library needed)."""
     W, H, L, B = 420, 260, 60, 40
@@ -156,6 +169,8 @@ def main():
     if not a.quick:
         print("GPT-2 harvest vs PyTorch ...", file=sys.stderr)
         gpt2 = harvest_gpt2(build, out)
+    print("stats stage throughput and memory ...", file=sys.stderr)
+    stats = stats_bench(build, out, a.quick)
     print("stages, strong scaling ...", file=sys.stderr)
     strong = {r: stage_times(build, work, r, base, d, f, k) for r in ranks}
     print("stages, weak scaling ...", file=sys.stderr)
@@ -190,6 +205,17 @@ def main():
             md += ["| implementation | tokens/s | ratio |", "|---|---:|---:|",
                    f"| saepipe harvest (forward + HDF5 write) | {gpt2['ours']:.0f} | {gpt2['ratio']:.2f}x |",
                    f"| PyTorch forward only, same sequences and threads | {gpt2['torch']:.0f} | 1.0x |\n"]
+    if "error" in stats:
+        md.append(f"## Stats stage\n\nUnavailable: {stats['error']}\n")
+    else:
+        md += [f"## Stats stage (d_model {stats['d_model']}, d_sae {stats['d_sae']}, k {stats['k']}, "
+               f"{stats['ranks']} rank)\n",
+               "| held-out tokens | tokens/s | peak RSS MiB | PyTorch encode+topk+counts, one pass | ratio |",
+               "|---:|---:|---:|---:|---:|"]
+        for r in stats["runs"]:
+            md.append(f"| {r['tokens']} | {r['tokens_per_s']} | {r['peak_rss_mib']} | "
+                      f"{r['torch_encode_tokens_per_s']:.0f} | {r['tokens_per_s'] / r['torch_encode_tokens_per_s']:.2f}x |")
+        md.append("\nPeak memory must not grow with the number of tokens.\n")
     for name, data, note in (("Strong", strong, f"{base} tokens whatever the ranks"),
                              ("Weak", weak, f"{base} tokens per rank")):
         md += [f"## {name} scaling of whole stages ({note}; d_model {d}, d_sae {f}, k {k})\n",
