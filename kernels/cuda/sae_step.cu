@@ -19,11 +19,25 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// Sum of v over a block of kThreads threads in a fixed order (warp shuffles, then the warps in
+// order); the result is valid in thread 0.
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double smem[kThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  double t = 0.0;
+  if (threadIdx.x == 0)
+    for (int w = 0; w < kThreads / 32; ++w) t += smem[w];
+  return t;
+}
+
 // g[n,:] = float((2/B) (x_hat - x)), row_sq[n] = ||x_hat_n - x_n||^2 (double), one row per block.
 __global__ void __launch_bounds__(kThreads) residual_kernel(const float* __restrict__ recon, const float* __restrict__ x,
                                                             int64_t D, double two_over_B, float* __restrict__ g,
                                                             double* __restrict__ row_sq) {
-  __shared__ double smem[kThreads / 32];
   const int64_t n = blockIdx.x;
   double ss = 0.0;
   for (int64_t d = threadIdx.x; d < D; d += kThreads) {
@@ -31,16 +45,8 @@ __global__ void __launch_bounds__(kThreads) residual_kernel(const float* __restr
     ss += e * e;
     g[n * D + d] = float(two_over_B * e);
   }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (lane == 0) smem[warp] = ss;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double t = 0.0;
-    for (int w = 0; w < kThreads / 32; ++w) t += smem[w];
-    row_sq[n] = t;
-  }
+  const double t = block_sum(ss);
+  if (threadIdx.x == 0) row_sq[n] = t;
 }
 
 // AuxK: r = x - x_hat (fixed), e = e_hat - r; ga = float(coef * e), row_sq[n] = ||e_n||^2.
@@ -48,7 +54,6 @@ __global__ void __launch_bounds__(kThreads) aux_residual_kernel(const float* __r
                                                                 const float* __restrict__ recon,
                                                                 const float* __restrict__ x, int64_t D, double coef,
                                                                 float* __restrict__ ga, double* __restrict__ row_sq) {
-  __shared__ double smem[kThreads / 32];
   const int64_t n = blockIdx.x;
   double ss = 0.0;
   for (int64_t d = threadIdx.x; d < D; d += kThreads) {
@@ -57,16 +62,8 @@ __global__ void __launch_bounds__(kThreads) aux_residual_kernel(const float* __r
     ss += e * e;
     ga[n * D + d] = float(coef * e);
   }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (lane == 0) smem[warp] = ss;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double t = 0.0;
-    for (int w = 0; w < kThreads / 32; ++w) t += smem[w];
-    row_sq[n] = t;
-  }
+  const double t = block_sum(ss);
+  if (threadIdx.x == 0) row_sq[n] = t;
 }
 
 // out[0] += sum of x[0, n), one block, fixed order.

@@ -11,21 +11,13 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/stats_passes.hpp"
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/stats/selection_rules.hpp"
 
 namespace saepipe::cuda {
 
 namespace {
 
 // ---------------------------------------------------------------- shared rules
-
-// ExactSums' fixed point (pipeline/stats/exact_sum.hpp): v rounded to a multiple of 2^-40.
-__device__ __forceinline__ __int128 to_fixed(double v) {
-  const double hi = floor(v);
-  const double lo = v - hi;  // exact, in [0, 1)
-  return (static_cast<__int128>(static_cast<long long>(hi)) << 40) +
-         static_cast<__int128>(llround(lo * 1099511627776.0));  // lo * 2^-40 exactly, as ldexp
-}
 
 // acc (two words, low first) += q modulo 2^128; atomics in any order give the same total.
 __device__ __forceinline__ void atomic_add_128(unsigned long long* lo, unsigned long long* hi, __int128 q) {
@@ -38,34 +30,6 @@ __device__ __forceinline__ void atomic_add_128(unsigned long long* lo, unsigned 
 
 __int128 join_128(unsigned long long lo, unsigned long long hi) {
   return static_cast<__int128>((static_cast<unsigned __int128>(hi) << 64) | lo);
-}
-double fixed_value(__int128 acc) { return std::ldexp(static_cast<double>(acc), -40); }  // ExactSums::value
-
-// counter_rng.hpp's hash, callable on the device; the static_assert keeps the two equal.
-__host__ __device__ constexpr uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-__host__ __device__ constexpr uint64_t hash4(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
-  return mix64(mix64(mix64(mix64(seed) ^ a) ^ b) ^ c);
-}
-#ifndef __CUDA_ARCH__
-static_assert(hash4(7, 0x1A7E5A11ull, 3, 12345) == counter_hash(7, 0x1A7E5A11ull, 3, 12345));
-static_assert(hash4(0, 1, 2, 3) == counter_hash(0, 1, 2, 3));
-#endif
-constexpr uint64_t kIntervalSalt = 0x1A7E5A11ull;  // feature_passes.cpp's interval hash
-
-__device__ __forceinline__ double interval_priority(uint64_t seed, int32_t f, int64_t row) {
-  const uint64_t h = hash4(seed, kIntervalSalt, uint64_t(f), uint64_t(row));
-  return -(double(h >> 11) * (1.0 / 9007199254740992.0));  // -uniform01(h)
-}
-
-// feature_passes.cpp's bin_of: bin of a in (0, hi] among B equal bins, hi in the last.
-__device__ __forceinline__ int64_t bin_of(float a, float hi, int64_t B) {
-  const int64_t b = static_cast<int64_t>(__dmul_rn(__ddiv_rn(double(a), double(hi)), double(B)));
-  return b < B - 1 ? b : B - 1;
 }
 
 // ExampleSelection's order: higher priority first, ties to the lower row.
@@ -169,7 +133,7 @@ __global__ void candidates_kernel(const int32_t* __restrict__ idx, const float* 
     if (kInterval) {
       const int64_t row = first_row + i / width;
       group[i] = uint32_t(int64_t(f) * bins + bin_of(v, max_act[f], bins));
-      key[i] = hash4(seed, kIntervalSalt, uint64_t(f), uint64_t(row)) >> 11;  // priority = -key * 2^-53
+      key[i] = interval_hash(seed, f, row) >> 11;  // priority = -key * 2^-53
     } else {
       group[i] = uint32_t(f);
       key[i] = 0xFFFFFFFFull - uint64_t(__float_as_uint(v));  // priority = v > 0: larger first
@@ -472,23 +436,10 @@ void CudaFeaturePasses::finish_first(FeatureStats& fs, double dense_threshold, d
   const std::vector<unsigned long long> fire = dev_->fire.download(), lo = dev_->sum_lo.download(),
                                         hi = dev_->sum_hi.download();
   const std::vector<float> mx = max_activation(s);
-  const double N = double(n_tokens_);
-  fs.n_tokens = n_tokens_;
-  fs.d_sae = F_;
-  fs.dense_threshold = dense_threshold;
-  fs.ultralow_threshold = ultralow_threshold;
-  for (int64_t f = 0; f < F_; ++f) {
-    const int64_t c = int64_t(fire[size_t(f)]);
-    const double density = double(c) / N;
-    fs.fire_count.push_back(c);
-    fs.density.push_back(density);
-    fs.log10_density.push_back(c > 0 ? std::log10(density) : -10.0);
-    fs.max_activation.push_back(mx[size_t(f)]);
-    fs.mean_activation.push_back(c > 0 ? float(fixed_value(join_128(lo[size_t(f)], hi[size_t(f)])) / double(c)) : 0.0f);
-    fs.dead.push_back(c == 0);
-    fs.dense.push_back(density > dense_threshold);
-    fs.ultralow.push_back(c > 0 && density < ultralow_threshold);
-  }
+  std::vector<int64_t> count(fire.begin(), fire.end());
+  std::vector<double> act_sum(static_cast<size_t>(F_));
+  for (int64_t f = 0; f < F_; ++f) act_sum[size_t(f)] = from_fixed(join_128(lo[size_t(f)], hi[size_t(f)]));
+  finish_counts(fs, n_tokens_, F_, count.data(), act_sum.data(), mx.data(), dense_threshold, ultralow_threshold);
 }
 
 // As SecondPass::finish (needs finish_first's fields).
@@ -517,8 +468,8 @@ std::vector<double> CudaFeaturePasses::recon_sums(cudaStream_t s) const {
   const std::vector<unsigned long long> lo = dev_->rs_lo.download(), hi = dev_->rs_hi.download(),
                                         active = dev_->active.download();
   std::vector<double> out(size_t(4 + D_));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = fixed_value(join_128(lo[i], hi[i]));
-  out[2] = fixed_value(static_cast<__int128>(active[0]) << 40);  // sum of double(active) per batch, exactly
+  for (size_t i = 0; i < out.size(); ++i) out[i] = from_fixed(join_128(lo[i], hi[i]));
+  out[2] = from_fixed(static_cast<__int128>(active[0]) << kFixedFracBits);  // sum of double(active) per batch, exactly
   return out;
 }
 

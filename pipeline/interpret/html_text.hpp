@@ -6,15 +6,14 @@
 #include <string>
 #include <string_view>
 
+#include "pipeline/io/markup_escape.hpp"  // html_escape
+
 namespace saepipe {
 
 // `s` with every byte sequence that is not well-formed UTF-8 (stray continuation bytes,
 // truncated or overlong sequences, surrogates, code points above U+10FFFF) replaced by
 // U+FFFD, one per maximal invalid subpart (as the WHATWG decoder does).
 std::string make_valid_utf8(std::string_view s);
-
-// Escapes & < > " ' for text and attribute values. Expects valid UTF-8.
-std::string html_escape(std::string_view s);
 
 // JSON text to embed in a <script> element: "</" and "<!--" cannot close or confuse the
 // element, and U+2028/U+2029 are escaped (valid JSON, invalid in older JavaScript).

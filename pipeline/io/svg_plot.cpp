@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/io/markup_escape.hpp"
 
 namespace saepipe {
 
@@ -15,20 +16,6 @@ std::string num(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
   return b;
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 }  // namespace
 
@@ -84,7 +71,7 @@ std::string svg_histogram(const std::vector<double>& edges, const std::vector<do
                     num(H) + "\" viewBox=\"0 0 " + num(W) + " " + num(H) +
                     "\" font-family=\"sans-serif\" font-size=\"10\">";
   if (!st.title.empty())
-    svg += "<text x=\"" + num(left) + "\" y=\"13\" font-weight=\"bold\" font-size=\"11\">" + xml_escape(st.title) +
+    svg += "<text x=\"" + num(left) + "\" y=\"13\" font-weight=\"bold\" font-size=\"11\">" + html_escape(st.title) +
            "</text>";
   const size_t B = counts.size();
   bool ok = B > 0 && edges.size() == B + 1 && edges.back() > edges.front();
@@ -114,7 +101,7 @@ std::string svg_histogram(const std::vector<double>& edges, const std::vector<do
   svg += "<text x=\"" + num(x1) + "\" y=\"" + num(y0 + 12) + "\" text-anchor=\"end\">" + num(hi) + "</text>";
   if (!st.x_label.empty())
     svg += "<text x=\"" + num((x0 + x1) / 2) + "\" y=\"" + num(y0 + 26) + "\" text-anchor=\"middle\">" +
-           xml_escape(st.x_label) + "</text>";
+           html_escape(st.x_label) + "</text>";
   double cmax = 0;
   for (double c : counts) cmax = std::max(cmax, c);
   svg += "<text x=\"" + num(x0 - 4) + "\" y=\"" + num(y1 + 8) + "\" text-anchor=\"end\">" + num(cmax) + "</text>";

@@ -1,6 +1,6 @@
 // Sums that do not depend on the order of addition, so on neither the number of ranks nor the
 // split of the tokens: each value is rounded to a multiple of 2^-40 and added exactly in 128-bit
-// integers. Values must be finite with |v| < 2^62.
+// integers (selection_rules.hpp). Values must be finite with |v| < 2^62.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -9,6 +9,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/stats/selection_rules.hpp"
 
 namespace saepipe {
 
@@ -19,12 +20,9 @@ class ExactSums {
 
   void add(size_t i, double v) {
     SAE_ASSERT(std::isfinite(v) && std::abs(v) < 4.6e18, "ExactSums: value out of range");
-    const double hi = std::floor(v);
-    const double lo = v - hi;  // exact: in [0, 1)
-    acc_[i] += (static_cast<__int128>(static_cast<int64_t>(hi)) << kFracBits) +
-               static_cast<__int128>(std::llround(std::ldexp(lo, kFracBits)));
+    acc_[i] += to_fixed(v);
   }
-  double value(size_t i) const { return std::ldexp(static_cast<double>(acc_[i]), -kFracBits); }
+  double value(size_t i) const { return from_fixed(acc_[i]); }
 
   // Sums every rank's accumulators (the same size on every rank) into every rank's.
   void allreduce(const MpiEnv& env) {
@@ -40,7 +38,6 @@ class ExactSums {
   }
 
  private:
-  static constexpr int kFracBits = 40;
   std::vector<__int128> acc_;
 };
 

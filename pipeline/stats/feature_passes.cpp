@@ -3,16 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/stats/selection_rules.hpp"
 
 namespace saepipe {
-
-namespace {
-// Bin of a in (0, hi] among B equal bins (hi itself in the last).
-inline int64_t bin_of(float a, float hi, int64_t B) {
-  return std::min<int64_t>(B - 1, int64_t(double(a) / double(hi) * double(B)));
-}
-}  // namespace
 
 void ReconstructionSums::add(const float* x, const float* recon, int64_t N, int64_t active) {
   for (int64_t t = 0; t < N; ++t) {
@@ -61,24 +54,32 @@ void FirstPass::reduce(const MpiEnv& env) {
   env.allreduce_max(max_.data(), F_);
 }
 
-void FirstPass::finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const {
-  const double N = double(recon_.n_tokens);
-  fs.n_tokens = recon_.n_tokens;
-  fs.d_sae = F_;
+void finish_counts(FeatureStats& fs, int64_t n_tokens, int64_t F, const int64_t* fire, const double* act_sum,
+                   const float* max, double dense_threshold, double ultralow_threshold) {
+  const double N = double(n_tokens);
+  fs.n_tokens = n_tokens;
+  fs.d_sae = F;
   fs.dense_threshold = dense_threshold;
   fs.ultralow_threshold = ultralow_threshold;
-  for (int64_t f = 0; f < F_; ++f) {
-    const int64_t c = fire_[size_t(f)];
+  for (int64_t f = 0; f < F; ++f) {
+    const int64_t c = fire[f];
     const double density = double(c) / N;
     fs.fire_count.push_back(c);
     fs.density.push_back(density);
     fs.log10_density.push_back(c > 0 ? std::log10(density) : -10.0);
-    fs.max_activation.push_back(max_[size_t(f)]);
-    fs.mean_activation.push_back(c > 0 ? float(act_sum_.value(size_t(f)) / double(c)) : 0.0f);
+    fs.max_activation.push_back(max[f]);
+    fs.mean_activation.push_back(c > 0 ? float(act_sum[f] / double(c)) : 0.0f);
     fs.dead.push_back(c == 0);
     fs.dense.push_back(density > dense_threshold);
     fs.ultralow.push_back(c > 0 && density < ultralow_threshold);
   }
+}
+
+void FirstPass::finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const {
+  std::vector<double> act_sum(static_cast<size_t>(F_));
+  for (int64_t f = 0; f < F_; ++f) act_sum[size_t(f)] = act_sum_.value(size_t(f));
+  finish_counts(fs, recon_.n_tokens, F_, fire_.data(), act_sum.data(), max_.data(), dense_threshold,
+                ultralow_threshold);
 }
 
 SecondPass::SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt)
@@ -98,8 +99,7 @@ void SecondPass::add(const EncodedBatch& b) {
       if (bins_ == 0) continue;
       // Interval samples: the examples of smallest hash in each bin (priority = -hash).
       const int64_t row = b.first_row + t;
-      const double priority = -uniform01(counter_hash(seed_, 0x1A7E5A11ull, uint64_t(f), uint64_t(row)));
-      interval_.offer(f * bins_ + bin_of(v, hi, bins_), priority, row, v, f, b);
+      interval_.offer(f * bins_ + bin_of(v, hi, bins_), interval_priority(seed_, f, row), row, v, f, b);
     }
 }
 

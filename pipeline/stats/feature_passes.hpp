@@ -69,6 +69,11 @@ class SecondPass {
   ExampleSelection interval_;
 };
 
+// The per-latent counts, densities, means (act_sum / fire), maxima and dead / dense / ultra-low
+// flags from the reduced totals [F]. Shared by FirstPass and its CUDA twin.
+void finish_counts(FeatureStats& fs, int64_t n_tokens, int64_t F, const int64_t* fire, const double* act_sum,
+                   const float* max, double dense_threshold, double ultralow_threshold);
+
 // The quantiles from the fine histograms fine [F, fine_bins] over (0, max[f]], and the
 // log10-density histogram of the live latents in density_bins bins (fs's counts and densities
 // must be filled). Shared by SecondPass and its CUDA twin.

@@ -18,23 +18,14 @@
 #include "pipeline/model/counter_rng.hpp"
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/stats/feature_passes.hpp"
+#include "tests/gpu/cuda_test_util.hpp"
 
 namespace saepipe {
 namespace {
 
 using cuda::DeviceBuffer;
 
-class CudaStats : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount reports none)";
-    SAE_CUDA_CHECK(cudaStreamCreate(&stream));
-  }
-  void TearDown() override {
-    if (stream) cudaStreamDestroy(stream);
-  }
-  cudaStream_t stream = nullptr;
-};
+class CudaStats : public test::CudaStreamTest {};
 
 struct HostBatch {
   int64_t first_row, n;
