@@ -183,7 +183,7 @@ json embedded_h5_layout(const std::string& schema_file, const std::string& name)
   json doc;
   try {
     doc = json::parse(embedded_resource(schema_file));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     internal_error(schema_file + ": embedded schema is not valid JSON: " + e.what());
   }
   if (!doc.contains("h5_layouts") || !doc["h5_layouts"].contains(name))

@@ -72,7 +72,7 @@ StoreManifest StoreManifest::read(const std::string& store_dir) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(file));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     user_error(file + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) user_error(file + ": not a JSON object");

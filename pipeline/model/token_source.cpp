@@ -1,5 +1,6 @@
 #include "pipeline/model/token_source.hpp"
 
+#include <charconv>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -185,8 +186,12 @@ std::unique_ptr<TokenSource> open_npy(const std::string& path) {
       item.erase(0, item.find_first_not_of(" L"));
       item.erase(item.find_last_not_of(" L") + 1);
       if (item.empty()) continue;
-      if (item.find_first_not_of("0123456789") != std::string::npos) user_error(path + ": bad .npy shape (" + dims + ")");
-      count *= std::stoll(item);
+      int64_t dim = 0;
+      const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), dim);
+      // A dimension no int64 holds, or a product past the file's size, can't describe this file.
+      if (ec != std::errc() || end != item.data() + item.size() || dim < 0 ||
+          __builtin_mul_overflow(count, dim, &count) || count > int64_t(f->size()))
+        user_error(path + ": bad .npy shape (" + dims + ")");
     }
   }
   const int64_t data_start = start + hlen;

@@ -359,6 +359,9 @@ TEST(Store, ManifestValidationNamesFileAndField) {
   expect_bad([](json& j) { j["shards"][2]["path"] = "shard-0.h5"; }, "shards[2].path");
   spit(file, "{\"schema\": \"saepipe.activations\",");
   EXPECT_SAE_ERROR(saepipe::StoreManifest::read(dir.path()), ErrorKind::User, {file, "not valid JSON"});
+  // A number JSON can spell but no double holds is a user error too (found by fuzz_manifest).
+  spit(file, "{\"d_model\": 9E99999999999999999999}");
+  EXPECT_SAE_ERROR(saepipe::StoreManifest::read(dir.path()), ErrorKind::User, {file, "not valid JSON"});
   spit(file, "[1, 2]");
   EXPECT_SAE_ERROR(saepipe::StoreManifest::read(dir.path()), ErrorKind::User, {file, "not a JSON object"});
 }

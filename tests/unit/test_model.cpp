@@ -245,6 +245,13 @@ TEST(TokenSource, FormatsAndErrors) {
   EXPECT_EQ(read_all(*open_token_source({d / "t.npy"})), want);
   write_bytes(d / "short.npy", npy + std::string(reinterpret_cast<const char*>(i32.data()), 16));
   expect_user_error([&] { open_token_source({d / "short.npy"}); }, {"short.npy", "needs 20 data bytes but the file has 16"});
+  // A shape no int64 holds (found by fuzz_tokens), or one past the file's size.
+  for (const char* shape : {"(99999999999999999999,)", "(4294967296, 4294967296)", "(-5,)"}) {
+    std::string big = npy;
+    big.replace(big.find("(5,)"), 4, shape);
+    write_bytes(d / "big.npy", big + std::string(20, '\0'));
+    expect_user_error([&] { open_token_source({d / "big.npy"}); }, {"big.npy", "bad .npy shape"});
+  }
   std::string f4 = npy;
   f4.replace(f4.find("<i4"), 3, "<f4");
   write_bytes(d / "f.npy", f4 + std::string(20, '\0'));
