@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -48,6 +51,33 @@ std::string read_file(const std::string& path) {
 bool path_exists(const std::string& path) {
   std::error_code ec;
   return std::filesystem::exists(path, ec);
+}
+
+int64_t free_bytes(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::space_info info = std::filesystem::space(path, ec);
+  if (ec || info.available == static_cast<std::uintmax_t>(-1)) return -1;
+  return int64_t(std::min<std::uintmax_t>(info.available, std::uintmax_t(INT64_MAX)));
+}
+
+void require_free_space(const std::string& dir, int64_t needed, const std::string& what) {
+  const int64_t free = free_bytes(dir);
+  if (free >= 0 && free < needed)
+    internal_error(dir + ": " + what + " needs " + format_bytes(needed) + " but its file system has " +
+                   format_bytes(free) + " free; free some space or choose another run.dir");
+}
+
+std::string format_bytes(int64_t bytes) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 6) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[u]);
+  return buf;
 }
 
 }  // namespace saepipe

@@ -1,6 +1,7 @@
 // Small file-system helpers: outputs are written under a temporary name and renamed when
 // complete, so an interrupted stage never leaves a half-written file under its final name.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace saepipe {
@@ -12,5 +13,15 @@ void make_dirs(const std::string& dir);
 void write_file_atomic(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);
 bool path_exists(const std::string& path);
+
+// Bytes an unprivileged writer may still use on the file system holding `path` (statvfs's
+// f_bavail: quotas are not counted); -1 when it can't be told.
+int64_t free_bytes(const std::string& path);
+// System error (exit 1) naming `dir` when its file system has fewer than `needed` bytes free, so
+// that a long stage fails at its start rather than hours in; `what` says what needs them.
+// Does nothing when the free space can't be told.
+void require_free_space(const std::string& dir, int64_t needed, const std::string& what);
+// A byte count for people: "812 B", "16.8 MB", "1.2 TB" (decimal units, as df -H).
+std::string format_bytes(int64_t bytes);
 
 }  // namespace saepipe

@@ -9,11 +9,17 @@
 namespace saepipe {
 
 Logger::Logger(const MpiEnv& env, std::string stage)
-    : root_(env.is_root()), tty_(::isatty(STDERR_FILENO) != 0), stage_(std::move(stage)),
+    : root_(env.is_root()), rank_(env.rank()), tty_(::isatty(STDERR_FILENO) != 0), stage_(std::move(stage)),
       start_(std::chrono::steady_clock::now()), last_progress_(start_) {}
 
 double Logger::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void Logger::rank_info(const std::string& message) const {
+  std::fprintf(stderr, "%s[%s %7.1fs rank %d] %s\n", progress_open_ && tty_ ? "\n" : "", stage_.c_str(), elapsed_s(),
+               rank_, message.c_str());
+  std::fflush(stderr);
 }
 
 void Logger::info(const std::string& message) const {

@@ -14,6 +14,8 @@ class Logger {
   Logger(const MpiEnv& env, std::string stage);
   // Rank 0 prints "[stage  12.3s] message".
   void info(const std::string& message) const;
+  // Any rank prints "[stage  12.3s rank r] message": an event of that rank alone (a fallback).
+  void rank_info(const std::string& message) const;
   // Progress of `done` out of `total` with a suffix (rank 0; throttled to ~2 lines/s).
   void progress(int64_t done, int64_t total, const std::string& suffix);
   void end_progress();
@@ -21,6 +23,7 @@ class Logger {
 
  private:
   bool root_;
+  int rank_;
   bool tty_;
   std::string stage_;
   std::chrono::steady_clock::time_point start_, last_progress_;

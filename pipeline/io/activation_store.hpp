@@ -19,6 +19,7 @@ enum class StoreDtype { Float32, Float16, BFloat16 };
 // "float32" | "float16" | "bfloat16"; anything else is a user error listing those.
 StoreDtype parse_store_dtype(const std::string& name);
 std::string to_string(StoreDtype dtype);
+int64_t store_dtype_bytes(StoreDtype dtype);  // bytes per element: 4 or 2
 
 struct ShardInfo {
   std::string path;  // relative to the store directory

@@ -33,6 +33,12 @@ herr_t innermost_error(unsigned n, const H5E_error2_t* err, void* data) {
 std::string hdf5_reason() {
   std::string reason;
   if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &reason) < 0) return "";
+  // The POSIX driver's description ("file write failed: time = ..., errno = 28, error message =
+  // 'No space left on device', buf = ...") cut to its operation and cause.
+  const std::string key = "error message = '";
+  const size_t at = reason.find(key), end = at == std::string::npos ? at : reason.find('\'', at + key.size());
+  if (end != std::string::npos)
+    reason = reason.substr(0, reason.find(':')) + ": " + reason.substr(at + key.size(), end - at - key.size());
   return reason.empty() ? "" : " (HDF5: " + reason + ")";
 }
 
@@ -491,7 +497,10 @@ void File::flush() const { check(H5Fflush(id_, H5F_SCOPE_LOCAL), where(), "flush
 void File::close() {
   if (id_ < 0) return;
   const hid_t id = std::exchange(id_, H5I_INVALID_HID);
-  if (H5Fclose(id) < 0) internal_error(file_ + ": close failed (objects still open?)" + hdf5_reason());
+  if (H5Fclose(id) < 0) {
+    const std::string reason = hdf5_reason();
+    internal_error(file_ + ": close failed" + (reason.empty() ? " (objects still open?)" : reason));
+  }
 }
 
 bool Location::exists(const std::string& path) const {

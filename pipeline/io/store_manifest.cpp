@@ -66,6 +66,8 @@ std::string to_string(StoreDtype dtype) {
   return "unknown";
 }
 
+int64_t store_dtype_bytes(StoreDtype dtype) { return dtype == StoreDtype::Float32 ? 4 : 2; }
+
 StoreManifest StoreManifest::read(const std::string& store_dir) {
   const std::string file = manifest_path(store_dir);
   if (!path_exists(file)) user_error(file + ": no activation store here (manifest.json missing)");

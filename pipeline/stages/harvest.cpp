@@ -97,6 +97,14 @@ void run_harvest(const Job& job, const MpiEnv& env) {
       ++n_todo;
     }
   });
+  // The shards still to write, on every rank, must fit on the store's file system: checked now
+  // rather than found out when a write fails hours in.
+  int64_t todo_rows = 0;
+  for (int64_t s = 0; s < n_shards; ++s)
+    if (todo[size_t(s)]) todo_rows += shard_seqs(s) * R;
+  todo_rows = env.allreduce_sum(todo_rows);
+  const int64_t row_bytes = int64_t(h.hooks.size()) * D * store_dtype_bytes(dtype) + 16;  // + token, sequence, position
+  env.all_or_none([&] { require_free_space(dir, todo_rows * row_bytes, "writing the activation store (at least)"); });
   log.info("writing " + std::to_string(n_seq * R) + " tokens (" + std::to_string(n_seq) + " sequences) of d_model " +
            std::to_string(D) + " as " + std::to_string(n_shards) + " shard(s) over " + std::to_string(env.size()) +
            " rank(s) to " + dir);

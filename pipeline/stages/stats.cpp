@@ -44,6 +44,16 @@ std::string model_dir_of(const Job& job, const StoreManifest& m) {
   return "";
 }
 
+// A generous estimate of features.h5 + examples.h5 + summary.json: the space the stage keeps free
+// for its own outputs.
+int64_t stats_output_bytes(int64_t F, const StatsConfig& sc) {
+  const int64_t C = sc.context_before + 1 + sc.context_after;
+  const int64_t examples = sc.top_examples + sc.interval_bins * sc.interval_examples;
+  const int64_t per_feature = examples * (C * 8 + 16) +
+                              8 * (sc.histogram_bins + int64_t(sc.quantiles.size()) + 2 * sc.neighbours + 4 * sc.logit_tokens + 32);
+  return F * per_feature + (int64_t(16) << 20);
+}
+
 }  // namespace
 
 void run_stats(const Job& job, const MpiEnv& env) {
@@ -131,8 +141,11 @@ void run_stats(const Job& job, const MpiEnv& env) {
   std::vector<float> x(static_cast<size_t>(batch * D));
   std::vector<int32_t> tokens(static_cast<size_t>(batch));
   // The second pass reads the first pass's codes back from a per-rank scratch file rather than
-  // encoding again, unless that file would pass kSpillLimit bytes (then it re-encodes).
+  // encoding again, unless that file would pass kSpillLimit bytes or leave too little room for
+  // the stage's own outputs (then it re-encodes: the file is a shortcut, never a reason to fail).
   constexpr int64_t kSpillLimit = int64_t(8) << 30;
+  const int64_t output_bytes = stats_output_bytes(F, sc);
+  env.all_or_none([&] { require_free_space(out_dir, output_bytes, "writing the statistics"); });
   std::unique_ptr<CodeSpill> spill;
   env.all_or_none([&] {
     if (!sc.scratch_codes) return;
@@ -165,13 +178,17 @@ void run_stats(const Job& job, const MpiEnv& env) {
       if (!from_spill) {
         env.all_or_none([&] {
           if (n == 0 || !spill) return;
-          if (spill->bytes() > kSpillLimit) {
-            log.info("rank " + std::to_string(env.rank()) + ": codes exceed " + std::to_string(kSpillLimit >> 30) +
-                     " GiB; the second pass encodes again");
-            spill.reset();
-            return;
-          }
-          spill->write(eb);
+          const int64_t need = CodeSpill::record_bytes(eb), free = free_bytes(out_dir);
+          std::string why;
+          if (spill->bytes() + need > kSpillLimit)
+            why = "its codes would pass " + format_bytes(kSpillLimit) + " of scratch file";
+          else if (free >= 0 && free < need + output_bytes)
+            why = "only " + format_bytes(free) + " free beside " + out_dir;
+          else if (!spill->write(eb))
+            why = spill->error();
+          if (why.empty()) return;
+          log.rank_info(why + "; the second pass encodes again");
+          spill.reset();
         });
       }
       if (n > 0) log.progress(r + 1, b_hi - b_lo, what);

@@ -19,17 +19,22 @@ CodeSpill::~CodeSpill() {
   std::filesystem::remove(path_, ec);  // best effort: the next run removes leftovers too
 }
 
-void CodeSpill::write(const EncodedBatch& b) {
+int64_t CodeSpill::record_bytes(const EncodedBatch& b) {
+  return int64_t(3 * sizeof(int64_t)) + b.n * int64_t(sizeof(int32_t)) + b.n * b.width * int64_t(sizeof(int32_t) + sizeof(float));
+}
+
+bool CodeSpill::write(const EncodedBatch& b) {
   const int64_t head[3] = {b.first_row, b.n, b.width};
   auto put = [&](const void* p, size_t size, size_t count) {
-    if (std::fwrite(p, size, count, f_) != count)
-      internal_error(path_ + ": write failed (disk full?): " + std::strerror(errno));
+    if (!error_.empty()) return;
+    if (std::fwrite(p, size, count, f_) != count) error_ = path_ + ": write failed: " + std::strerror(errno);
     bytes_ += int64_t(size * count);
   };
   put(head, sizeof(int64_t), 3);
   put(b.tokens, sizeof(int32_t), size_t(b.n));
   put(b.idx, sizeof(int32_t), size_t(b.n * b.width));
   put(b.val, sizeof(float), size_t(b.n * b.width));
+  return error_.empty();
 }
 
 void CodeSpill::rewind() {

@@ -20,8 +20,11 @@ class CodeSpill {
   CodeSpill(const CodeSpill&) = delete;
   CodeSpill& operator=(const CodeSpill&) = delete;
 
-  // A failed write (disk full) is a system error naming the file.
-  void write(const EncodedBatch& b);
+  // Appends the batch; false when the write failed (disk full), with the reason in error():
+  // the file is only a shortcut, so the caller drops it and encodes again in the second pass.
+  bool write(const EncodedBatch& b);
+  const std::string& error() const { return error_; }
+  static int64_t record_bytes(const EncodedBatch& b);
   int64_t bytes() const { return bytes_; }
   void rewind();
   // The next batch, pointing into this object's buffers (valid until the next read).
@@ -34,6 +37,7 @@ class CodeSpill {
   std::string path_;
   std::FILE* f_ = nullptr;
   int64_t bytes_ = 0;
+  std::string error_;
   std::vector<int32_t> tokens_, idx_;
   std::vector<float> val_;
 };

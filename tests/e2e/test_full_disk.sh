@@ -20,8 +20,20 @@ d_model = 16
 n_features = 32
 mean_active = 2.0
 T
+# 1. A store that can't fit (5.2 MB of rows into 1 MiB): refused before anything is computed.
+timeout 120 mpirun_np 2 "$BIN/saepipe-harvest" --job big.toml >early.log 2>&1
+rc=$?
+[ $rc -eq 1 ] && pass "harvest refuses a store larger than the free space (exit 1)" || { fail "early check exit $rc"; cat early.log; }
+grep -qE '^saepipe-harvest: system error: tiny/run/activations: writing the activation store \(at least\) needs 5\.2 MB but its file system has (1\.0|0\.[0-9]) MB free' early.log \
+  && pass "one line: $(grep -E '^saepipe-harvest: ' early.log)" || { fail "early check message"; cat early.log; }
+[ -z "$(ls tiny/run/activations 2>/dev/null)" ] && pass "nothing written" || fail "files written: $(ls tiny/run/activations)"
+rm -rf tiny/run
+
+# 2. Room for the rows but not for HDF5's own structures (~0.36 MB here): the disk fills mid-write.
+mount -o remount,size=5300k tiny
 timeout 120 mpirun_np 2 "$BIN/saepipe-harvest" --job big.toml >harvest.log 2>&1
 rc=$?
+grep -q "writing 65536 tokens" harvest.log && pass "the early check let it start" || { fail "did not start"; cat harvest.log; }
 # exit 1 (system error) or 2 (an output that cannot be created), never a crash or a hang
 [ $rc -eq 1 ] || [ $rc -eq 2 ] && pass "harvest on a full disk exits $rc" || fail "harvest exit $rc"
 [ "$(grep -cE '^saepipe-harvest: ' harvest.log)" = 1 ] && pass "one error line: $(grep -E '^saepipe-harvest: ' harvest.log)" || { fail "error lines"; cat harvest.log; }
@@ -36,6 +48,7 @@ sys.exit(0)
 P
 "$BIN/saepipe" inspect tiny/run/activations >/dev/null 2>&1 && fail "inspect accepted an incomplete store" || pass "inspect refuses the incomplete store"
 rm -rf tiny/run
+mount -o remount,size=1m tiny
 
 # Train and stats writing into a full disk, from a store elsewhere.
 sed 's#dir = "tiny/run"#dir = "ok"#; s/n_tokens = 65536/n_tokens = 8192/' big.toml > small.toml

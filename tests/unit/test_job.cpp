@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/resources.hpp"
 
@@ -145,4 +146,26 @@ TEST(Job, MissingJobFileAndInputPath) {
         << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// ---- free space (pipeline/core/fs_util) ----
+
+TEST(FreeSpace, ReportedAndEnforced) {
+  EXPECT_EQ(format_bytes(812), "812 B");
+  EXPECT_EQ(format_bytes(17825792), "17.8 MB");
+  EXPECT_EQ(format_bytes(1200000000000), "1.2 TB");
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  const int64_t free = free_bytes(dir);
+  ASSERT_GT(free, 0);  // the test writes files there, so some space is free
+  EXPECT_EQ(free_bytes(dir + "/no/such/dir"), -1);
+  require_free_space(dir, 1, "a byte");  // passes
+  require_free_space(dir + "/no/such/dir", INT64_MAX, "anything");  // unknown: no claim made
+  try {
+    require_free_space(dir, INT64_MAX, "the whole store");
+    ADD_FAILURE() << "more than any file system holds was allowed";
+  } catch (const SaeError& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Internal);  // a system condition: exit 1
+    const std::string m = e.what();
+    EXPECT_NE(m.find(dir + ": the whole store needs 9.2 EB but its file system has "), std::string::npos) << m;
+  }
 }
