@@ -15,10 +15,18 @@
 
 namespace saepipe {
 
+bool is_system_output_errno(int err) { return err == ENOSPC || err == EDQUOT || err == EIO || err == EFBIG; }
+
+void output_error(const std::string& message, int err) {
+  const std::string text = message + ": " + std::strerror(err);
+  if (is_system_output_errno(err)) internal_error(text);
+  user_error(text);
+}
+
 void make_dirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) user_error(dir + ": cannot create directory: " + ec.message());
+  if (ec) output_error(dir + ": cannot create directory", ec.value());
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {
@@ -27,12 +35,12 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) user_error(tmp + ": cannot open for writing: " + std::strerror(errno));
+    if (!out) output_error(tmp + ": cannot open for writing", errno);
     out << text;
     out.flush();
     if (!out) {
       std::filesystem::remove(tmp);
-      internal_error(tmp + ": write failed (disk full?): " + std::strerror(errno));
+      output_error(tmp + ": write failed", errno);
     }
   }
   std::error_code ec;

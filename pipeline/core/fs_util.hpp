@@ -6,6 +6,12 @@
 
 namespace saepipe {
 
+// A failure to create or write an output, from its errno: a full disk, an exceeded quota or an
+// I/O error is the system's (exit 1); anything else (no permission, a read-only or missing
+// directory) is the user's (exit 2). The message gets strerror(err) appended.
+[[noreturn]] void output_error(const std::string& message, int err);
+bool is_system_output_errno(int err);  // the split above
+
 // Creates the directory and its parents; user error naming it if that fails.
 void make_dirs(const std::string& dir);
 // Writes text to path + ".tmp.<pid>" then renames it over path (parent directories created).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <type_traits>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
 
 namespace saepipe::h5 {
 
@@ -478,8 +480,14 @@ std::vector<double> Object::read_double_vector_attribute(const std::string& name
 
 File create_file(const std::string& path) {
   PropList fapl = file_access(path, H5F_CLOSE_SEMI);
+  errno = 0;
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
-  if (id < 0) user_error(path + ": cannot create HDF5 file" + hdf5_reason());
+  if (id < 0) {
+    const int err = errno;  // the POSIX driver's open() or write(), when that was the cause
+    const std::string message = path + ": cannot create HDF5 file" + hdf5_reason();
+    if (is_system_output_errno(err)) internal_error(message);  // a full disk: exit 1
+    user_error(message);
+  }
   return File(id, H5Fclose, path, "/");
 }
 

@@ -29,13 +29,13 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   const uint64_t len = text.size();
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) user_error(path + ": cannot open for writing");
+  if (!out) output_error(path + ": cannot open for writing", errno);
   out.write(reinterpret_cast<const char*>(&len), 8);
   out.write(text.data(), std::streamsize(text.size()));
   for (const SafeTensor& t : tensors)
     out.write(reinterpret_cast<const char*>(t.data->data()), std::streamsize(t.data->size() * sizeof(float)));
   out.close();
-  if (!out) user_error(path + ": write failed (disk full?)");
+  if (!out) output_error(path + ": write failed", errno);
 }
 
 void write_saelens_export(const std::string& dir, const SaeCheckpoint& c, int64_t context_size) {

@@ -111,7 +111,7 @@ void TrainModel::open_log(const Logger& log) {
   if (!env_.is_root()) return;
   if (first_step_ > 0 && path_exists(log_path_)) truncate_log(log_path_, first_step_);
   metrics_.open(log_path_, first_step_ > 0 ? std::ios::app : std::ios::trunc);
-  if (!metrics_) user_error(log_path_ + ": cannot open for writing");
+  if (!metrics_) output_error(log_path_ + ": cannot open for writing", errno);
 }
 
 void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepRows& rows, uint64_t seed, Logger& log) {

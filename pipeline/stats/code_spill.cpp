@@ -5,12 +5,13 @@
 #include <filesystem>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/fs_util.hpp"
 
 namespace saepipe {
 
 CodeSpill::CodeSpill(std::string path) : path_(std::move(path)) {
   f_ = std::fopen(path_.c_str(), "w+b");
-  if (!f_) user_error(path_ + ": cannot create the scratch file for the second pass: " + std::strerror(errno));
+  if (!f_) output_error(path_ + ": cannot create the scratch file for the second pass", errno);
 }
 
 CodeSpill::~CodeSpill() {
