@@ -606,6 +606,15 @@ Dataset Location::create_virtual_dataset(const std::string& name, Type type, con
   PropList lcpl = make_plist(H5P_LINK_CREATE, at);
   check(H5Pset_create_intermediate_group(lcpl.id(), 1), at, "H5Pset_create_intermediate_group");
   Datatype t = file_type(type);
+  // Rows whose source file is missing read as this fill value: NaN for floats and -1 for
+  // integers, so a lost shard shows up as unusable data rather than plausible zeros.
+  const uint64_t fill = type == Type::Float32    ? 0x7FC00000u
+                        : type == Type::Float64  ? 0x7FF8000000000000u
+                        : type == Type::Float16  ? 0x7E00u
+                        : type == Type::BFloat16 ? 0x7FC0u
+                        : type == Type::UInt8    ? 0xFFu
+                                                 : ~uint64_t(0);  // -1 in two's complement at any width
+  check(H5Pset_fill_value(dcpl.id(), t.id(), &fill), at, "H5Pset_fill_value");
   const hid_t id = check(H5Dcreate2(id_, name.c_str(), t.id(), vspace.id(), lcpl.id(), dcpl.id(), H5P_DEFAULT), at,
                          "create virtual dataset");
   return Dataset(id, H5Dclose, file_, path);

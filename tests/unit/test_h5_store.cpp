@@ -517,6 +517,39 @@ TEST(Store, VirtualDatasetEqualsShards) {
   EXPECT_EQ(f.read_string_attribute("dtype"), "float16");
 }
 
+// A shard gone missing reads through the virtual file as NaN rows (and -1 tokens), not zeros.
+TEST(Store, VirtualDatasetMissingShardReadsAsNaN) {
+  for (const auto dtype : {saepipe::StoreDtype::Float32, saepipe::StoreDtype::Float16, saepipe::StoreDtype::BFloat16}) {
+    TempDir dir;
+    TestStore st;
+    st.dtype = dtype;
+    st.write(dir.path());
+    saepipe::StoreReader reader(dir.path(), st.hooks[0]);
+    const int64_t N = reader.n_tokens(), D = reader.d_model();
+    std::vector<float> expect(size_t(N * D)), got(size_t(N * D));
+    std::vector<int32_t> tokens(static_cast<size_t>(N)), tokens_expect(static_cast<size_t>(N));
+    reader.read_rows(0, N, expect.data());
+    reader.read_tokens(0, N, tokens_expect.data());
+    const saepipe::ShardInfo lost = reader.manifest().shards[1];
+    fs::remove(dir / lost.path);
+    h5::File f = h5::open_file(dir / "activations.h5");
+    ASSERT_GE(H5Dread(f.open_dataset("activations/" + st.hooks[0]).id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                      got.data()), 0);
+    ASSERT_GE(H5Dread(f.open_dataset("tokens").id(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()), 0);
+    for (int64_t r = 0; r < N; ++r) {
+      const bool in_lost = r >= lost.first_token && r < lost.first_token + lost.n_tokens;
+      EXPECT_EQ(tokens[size_t(r)], in_lost ? -1 : tokens_expect[size_t(r)]) << "row " << r;
+      for (int64_t c = 0; c < D; ++c) {
+        const float v = got[size_t(r * D + c)];
+        if (in_lost)
+          ASSERT_TRUE(std::isnan(v)) << saepipe::to_string(dtype) << " row " << r << " col " << c << ": " << v;
+        else
+          ASSERT_EQ(v, expect[size_t(r * D + c)]) << saepipe::to_string(dtype) << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(Store, ReaderErrorsNameTheProblem) {
   TempDir dir;
   TestStore st;
