@@ -81,7 +81,7 @@ void SyntheticModel::generate(int64_t first, int64_t n, float* out, int32_t* dom
     for (int64_t r = 0; r < n; ++r) {
       uint64_t t = uint64_t(first + r);
       std::fill(acc.begin(), acc.end(), 0.0);
-      int32_t best = -1;
+      int32_t best = int32_t(g_);  // none active
       double best_coef = -1;
       for (int64_t i = 0; i < g_; ++i) {
         if (rho_ > 0) {

@@ -25,7 +25,8 @@ class SyntheticModel {
   const std::vector<double>& probabilities() const { return prob_; }  // [G]
 
   // Rows for tokens [first, first + n): out [n,D]; dominant [n] gets the index of the
-  // largest active coefficient (-1 when no feature is active), stored as the token id.
+  // largest active coefficient (n_features() when no feature is active: -1 is kept for "outside
+  // the sequence" in the stats contexts), stored as the token id.
   void generate(int64_t first, int64_t n, float* out, int32_t* dominant) const;
 
  private:

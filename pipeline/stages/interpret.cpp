@@ -56,7 +56,7 @@ void load_tokens(SiteData& site, const Job& job, const nlohmann::json& source) {
   if (model_dir.empty() && job.harvest.source == "model") model_dir = job.harvest.model;
   if (model_dir.empty()) {
     site.token_note = "No tokenizer: a synthetic store, where a position's token id ⟨g⟩ is its largest active true "
-                      "feature.";
+                      "feature (⟨" + std::to_string(json_int(source, "n_features", 0)) + "⟩ when none is active).";
     return;
   }
   const std::string vocab = model_dir + "/vocab.json";

@@ -51,11 +51,11 @@ def probabilities(n_features, decay, mean_active):
 
 
 def tokens(seed, first, n, feats, probs):
-    """Rows for tokens [first, first+n) and the dominant feature id per token."""
+    """Rows for tokens [first, first+n) and the dominant feature id per token (n_features: none)."""
     t = np.arange(first, first + n, dtype=np.uint64)[:, None]
     i = np.arange(len(probs), dtype=np.uint64)[None, :]
     active = uniform01(counter_hash(seed, 2, t, i)) < probs[None, :]
     coef = uniform01(counter_hash(seed, 3, t, i)) * active
     x = coef @ feats
-    dominant = np.where(active.any(axis=1), np.argmax(np.where(active, coef, -1.0), axis=1), -1)
+    dominant = np.where(active.any(axis=1), np.argmax(np.where(active, coef, -1.0), axis=1), len(probs))
     return x, dominant
