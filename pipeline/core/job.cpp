@@ -365,6 +365,7 @@ Job parse_job(const std::string& text, const std::string& path) {
   st.seed = get<int64_t>(t, "stats.seed");
   st.ce_loss_tokens = get<int64_t>(t, "stats.ce_loss_tokens");
   st.scratch_codes = get<bool>(t, "stats.scratch_codes");
+  st.scratch_codes_gib = get<double>(t, "stats.scratch_codes_gib");
   for (auto& n : *t.at_path("stats.quantiles").as_array()) st.quantiles.push_back(n.value<double>().value());
   st.dense_threshold = get<double>(t, "stats.dense_threshold");
   st.ultralow_threshold = get<double>(t, "stats.ultralow_threshold");

@@ -56,6 +56,7 @@ struct StatsConfig {
   std::vector<double> quantiles;
   double dense_threshold = 0, ultralow_threshold = 0;
   bool scratch_codes = true;
+  double scratch_codes_gib = 8;
 };
 
 struct InterpretConfig {

@@ -141,9 +141,9 @@ void run_stats(const Job& job, const MpiEnv& env) {
   std::vector<float> x(static_cast<size_t>(batch * D));
   std::vector<int32_t> tokens(static_cast<size_t>(batch));
   // The second pass reads the first pass's codes back from a per-rank scratch file rather than
-  // encoding again, unless that file would pass kSpillLimit bytes or leave too little room for
+  // encoding again, unless that file would pass scratch_codes_gib or leave too little room for
   // the stage's own outputs (then it re-encodes: the file is a shortcut, never a reason to fail).
-  constexpr int64_t kSpillLimit = int64_t(8) << 30;
+  const auto spill_limit = int64_t(sc.scratch_codes_gib * double(int64_t(1) << 30));
   const int64_t output_bytes = stats_output_bytes(F, sc);
   env.all_or_none([&] { require_free_space(out_dir, output_bytes, "writing the statistics"); });
   std::unique_ptr<CodeSpill> spill;
@@ -155,7 +155,10 @@ void run_stats(const Job& job, const MpiEnv& env) {
   // One pass over this rank's batches. Every rank takes the same number of rounds and makes the
   // same collective calls in each, so that an error on one of them (a bad row, a full disk) is
   // agreed on (all_or_none) and reported once.
-  auto pass = [&](const char* what, bool from_spill, const std::function<void(const EncodedBatch&)>& use) {
+  // Whether a rank reads its codes back is its own affair (its file may have been dropped), but
+  // the rounds' collective calls must not depend on it: the spill writes run in the first pass only.
+  auto pass = [&](const char* what, bool pass_one, const std::function<void(const EncodedBatch&)>& use) {
+    const bool from_spill = !pass_one && spill != nullptr;
     for (int64_t r = 0; r < rounds; ++r) {
       const int64_t b = b_lo + r;
       const int64_t a = first + b * batch;
@@ -175,13 +178,13 @@ void run_stats(const Job& job, const MpiEnv& env) {
         eb = EncodedBatch{a, n, L, tokens.data(), ws.idx.data(), ws.val.data(), ws.width};
       }
       if (n > 0) use(eb);
-      if (!from_spill) {
+      if (pass_one) {
         env.all_or_none([&] {
           if (n == 0 || !spill) return;
           const int64_t need = CodeSpill::record_bytes(eb), free = free_bytes(out_dir);
           std::string why;
-          if (spill->bytes() + need > kSpillLimit)
-            why = "its codes would pass " + format_bytes(kSpillLimit) + " of scratch file";
+          if (spill->bytes() + need > spill_limit)
+            why = "its codes would pass stats.scratch_codes_gib (" + format_bytes(spill_limit) + ")";
           else if (free >= 0 && free < need + output_bytes)
             why = "only " + format_bytes(free) + " free beside " + out_dir;
           else if (!spill->write(eb))
@@ -197,7 +200,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
   };
 
   FirstPass first_pass(D, F, eo);
-  pass("batches, pass 1/2", false, [&](const EncodedBatch& eb) { first_pass.add(eb, x.data(), ws.recon.data()); });
+  pass("batches, pass 1/2", true, [&](const EncodedBatch& eb) { first_pass.add(eb, x.data(), ws.recon.data()); });
   first_pass.reduce(env);
   FeatureExamples ex;
   ex.d_sae = F;
@@ -209,7 +212,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
 
   SecondPass second_pass(first_pass.max_activation(), sc.histogram_bins, eo);
   env.all_or_none([&] { if (spill) spill->rewind(); });
-  pass("batches, pass 2/2", spill != nullptr, [&](const EncodedBatch& eb) { second_pass.add(eb); });
+  pass("batches, pass 2/2", false, [&](const EncodedBatch& eb) { second_pass.add(eb); });
   spill.reset();
   second_pass.reduce(env);
   ex.interval = second_pass.interval_examples(env);

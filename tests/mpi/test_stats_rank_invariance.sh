@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The stats stage's merged results (features.h5, examples.h5, summary.json) are identical for
-# 1, 3 and 4 ranks (3 and 4 get uneven numbers of batches; 3 encode twice, the others read the
-# first pass's codes back), match an independent float64 NumPy
+# 1, 3 and 4 ranks (3 and 4 get uneven numbers of batches; 3 encode twice, 1 reads the first
+# pass's codes back, and of the 4 the two ranks with 3 batches pass the scratch cap and encode
+# again while the two with 2 read back: collectives must not depend on it), match an independent
+# float64 NumPy
 # recomputation (tests/python/check_stats_reference.py), and pass `saepipe inspect`.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
 cat > base.toml <<T
@@ -34,9 +36,13 @@ for n in 1 3 4; do
   sed "s|dir = \"run\"|dir = \"r$n\"|" base.toml | sed "s|^\[stats\]|[stats]\nactivations = \"$WORK/run/activations\"\nsae = \"$WORK/run/sae/sae.h5\"|" > s$n.toml
   # 3 ranks encode twice instead of reading the first pass's codes back: the same results.
   [ $n = 3 ] && echo "scratch_codes = false" >> s$n.toml
+  # 10 held-out batches of 640 tokens, 33304 bytes of codes each: a cap of 80000 bytes holds 2.
+  [ $n = 4 ] && echo "scratch_codes_gib = $(/usr/bin/python3 -c 'print(80000 / 2**30)')" >> s$n.toml
   mpirun_np $n "$BIN/saepipe-stats" --job s$n.toml >stats$n.log 2>&1 || { fail "stats on $n ranks"; cat stats$n.log; }
 done
 ls r4/stats/.codes.* >/dev/null 2>&1 && fail "scratch files left behind" || pass "no scratch files left"
+dropped=$(grep -c "its codes would pass stats.scratch_codes_gib (80.0 kB); the second pass encodes again" stats4.log)
+[ "$dropped" = 2 ] && pass "4 ranks: two dropped their scratch file, two kept it" || { fail "4 ranks: $dropped ranks dropped the scratch file (want 2)"; cat stats4.log; }
 $PY - <<'P' && pass "features.h5, examples.h5 and summary.json identical for 1, 3 and 4 ranks" || fail "stats depend on the rank count"
 import h5py, json, numpy as np, sys
 ok = True
