@@ -148,7 +148,9 @@ void run_harvest(const Job& job, const MpiEnv& env) {
   const double busy = std::max(1e-9, env.allreduce_sum(total_s));
   const double wait_share = env.allreduce_sum(wait_s) / busy, write_share = env.allreduce_sum(write_s) / busy;
 
-  if (env.is_root()) {
+  // Rank 0 writes the store files; a failure there (a full disk) is agreed on and told once.
+  env.all_or_none([&] {
+    if (!env.is_root()) return;
     source->finish_store(dir);
     StoreManifest m;
     m.d_model = D;
@@ -162,7 +164,7 @@ void run_harvest(const Job& job, const MpiEnv& env) {
       m.shards.push_back({shard_name(s), s * seq_per_shard * R, shard_seqs(s) * R, int(s % env.size())});
     write_virtual_store(dir, m);
     m.write(dir);
-  }
+  });
   env.barrier();
   char rate[200];
   std::snprintf(rate, sizeof rate, "%.1f s, %.0f tokens/s; HDF5 writes %.1f%% of the time, %.1f%% not overlapped "

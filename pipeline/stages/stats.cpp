@@ -238,7 +238,9 @@ void run_stats(const Job& job, const MpiEnv& env) {
     }
   }
 
-  if (env.is_root()) {
+  // Rank 0 finishes and writes; a failure there (a full disk) is agreed on and told once.
+  env.all_or_none([&] {
+    if (!env.is_root()) return;
     FeatureStats fs;
     first_pass.finish(fs, sc.dense_threshold, sc.ultralow_threshold);
     second_pass.finish(fs, sc.quantiles);
@@ -316,7 +318,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
     if (summary.contains("mmcs")) line += ", MMCS " + std::to_string(summary["mmcs"].get<double>()) +
                                          ", recovered@0.9 " + std::to_string(summary["frac_recovered_09"].get<double>());
     log.info(line);
-  }
+  });
   env.barrier();
   log.info("wrote " + out_dir + "/summary.json, features.h5 and examples.h5");
 }

@@ -128,12 +128,14 @@ void run_train(const Job& job, const MpiEnv& env) {
       for (int64_t i = 0; i < n_ext * D; ++i) scaled[i] = x[i] * s;
       m->step(step, n_steps, B, StepRows{scaled.data(), lo - lo_al, hi - lo, hi_al - hi, lo}, uint64_t(job.run.seed),
               log);
-      if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps && env.is_root())
-        m->save_state(step + 1, h5_mutex);
+      // The same steps on every rank: rank 0 writes, and a failure (a full disk) is agreed on.
+      if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps)
+        env.all_or_none([&] { if (env.is_root()) m->save_state(step + 1, h5_mutex); });
     }
   }
   log.end_progress();
-  if (env.is_root()) {
+  env.all_or_none([&] {
+    if (!env.is_root()) return;
     SaeCheckpoint meta;
     meta.hook = reader->hook();
     meta.store = job.store_dir();
@@ -141,7 +143,7 @@ void run_train(const Job& job, const MpiEnv& env) {
     meta.heldout_n_tokens = split.heldout_tokens;
     meta.resolved_job = job.resolved_toml;
     for (auto& m : models) m->finish(n_steps, B, meta, reader->manifest().context, h5_mutex);
-  }
+  });
   env.barrier();
   for (auto& m : models) log.info("wrote " + m->spec().out_dir + "/sae.h5");
 }

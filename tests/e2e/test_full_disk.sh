@@ -69,4 +69,16 @@ rc=$?
 [ $rc -eq 1 ] && pass "train on a full disk exits $rc: $(grep -E '^saepipe-train: ' train.log | head -1)" || { fail "train exit $rc"; cat train.log; }
 [ ! -e tiny/run2/sae/sae.h5 ] && pass "no sae.h5 left" || fail "sae.h5 written on a full disk"
 [ -z "$(find tiny -name '*.tmp*')" ] && pass "no temporary files left" || fail "temporary files left: $(find tiny -name '*.tmp*')"
+
+# Room to start but not for the first checkpoint (rank 0 writes it; the failure is agreed on by
+# both ranks and told in one line, no MPI_Abort).
+rm -rf tiny/fill tiny/run2 && mkdir -p tiny/run2/sae
+dd if=/dev/zero of=tiny/fill bs=1k count=930 2>/dev/null
+sed 's/d_sae = 64/d_sae = 256/; s/n_tokens = 4096/n_tokens = 40960/' train.toml > ckpt.toml && echo "checkpoint_every = 40" >> ckpt.toml
+timeout 120 mpirun_np 2 "$BIN/saepipe-train" --job ckpt.toml >ckpt.log 2>&1
+rc=$?
+[ $rc -eq 1 ] && [ "$(grep -cE '^saepipe-train: ' ckpt.log)" = 1 ] && ! grep -q "MPI_ABORT" ckpt.log \
+  && pass "checkpoint on a full disk: exit 1, $(grep -E '^saepipe-train: ' ckpt.log)" || { fail "checkpoint on a full disk: exit $rc"; cat ckpt.log; }
+[ -z "$(find tiny -name '*.tmp*' -o -name 'train_state.h5' -o -name 'sae.h5')" ] && pass "no checkpoint or temporary file left" \
+  || fail "left: $(find tiny -name '*.tmp*' -o -name 'train_state.h5' -o -name 'sae.h5')"
 finish
