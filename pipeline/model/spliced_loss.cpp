@@ -1,5 +1,5 @@
-// Shape legend: B sequences, T positions, N = B*T rows, P = B*(T-1) predictions, R predictions
-// per block, D d_model, V vocab.
+// Shape legend: B sequences, T positions, N = B*T rows (each gives a KL), P = B*(T-1) of them with
+// a next token (each gives a CE), R rows per block, D d_model, V vocab.
 #include "pipeline/model/spliced_loss.hpp"
 
 #include <algorithm>
@@ -24,7 +24,7 @@ struct RowResult {
   double kl[2];     // KL(clean || spliced), KL(clean || zero)
 };
 
-// Per prediction: cross-entropy of each variant at `target` and KL(clean || other), from the
+// Per row: cross-entropy of each variant at `target` (none when target < 0) and KL(clean || other), from the
 // three rows of logits. e, e2 [V] are scratch. Sums in double; exp is fast_exp (vectorised),
 // the reductions in SIMD lanes. Every variant goes through the same loops, so an identity edit
 // (bit-identical logits) gives exactly the clean loss and a KL of exactly 0.
@@ -46,7 +46,7 @@ RowResult row_losses(const float* const lg[3], int64_t V, int32_t target, float*
     lse[k] = double(mx) + std::log(s);
   }
   RowResult r;
-  for (int k = 0; k < 3; ++k) r.ce[k] = lse[k] - double(lg[k][target]);
+  for (int k = 0; k < 3; ++k) r.ce[k] = target >= 0 ? lse[k] - double(lg[k][target]) : 0.0;
   // With a, b the logits of p (clean) and q: KL(p || q) = sum_v p_v (a_v - b_v) + lse_q - lse_p,
   // p_v = e_v / sum_c.
   for (int k = 1; k < 3; ++k) {
@@ -63,7 +63,7 @@ RowResult row_losses(const float* const lg[3], int64_t V, int32_t target, float*
 
 SplicedLossSums& SplicedLossSums::operator+=(const SplicedLossSums& o) {
   clean_loss += o.clean_loss, spliced_loss += o.spliced_loss, zero_loss += o.zero_loss;
-  kl_spliced += o.kl_spliced, kl_zero += o.kl_zero, n_predictions += o.n_predictions;
+  kl_spliced += o.kl_spliced, kl_zero += o.kl_zero, n_predictions += o.n_predictions, n_positions += o.n_positions;
   return *this;
 }
 
@@ -93,11 +93,11 @@ SplicedLossSums spliced_loss(const TransformerModel& m, const int32_t* tokens, i
   std::vector<float> x(size_t(3 * kRows * D)), logits(size_t(3 * kRows * V));  // [3,R,D], [3,R,V]
   std::vector<RowResult> res(static_cast<size_t>(kRows));
   std::vector<int32_t> target(static_cast<size_t>(kRows));
-  for (int64_t p0 = 0; p0 < P; p0 += kRows) {
-    const int64_t R = std::min(kRows, P - p0);
+  for (int64_t n0 = 0; n0 < N; n0 += kRows) {
+    const int64_t R = std::min(kRows, N - n0);
     for (int64_t i = 0; i < R; ++i) {
-      const int64_t p = p0 + i, n = (p / (T - 1)) * T + p % (T - 1);  // row of prediction p
-      target[size_t(i)] = tokens[n + 1];
+      const int64_t n = n0 + i;
+      target[size_t(i)] = n % T == T - 1 ? -1 : tokens[n + 1];  // a sequence's last row: KL only
       for (int k = 0; k < 3; ++k)
         std::memcpy(x.data() + (k * kRows + i) * D, final.data() + k * ND + n * D, size_t(D) * sizeof(float));
     }
@@ -113,13 +113,14 @@ SplicedLossSums spliced_loss(const TransformerModel& m, const int32_t* tokens, i
         res[size_t(i)] = row_losses(lg, V, target[size_t(i)], e.data(), e2.data());
       }
     }
-    for (int64_t i = 0; i < R; ++i) {  // in prediction order: independent of the thread count
+    for (int64_t i = 0; i < R; ++i) {  // in row order: independent of the thread count
       const RowResult& r = res[size_t(i)];
       sums.clean_loss += r.ce[0], sums.spliced_loss += r.ce[1], sums.zero_loss += r.ce[2];
       sums.kl_spliced += r.kl[0], sums.kl_zero += r.kl[1];
     }
   }
   sums.n_predictions = P;
+  sums.n_positions = N;
   return sums;
 }
 

@@ -19,9 +19,10 @@ namespace saepipe {
 struct SplicedLossSums {
   // Sums over the predictions of -log p(next token), nats.
   double clean_loss = 0, spliced_loss = 0, zero_loss = 0;
-  // Sums over the predictions of KL(clean || spliced) and KL(clean || zero), nats.
+  // Sums over every position (all B*T: each has a next-token distribution, as SAELens averages
+  // it) of KL(clean || spliced) and KL(clean || zero), nats.
   double kl_spliced = 0, kl_zero = 0;
-  int64_t n_predictions = 0;
+  int64_t n_predictions = 0, n_positions = 0;
 
   SplicedLossSums& operator+=(const SplicedLossSums& o);
   // SAEBench's scores (1 = the SAE loses nothing, 0 = as bad as zero ablation):
@@ -33,8 +34,8 @@ struct SplicedLossSums {
 };
 
 // tokens [B,T] (ids < vocab_size, 1 <= T <= n_positions). Predictions: positions 0..T-2 of each
-// sequence, the target being the next token (B*(T-1) of them; KL is summed over the same
-// positions). reconstruct(acts, N) overwrites acts [N, D] — what the hook sees, row b*T + t for
+// sequence, the target being the next token (B*(T-1) of them); KL is summed over all B*T
+// positions. reconstruct(acts, N) overwrites acts [N, D] — what the hook sees, row b*T + t for
 // position t of sequence b — with the SAE's reconstruction; to leave some positions alone (BOS,
 // say) it leaves their rows as they are.
 //

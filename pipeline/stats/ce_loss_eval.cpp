@@ -18,7 +18,7 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
   const int64_t rounds = (n_batches + env.size() - 1) / env.size();
   const HookPoint hook = parse_hook(in.hook, in.model->n_layers());
   ExactSums sums(5);
-  int64_t n_pred = 0;
+  int64_t n_pred = 0, n_pos = 0;
   std::vector<int32_t> rows(static_cast<size_t>(kBatch * R)), tokens(static_cast<size_t>(kBatch * T));
   SaeWorkspace ws;
   std::vector<float> kept;
@@ -54,6 +54,7 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
     sums.add(3, part.kl_spliced);
     sums.add(4, part.kl_zero);
     n_pred += part.n_predictions;
+    n_pos += part.n_positions;
   }
   sums.allreduce(env);
   SplicedLossSums out;
@@ -63,6 +64,7 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
   out.kl_spliced = sums.value(3);
   out.kl_zero = sums.value(4);
   out.n_predictions = env.allreduce_sum(n_pred);
+  out.n_positions = env.allreduce_sum(n_pos);
   return out;
 }
 
@@ -75,8 +77,9 @@ void add_ce_loss_summary(const SplicedLossSums& s, nlohmann::json& summary) {
   const double rec = s.ce_loss_score();
   if (std::isfinite(rec)) summary["ce_loss_recovered"] = rec;
   summary["delta_loss"] = (s.spliced_loss - s.clean_loss) / n;
-  summary["kl_div"] = s.kl_spliced / n;
+  summary["kl_div"] = s.kl_spliced / double(s.n_positions);
   summary["ce_tokens"] = s.n_predictions;
+  summary["kl_positions"] = s.n_positions;
 }
 
 }  // namespace saepipe

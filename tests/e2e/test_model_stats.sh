@@ -34,7 +34,7 @@ mpirun_np 3 "$BIN/saepipe-stats" --job m3.toml >s3.log 2>&1 || { fail "stats on 
 $PY - <<'P' && pass "CE figures and logit effects identical for 1 and 3 ranks" || fail "model stats depend on the rank count"
 import h5py, json, numpy as np, sys
 a, b = json.load(open("run/stats/summary.json")), json.load(open("run3/stats/summary.json"))
-keys = ["ce_loss_clean", "ce_loss_spliced", "ce_loss_zero", "ce_loss_recovered", "kl_div", "ce_tokens"]
+keys = ["ce_loss_clean", "ce_loss_spliced", "ce_loss_zero", "ce_loss_recovered", "kl_div", "ce_tokens", "kl_positions"]
 fa, fb = h5py.File("run/stats/features.h5"), h5py.File("run3/stats/features.h5")
 ok = all(a[k] == b[k] for k in keys) and fa["logit_top_ids"].shape == (128, 5)
 ok = ok and all(np.array_equal(fa[n][...], fb[n][...]) for n in ("logit_top_ids", "logit_top_values", "logit_hist_counts"))

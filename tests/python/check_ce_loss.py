@@ -37,18 +37,18 @@ def recon(x):
     return z @ W_dec + b_dec
 
 
-lp = [torch.log_softmax(forward(cfg, w, ids, edit=e, logits=True)["logits"], dim=-1)[:, :-1]
+lp = [torch.log_softmax(forward(cfg, w, ids, edit=e, logits=True)["logits"], dim=-1)
       for e in (None, {hook: recon}, {hook: torch.zeros_like})]
 tgt = ids[:, 1:].unsqueeze(-1)
 n = tgt.numel()
-ce = [float(-l.gather(-1, tgt).sum()) / n for l in lp]
-kl = float((lp[0].exp() * (lp[0] - lp[1])).sum()) / n
+ce = [float(-l[:, :-1].gather(-1, tgt).sum()) / n for l in lp]
+kl = float((lp[0].exp() * (lp[0] - lp[1])).sum()) / ids.numel()  # every position, as SAELens
 ref = {"ce_loss_clean": ce[0], "ce_loss_spliced": ce[1], "ce_loss_zero": ce[2], "kl_div": kl,
        "ce_loss_recovered": (ce[2] - ce[1]) / (ce[2] - ce[0])}
 bad = [f"{key} {s.get(key)} vs {v}" for key, v in ref.items()
        if key not in s or abs(s[key] - v) > 1e-4 * max(abs(v), 1e-2)]
-if s["ce_tokens"] != n or bad:
-    print(f"ce_tokens {s['ce_tokens']} vs {n}; " + "; ".join(bad))
+if s["ce_tokens"] != n or s.get("kl_positions") != ids.numel() or bad:
+    print(f"ce_tokens {s['ce_tokens']} vs {n}; kl_positions {s.get('kl_positions')} vs {ids.numel()}; " + "; ".join(bad))
     sys.exit(1)
 print(f"CE clean {ce[0]:.4f} spliced {ce[1]:.4f} zero {ce[2]:.4f} recovered {ref['ce_loss_recovered']:.4f} "
-      f"KL {kl:.5f} over {n} predictions match the float64 reference")
+      f"over {n} predictions, KL {kl:.5f} over {ids.numel()} positions match the float64 reference")

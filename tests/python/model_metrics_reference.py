@@ -7,8 +7,9 @@ GPT-2 of gpt2_reference.py in float64, and direct logit effects of decoder rows 
 
 Writes OUT_DIR/tokens.i32 ([B, T] int32, raw little-endian), OUT_DIR/w_dec.f32 ([F, D] float32;
 row 0 is zero, so all its effects tie) and OUT_DIR/reference.json:
-  spliced[hook] = {clean, spliced, zero, kl_spliced, kl_zero: sums over the B*(T-1) predictions
-                   (positions 0..T-2, target the next token), n}
+  spliced[hook] = {clean, spliced, zero: sums over the B*(T-1) predictions (positions 0..T-2,
+                   target the next token), n; kl_spliced, kl_zero: sums over all B*T positions,
+                   n_positions}
     spliced: the hook's activation x replaced by x * 0.5 + 0.25 * (d % 5 - 2) at channel d (not
     undone by a LayerNorm); zero: by 0; KL(clean || other).
   logit = {top_ids, top_values, bottom_ids, bottom_values [F][L] (ties: lower id first),
@@ -38,14 +39,14 @@ def spliced_sums(cfg, w, ids, hook):
     shift = 0.25 * ((torch.arange(cfg["n_embd"], dtype=torch.float64) % 5) - 2)
     recon = lambda t: t * 0.5 + shift
     zero = torch.zeros_like
-    lp = [torch.log_softmax(forward(cfg, w, ids, edit=e, logits=True)["logits"], dim=-1)[:, :-1]
+    lp = [torch.log_softmax(forward(cfg, w, ids, edit=e, logits=True)["logits"], dim=-1)
           for e in (None, {hook: recon}, {hook: zero})]
     tgt = ids[:, 1:].unsqueeze(-1)
-    ce = [float(-l.gather(-1, tgt).sum()) for l in lp]
+    ce = [float(-l[:, :-1].gather(-1, tgt).sum()) for l in lp]
     p = lp[0].exp()
     kl = [float((p * (lp[0] - l)).sum()) for l in lp[1:]]
     return {"clean": ce[0], "spliced": ce[1], "zero": ce[2], "kl_spliced": kl[0], "kl_zero": kl[1],
-            "n": int(tgt.numel())}
+            "n": int(tgt.numel()), "n_positions": int(ids.numel())}
 
 
 def logit_reference(w, w_dec, L, H):

@@ -160,6 +160,7 @@ TEST_F(ModelMetrics, HooksSeeTheHarvestValuesAndIdentityEditIsExact) {
 
     const SplicedLossSums s = spliced_loss(*m, tok.data(), B, T, hooks[h], [](float*, int64_t) {});
     EXPECT_EQ(s.n_predictions, B * (T - 1));
+    EXPECT_EQ(s.n_positions, B * T);
     EXPECT_EQ(s.spliced_loss, s.clean_loss) << kHooks[h];
     EXPECT_EQ(s.kl_spliced, 0.0) << kHooks[h];
     EXPECT_GT(s.kl_zero, 0.0) << kHooks[h];
@@ -196,6 +197,7 @@ TEST_F(ModelMetrics, SplicedLossThreadInvariantAndAdditive) {
   SplicedLossSums sum;
   for (int64_t b = 0; b < B; ++b) sum += spliced_loss(*m, tok.data() + b * T, 1, T, hook, affine_edit(D));
   EXPECT_EQ(sum.n_predictions, one.n_predictions);
+  EXPECT_EQ(sum.n_positions, one.n_positions);
   for (auto [x, y] : {std::pair{sum.clean_loss, one.clean_loss}, {sum.spliced_loss, one.spliced_loss},
                       {sum.zero_loss, one.zero_loss}, {sum.kl_spliced, one.kl_spliced}, {sum.kl_zero, one.kl_zero}})
     EXPECT_NEAR(x, y, 1e-6 * std::abs(y));
@@ -215,6 +217,7 @@ TEST_F(ModelMetrics, SplicedLossMatchesTorchReference) {
     const nlohmann::json& r = (*ref)["spliced"][name];
     const SplicedLossSums s = spliced_loss(*m, tok.data(), B, T, parse_hook(name, 2), affine_edit(D));
     ASSERT_EQ(s.n_predictions, r["n"].get<int64_t>());
+    ASSERT_EQ(s.n_positions, r["n_positions"].get<int64_t>());
     for (auto [got, key] : {std::pair{s.clean_loss, "clean"}, {s.spliced_loss, "spliced"}, {s.zero_loss, "zero"},
                             {s.kl_spliced, "kl_spliced"}, {s.kl_zero, "kl_zero"}}) {
       const double want = r[key];
