@@ -211,7 +211,12 @@ void run_stats(const Job& job, const MpiEnv& env) {
   ex.top = first_pass.top_examples(env);
 
   SecondPass second_pass(first_pass.max_activation(), sc.histogram_bins, eo);
-  env.all_or_none([&] { if (spill) spill->rewind(); });
+  env.all_or_none([&] {
+    if (spill && !spill->rewind()) {
+      log.rank_info(spill->error() + "; the second pass encodes again");
+      spill.reset();
+    }
+  });
   pass("batches, pass 2/2", false, [&](const EncodedBatch& eb) { second_pass.add(eb); });
   spill.reset();
   second_pass.reduce(env);

@@ -38,9 +38,10 @@ bool CodeSpill::write(const EncodedBatch& b) {
   return error_.empty();
 }
 
-void CodeSpill::rewind() {
-  if (std::fflush(f_) != 0) internal_error(path_ + ": write failed (disk full?): " + std::strerror(errno));
+bool CodeSpill::rewind() {
+  if (error_.empty() && std::fflush(f_) != 0) error_ = path_ + ": write failed: " + std::strerror(errno);
   std::rewind(f_);
+  return error_.empty();
 }
 
 EncodedBatch CodeSpill::read(int64_t sequence_length) {

@@ -26,7 +26,9 @@ class CodeSpill {
   const std::string& error() const { return error_; }
   static int64_t record_bytes(const EncodedBatch& b);
   int64_t bytes() const { return bytes_; }
-  void rewind();
+  // Flushes and goes back to the start; false when the flush failed (the buffered tail could
+  // not be written), with the reason in error().
+  bool rewind();
   // The next batch, pointing into this object's buffers (valid until the next read).
   EncodedBatch read(int64_t sequence_length);
 

@@ -4,14 +4,18 @@
 // the order independence of ExactSums.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <numeric>
 #include <random>
 
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/model/counter_rng.hpp"
+#include "pipeline/stats/code_spill.hpp"
 #include "pipeline/stats/decoder_neighbours.hpp"
 #include "pipeline/stats/exact_sum.hpp"
 #include "pipeline/stats/feature_passes.hpp"
@@ -212,6 +216,57 @@ TEST(Stats, DecoderNeighboursMatchBruteForce) {
       EXPECT_NEAR(cs[size_t(f * K + j)], all[size_t(j)].first, 1e-5);
     }
   }
+}
+
+}  // namespace
+}  // namespace saepipe
+
+namespace saepipe {
+namespace {
+
+// The scratch file gives back exactly the batches written, in order, and its size is the sum of
+// record_bytes (the figure the stats stage checks against its cap and the free space).
+TEST(CodeSpill, RoundTripsBatches) {
+  const std::string path = std::filesystem::temp_directory_path() / ("saepipe-spill-" + std::to_string(::getpid()));
+  std::mt19937 rng(5);
+  struct Batch {
+    int64_t first, n, width;
+    std::vector<int32_t> tokens, idx;
+    std::vector<float> val;
+  };
+  std::vector<Batch> batches;
+  for (int64_t b = 0; b < 4; ++b) {
+    Batch x{b * 100, 7 + b, 1 + b % 3, {}, {}, {}};
+    for (int64_t i = 0; i < x.n; ++i) x.tokens.push_back(int32_t(rng() % 50000));
+    for (int64_t i = 0; i < x.n * x.width; ++i) {
+      x.idx.push_back(int32_t(rng() % 1000) - 1);
+      x.val.push_back(std::uniform_real_distribution<float>(0, 3)(rng));
+    }
+    batches.push_back(std::move(x));
+  }
+  int64_t expect_bytes = 0;
+  {
+    CodeSpill spill(path);
+    for (const Batch& x : batches) {
+      const EncodedBatch eb{x.first, x.n, 16, x.tokens.data(), x.idx.data(), x.val.data(), x.width};
+      ASSERT_TRUE(spill.write(eb)) << spill.error();
+      expect_bytes += CodeSpill::record_bytes(eb);
+    }
+    EXPECT_EQ(spill.bytes(), expect_bytes);
+    ASSERT_TRUE(spill.rewind()) << spill.error();
+    EXPECT_EQ(int64_t(std::filesystem::file_size(path)), expect_bytes);
+    for (const Batch& x : batches) {
+      const EncodedBatch got = spill.read(16);
+      ASSERT_EQ(got.first_row, x.first);
+      ASSERT_EQ(got.n, x.n);
+      ASSERT_EQ(got.width, x.width);
+      EXPECT_EQ(got.sequence_length, 16);
+      EXPECT_TRUE(std::equal(x.tokens.begin(), x.tokens.end(), got.tokens));
+      EXPECT_TRUE(std::equal(x.idx.begin(), x.idx.end(), got.idx));
+      EXPECT_TRUE(std::equal(x.val.begin(), x.val.end(), got.val));
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(path)) << "the scratch file outlives its object";
 }
 
 }  // namespace
