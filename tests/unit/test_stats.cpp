@@ -1,7 +1,7 @@
 // The stats stage's pieces against plain recomputations: quantiles from histograms against
 // sorted order statistics, the bounded example selections and both passes against full sorts
-// of every (token, latent) activation, decoder neighbours against a float64 brute force, and
-// the order independence of ExactSums, and the scratch file of codes.
+// of every (token, latent) activation, decoder neighbours against a float64 brute force,
+// the order independence of ExactSums, and the scratch file of codes round-tripping.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
