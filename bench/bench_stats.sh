@@ -49,7 +49,7 @@ for n in $TOKENS; do
   rm -rf "$OUT/run/stats"
   { cat "$OUT/base.toml"; printf '[stats]\nn_tokens = %s\n' "$n"; } > "$OUT/stats_$n.toml"
   /usr/bin/time -f "%e %M" -o "$OUT/time_$n.txt" env OMP_NUM_THREADS=$THREADS \
-    mpirun -q --oversubscribe -np "$RANKS" "$BUILD/saepipe-stats" --job "$OUT/stats_$n.toml" >"$OUT/stats_$n.log" 2>&1
+    mpirun -q --bind-to none --oversubscribe -np "$RANKS" "$BUILD/saepipe-stats" --job "$OUT/stats_$n.toml" >"$OUT/stats_$n.log" 2>&1
   read -r wall rss_kb < "$OUT/time_$n.txt"
   ref=$(OMP_NUM_THREADS=$(nproc --all) /usr/bin/python3 bench/torch_stats_encode.py --d "$D" --f "$F" --k "$K" --tokens $((n < 131072 ? n : 131072)))
   results+="{\"tokens\": $n, \"wall_s\": $wall, \"peak_rss_mib\": $((rss_kb / 1024)), \"tokens_per_s\": $(/usr/bin/python3 -c "print(round($n / $wall))"), \"torch_encode_tokens_per_s\": $ref},"
