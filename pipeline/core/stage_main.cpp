@@ -9,6 +9,7 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/core/thread_binding.hpp"
 
 namespace saepipe {
 
@@ -58,6 +59,7 @@ int stage_main(int argc, char** argv, const std::string& stage, const StageFunct
   MpiSession session(&argc, &argv);
   MpiEnv env;
   std::string prog = "saepipe-" + stage;
+  warn_if_threads_exceed_cores(env, prog);
   try {
     Job job = load_job(env, job_path, stage);
     run(job, env);
