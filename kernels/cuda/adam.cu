@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels_cuda.hpp"
 
 namespace saepipe::cuda {
@@ -19,23 +20,7 @@ namespace {
 
 constexpr int kRowThreads = 256;
 
-int grid_for(int64_t n, int threads) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
-}
-
-// Sum over the block (kRowThreads threads) by a fixed tree; every thread gets the result.
-__device__ double block_sum(double v, double* smem /* [kRowThreads / 32] */) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  double t = 0.0;
-  for (int w = 0; w < kRowThreads / 32; ++w) t += smem[w];  // same order in every thread
-  __syncthreads();  // smem is reused by the next call
-  return t;
-}
+__device__ __forceinline__ double block_sum(double v, double* smem) { return cuda::block_sum<kRowThreads>(v, smem); }
 
 struct AdamCoef {
   float step, inv_sqrt_bc2, b1, b2, c1, c2, eps;

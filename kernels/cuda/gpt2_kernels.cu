@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/gpt2_kernels.hpp"
 
 namespace saepipe::cuda {
@@ -26,26 +27,10 @@ template <> __device__ __forceinline__ __half from_f<__half>(float v) { return _
 
 constexpr unsigned kFull = 0xffffffffu;
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-__device__ __forceinline__ double warp_sum(double v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
   return v;
-}
-
-// Blocks for a grid-stride loop over n elements.
-unsigned grid_for(int64_t n, int threads) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  return unsigned(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535LL * 16));
 }
 
 // ---------------------------------------------------------------- embeddings

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels_cuda.hpp"
 
 namespace saepipe::cuda {
@@ -99,10 +100,6 @@ __global__ void from_bf16_kernel(const __nv_bfloat16* __restrict__ x, int64_t n,
     out[i] = __bfloat162float(x[i]);
 }
 
-int grid_for(int64_t n, int threads) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);  // grid-stride beyond that
-}
 
 }  // namespace
 

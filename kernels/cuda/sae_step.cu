@@ -11,6 +11,8 @@
 // so [N,F] never has to be kept.
 #include "kernels/cuda/sae_step.hpp"
 
+#include "kernels/cuda/device_util.cuh"
+
 #include <algorithm>
 #include <string>
 
@@ -19,19 +21,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Sum of v over a block of kThreads threads in a fixed order (warp shuffles, then the warps in
-// order); the result is valid in thread 0.
+// Sum of v over the block in a fixed order (device_util.cuh).
 __device__ __forceinline__ double block_sum(double v) {
   __shared__ double smem[kThreads / 32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
-  double t = 0.0;
-  if (threadIdx.x == 0)
-    for (int w = 0; w < kThreads / 32; ++w) t += smem[w];
-  return t;
+  return cuda::block_sum<kThreads>(v, smem);
 }
 
 // g[n,:] = float((2/B) (x_hat - x)), row_sq[n] = ||x_hat_n - x_n||^2 (double), one row per block.
@@ -92,8 +85,7 @@ __global__ void count_active_kernel(const int32_t* __restrict__ idx, int64_t NK,
     if (fire) atomicAdd(&fire[f], 1ull);
   }
   // Integer sums: the order does not matter.
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) local += __shfl_xor_sync(0xffffffffu, local, o);
+  local = warp_sum(local);
   if ((threadIdx.x & 31) == 0 && local) atomicAdd(total, local);
 }
 
@@ -101,10 +93,6 @@ __global__ void add_count_kernel(const unsigned long long* __restrict__ count, d
   out[0] += double(*count);
 }
 
-int grid_for(int64_t n, int threads) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
-}
 
 template <class T>
 T* scratch(int64_t n, cudaStream_t stream) {

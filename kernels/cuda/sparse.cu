@@ -28,6 +28,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels_cuda.hpp"
 
 namespace saepipe::cuda {
@@ -35,10 +36,6 @@ namespace {
 
 constexpr int kChunk = 256;
 
-int grid_for(int64_t n, int threads) {
-  const int64_t blocks = (n + threads - 1) / threads;
-  return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
-}
 
 int block_for_columns(int64_t D) {  // threads for a row of D columns: a multiple of 32, <= 256
   const int64_t t = ((D + 31) / 32) * 32;
@@ -99,8 +96,7 @@ __global__ void slot_dot_kernel(const int32_t* __restrict__ idx, const float* __
       const float* gn = g + (s / K) * D;
       for (int64_t d = lane; d < D; d += 32) acc = fmaf(w[d], gn[d], acc);
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    acc = warp_sum(acc);
     if (lane == 0) dval[s] = f >= 0 ? acc : 0.0f;
   }
 }

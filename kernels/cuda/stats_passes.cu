@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/stats_passes.hpp"
 #include "pipeline/stats/selection_rules.hpp"
 
@@ -34,10 +35,6 @@ __int128 join_128(unsigned long long lo, unsigned long long hi) {
 
 // ExampleSelection's order: higher priority first, ties to the lower row.
 __device__ __forceinline__ bool better(double p, int64_t r, double q, int64_t s) { return p > q || (p == q && r < s); }
-
-unsigned grid_for(int64_t n, int threads) {
-  return unsigned(std::min<int64_t>(std::max<int64_t>((n + threads - 1) / threads, 1), 65535LL * 16));
-}
 
 int bits_for(uint64_t v) {  // bits needed to hold v
   int b = 0;
