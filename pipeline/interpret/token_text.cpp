@@ -6,54 +6,17 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/utf8.hpp"
 #include "pipeline/interpret/html_text.hpp"
+#include "pipeline/model/bpe_tokenizer.hpp"
 
 namespace saepipe {
 
 namespace {
 
-// Decodes one UTF-8 code point at s[i] (s is valid UTF-8: nlohmann checked it); advances i.
-char32_t next_code_point(const std::string& s, size_t& i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  int len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-  char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-  for (int k = 1; k < len && i + size_t(k) < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + size_t(k)]) & 0x3F);
-  i += size_t(len);
-  return cp;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
-
 std::string id_text(int32_t id) { return "\xE2\x9F\xA8" + std::to_string(id) + "\xE2\x9F\xA9"; }  // ⟨id⟩
 
 }  // namespace
-
-std::vector<char32_t> gpt2_byte_alphabet() {
-  std::vector<char32_t> cp(256);
-  std::vector<bool> printable(256, false);
-  for (int b = '!'; b <= '~'; ++b) printable[size_t(b)] = true;
-  for (int b = 0xA1; b <= 0xAC; ++b) printable[size_t(b)] = true;
-  for (int b = 0xAE; b <= 0xFF; ++b) printable[size_t(b)] = true;
-  char32_t next = 256;
-  for (int b = 0; b < 256; ++b) cp[size_t(b)] = printable[size_t(b)] ? char32_t(b) : next++;
-  return cp;
-}
 
 TokenText::TokenText(std::vector<std::string> bytes_by_id, std::string source)
     : bytes_(std::move(bytes_by_id)), source_(std::move(source)) {}
@@ -82,9 +45,8 @@ TokenText TokenText::from_vocab_json(const std::string& vocab_path) {
     if (seen[k]) user_error(vocab_path + ": id " + std::to_string(k) + " is given to two tokens");
     seen[k] = true;
     std::string b;
-    for (size_t i = 0; i < token.size();) {
-      const char32_t cp = next_code_point(token, i);
-      auto it = byte_of.find(cp);
+    for (const CodePoint& c : decode_utf8(token, vocab_path)) {
+      auto it = byte_of.find(c.cp);
       if (it == byte_of.end()) {
         // Added special tokens (e.g. "<|endoftext|>") are plain ASCII in the alphabet; a code
         // point outside it is not a GPT-2 byte-level vocabulary.
@@ -117,7 +79,7 @@ std::string visible_controls(const std::string& s) {
     const auto c = static_cast<unsigned char>(ch);
     if (c == '\n') out += "\xE2\x86\xB5";       // ↵
     else if (c == '\t') out += "\xE2\x87\xA5";  // ⇥
-    else if (c < 0x20) append_utf8(out, char32_t(0x2400 + c));
+    else if (c < 0x20) out += encode_utf8(char32_t(0x2400 + c));
     else if (c == 0x7F) out += "\xE2\x90\xA1";  // ␡
     else out += ch;
   }

@@ -38,7 +38,4 @@ class TokenText {
 // Control characters made visible (see TokenText::display); `s` must be valid UTF-8.
 std::string visible_controls(const std::string& s);
 
-// GPT-2's bytes_to_unicode: the code point standing for each byte in vocab.json.
-std::vector<char32_t> gpt2_byte_alphabet();
-
 }  // namespace saepipe

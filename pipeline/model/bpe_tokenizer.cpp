@@ -10,60 +10,11 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/utf8.hpp"
 
 namespace saepipe {
 
 namespace {
-
-// A decoded code point and where its UTF-8 bytes lie.
-struct CodePoint {
-  char32_t cp;
-  size_t begin, end;
-};
-
-std::vector<CodePoint> decode_utf8(std::string_view s, const std::string& where) {
-  std::vector<CodePoint> out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c0 = static_cast<unsigned char>(s[i]);
-    int len = c0 < 0x80 ? 1 : (c0 >> 5) == 0x6 ? 2 : (c0 >> 4) == 0xE ? 3 : (c0 >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + size_t(len) > s.size())
-      user_error(where + ": invalid UTF-8 at byte " + std::to_string(i));
-    char32_t cp = len == 1 ? c0 : len == 2 ? (c0 & 0x1F) : len == 3 ? (c0 & 0x0F) : (c0 & 0x07);
-    for (int k = 1; k < len; ++k) {
-      const auto ck = static_cast<unsigned char>(s[i + size_t(k)]);
-      if ((ck >> 6) != 0x2) user_error(where + ": invalid UTF-8 at byte " + std::to_string(i));
-      cp = (cp << 6) | (ck & 0x3F);
-    }
-    const char32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      user_error(where + ": invalid UTF-8 at byte " + std::to_string(i));
-    out.push_back({cp, i, i + size_t(len)});
-    i += size_t(len);
-  }
-  return out;
-}
-
-std::string encode_utf8(char32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += char(cp);
-  } else if (cp < 0x800) {
-    s += char(0xC0 | (cp >> 6));
-    s += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += char(0xE0 | (cp >> 12));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  } else {
-    s += char(0xF0 | (cp >> 18));
-    s += char(0x80 | ((cp >> 12) & 0x3F));
-    s += char(0x80 | ((cp >> 6) & 0x3F));
-    s += char(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
 
 bool is_letter(char32_t c) {  // \p{L}
   const int8_t t = u_charType(UChar32(c));
@@ -109,6 +60,17 @@ size_t match_at(const std::vector<CodePoint>& cps, size_t i) {
 }
 
 }  // namespace
+
+std::vector<char32_t> gpt2_byte_alphabet() {
+  // Printable Latin-1 bytes stand for themselves, the others for 256, 257, ... in byte order.
+  std::vector<char32_t> cp(256);
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    cp[size_t(b)] = printable ? char32_t(b) : next++;
+  }
+  return cp;
+}
 
 std::vector<std::string> gpt2_pretokenize(std::string_view text, const std::string& where) {
   const std::vector<CodePoint> cps = decode_utf8(text, where);
@@ -157,13 +119,9 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& model_dir) {
       user_error(merges_path + ":" + std::to_string(line_no) + ": expected two symbols separated by one space");
     merge_rank_.emplace(line, rank++);  // the first occurrence of a pair keeps its rank
   }
-  // bytes_to_unicode: printable Latin-1 bytes map to themselves, the rest to 256, 257, ...
+  const std::vector<char32_t> alphabet = gpt2_byte_alphabet();
   byte_symbol_.resize(256);
-  int extra = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    byte_symbol_[size_t(b)] = encode_utf8(printable ? char32_t(b) : char32_t(256 + extra++));
-  }
+  for (int b = 0; b < 256; ++b) byte_symbol_[size_t(b)] = encode_utf8(alphabet[size_t(b)]);
 }
 
 int32_t Gpt2Tokenizer::token_id(const std::string& token) const {

@@ -13,6 +13,9 @@
 
 namespace saepipe {
 
+// GPT-2's bytes_to_unicode: the code point standing for each byte in vocab.json and merges.txt.
+std::vector<char32_t> gpt2_byte_alphabet();
+
 // GPT-2's pre-tokenization of UTF-8 text; user error (naming `where` and the byte offset) for
 // invalid UTF-8.
 std::vector<std::string> gpt2_pretokenize(std::string_view text, const std::string& where = "text");
