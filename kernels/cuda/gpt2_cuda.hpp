@@ -39,7 +39,7 @@ struct Gpt2CudaOptions {
 // "fp32" | "bf16" | "fp16"; anything else is a user error listing them.
 ActType parse_precision(const std::string& name);
 
-class Gpt2CudaModel final : public TransformerModel {
+class Gpt2CudaModel final : public Gpt2Base {
  public:
   // Loads blocks [0, n_blocks) and, when with_ln_f, the final LayerNorm, onto the current
   // device. Same names, shapes and errors as Gpt2Model's constructor.
@@ -49,14 +49,7 @@ class Gpt2CudaModel final : public TransformerModel {
   Gpt2CudaModel(const Gpt2CudaModel&) = delete;
   Gpt2CudaModel& operator=(const Gpt2CudaModel&) = delete;
 
-  std::string family() const override { return "gpt2"; }
-  int64_t d_model() const override { return cfg_.n_embd; }
-  int64_t n_layers() const override { return cfg_.n_layer; }
-  int64_t vocab_size() const override { return cfg_.vocab_size; }
-  int64_t n_positions() const override { return cfg_.n_positions; }
-  int64_t bos_token() const override { return cfg_.bos_token_id; }
-  int64_t eos_token() const override { return cfg_.eos_token_id; }
-  std::string describe() const override;
+  std::string describe() const override;  // the config plus backend and precision
   // As Gpt2Model::forward (host tokens and outputs; synchronous).
   void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                const std::vector<float*>& out) const override;
@@ -83,7 +76,6 @@ class Gpt2CudaModel final : public TransformerModel {
   struct DeviceBlock;
   struct Impl;  // cuBLASLt plans and per-pass scratch (gpt2_model.cu)
 
-  Gpt2Config cfg_;
   Gpt2CudaOptions opt_;
   bool has_ln_f_ = false;
   std::vector<float> wte_host_, lnf_w_host_, lnf_b_host_;  // for unembedding() and ln_final_*()

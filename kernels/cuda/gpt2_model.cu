@@ -197,7 +197,7 @@ struct Gpt2CudaModel::Impl {
 
 Gpt2CudaModel::Gpt2CudaModel(const Gpt2Config& cfg, const Checkpoint& ck, int64_t n_blocks, bool with_ln_f,
                              const Gpt2CudaOptions& opt)
-    : cfg_(cfg), opt_(opt), has_ln_f_(with_ln_f) {
+    : Gpt2Base(cfg), opt_(opt), has_ln_f_(with_ln_f) {
   const int64_t C = cfg.n_embd, I = cfg.n_inner, H = cfg.n_head;
   if (C / H > kMaxHeadSize)
     user_error("the CUDA GPT-2 supports head sizes up to " + std::to_string(kMaxHeadSize) + "; this model has " +
@@ -240,11 +240,9 @@ Gpt2CudaModel::Gpt2CudaModel(const Gpt2Config& cfg, const Checkpoint& ck, int64_
 Gpt2CudaModel::~Gpt2CudaModel() = default;
 
 std::string Gpt2CudaModel::describe() const {
-  nlohmann::json j = {{"model_type", "gpt2"},       {"n_embd", cfg_.n_embd},           {"n_layer", cfg_.n_layer},
-                      {"n_head", cfg_.n_head},       {"n_positions", cfg_.n_positions}, {"vocab_size", cfg_.vocab_size},
-                      {"n_inner", cfg_.n_inner},     {"layer_norm_epsilon", cfg_.layer_norm_epsilon},
-                      {"gelu_tanh", cfg_.gelu_tanh}, {"scale_attn_weights", cfg_.scale_attn_weights},
-                      {"backend", "cuda"},           {"precision", to_string(opt_.precision)}};
+  nlohmann::json j = config_json();
+  j["backend"] = "cuda";
+  j["precision"] = to_string(opt_.precision);
   return j.dump();
 }
 

@@ -190,7 +190,7 @@ Gpt2Config Gpt2Config::from_json(const nlohmann::json& j, const std::string& whe
   return c;
 }
 
-Gpt2Model::Gpt2Model(const Gpt2Config& cfg, const Checkpoint& ck, int64_t n_blocks, bool with_ln_f) : cfg_(cfg) {
+Gpt2Model::Gpt2Model(const Gpt2Config& cfg, const Checkpoint& ck, int64_t n_blocks, bool with_ln_f) : Gpt2Base(cfg) {
   const int64_t C = cfg.n_embd, I = cfg.n_inner;
   // Hugging Face saves GPT2Model without a prefix and GPT2LMHeadModel with "transformer.".
   const std::string p = ck.has("wte.weight") ? "" : ck.has("transformer.wte.weight") ? "transformer." : "";
@@ -220,12 +220,11 @@ Gpt2Model::Gpt2Model(const Gpt2Config& cfg, const Checkpoint& ck, int64_t n_bloc
   }
 }
 
-std::string Gpt2Model::describe() const {
-  nlohmann::json j = {{"model_type", "gpt2"},       {"n_embd", cfg_.n_embd},         {"n_layer", cfg_.n_layer},
-                      {"n_head", cfg_.n_head},       {"n_positions", cfg_.n_positions}, {"vocab_size", cfg_.vocab_size},
-                      {"n_inner", cfg_.n_inner},     {"layer_norm_epsilon", cfg_.layer_norm_epsilon},
-                      {"gelu_tanh", cfg_.gelu_tanh}, {"scale_attn_weights", cfg_.scale_attn_weights}};
-  return j.dump();
+nlohmann::json Gpt2Base::config_json() const {
+  return {{"model_type", "gpt2"},       {"n_embd", cfg_.n_embd},           {"n_layer", cfg_.n_layer},
+          {"n_head", cfg_.n_head},       {"n_positions", cfg_.n_positions}, {"vocab_size", cfg_.vocab_size},
+          {"n_inner", cfg_.n_inner},     {"layer_norm_epsilon", cfg_.layer_norm_epsilon},
+          {"gelu_tanh", cfg_.gelu_tanh}, {"scale_attn_weights", cfg_.scale_attn_weights}};
 }
 
 struct Gpt2Model::Scratch {

@@ -29,11 +29,10 @@ struct Gpt2Config {
 // its model_type is not gpt2 (the only family so far).
 Gpt2Config read_model_config(const std::string& model_dir);
 
-class Gpt2Model final : public TransformerModel {
+// What every GPT-2 implementation (Gpt2Model here, Gpt2CudaModel in kernels/cuda) answers
+// from its config.
+class Gpt2Base : public TransformerModel {
  public:
-  // Loads blocks [0, n_blocks) and, when with_ln_f, the final LayerNorm.
-  Gpt2Model(const Gpt2Config& cfg, const Checkpoint& ckpt, int64_t n_blocks, bool with_ln_f);
-
   std::string family() const override { return "gpt2"; }
   int64_t d_model() const override { return cfg_.n_embd; }
   int64_t n_layers() const override { return cfg_.n_layer; }
@@ -41,7 +40,21 @@ class Gpt2Model final : public TransformerModel {
   int64_t n_positions() const override { return cfg_.n_positions; }
   int64_t bos_token() const override { return cfg_.bos_token_id; }
   int64_t eos_token() const override { return cfg_.eos_token_id; }
-  std::string describe() const override;
+  std::string describe() const override { return config_json().dump(); }
+
+ protected:
+  explicit Gpt2Base(const Gpt2Config& cfg) : cfg_(cfg) {}
+  // The config.json fields the forward pass honours.
+  nlohmann::json config_json() const;
+
+  Gpt2Config cfg_;
+};
+
+class Gpt2Model final : public Gpt2Base {
+ public:
+  // Loads blocks [0, n_blocks) and, when with_ln_f, the final LayerNorm.
+  Gpt2Model(const Gpt2Config& cfg, const Checkpoint& ckpt, int64_t n_blocks, bool with_ln_f);
+
   void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                const std::vector<float*>& out) const override;
 
@@ -72,7 +85,6 @@ class Gpt2Model final : public TransformerModel {
   // x [N,C] through blocks [l0, l1), in place.
   void run_blocks(int64_t l0, int64_t l1, float* x, int64_t B, int64_t T, Scratch& s) const;
 
-  Gpt2Config cfg_;
   std::vector<float> wte_, wpe_;  // [V,C], [P,C]
   std::vector<Block> blocks_;
   std::vector<float> lnf_w_, lnf_b_;
