@@ -1,4 +1,4 @@
-// Microbenchmark of the TopK SAE training step on one GPU (kernels/cuda/sae_step.hpp),
+// Microbenchmark of the TopK SAE training step on one GPU (pipeline/sae/cuda/sae.hpp),
 // against a measured cuBLAS GEMM peak on the same device.
 //
 //   saepipe_bench_gpu [--d 768] [--f 32768] [--k 32] [--batches 4096,16384]
@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "kernels/cuda/kernels_cuda.hpp"
-#include "kernels/cuda/sae_step.hpp"
+#include "pipeline/sae/cuda/sae.hpp"
 #include "pipeline/core/errors.hpp"
 
 namespace {

@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/gpt2_cuda.hpp"
+#include "pipeline/model/cuda/gpt2.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/io/activation_store.hpp"

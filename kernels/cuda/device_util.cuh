@@ -10,6 +10,12 @@ inline unsigned grid_for(int64_t n, int threads) {
   return unsigned(blocks < 1 ? 1 : blocks > 65535LL * 16 ? 65535LL * 16 : blocks);
 }
 
+// Threads for one block that walks a row of D columns: a multiple of 32, at most 256.
+inline int block_for_columns(int64_t D) {
+  const int64_t t = ((D + 31) / 32) * 32;
+  return int(t < 256 ? (t > 0 ? t : 32) : 256);
+}
+
 // Sum over the 32 lanes of a warp by a fixed butterfly; every lane gets the result.
 template <class T>
 __device__ __forceinline__ T warp_sum(T v) {

@@ -1,7 +1,8 @@
-// The GPT-2 forward pass's own CUDA kernels (the matmuls are cuBLASLt's, in gpt2_model.cu):
-// embeddings, residual add fused with LayerNorm, causal self-attention, and the bias / GELU
-// epilogue for when cuBLASLt cannot fuse it. The CPU reference is pipeline/model/gpt2.cpp;
-// tests/gpu/test_cuda_gpt2.cpp checks the whole pass against it at every hook.
+// The GPT-2 forward pass's own CUDA kernels (the matmuls are cuBLASLt's, in
+// pipeline/model/cuda/gpt2.cu): embeddings, residual add fused with LayerNorm, causal
+// self-attention, and the bias / GELU epilogue for when cuBLASLt cannot fuse it. The CPU
+// reference is pipeline/model/gpt2.cpp; tests/gpu/test_cuda_gpt2.cpp checks the whole pass
+// against it at every hook.
 //
 // Storage types: the residual stream, LayerNorm parameters, embeddings and every hooked
 // activation are fp32. The inputs of the matmuls and of the attention (LayerNorm outputs, q/k/v,

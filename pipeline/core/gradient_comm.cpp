@@ -1,24 +1,15 @@
 #include "pipeline/core/gradient_comm.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <set>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/float16.hpp"
 #include "pipeline/core/mpi_env.hpp"
 
 namespace saepipe {
 
 std::string to_string(WireType w) { return w == WireType::BFloat16 ? "bfloat16" : "float32"; }
-
-uint16_t bf16_from_float(float f) {
-  uint32_t u = std::bit_cast<uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);  // quiet NaN
-  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest, ties to even (overflow gives inf)
-  return uint16_t(u >> 16);
-}
-
-float float_from_bf16(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
 
 namespace {
 
@@ -27,7 +18,7 @@ namespace {
 void bf16_sum_op(void* in, void* inout, int* len, MPI_Datatype*) {
   const auto* a = static_cast<const uint16_t*>(in);
   auto* b = static_cast<uint16_t*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = bf16_from_float(float_from_bf16(a[i]) + float_from_bf16(b[i]));
+  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
 }
 
 constexpr int64_t kChunk = int64_t(1) << 28;  // MPI counts are int
@@ -53,12 +44,12 @@ void MpiHostComm::start(float* data, int64_t n, void* stream) {
     return;
   }
   if (int64_t(wire_buf_.size()) < n) wire_buf_.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) wire_buf_[size_t(i)] = bf16_from_float(data[i]);
+  for (int64_t i = 0; i < n; ++i) wire_buf_[size_t(i)] = float_to_bf16(data[i]);
   for (int64_t off = 0; off < n; off += kChunk) {
     const int count = int(std::min(kChunk, n - off));
     SAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, wire_buf_.data() + off, count, MPI_UINT16_T, bf16_sum_, comm_));
   }
-  for (int64_t i = 0; i < n; ++i) data[i] = float_from_bf16(wire_buf_[size_t(i)]);
+  for (int64_t i = 0; i < n; ++i) data[i] = bf16_to_float(wire_buf_[size_t(i)]);
 }
 
 std::string MpiHostComm::describe() const { return "mpi-host (" + to_string(wire_) + " on the wire)"; }

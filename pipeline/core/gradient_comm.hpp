@@ -3,14 +3,14 @@
 // same update (DESIGN.md "Parallelism").
 //
 // One interface, three implementations:
-//   MpiHostComm       (here)                       MPI_Allreduce on host memory; the CPU path,
-//                                                  and the fallback behind the two below.
-//   NcclComm          (kernels/cuda/comm_cuda.hpp) ncclAllReduce on device memory, on its own
-//                                                  stream; one rank per GPU.
-//   StagedDeviceComm  (kernels/cuda/comm_cuda.hpp) device memory through pinned host memory
-//                                                  and any host GradientComm (MpiHostComm):
-//                                                  used when NCCL cannot serve (built without
-//                                                  NCCL, or several ranks share one GPU).
+//   MpiHostComm       (here)                   MPI_Allreduce on host memory; the CPU path, and
+//                                              the fallback behind the two below.
+//   NcclComm          (cuda/gradient_comm.hpp) ncclAllReduce on device memory, on its own
+//                                              stream; one rank per GPU.
+//   StagedDeviceComm  (cuda/gradient_comm.hpp) device memory through pinned host memory and
+//                                              any host GradientComm (MpiHostComm): used when
+//                                              NCCL cannot serve (built without NCCL, or
+//                                              several ranks share one GPU).
 // The trainer calls start()/wait() the same way whichever it holds.
 //
 // Shape legend: n values of one flat gradient vector (float32 master gradients).
@@ -81,8 +81,5 @@ enum class CommBackend { Auto, Nccl, MpiHost };
 CommBackend choose_comm_backend(CommBackend requested, bool have_nccl,
                                 const std::vector<std::string>& device_ids);
 
-// bf16 <-> float32 on the host, round to nearest even (as __float2bfloat16_rn); NaN stays NaN.
-uint16_t bf16_from_float(float f);
-float float_from_bf16(uint16_t h);
 
 }  // namespace saepipe

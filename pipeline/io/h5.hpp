@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "pipeline/io/float16.hpp"
+#include "pipeline/core/float16.hpp"
 
 namespace saepipe::h5 {
 
@@ -71,7 +71,7 @@ int64_t type_size(Type type);      // bytes per element
 Datatype file_type(Type type);     // a fresh copy of the on-disk type
 
 // 16-bit conversions (float_to_bf16, bf16_to_float, float_to_f16, f16_to_float):
-// pipeline/io/float16.hpp.
+// pipeline/core/float16.hpp.
 
 class Dataset;
 class Group;

@@ -29,7 +29,7 @@ struct Gpt2Config {
 // its model_type is not gpt2 (the only family so far).
 Gpt2Config read_model_config(const std::string& model_dir);
 
-// What every GPT-2 implementation (Gpt2Model here, Gpt2CudaModel in kernels/cuda) answers
+// What every GPT-2 implementation (Gpt2Model here, Gpt2CudaModel in cuda/gpt2.hpp) answers
 // from its config.
 class Gpt2Base : public TransformerModel {
  public:

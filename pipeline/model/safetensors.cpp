@@ -12,7 +12,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
-#include "pipeline/io/h5.hpp"  // f16/bf16 widening
+#include "pipeline/core/float16.hpp"
 
 namespace saepipe {
 
@@ -143,7 +143,7 @@ void SafetensorsFile::read_f32(const std::string& name, float* out) const {
     for (int64_t i = 0; i < n; ++i) {
       uint16_t bits;
       std::memcpy(&bits, p + 2 * i, 2);
-      out[i] = bf16 ? h5::bf16_to_float(bits) : h5::f16_to_float(bits);
+      out[i] = bf16 ? bf16_to_float(bits) : f16_to_float(bits);
     }
   }
 }

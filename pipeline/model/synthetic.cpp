@@ -5,7 +5,7 @@
 #include <string>
 
 #include "pipeline/core/errors.hpp"
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/core/counter_rng.hpp"
 
 namespace saepipe {
 

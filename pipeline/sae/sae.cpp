@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "kernels/kernels.hpp"
+#include "pipeline/core/counter_rng.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/sae/architectures.hpp"
 
@@ -31,13 +32,8 @@ void grow(std::vector<T>& v, int64_t n) {
   if (int64_t(v.size()) < n) v.resize(size_t(n));
 }
 
-// Counter-based normal deviates: the i-th value depends only on (seed, i).
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+// Counter-based normal deviates: the i-th value depends only on (seed, i) (splitmix64 from
+// pipeline/core/counter_rng.hpp).
 double uniform_open(uint64_t seed, uint64_t counter) {  // in (0, 1)
   const uint64_t bits = splitmix64(splitmix64(seed) + counter * 0x9E3779B97F4A7C15ull);
   return (double(bits >> 11) + 0.5) * 0x1.0p-53;

@@ -16,7 +16,7 @@
 #include "pipeline/io/saelens_export.hpp"
 #include "pipeline/io/svg_plot.hpp"
 #include "pipeline/io/train_state.hpp"
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/core/counter_rng.hpp"
 #include "pipeline/sae/resample.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/sae/schedule.hpp"

@@ -1,5 +1,5 @@
 // Rules of the stats passes that the CPU code (feature_passes.cpp) and the CUDA passes
-// (kernels/cuda/stats_passes.cu) must apply identically: the fixed point of the exact sums, the
+// (pipeline/stats/cuda/feature_passes.cu) must apply identically: the fixed point of the exact sums, the
 // bin of an activation, and the priority that picks interval samples.
 #pragma once
 #include <math.h>
@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "pipeline/core/host_device.hpp"
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/core/counter_rng.hpp"
 
 namespace saepipe {
 

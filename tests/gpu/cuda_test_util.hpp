@@ -12,7 +12,7 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"  // device_count
-#include "pipeline/core/gradient_comm.hpp"     // bf16 conversions
+#include "pipeline/core/float16.hpp"
 #include "tests/unit/test_util.hpp"           // random_normal
 
 namespace saepipe::test {
@@ -70,14 +70,14 @@ void expect_bitwise(const std::vector<T>& got, const std::vector<T>& ref, const 
 }
 
 inline std::vector<float> round_bf16(std::vector<float> v) {
-  for (auto& e : v) e = float_from_bf16(bf16_from_float(e));
+  for (auto& e : v) e = bf16_to_float(float_to_bf16(e));
   return v;
 }
 
 inline std::vector<__nv_bfloat16> to_bf16_host(const std::vector<float>& v) {
   std::vector<__nv_bfloat16> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
-    const uint16_t h = bf16_from_float(v[i]);
+    const uint16_t h = float_to_bf16(v[i]);
     std::memcpy(&out[i], &h, sizeof h);
   }
   return out;

@@ -1,4 +1,4 @@
-// Parity: the CUDA GPT-2 forward pass (kernels/cuda/gpt2_cuda.hpp) against the CPU reference
+// Parity: the CUDA GPT-2 forward pass (pipeline/model/cuda/gpt2.hpp) against the CPU reference
 // (pipeline/model/gpt2.hpp) at every hook point, on random models written as Hugging Face
 // directories; and the asynchronous harvest loop against plain forward passes. Without a CUDA
 // device every test skips (GTEST_SKIP), so machines without a GPU compile and run this file.
@@ -25,7 +25,7 @@
 
 #include <unistd.h>
 
-#include "kernels/cuda/gpt2_cuda.hpp"
+#include "pipeline/model/cuda/gpt2.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/model/safetensors.hpp"
 #include "pipeline/model/transformer.hpp"

@@ -1,4 +1,4 @@
-// The stats passes on the GPU (kernels/cuda/stats_passes.hpp) against FirstPass / SecondPass
+// The stats passes on the GPU (pipeline/stats/cuda/feature_passes.hpp) against FirstPass / SecondPass
 // (pipeline/stats/feature_passes.hpp) on the same codes: counts, sums, maxima, histograms,
 // quantiles and flags must be identical, bit for bit. The example selections are compared, also
 // bit for bit, with a plain reference of ExampleSelection's rule (per group the `slots` best by
@@ -14,8 +14,8 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cuda/stats_passes.hpp"
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/stats/cuda/feature_passes.hpp"
+#include "pipeline/core/counter_rng.hpp"
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 #include "tests/gpu/cuda_test_util.hpp"

@@ -1,4 +1,4 @@
-// Parity of the TopK training step (kernels/cuda/sae_step) against sae_forward_backward /
+// Parity of the TopK training step (pipeline/sae/cuda/sae) against sae_forward_backward /
 // sae_apply_gradient, and of the device gradient communicators. Tolerance rule: see
 // test_cuda_kernels.cpp. Without a CUDA device every test skips.
 //
@@ -10,9 +10,9 @@
 #include <memory>
 #include <vector>
 
-#include "kernels/cuda/comm_cuda.hpp"
+#include "pipeline/core/cuda/gradient_comm.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"
-#include "kernels/cuda/sae_step.hpp"
+#include "pipeline/sae/cuda/sae.hpp"
 #include "kernels/kernels.hpp"
 #include "pipeline/core/gradient_comm.hpp"
 #include "pipeline/sae/sae.hpp"

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/float16.hpp"
 #include "pipeline/core/gradient_comm.hpp"
 #include "pipeline/core/mpi_env.hpp"
 
@@ -122,7 +123,7 @@ TEST(MpiHostComm, BFloat16WireWithinBf16Rounding) {
       ADD_FAILURE() << "element " << i << ": got " << data[i] << ", want " << ref[i];
     }
   // The result is a bf16 value, stored as float32.
-  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(float_from_bf16(bf16_from_float(data[i])), data[i]);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(bf16_to_float(float_to_bf16(data[i])), data[i]);
   expect_same_on_every_rank(env, data);
 }
 
@@ -147,14 +148,14 @@ TEST(MpiHostComm, RejectsDeviceStream) {
 }
 
 TEST(Bf16Host, RoundToNearestEven) {
-  EXPECT_EQ(bf16_from_float(1.0f), 0x3f80);
+  EXPECT_EQ(float_to_bf16(1.0f), 0x3f80);
   // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1).
-  EXPECT_EQ(bf16_from_float(1.0f + std::ldexp(1.0f, -8)), 0x3f80);
+  EXPECT_EQ(float_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3f80);
   // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties to even (1 + 2^-6).
-  EXPECT_EQ(bf16_from_float(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);
-  EXPECT_EQ(float_from_bf16(bf16_from_float(-2.5f)), -2.5f);
-  EXPECT_TRUE(std::isnan(float_from_bf16(bf16_from_float(std::numeric_limits<float>::quiet_NaN()))));
-  EXPECT_TRUE(std::isinf(float_from_bf16(bf16_from_float(std::numeric_limits<float>::max()))));
+  EXPECT_EQ(float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);
+  EXPECT_EQ(bf16_to_float(float_to_bf16(-2.5f)), -2.5f);
+  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isinf(bf16_to_float(float_to_bf16(std::numeric_limits<float>::max()))));
 }
 
 TEST(CommBackendChoice, NcclOnlyWithOneRankPerGpu) {

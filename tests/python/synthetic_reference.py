@@ -1,6 +1,6 @@
 """Independent NumPy reimplementation of saepipe's synthetic source (toy model of
 superposition) from its written specification in pipeline/model/synthetic.hpp and
-pipeline/model/counter_rng.hpp: counter hash = splitmix64 chained over (seed, a, b, c)."""
+pipeline/core/counter_rng.hpp: counter hash = splitmix64 chained over (seed, a, b, c)."""
 import numpy as np
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -14,15 +14,15 @@ TEST(H5Conversion, BFloat16RoundsToNearestEven) {
   }
   for (float x : xs) {
     if (std::isnan(x)) continue;
-    ASSERT_EQ(h5::float_to_bf16(x), kBF16ref.round(x)) << "x = " << x << " bits " << std::bit_cast<uint32_t>(x);
+    ASSERT_EQ(saepipe::float_to_bf16(x), kBF16ref.round(x)) << "x = " << x << " bits " << std::bit_cast<uint32_t>(x);
   }
   for (float nan : {std::nanf(""), -std::nanf(""), std::bit_cast<float>(0x7f800001u), std::bit_cast<float>(0xff800001u)}) {
-    const uint16_t b = h5::float_to_bf16(nan);
-    EXPECT_TRUE(std::isnan(h5::bf16_to_float(b)));
+    const uint16_t b = saepipe::float_to_bf16(nan);
+    EXPECT_TRUE(std::isnan(saepipe::bf16_to_float(b)));
     EXPECT_EQ(b & 0x8000, std::signbit(nan) ? 0x8000 : 0);
   }
-  EXPECT_EQ(h5::float_to_bf16(INFINITY), 0x7f80);
-  EXPECT_EQ(h5::float_to_bf16(-INFINITY), 0xff80);
+  EXPECT_EQ(saepipe::float_to_bf16(INFINITY), 0x7f80);
+  EXPECT_EQ(saepipe::float_to_bf16(-INFINITY), 0xff80);
 }
 
 TEST(H5Conversion, Float16RoundsToNearestEven) {
@@ -37,19 +37,19 @@ TEST(H5Conversion, Float16RoundsToNearestEven) {
     const uint16_t b = uint16_t(rng() % 0x7bff);
     xs.push_back(float((kF16ref.decode(b) + kF16ref.decode(uint16_t(b + 1))) / 2));
   }
-  for (float x : xs) ASSERT_EQ(h5::float_to_f16(x), kF16ref.round(x)) << "x = " << x;
+  for (float x : xs) ASSERT_EQ(saepipe::float_to_f16(x), kF16ref.round(x)) << "x = " << x;
   for (float nan : {std::nanf(""), -std::nanf(""), std::bit_cast<float>(0x7f800001u)}) {
-    const uint16_t b = h5::float_to_f16(nan);
-    EXPECT_TRUE(std::isnan(h5::f16_to_float(b)));
+    const uint16_t b = saepipe::float_to_f16(nan);
+    EXPECT_TRUE(std::isnan(saepipe::f16_to_float(b)));
     EXPECT_EQ(b & 0x8000, std::signbit(nan) ? 0x8000 : 0);
   }
-  EXPECT_EQ(h5::float_to_f16(INFINITY), 0x7c00);
+  EXPECT_EQ(saepipe::float_to_f16(INFINITY), 0x7c00);
 }
 
 TEST(H5Conversion, WideningIsExactForEveryBitPattern) {
   for (uint32_t b = 0; b < 65536; ++b) {
-    ASSERT_TRUE(same_float(h5::f16_to_float(uint16_t(b)), float(kF16ref.decode(uint16_t(b))))) << b;
-    ASSERT_TRUE(same_float(h5::bf16_to_float(uint16_t(b)), float(kBF16ref.decode(uint16_t(b))))) << b;
+    ASSERT_TRUE(same_float(saepipe::f16_to_float(uint16_t(b)), float(kF16ref.decode(uint16_t(b))))) << b;
+    ASSERT_TRUE(same_float(saepipe::bf16_to_float(uint16_t(b)), float(kBF16ref.decode(uint16_t(b))))) << b;
   }
 }
 

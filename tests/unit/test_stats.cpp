@@ -14,7 +14,7 @@
 #include <random>
 
 #include "pipeline/core/mpi_env.hpp"
-#include "pipeline/model/counter_rng.hpp"
+#include "pipeline/core/counter_rng.hpp"
 #include "pipeline/stats/code_spill.hpp"
 #include "pipeline/stats/decoder_neighbours.hpp"
 #include "pipeline/stats/exact_sum.hpp"

@@ -1,4 +1,4 @@
-// The stats passes on the GPU (stats_passes.hpp). Every CUDA call is checked.
+// The stats passes on the GPU (feature_passes.hpp). Every CUDA call is checked.
 //
 // Shape legend: n tokens in a batch, W slots per token, M = n*W candidate slots, D d_in,
 // F d_sae, H histogram bins, G selection groups, S slots per group, Cx context tokens.
@@ -11,7 +11,7 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_util.cuh"
-#include "kernels/cuda/stats_passes.hpp"
+#include "pipeline/stats/cuda/feature_passes.hpp"
 #include "pipeline/stats/selection_rules.hpp"
 
 namespace saepipe::cuda {

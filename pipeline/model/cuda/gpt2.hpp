@@ -74,7 +74,7 @@ class Gpt2CudaModel final : public Gpt2Base {
 
  private:
   struct DeviceBlock;
-  struct Impl;  // cuBLASLt plans and per-pass scratch (gpt2_model.cu)
+  struct Impl;  // cuBLASLt plans and per-pass scratch (gpt2.cu)
 
   Gpt2CudaOptions opt_;
   bool has_ln_f_ = false;

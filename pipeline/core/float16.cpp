@@ -1,10 +1,10 @@
 // The 16-bit float formats of the store (IEEE half, bfloat16): conversions done in our own
 // code so rounding is the same everywhere and widening runs at memory speed.
-#include "pipeline/io/float16.hpp"
+#include "pipeline/core/float16.hpp"
 
 #include <bit>
 
-namespace saepipe::h5 {
+namespace saepipe {
 
 uint16_t float_to_bf16(float value) {
   const uint32_t u = std::bit_cast<uint32_t>(value);
@@ -31,4 +31,4 @@ uint16_t float_to_f16(float value) {
   return uint16_t(sign | q);
 }
 
-}  // namespace saepipe::h5
+}  // namespace saepipe

@@ -1,4 +1,4 @@
-// The TopK SAE training step on one GPU (kernels/cuda/sae_step.hpp).
+// The TopK SAE training step on one GPU (pipeline/sae/cuda/sae.hpp).
 //
 // Shape legend: N tokens, D d_in, F d_sae, K k, A auxk (effective: min(auxk, #dead)),
 // B global batch, C tokens per encoder round.
@@ -9,7 +9,7 @@
 // sum over tokens runs in a fixed order (see kernels_cuda.hpp), so a step is deterministic on
 // a given GPU. The AuxK top-k runs on each round's pre-activations right after the main one,
 // so [N,F] never has to be kept.
-#include "kernels/cuda/sae_step.hpp"
+#include "pipeline/sae/cuda/sae.hpp"
 
 #include "kernels/cuda/device_util.cuh"
 

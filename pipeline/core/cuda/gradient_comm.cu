@@ -1,7 +1,7 @@
-// NcclComm, StagedDeviceComm and the choice between them (kernels/cuda/comm_cuda.hpp).
+// NcclComm, StagedDeviceComm and the choice between them (pipeline/core/cuda/gradient_comm.hpp).
 //
 // Shape legend: n values of one flat gradient vector (float32, device memory).
-#include "kernels/cuda/comm_cuda.hpp"
+#include "pipeline/core/cuda/gradient_comm.hpp"
 
 #include <mpi.h>
 

@@ -1,9 +1,10 @@
-// IEEE half and bfloat16 <-> float32, bit-exact and independent of HDF5.
+// IEEE half and bfloat16 <-> float32, bit-exact and independent of HDF5: the store's 16-bit
+// dtypes, the safetensors reader and the bf16 gradient wire use the same rounding.
 #pragma once
 #include <bit>
 #include <cstdint>
 
-namespace saepipe::h5 {
+namespace saepipe {
 
 // 16-bit conversions done in our own code: round to nearest even, NaN stays NaN (quiet, sign
 // kept), values beyond the range become ±Inf. Widening is exact.
@@ -23,4 +24,4 @@ inline float f16_to_float(uint16_t bits) {
   return std::bit_cast<float>(sign | (em >= 0x7c00u ? inf_nan : em >= 0x0400u ? normal : subnormal));
 }
 
-}  // namespace saepipe::h5
+}  // namespace saepipe

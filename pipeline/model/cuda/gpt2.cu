@@ -1,4 +1,4 @@
-// Gpt2CudaModel and Gpt2CudaHarvest (gpt2_cuda.hpp): weights on the device, cuBLASLt matmuls
+// Gpt2CudaModel and Gpt2CudaHarvest (gpt2.hpp): weights on the device, cuBLASLt matmuls
 // with fused epilogues, the forward pass and the asynchronous harvest loop. Every CUDA and
 // cuBLAS call is checked (cuda_check.hpp).
 //
@@ -19,7 +19,7 @@
 #include <tuple>
 
 #include "kernels/cuda/cuda_check.hpp"
-#include "kernels/cuda/gpt2_cuda.hpp"
+#include "pipeline/model/cuda/gpt2.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/model/safetensors.hpp"

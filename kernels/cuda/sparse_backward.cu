@@ -1,12 +1,9 @@
-// Sparse decoder forward and the sparse gradients of the decoder and encoder weights.
+// The sparse gradients of the decoder and encoder weights (the CPU reference is
+// kernels/cpu/sparse_backward.cpp).
 //
 // Shape legend: N tokens, D d_model, F latents, K top-k.
-//   idx [N,K] (int32, -1 = empty slot); val, dval, dpre [N,K]; g, xc, out [N,D];
-//   W_dec [F,D]; b_dec [D]; grad_W_dec, grad_W_encT [F,D]; grad_b_enc [F].
-//
-// sparse_decode: one block per token; each thread owns columns and adds the K rows in slot
-// order with the CPU's operations (a separately rounded multiply, then an add): the result
-// equals cpu::sparse_decode to the last bit.
+//   idx [N,K] (int32, -1 = empty slot); val, dval, dpre [N,K]; g, xc [N,D];
+//   W_dec [F,D]; grad_W_dec, grad_W_encT [F,D]; grad_b_enc [F].
 //
 // Gradients (only the active latents of each token): a sort-by-latent scheme, no atomics on
 // floats, so the result is the same on every run:
@@ -35,51 +32,6 @@ namespace saepipe::cuda {
 namespace {
 
 constexpr int kChunk = 256;
-
-
-int block_for_columns(int64_t D) {  // threads for a row of D columns: a multiple of 32, <= 256
-  const int64_t t = ((D + 31) / 32) * 32;
-  return int(t < 256 ? (t > 0 ? t : 32) : 256);
-}
-
-// ---------------------------------------------------------------- forward
-
-constexpr int kSlotTile = 256;
-
-__global__ void sparse_decode_kernel(const int32_t* __restrict__ idx, const float* __restrict__ val, int64_t K,
-                                     const float* __restrict__ W, const float* __restrict__ b, int64_t D,
-                                     float* __restrict__ out) {
-  __shared__ int32_t s_idx[kSlotTile];
-  __shared__ float s_val[kSlotTile];
-  const int64_t n = blockIdx.x;
-  const int32_t* ir = idx + n * K;
-  const float* vr = val + n * K;
-  float* o = out + n * D;
-  // Columns in rounds of blockDim; slots in tiles staged in shared memory.
-  for (int64_t d0 = 0; d0 < D; d0 += blockDim.x) {
-    const int64_t d = d0 + threadIdx.x;
-    float acc = 0.0f;
-    if (d < D && b) acc = b[d];
-    for (int64_t j0 = 0; j0 < K; j0 += kSlotTile) {
-      const int64_t tile = K - j0 < kSlotTile ? K - j0 : kSlotTile;
-      __syncthreads();
-      for (int64_t t = threadIdx.x; t < tile; t += blockDim.x) {
-        s_idx[t] = ir[j0 + t];
-        s_val[t] = vr[j0 + t];
-      }
-      __syncthreads();
-      if (d < D) {
-#pragma unroll 4
-        for (int64_t t = 0; t < tile; ++t) {
-          const int32_t f = s_idx[t];
-          if (f < 0) continue;  // empty slot
-          acc = __fadd_rn(acc, __fmul_rn(s_val[t], W[int64_t(f) * D + d]));
-        }
-      }
-    }
-    if (d < D) o[d] = acc;
-  }
-}
 
 // ---------------------------------------------------------------- dval
 
@@ -294,16 +246,6 @@ void decode_backward(const int32_t* idx, const float* val, const float* g, int64
 }
 
 }  // namespace
-
-void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
-                   const float* W_dec, const float* b_dec, int64_t D, float* out,
-                   cudaStream_t stream) {
-  SAE_ASSERT(N >= 0 && K >= 0 && D >= 0, "negative size");
-  SAE_ASSERT(N <= int64_t(INT32_MAX), "too many rows for one launch");
-  if (N == 0 || D == 0) return;
-  sparse_decode_kernel<<<unsigned(N), block_for_columns(D), 0, stream>>>(idx, val, K, W_dec, b_dec, D, out);
-  SAE_CUDA_LAUNCH_CHECK();
-}
 
 void sparse_decode_backward(const int32_t* idx, const float* val, const float* g, int64_t N,
                             int64_t K, const float* W_dec, int64_t D, int64_t F, float* dval,
