@@ -1,0 +1,158 @@
+"""The harvest table: saepipe's forward pass next to Hugging Face transformers' on the same
+random model (written by transformers itself) and the same token ids in memory, one group per
+model family of bench/harvest_models.py, plus saepipe's whole harvest stage (forward + HDF5
+writes). Both forwards' hooked activations are compared (mean square), so the two computed the
+same thing."""
+import json
+import os
+
+from harvest_models import MODELS, entry, forward_flops_per_token
+from report_common import PEERS, Row, RunError, Table, run, run_json, summarize
+
+WHAT_IS_TIMED = [
+    "**What is timed** (float32 weights and activations, batches of sequences already in memory as token ids, "
+    "BOS first; wall clock per batch, median of the batches after the warm-up):",
+    "- **saepipe forward** (`bench/bench_forward_timed.cpp`): `TransformerModel::forward` as the harvest calls "
+    "it (OpenMP threads over single-threaded BLAS), the hooked activations landing in a host buffer.",
+    "- **transformers forward** (`bench/peers/harvest_transformers.py`): `AutoModel.from_pretrained` (the base "
+    "model, no LM head), `model(input_ids, use_cache=False)` under `torch.inference_mode()`, a forward hook on "
+    "the hooked block copying its output into a host buffer; transformers' default attention implementation. "
+    "It also runs its final norm after the last block (not counted in the bound; one norm per token).",
+    "- The model directory holds only the blocks up to the hooked one (written by transformers' "
+    "`save_pretrained` from a random `from_config` model), so both run the same blocks.",
+    "- **saepipe harvest stage**: `saepipe-harvest` on the same model and token stream, its own tokens/s "
+    "(forward + the hooked activations written to HDF5 shards, writes overlapping the next shard's forward).",
+]
+
+
+def settings(ctx):
+    if ctx.device == "cuda":
+        return {"n_seq": 512, "batch": 64, "context": 128, "warmup": 3}
+    if ctx.quick:
+        return {"n_seq": 16, "batch": 4, "context": 128, "warmup": 1}
+    return {"n_seq": 48, "batch": 8, "context": 128, "warmup": 1}
+
+
+def stage_row(ctx, m, s, model_dir, group):
+    run_dir = ctx.path("harvest", m["model_type"], "run")
+    job = ctx.path("harvest", m["model_type"], "job.toml")
+    open(job, "w").write(f"""[run]
+name = "bench_harvest"
+dir = "{run_dir}"
+[harvest]
+source = "model"
+model = "{model_dir}"
+tokens = "{model_dir}/tokens.npy"
+hooks = ["blocks.{m['hook_layer']}.hook_resid_post"]
+n_tokens = {s['n_seq'] * s['context']}
+context = {s['context']}
+shard_tokens = {s['batch'] * s['context'] * 2}
+batch_sequences = {s['batch']}
+""")
+    log = ctx.path("harvest", m["model_type"], "stage.log")
+    try:
+        run([os.path.join(ctx.build, "saepipe-harvest"), "--job", job], ctx, log)
+    except RunError as e:
+        return Row(group, "saepipe harvest stage", error=str(e))
+    import re
+    found = re.findall(r"([0-9.]+) s, ([0-9]+) tokens/s", open(log).read())
+    if not found:
+        return Row(group, "saepipe harvest stage", error="no tokens/s in its log")
+    tok = float(found[-1][1])
+    return Row(group, "saepipe harvest stage (forward + HDF5 writes)",
+               {"tokens_per_s": tok, "min": tok, "max": tok, "n": 1})
+
+
+def cpu_rows(ctx, m, s, model_dir, commit, group):
+    hook = f"blocks.{m['hook_layer']}.hook_resid_post"
+    rows, ms = [], {}
+    ours = ctx.path("harvest", m["model_type"], "saepipe.json")
+    try:
+        r = run_json([os.path.join(ctx.build, "bench", "bench_forward_timed"), "--model", model_dir, "--hook", hook,
+                      "--ids", os.path.join(model_dir, "ids.i32"), "--context", s["context"], "--batch", s["batch"],
+                      "--warmup", s["warmup"], "--json", ours], ours, ctx)
+        ms["saepipe"] = r["mean_square_activation"]
+        rows.append(Row(group, f"saepipe {commit} forward", summarize(r["seconds"], s["warmup"], r["tokens_per_batch"]), saepipe=True))
+    except (RunError, KeyError) as e:
+        rows.append(Row(group, "saepipe forward", error=str(e), saepipe=True))
+    theirs = ctx.path("harvest", m["model_type"], "transformers.json")
+    try:
+        r = run_json([ctx.py, os.path.join(PEERS, "harvest_transformers.py"), "--model", model_dir, "--ids",
+                      os.path.join(model_dir, "ids.i32"), "--context", s["context"], "--batch", s["batch"],
+                      "--layer", m["hook_layer"], "--warmup", s["warmup"], "--threads", ctx.threads,
+                      "--device", "cpu", "--json", theirs], theirs, ctx)
+        ms["transformers"] = r["mean_square_activation"]
+        rows.append(Row(group, f"transformers {r['versions']['transformers']} {r['model_class']} forward "
+                               f"({r['attn_implementation']})",
+                        summarize(r["seconds"], s["warmup"], r["tokens_per_batch"])))
+    except (RunError, KeyError) as e:
+        rows.append(Row(group, "transformers forward", error=str(e)))
+    rows.append(stage_row(ctx, m, s, model_dir, group))
+    return rows, ms
+
+
+def cuda_rows(ctx, m, s, model_dir, commit, group):
+    """saepipe_gpt2_cuda bench (GPT-2 only): its own random ids, CUDA events; fp32 and bf16."""
+    rows = []
+    if m["model_type"] != "gpt2":
+        return [Row(group, "saepipe forward", error="saepipe has no CUDA forward for this family yet", saepipe=True)], {}
+    for prec in ("fp32", "bf16"):
+        out = ctx.path("harvest", m["model_type"], f"saepipe_gpu_{prec}.json")
+        try:
+            run([os.path.join(ctx.build, "saepipe_gpt2_cuda"), "bench", "--model", model_dir, "--hook",
+                 f"blocks.{m['hook_layer']}.hook_resid_post", "--context", s["context"], "--batch", s["batch"],
+                 "--tokens", s["n_seq"] * s["context"], "--precision", prec, "--json", out], ctx, out + ".log")
+            r = json.loads(open(out).read().strip().splitlines()[-1])
+            tok = r["forward"]["tokens_per_s"]
+            rows.append(Row(group, f"saepipe {commit} forward ({prec})", {"tokens_per_s": tok, "min": tok, "max": tok,
+                                                                          "n": 1}, saepipe=prec == "fp32"))
+        except (RunError, OSError, ValueError, KeyError) as e:
+            rows.append(Row(group, f"saepipe forward ({prec})", error=str(e), saepipe=prec == "fp32"))
+    for dtype in ("float32", "bfloat16"):
+        out = ctx.path("harvest", m["model_type"], f"transformers_gpu_{dtype}.json")
+        try:
+            r = run_json([ctx.py, os.path.join(PEERS, "harvest_transformers.py"), "--model", model_dir, "--ids",
+                          os.path.join(model_dir, "ids.i32"), "--context", s["context"], "--batch", s["batch"],
+                          "--layer", m["hook_layer"], "--warmup", s["warmup"], "--threads", ctx.threads,
+                          "--device", "cuda", "--dtype", dtype, "--json", out], out, ctx)
+            rows.append(Row(group, f"transformers {r['versions']['transformers']} forward ({dtype})",
+                            summarize(r["seconds"], s["warmup"], r["tokens_per_batch"])))
+        except (RunError, KeyError) as e:
+            rows.append(Row(group, f"transformers forward ({dtype})", error=str(e)))
+    return rows, {}
+
+
+def harvest_table(ctx, commit, peak_gflops):
+    s = settings(ctx)
+    rows, notes, bounds = [], [], []
+    for model in MODELS:
+        m = entry(model, ctx.quick)
+        group = model["name"] + (" (small shape)" if ctx.quick else "")
+        model_dir = ctx.path("harvest", m["model_type"], "model")
+        try:
+            run([ctx.py, os.path.join(PEERS, "make_model.py"), model_dir, "--model-type", m["model_type"],
+                 "--config", json.dumps(m["config"]), "--n-seq", s["n_seq"], "--context", s["context"]],
+                ctx, ctx.path("harvest", m["model_type"], "make_model.log"))
+        except RunError as e:
+            rows.append(Row(group, "model", error=str(e)))
+            continue
+        fn = cuda_rows if ctx.device == "cuda" else cpu_rows
+        got, ms = fn(ctx, m, s, model_dir, commit, group)
+        rows += got
+        if len(ms) == 2:
+            rel = abs(ms["saepipe"] - ms["transformers"]) / max(abs(ms["transformers"]), 1e-30)
+            notes.append(f"Activations check, {group}: mean square of the hooked activations, saepipe "
+                         f"{ms['saepipe']:.6g}, transformers {ms['transformers']:.6g}, relative difference {rel:.1e}.")
+        flop = forward_flops_per_token(m["dims"], m["hook_layer"] + 1, s["context"])
+        bounds.append((group, flop))
+    # One bound per table: rows of every group are set against their own model's FLOPs below.
+    table = Table(
+        title=f"Harvest: model forward ({ctx.device})", group_header="model", rows=rows,
+        bound_tokens_per_s=0.0,
+        bound_text="; ".join(f"{g}: {f / 1e6:.1f} MFLOP per token (blocks 0–hook, context {s['context']}) at the "
+                             f"measured peak {peak_gflops:.0f} GFLOP/s = {peak_gflops * 1e9 / f:.0f} tokens/s"
+                             for g, f in bounds),
+        notes=[f"Context {s['context']}, batches of {s['batch']} sequences, {s['n_seq']} sequences, "
+               f"{ctx.threads} threads; warm-up {s['warmup']} batch(es)."] + notes + WHAT_IS_TIMED,
+        chart="harvest_tokens_per_s.svg", group_bounds={g: peak_gflops * 1e9 / f for g, f in bounds})
+    return table
