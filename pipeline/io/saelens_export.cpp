@@ -38,39 +38,89 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
   if (!out) output_error(path + ": write failed", errno);
 }
 
-void write_saelens_export(const std::string& dir, const SaeCheckpoint& c, int64_t context_size) {
-  namespace fs = std::filesystem;
-  const std::string tmp = dir + ".tmp";
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  make_dirs(tmp);
-  const bool jump = c.architecture == "jumprelu" || c.architecture == "batchtopk";
-  const std::string arch = jump ? "jumprelu" : c.architecture == "relu" ? "standard" : "topk";
-  std::vector<SafeTensor> tensors = {{"W_dec", {c.d_sae, c.d_in}, &c.W_dec},
-                                     {"W_enc", {c.d_in, c.d_sae}, &c.W_enc},
-                                     {"b_dec", {c.d_in}, &c.b_dec},
-                                     {"b_enc", {c.d_sae}, &c.b_enc}};
-  if (jump) tensors.push_back({"threshold", {c.d_sae}, &c.threshold});
-  write_safetensors(tmp + "/sae_weights.safetensors", tensors);
+namespace {
 
-  nlohmann::ordered_json cfg = {{"architecture", arch},
-                                {"d_in", c.d_in},
+// SAELens' name for how the SAE was trained (metadata.training_architecture).
+std::string saelens_training_architecture(const std::string& a) { return a == "relu" ? "standard" : a; }
+
+// "models/gpt2/" -> "gpt2"
+std::string dir_name(const std::string& path) {
+  std::filesystem::path p = std::filesystem::path(path).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  return p.filename().string();
+}
+
+// SAEMetadata as SAELens' training runner fills it, from the store's manifest. A model store
+// holds the unprocessed Hugging Face model's activations, i.e. TransformerLens'
+// from_pretrained_no_processing: model_from_pretrained_kwargs says so (SAELens warns to load it
+// that way). Sequences are [BOS] + a slice of the token stream (no separators); a store that
+// excludes the BOS position is seqpos_slice [1, None] of context_size = stored context + 1.
+nlohmann::ordered_json saelens_metadata(const SaeCheckpoint& c, const StoreManifest& store) {
+  using json = nlohmann::ordered_json;
+  const nlohmann::json& src = store.source;
+  const bool model = src.is_object() && src.value("type", "") == "model";
+  const bool exclude_bos = model && src.value("exclude_bos", false);
+  json m;
+  m["sae_lens_version"] = kSaeLensFormatVersion;
+  m["sae_lens_training_version"] = nullptr;  // not trained by SAELens
+  m["dataset_path"] = model ? src.value("tokens", "") : c.store;
+  m["hook_name"] = c.hook;
+  m["model_name"] = model ? json(dir_name(src.value("model", ""))) : json(nullptr);
+  m["model_class_name"] = model ? json("HookedTransformer") : json(nullptr);
+  m["hook_head_index"] = nullptr;
+  m["context_size"] = store.context + (exclude_bos ? 1 : 0);
+  m["seqpos_slice"] = exclude_bos ? json::array({1, nullptr}) : json::array({nullptr});
+  m["model_from_pretrained_kwargs"] =
+      model ? json{{"fold_ln", false}, {"center_writing_weights", false}, {"center_unembed", false},
+                   {"fold_value_biases", false}, {"refactor_factored_attn_matrices", false}}
+            : json::object();
+  m["prepend_bos"] = model && src.value("prepend_bos", false);
+  m["exclude_special_tokens"] = false;
+  m["sequence_separator_token"] = nullptr;
+  m["disable_concat_sequences"] = false;
+  m["training_architecture"] = saelens_training_architecture(c.architecture);
+  m["saepipe"] = {{"architecture", c.architecture}, {"k", c.k}, {"tokens_seen", c.tokens_seen}, {"step", c.step},
+                  {"store", c.store}};
+  return m;
+}
+
+bool saves_as_jumprelu(const std::string& a) { return a == "jumprelu" || a == "batchtopk"; }
+
+}  // namespace
+
+nlohmann::ordered_json saelens_config(const SaeCheckpoint& c, const StoreManifest& store) {
+  const std::string arch = saves_as_jumprelu(c.architecture) ? "jumprelu"
+                           : c.architecture == "relu"       ? "standard"
+                                                            : "topk";
+  nlohmann::ordered_json cfg = {{"d_in", c.d_in},
                                 {"d_sae", c.d_sae},
                                 {"dtype", "float32"},
                                 {"device", "cpu"},
                                 {"apply_b_dec_to_input", true},
                                 {"normalize_activations", "none"},
-                                {"reshape_activations", "none"}};
-  if (arch == "topk") cfg["k"] = c.k;
-  // Only SAEMetadata fields inside: SAELens builds SAEMetadata(**meta). The key is "meta" in
-  // recent v6 releases and "metadata" in earlier ones; each ignores the other.
-  const nlohmann::ordered_json meta = {{"model_name", nullptr},    {"hook_name", c.hook},
-                                       {"hook_head_index", nullptr}, {"context_size", context_size},
-                                       {"dataset_path", c.store},    {"prepend_bos", true}};
-  cfg["meta"] = meta;
-  cfg["metadata"] = meta;
-  cfg["saepipe"] = {{"architecture", c.architecture}, {"tokens_seen", c.tokens_seen}, {"step", c.step}};
-  write_file_atomic(tmp + "/cfg.json", cfg.dump(2) + "\n");
+                                {"reshape_activations", "none"},
+                                {"metadata", saelens_metadata(c, store)}};
+  if (arch == "topk") {
+    cfg["k"] = c.k;
+    cfg["rescale_acts_by_decoder_norm"] = false;
+  }
+  cfg["architecture"] = arch;
+  return cfg;
+}
+
+void write_saelens_export(const std::string& dir, const SaeCheckpoint& c, const StoreManifest& store) {
+  namespace fs = std::filesystem;
+  const std::string tmp = dir + ".tmp";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  make_dirs(tmp);
+  std::vector<SafeTensor> tensors = {{"W_dec", {c.d_sae, c.d_in}, &c.W_dec},
+                                     {"W_enc", {c.d_in, c.d_sae}, &c.W_enc},
+                                     {"b_dec", {c.d_in}, &c.b_dec},
+                                     {"b_enc", {c.d_sae}, &c.b_enc}};
+  if (saves_as_jumprelu(c.architecture)) tensors.push_back({"threshold", {c.d_sae}, &c.threshold});
+  write_safetensors(tmp + "/sae_weights.safetensors", tensors);
+  write_file_atomic(tmp + "/cfg.json", saelens_config(c, store).dump(2) + "\n");
   fs::remove_all(dir, ec);
   fs::rename(tmp, dir, ec);
   if (ec) user_error(dir + ": cannot rename " + tmp + " into place: " + ec.message());

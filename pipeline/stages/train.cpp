@@ -142,7 +142,7 @@ void run_train(const Job& job, const MpiEnv& env) {
     meta.heldout_first_token = split.train_tokens;
     meta.heldout_n_tokens = split.heldout_tokens;
     meta.resolved_job = job.resolved_toml;
-    for (auto& m : models) m->finish(n_steps, B, meta, reader->manifest().context, h5_mutex);
+    for (auto& m : models) m->finish(n_steps, B, meta, reader->manifest(), h5_mutex);
   });
   env.barrier();
   for (auto& m : models) log.info("wrote " + m->spec().out_dir + "/sae.h5");

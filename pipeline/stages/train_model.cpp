@@ -266,7 +266,7 @@ void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
   write_train_state(spec_.out_dir + "/train_state.h5", st);
 }
 
-void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, int64_t context, std::mutex& h5_mutex) {
+void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex) {
   metrics_.close();
   if (!metrics_) user_error(log_path_ + ": write failed (disk full?)");
   const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
@@ -281,7 +281,7 @@ void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, int64_t 
   ck.step = n_steps;
   ck.fingerprint = spec_.fingerprint;
   write_training_plot(log_path_, spec_.out_dir + "/train_curves.svg");
-  write_saelens_export(spec_.out_dir + "/saelens", ck, context);
+  write_saelens_export(spec_.out_dir + "/saelens", ck, store);
   if (spec_.config.checkpoint_every > 0) save_state(n_steps, h5_mutex);
   std::lock_guard<std::mutex> h5(h5_mutex);
   write_sae_checkpoint(spec_.out_dir + "/sae.h5", ck);  // last: its presence marks the model complete

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pipeline/core/job.hpp"
+#include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/checkpoint.hpp"
 #include "pipeline/sae/sae.hpp"
 
@@ -59,7 +60,7 @@ class TrainModel {
   void step(int64_t step, int64_t n_steps, int64_t B, const StepRows& rows, uint64_t seed, Logger& log);
   void save_state(int64_t steps_done, std::mutex& h5_mutex) const;
   // Rank 0: sae.h5 (raw units), saelens/, curves; written last so sae.h5 marks completion.
-  void finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, int64_t context, std::mutex& h5_mutex);
+  void finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex);
 
  private:
   void resample_dead(int64_t step, const StepRows& rows, uint64_t seed, Logger& log);

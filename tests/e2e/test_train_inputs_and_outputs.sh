@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train outputs for every architecture: sae.h5 in raw units (a NumPy forward on the raw
 # store reproduces the training FVU), the saelens/ export read back by hand with NumPy
-# (safetensors header + little-endian data, cfg.json fields), the SVG curves, inspect.
+# (safetensors header + little-endian data, cfg.json fields; SAELens itself loads it in
+# test_real_clients.sh), the SVG curves, inspect.
 # Bad inputs: unknown hook, k > d_sae, unknown architecture, training state or checkpoint
 # of another job — one line each, exit 2, nothing left under a final name.
 source "$(dirname "$0")/lib.sh" "$1"
@@ -74,7 +75,8 @@ cfg = json.load(open(f"{d}/saelens/cfg.json"))
 expect_arch = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}[arch]
 ok &= cfg["architecture"] == expect_arch and cfg["d_in"] == 16 and cfg["d_sae"] == 64
 ok &= cfg["normalize_activations"] == "none" and cfg["apply_b_dec_to_input"] is True
-ok &= cfg["meta"]["hook_name"] == "blocks.0.hook_resid_post" and (arch != "topk" or cfg["k"] == 2)
+ok &= cfg["metadata"]["hook_name"] == "blocks.0.hook_resid_post" and (arch != "topk" or cfg["k"] == 2)
+ok &= cfg["metadata"]["sae_lens_version"].startswith("6.") and "meta" not in cfg  # v6 layout (tests/e2e/test_real_clients.sh loads it in SAELens)
 svg = xml.dom.minidom.parse(f"{d}/train_curves.svg")
 ok &= len(svg.getElementsByTagName("polyline")) == 3
 ok &= not any(p.endswith(".tmp") for p in os.listdir(d))
