@@ -21,6 +21,7 @@
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/checkpoint.hpp"
 #include "pipeline/io/h5.hpp"
+#include "pipeline/io/saelens_import.hpp"
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/model/blas_threads.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
@@ -70,7 +71,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
   std::unique_ptr<TransformerModel> model;
   env.all_or_none([&] {
     if (!path_exists(sae_path)) user_error(sae_path + ": SAE checkpoint not found (run the train stage first)");
-    ck = read_sae_checkpoint(sae_path);
+    ck = read_sae_for_evaluation(sae_path);  // sae.h5 or a SAELens directory
     reader = std::make_unique<StoreReader>(store_dir, ck.hook);
     if (reader->d_model() != ck.d_in)
       user_error(sae_path + ": d_in " + std::to_string(ck.d_in) + " does not match d_model " +
