@@ -81,17 +81,6 @@ json feature(const SiteData& site, int64_t f, const NeuronpediaMeta& meta) {
   o["n_tokens_in_prompt"] = meta.n_tokens_in_prompt;
   o["dataset"] = make_valid_utf8(meta.dataset);
 
-  json nb_i = json::array(), nb_v = json::array();
-  for (int64_t k = 0; k < s.n_neighbours; ++k) {
-    const size_t at = i * size_t(s.n_neighbours) + size_t(k);
-    if (s.neighbour_index[at] < 0) continue;
-    nb_i.push_back(s.neighbour_index[at]);
-    nb_v.push_back(r3(s.neighbour_cosine[at]));
-  }
-  o["topkCosSimIndices"] = std::move(nb_i);
-  o["topkCosSimValues"] = std::move(nb_v);
-  o["maxActApprox"] = r3(mx);
-
   json acts = json::array();
   if (site.has_examples) {
     const FeatureExamples& ex = site.examples;
@@ -110,7 +99,26 @@ json feature(const SiteData& site, int64_t f, const NeuronpediaMeta& meta) {
     }
   }
   o["activations"] = std::move(acts);
+  o["vector"] = json::array();  // as SAEDashboard's SAE runner: only its vector runner fills it
   return o;
+}
+
+// Neuronpedia's feature-row fields the importer leaves empty or derives (maxActApprox: the
+// largest rounded value among the examples).
+json feature_extras(const SiteData& site, int64_t f) {
+  const FeatureStats& s = site.stats;
+  const auto i = size_t(f);
+  json nb_i = json::array(), nb_v = json::array();
+  for (int64_t k = 0; k < s.n_neighbours; ++k) {
+    const size_t at = i * size_t(s.n_neighbours) + size_t(k);
+    if (s.neighbour_index[at] < 0) continue;
+    nb_i.push_back(s.neighbour_index[at]);
+    nb_v.push_back(r3(s.neighbour_cosine[at]));
+  }
+  return {{"index", f},
+          {"maxActApprox", std::isfinite(s.max_activation[i]) ? double(s.max_activation[i]) : 0.0},
+          {"topkCosSimIndices", std::move(nb_i)},
+          {"topkCosSimValues", std::move(nb_v)}};
 }
 
 }  // namespace
@@ -119,6 +127,18 @@ json neuronpedia_batch(const SiteData& site, int64_t first, int64_t last, const 
   json features = json::array();
   for (int64_t f = first; f < last; ++f) features.push_back(feature(site, f, meta));
   return {{"model_id", make_valid_utf8(meta.model_id)},
+          {"layer", meta.layer},
+          {"sae_set", make_valid_utf8(meta.sae_set)},
+          {"sae_id_suffix", nullptr},
+          {"features", std::move(features)}};
+}
+
+json neuronpedia_feature_extras(const SiteData& site, int64_t first, int64_t last, const NeuronpediaMeta& meta) {
+  json features = json::array();
+  for (int64_t f = first; f < last; ++f) features.push_back(feature_extras(site, f));
+  return {{"schema", "saepipe.neuronpedia_extras"},
+          {"version", 1},
+          {"model_id", make_valid_utf8(meta.model_id)},
           {"layer", meta.layer},
           {"sae_set", make_valid_utf8(meta.sae_set)},
           {"sae_id_suffix", nullptr},

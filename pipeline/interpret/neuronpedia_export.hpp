@@ -1,8 +1,13 @@
-// interpret/neuronpedia/batch-<i>.json: the latents in the JSON that SAEDashboard's
-// NeuronpediaRunner writes and Neuronpedia's importer
-// (neuronpedia-utils convert-saedashboard-to-neuronpedia-export.py) reads. Layout:
-// schemas/neuronpedia_batch.schema.json. Fields saepipe has no data for are present and empty
-// (the importer indexes them); decoder neighbours go to Neuronpedia's topkCosSimIndices/Values.
+// interpret/neuronpedia/: the latents in the batch format of SAEDashboard's NeuronpediaRunner
+// (its NeuronpediaDashboardBatch / Feature / Activation classes: exactly their keys, so a batch
+// round-trips through them unchanged), which Neuronpedia's importer (neuronpedia-utils
+// convert-saedashboard-to-neuronpedia-export.py) reads from every batch-*.json of a directory.
+// Fields saepipe has no data for are present and empty (the importer indexes them).
+// The batch format has no place for decoder neighbours, and the importer sets Neuronpedia's
+// topkCosSimIndices/Values to [] and maxActApprox to the largest rounded example value; so
+// feature-extras-<i>.json (a name the importer skips) holds those fields of Neuronpedia's
+// feature rows, by latent. Layouts: schemas/neuronpedia_batch.schema.json,
+// schemas/neuronpedia_extras.schema.json.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -23,5 +28,9 @@ struct NeuronpediaMeta {
 
 // Latents [first, last) as one batch object.
 nlohmann::json neuronpedia_batch(const SiteData& site, int64_t first, int64_t last, const NeuronpediaMeta& meta);
+// The same latents' Neuronpedia feature-row fields the batch format cannot carry: index,
+// maxActApprox (the max activation, unrounded), topkCosSimIndices/Values (decoder neighbours).
+nlohmann::json neuronpedia_feature_extras(const SiteData& site, int64_t first, int64_t last,
+                                          const NeuronpediaMeta& meta);
 
 }  // namespace saepipe

@@ -2,7 +2,8 @@
 // outputs (summary.json, features.h5, examples.h5):
 //   index.html                 summary, density histogram, the table of latents (pipeline/interpret/site_index)
 //   features/<f>.html          one page per listed latent (pipeline/interpret/feature_page)
-//   neuronpedia/batch-<i>.json Neuronpedia-format export (pipeline/interpret/neuronpedia_export)
+//   neuronpedia/batch-<i>.json SAEDashboard's Neuronpedia batches, feature-extras-<i>.json beside
+//                              them (pipeline/interpret/neuronpedia_export)
 //   style.css
 // Every rank reads the inputs; pages and batches are split over the ranks (latent f on rank
 // f % size). The site is written into <run>/interpret.tmp.<pid> and renamed to <run>/interpret
@@ -171,6 +172,8 @@ void run_interpret(const Job& job, const MpiEnv& env) {
         const int64_t last = std::min(F, first + job.interpret.neuronpedia_batch_size);
         write_file_atomic(tmp + "/neuronpedia/batch-" + std::to_string(b) + ".json",
                           neuronpedia_batch(site, first, last, meta).dump());
+        write_file_atomic(tmp + "/neuronpedia/feature-extras-" + std::to_string(b) + ".json",
+                          neuronpedia_feature_extras(site, first, last, meta).dump());
       }
       if (env.is_root()) {
         write_file_atomic(tmp + "/style.css", site_css());

@@ -297,7 +297,14 @@ TEST(InterpretExport, NeuronpediaBatchMatchesItsSchema) {
   EXPECT_EQ(f0["freq_hist_data_bar_heights"], json::parse("[10, 20, 30, 40]"));
   EXPECT_EQ(f0["freq_hist_data_bar_values"], json::parse("[0.25, 0.75, 1.25, 1.75]"));
   EXPECT_EQ(f0["logits_hist_data_bar_values"], json::parse("[-2.25, -0.75, 0.75, 2.25]"));
-  EXPECT_EQ(f0["topkCosSimIndices"], json::parse("[2, 1]"));
+  EXPECT_EQ(f0["vector"], json::array());
+  // Neighbours and the max activation: in the sidecar, by latent.
+  const json extras = neuronpedia_feature_extras(site, 0, 3, meta);
+  ASSERT_EQ(extras["features"].size(), 3u);
+  EXPECT_EQ(extras["features"][0]["index"], 0);
+  EXPECT_EQ(extras["features"][0]["topkCosSimIndices"], json::parse("[2, 1]"));
+  EXPECT_EQ(extras["features"][0]["maxActApprox"], double(site.stats.max_activation[0]));
+  EXPECT_EQ(extras["layer"], 3);
   ASSERT_EQ(f0["activations"].size(), 3u);  // two top, one interval
   const json& a0 = f0["activations"][0];
   EXPECT_EQ(a0["tokens"], json::parse(R"([" <b>", "a", "\n"])"));
@@ -323,6 +330,10 @@ TEST(InterpretExport, NeuronpediaBatchMatchesItsSchema) {
   same_keys(b, schema, "batch");
   same_keys(f0, schema["$defs"]["feature"], "feature");
   same_keys(a0, schema["$defs"]["activation"], "activation");
+  const json extras_schema =
+      json::parse(std::ifstream(std::string(SAEPIPE_SOURCE_DIR) + "/schemas/neuronpedia_extras.schema.json"));
+  same_keys(extras, extras_schema, "extras");
+  same_keys(extras["features"][1], extras_schema["$defs"]["feature"], "extras feature");
   EXPECT_NO_THROW(b.dump());  // valid UTF-8 throughout
 }
 
