@@ -39,29 +39,40 @@ if "$BIN/saepipe" run qs.toml --ranks 2 > qs.log 2>&1; then pass "quickstart cop
 grep "interpret" qs.log | tail -2
 n=$(ls qs/interpret/features | wc -l)
 [ "$n" = 512 ] && pass "512 feature pages" || fail "$n feature pages (want 512)"
-[ "$(ls qs/interpret/neuronpedia | wc -l)" = 6 ] && pass "6 Neuronpedia batches of 100" || fail "batches: $(ls qs/interpret/neuronpedia)"
+[ "$(ls qs/interpret/neuronpedia/batch-*.json | wc -l)" = 6 ] && [ "$(ls qs/interpret/neuronpedia/feature-extras-*.json | wc -l)" = 6 ] \
+  && pass "6 Neuronpedia batches of 100, each with its feature-extras sidecar" || fail "batches: $(ls qs/interpret/neuronpedia)"
 [ -z "$(find qs -name '*.tmp*' -o -name '*.old.*')" ] && pass "no temporary site left" || fail "temporary files: $(find qs -name '*.tmp*')"
 echo "site size: $(du -sh qs/interpret | cut -f1) (pages $(du -sh qs/interpret/features | cut -f1), export $(du -sh qs/interpret/neuronpedia | cut -f1))"
 dump_site qs dom_qs
 $CHECK check qs dom_qs && pass "quickstart site shows what the stats files hold" || fail "quickstart site checks"
 
-$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_batch.schema.json" qs/interpret/neuronpedia/*.json \
+$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_batch.schema.json" qs/interpret/neuronpedia/batch-*.json \
   && pass "Neuronpedia batches match their schema" || fail "Neuronpedia batches vs schema"
-$PY - <<'P'
+$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_extras.schema.json" qs/interpret/neuronpedia/feature-extras-*.json \
+  && pass "feature-extras sidecars match their schema" || fail "feature-extras vs schema"
+rm -f broken.json
+$PY - <<'P' || fail "could not make the broken batch"
 import json
 b = json.load(open("qs/interpret/neuronpedia/batch-0.json"))
 del b["features"][0]["frac_nonzero"]; b["features"][1]["surprise"] = 1
 json.dump(b, open("broken.json", "w"))
 P
-$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_batch.schema.json" broken.json >/dev/null \
-  && fail "a batch without frac_nonzero passed the schema check" || pass "the schema check rejects a broken batch"
+# The checker must reject it for the missing key (exit 1), not crash (exit 2 from Python, or a
+# missing fixture).
+$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_batch.schema.json" broken.json > broken.txt 2>&1
+rc=$?
+[ -s broken.json ] && [ $rc = 1 ] && grep -q "frac_nonzero" broken.txt && grep -q "^0 of 1 files valid" broken.txt \
+  && pass "the schema check rejects a broken batch, naming frac_nonzero" || fail "broken batch: exit $rc, $(head -c 300 broken.txt)"
 
 # Re-running interpret replaces the site as a whole; neuronpedia = false leaves no export.
 sed -i -e '/^neuronpedia_batch_size = 100$/d' -e 's/^max_features = 0$/max_features = 20\nneuronpedia = false/' qs.toml
 mpirun_np 2 "$BIN/saepipe-interpret" --job qs.toml > qs-rerun.log 2>&1 || fail "interpret re-run: $(tail -3 qs-rerun.log)"
 [ "$(ls qs/interpret/features | wc -l)" = 20 ] && [ ! -e qs/interpret/neuronpedia ] \
   && pass "re-run with max_features = 20, neuronpedia = false: 20 pages, no export" || fail "re-run did not replace the site"
-grep -q 'href="20.html"' qs/interpret/features/19.html && fail "page 19 links to the missing page 20" || pass "no link past the last page"
+# grep exits 1 for "no match" and 2 when the page is missing: only 1 passes.
+grep -q 'href="18.html"' qs/interpret/features/19.html || fail "page 19 has no link to page 18 (the check below would be vacuous)"
+grep -q 'href="20.html"' qs/interpret/features/19.html
+case $? in 1) pass "no link past the last page" ;; 0) fail "page 19 links to the missing page 20" ;; *) fail "page 19 missing" ;; esac
 
 # --- 2. a tiny GPT-2 on text with markup and multi-byte characters
 $PY "$SRC/tests/python/make_tiny_gpt2.py" gpt --layers 1 --d 32 --heads 2 --vocab 512 --positions 64 --bpe >/dev/null || fail "tiny GPT-2"
@@ -100,12 +111,16 @@ T
 if "$BIN/saepipe" run model.toml > gm.log 2>&1; then pass "tiny GPT-2 pipeline ran"; else fail "tiny GPT-2 pipeline: $(tail -5 gm.log)"; fi
 dump_site gm dom_gm
 $CHECK check gm dom_gm && pass "model site: decoded, escaped tokens as the stats files hold them" || fail "model site checks"
-$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_batch.schema.json" gm/interpret/neuronpedia/*.json \
+$PY "$SRC/tests/python/check_json_schema.py" "$SRC/schemas/neuronpedia_batch.schema.json" gm/interpret/neuronpedia/batch-*.json \
   && pass "model Neuronpedia batches match their schema" || fail "model Neuronpedia batches vs schema"
 # No markup from the text reaches a page as markup: the only scripts are the index's own.
 $PY - <<'P' && pass "no <script>, <b> or comment from the text became markup" || fail "markup from the text leaked into a page"
 import glob, re, sys
 bad = []
+# Something to look at: the dumped feature pages and the rendered ones, and the text does hold
+# the markup (else the check is vacuous).
+if not glob.glob("dom_gm/feature_*.html") or not glob.glob("gm/interpret/features/*.html") or "<script>" not in open("text.txt").read():
+    sys.exit("nothing to check")
 for p in glob.glob("dom_gm/feature_*.html"):
     t = open(p, encoding="utf-8").read()
     if re.search(r"<script|<b>|<!--", t):

@@ -11,6 +11,7 @@ vocab.json by this script (GPT-2's byte alphabet), exit 1 with every failed chec
 """
 import html.parser
 import json
+import urllib.parse
 import math
 import os
 import re
@@ -176,6 +177,9 @@ def plan(ref):
              ("index_dead", "index.html#filter=dead&per=0")]
     q = search_term(ref)
     pages.append(("index_q", f"index.html#q={q}&per=0"))
+    qt = text_term(ref)
+    if qt is not None:
+        pages.append(("index_qtext", f"index.html#q={urllib.parse.quote(qt.upper())}&per=0"))
     for f in feature_pages(ref):
         pages.append((f"feature_{f}", f"features/{f}.html"))
     return pages
@@ -186,6 +190,28 @@ def search_term(ref):
         g, counts = np.unique(ref.f["gt_match_index"], return_counts=True)
         return int(g[np.argmax(counts)])
     return 3
+
+
+def top_text(ref, f):
+    """The text of latent f's top example token (what the index searches), or None."""
+    if ref.ex is None or ref.ex["top"]["row"][f, 0] < 0:
+        return None
+    return ref.token_text(int(ref.ex["top"]["ctx_tokens"][f, 0, int(ref.ex_attrs["context_before"])]))
+
+
+def text_term(ref):
+    """A search by token text (tokenized stores): the commonest run of 2+ ASCII letters among
+    the latents' top tokens that not every latent shares, searched in upper case (the search
+    ignores case)."""
+    if ref.vocab is None or ref.ex is None:
+        return None
+    counts = {}
+    for f in range(ref.F):
+        t = top_text(ref, f)
+        for w in set(m.lower() for m in re.findall(r"[A-Za-z]{2,}", t or "")):
+            counts[w] = counts.get(w, 0) + 1
+    words = sorted((c, w) for w, c in counts.items() if c < ref.F)
+    return words[-1][1] if words else None
 
 
 def feature_pages(ref):
@@ -281,6 +307,16 @@ def check_index(ref, dumps):
     got = [f for f, _ in table_rows(d)]
     check(got == want, f"#q={q}: latent {q} and the latents matched to true feature {q} ({got})")
     check(d.by_id("count").text() == f"{len(want)} of {ref.F} latents", f"#q={q}: count line '{d.by_id('count').text()}'")
+
+    qt = text_term(ref)
+    if ref.vocab is not None and ref.ex is not None:
+        check(qt is not None, "a token text to search for")
+    if qt is not None:
+        d = parse(f"{dumps}/index_qtext.html")
+        want = [f for f in order if qt in (top_text(ref, f) or "").lower()]
+        got = [f for f, _ in table_rows(d)]
+        check(len(want) > 0 and got == want,
+              f"#q={qt.upper()}: the {len(want)} latents whose top token holds '{qt}' in any case ({len(got)} shown)")
 
 
 # ---- a feature page ----
@@ -404,16 +440,29 @@ def check_offline(run):
 
 def check_export(ref):
     d = f"{ref.run}/interpret/neuronpedia"
-    files = sorted(os.listdir(d), key=lambda n: int(re.search(r"\d+", n).group()))
-    feats = [x for n in files for x in json.load(open(f"{d}/{n}", encoding="utf-8"))["features"]]
-    check([x["feature_index"] for x in feats] == list(range(ref.F)), f"neuronpedia: {len(files)} batches hold latents 0..{ref.F - 1} in order")
+    def files(prefix):
+        names = [n for n in os.listdir(d) if re.fullmatch(prefix + r"\d+\.json", n)]
+        return sorted(names, key=lambda n: int(re.search(r"\d+", n).group()))
+    batches, sidecars = files("batch-"), files("feature-extras-")
+    check(len(batches) > 0 and len(sidecars) == len(batches) and len(os.listdir(d)) == 2 * len(batches),
+          f"neuronpedia: {len(batches)} batch-<i>.json, each with its feature-extras-<i>.json, nothing else")
+    feats = [x for n in batches for x in json.load(open(f"{d}/{n}", encoding="utf-8"))["features"]]
+    extras = [x for n in sidecars for x in json.load(open(f"{d}/{n}", encoding="utf-8"))["features"]]
+    check([x["feature_index"] for x in feats] == list(range(ref.F)), f"neuronpedia: {len(batches)} batches hold latents 0..{ref.F - 1} in order")
+    check([x["index"] for x in extras] == list(range(ref.F)), "neuronpedia: the sidecars hold the same latents in the same order")
     bad = []
-    for x in feats:
+    compared = {"neighbours": 0, "top examples": 0}
+    for x, e in zip(feats, extras):
         f = x["feature_index"]
         if not close(x["frac_nonzero"], ref.f["density"][f], rel=1e-9):
             bad.append(f"{f} frac_nonzero")
-        if "neighbour_index" in ref.f and x["topkCosSimIndices"] != [int(n) for n in ref.f["neighbour_index"][f] if n >= 0]:
-            bad.append(f"{f} topkCosSimIndices")
+        if not close(e["maxActApprox"], ref.f["max_activation"][f], rel=1e-6):
+            bad.append(f"{f} maxActApprox")
+        if "neighbour_index" in ref.f:
+            want = [int(n) for n in ref.f["neighbour_index"][f] if n >= 0]
+            compared["neighbours"] += len(want)
+            if e["topkCosSimIndices"] != want:
+                bad.append(f"{f} topkCosSimIndices")
         if "hist_counts" in ref.f and x["freq_hist_data_bar_heights"] != [int(c) for c in ref.f["hist_counts"][f]]:
             bad.append(f"{f} freq_hist heights")
         if ref.ex is not None:
@@ -421,6 +470,7 @@ def check_export(ref):
             if len(x["activations"]) != n:
                 bad.append(f"{f}: {len(x['activations'])} activations, want {n}")
             for a in x["activations"][:1]:
+                compared["top examples"] += 1
                 s = ref.ex["top"]
                 toks = [int(t) for t in s["ctx_tokens"][f, 0] if t >= 0]
                 if a["tokens"] != [ref.token_text(t) for t in toks]:
@@ -428,6 +478,10 @@ def check_export(ref):
                 if not close(a["values"][a["qualifying_token_index"]], s["activation"][f, 0], rel=1e-3, tol=1e-3):
                     bad.append(f"{f}: value at qualifying_token_index")
     check(not bad, "neuronpedia: frac_nonzero, neighbours, histograms and activations equal the stats files" + ("" if not bad else ": " + "; ".join(bad[:5])))
+    # Something was compared: neighbours always (stats writes them), top examples when the
+    # stats found any.
+    check(compared["neighbours"] > 0 and (ref.ex is None or compared["top examples"] > 0),
+          f"neuronpedia: compared {compared}")
 
 
 def main():
