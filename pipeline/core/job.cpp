@@ -8,6 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <type_traits>
+#include <utility>
 #include <sstream>
 
 #include "pipeline/core/errors.hpp"
@@ -196,25 +198,84 @@ namespace {
 
 using nlohmann::json;
 
-template <typename T>
-T get(const toml::table& t, const char* dotted) {
-  auto v = t.at_path(dotted).value<T>();
-  if (!v) internal_error(std::string("resolved job lacks ") + dotted);
-  return *v;
+// ---- the key tables (job.hpp) applied to the resolved TOML
+
+// False when the validated node is not of the member's type (the schema and job.hpp disagree).
+template <class T>
+bool assign(const toml::node& n, T& v) {
+  if constexpr (std::is_same_v<T, double>) {
+    if (!n.is_number()) return false;
+    v = *n.value<double>();  // integers in arrays of numbers are not converted by the validator
+    return true;
+  }
+  auto x = n.value_exact<T>();
+  if (x) v = *x;
+  return bool(x);
+}
+template <class T>
+bool assign(const toml::node& n, std::vector<T>& v) {
+  const toml::array* a = n.as_array();
+  if (!a) return false;
+  v.clear();
+  for (const toml::node& e : *a)
+    if (!assign(e, v.emplace_back())) return false;
+  return true;
 }
 
-StageResources read_resources(const toml::table& t, const std::string& stage) {
-  StageResources r;
-  std::string p = "resources." + stage + ".";
-  r.ranks = get<int64_t>(t, (p + "ranks").c_str());
-  r.nodes = get<int64_t>(t, (p + "nodes").c_str());
-  r.gpus_per_node = get<int64_t>(t, (p + "gpus_per_node").c_str());
-  r.cpus_per_task = get<int64_t>(t, (p + "cpus_per_task").c_str());
-  r.time = get<std::string>(t, (p + "time").c_str());
-  r.partition = get<std::string>(t, (p + "partition").c_str());
-  r.account = get<std::string>(t, (p + "account").c_str());
-  r.launcher = get<std::string>(t, (p + "launcher").c_str());
-  return r;
+// Fills `out` from the keys of `table` (a validated section at `where`) that its key table
+// names; with `all`, every table key must be there (defaults filled) and every key of the
+// section must be in the table, except the sub-sections listed in `nested`.
+template <class S>
+void read_section(const toml::table& table, const std::string& where, S& out, bool all,
+                  const std::vector<std::string>& nested = {}) {
+  for (const JobKey<S>& k : S::keys) {
+    const toml::node* n = table.get(k.name);
+    if (!n) {
+      if (all) internal_error("job.hpp: " + where + "." + k.name + " is not in job.schema.json or has no default there");
+      continue;
+    }
+    if (!std::visit([&](auto member) { return assign(*n, out.*member); }, k.member))
+      internal_error("job.hpp: " + where + "." + k.name + ": the member's type is not the schema's");
+  }
+  for (auto&& [name, node] : table) {
+    const std::string key(name.str());
+    const bool known = std::any_of(S::keys.begin(), S::keys.end(), [&](const JobKey<S>& k) { return key == k.name; }) ||
+                       std::find(nested.begin(), nested.end(), key) != nested.end();
+    if (!known) internal_error("job.schema.json: " + where + "." + key + " has no line in its key table (job.hpp)");
+  }
+}
+
+const toml::table& section(const toml::table& t, const char* dotted) {
+  const toml::table* s = t.at_path(dotted).as_table();
+  if (!s) internal_error(std::string("resolved job lacks [") + dotted + "]");
+  return *s;
+}
+
+// [[train.sweep]] entries accept the train keys marked "sweepable", with their types and
+// bounds but no defaults (what an entry leaves out is the main model's).
+void add_sweep_keys(json& schema) {
+  json& train = schema["properties"]["train"]["properties"];
+  json& entry = train["sweep"]["items"]["properties"];
+  for (auto& [name, prop] : train.items()) {
+    if (!prop.value("sweepable", false)) continue;
+    json p = prop;
+    p.erase("default");
+    p.erase("sweepable");
+    entry[name] = p;
+  }
+}
+
+// job.resolved_toml and job.section_toml from the resolved table.
+void set_resolved_text(Job& job, const toml::table& t) {
+  std::ostringstream out;
+  out << "# saepipe resolved job (every default filled)\n" << t << "\n";
+  job.resolved_toml = out.str();
+  job.section_toml.clear();
+  for (auto&& [k, node] : t) {
+    std::ostringstream sec;
+    if (auto* sub = node.as_table()) sec << *sub;
+    job.section_toml[std::string(k.str())] = sec.str();
+  }
 }
 
 // Checks between keys that a per-key schema cannot express.
@@ -266,132 +327,50 @@ Job parse_job(const std::string& text, const std::string& path) {
     user_error(path + ":" + std::to_string(e.source().begin.line) + ": TOML syntax error: " +
                std::string(e.description()));
   }
-  const json schema = json::parse(embedded_resource("job.schema.json"));
+  json schema = json::parse(embedded_resource("job.schema.json"));
+  add_sweep_keys(schema);
   SchemaValidator(schema, path).validate_table(t, schema, "");
 
   Job job;
   job.path = path;
-  job.run.name = get<std::string>(t, "run.name");
-  job.run.dir = get<std::string>(t, "run.dir");
-  job.run.device = get<std::string>(t, "run.device");
-  job.run.seed = get<int64_t>(t, "run.seed");
-
-  auto& h = job.harvest;
-  h.source = get<std::string>(t, "harvest.source");
-  h.dtype = get<std::string>(t, "harvest.dtype");
-  for (auto& n : *t.at_path("harvest.hooks").as_array()) h.hooks.push_back(*n.value<std::string>());
-  h.n_tokens = get<int64_t>(t, "harvest.n_tokens");
-  h.context = get<int64_t>(t, "harvest.context");
-  h.shard_tokens = get<int64_t>(t, "harvest.shard_tokens");
-  h.synthetic.d_model = get<int64_t>(t, "harvest.synthetic.d_model");
-  h.model = get<std::string>(t, "harvest.model");
-  h.tokens = get<std::string>(t, "harvest.tokens");
-  h.token_format = get<std::string>(t, "harvest.token_format");
-  h.tokens_dataset = get<std::string>(t, "harvest.tokens_dataset");
-  h.prepend_bos = get<bool>(t, "harvest.prepend_bos");
-  h.exclude_bos = get<bool>(t, "harvest.exclude_bos");
-  h.batch_sequences = get<int64_t>(t, "harvest.batch_sequences");
-  h.synthetic.n_features = get<int64_t>(t, "harvest.synthetic.n_features");
-  h.synthetic.seed = get<int64_t>(t, "harvest.synthetic.seed");
-  h.synthetic.mean_active = get<double>(t, "harvest.synthetic.mean_active");
-  h.synthetic.decay = get<double>(t, "harvest.synthetic.decay");
-  h.synthetic.correlation = get<double>(t, "harvest.synthetic.correlation");
-
-  auto& tr = job.train;
-  tr.activations = get<std::string>(t, "train.activations");
-  tr.hook = get<std::string>(t, "train.hook");
-  tr.architecture = get<std::string>(t, "train.architecture");
-  tr.b_dec_init = get<std::string>(t, "train.b_dec_init");
-  tr.d_sae = get<int64_t>(t, "train.d_sae");
-  tr.k = get<int64_t>(t, "train.k");
-  tr.batch_tokens = get<int64_t>(t, "train.batch_tokens");
-  tr.n_tokens = get<int64_t>(t, "train.n_tokens");
-  tr.auxk = get<int64_t>(t, "train.auxk");
-  tr.dead_tokens = get<int64_t>(t, "train.dead_tokens");
-  tr.init_tokens = get<int64_t>(t, "train.init_tokens");
-  tr.shuffle_tokens = get<int64_t>(t, "train.shuffle_tokens");
-  tr.log_every = get<int64_t>(t, "train.log_every");
-  tr.lr = get<double>(t, "train.lr");
-  tr.adam_beta1 = get<double>(t, "train.adam_beta1");
-  tr.adam_beta2 = get<double>(t, "train.adam_beta2");
-  tr.adam_eps = get<double>(t, "train.adam_eps");
-  tr.heldout_fraction = get<double>(t, "train.heldout_fraction");
-  tr.auxk_coef = get<double>(t, "train.auxk_coef");
-  tr.l1_coef = get<double>(t, "train.l1_coef");
-  tr.l1_warmup_fraction = get<double>(t, "train.l1_warmup_fraction");
-  tr.l0_coef = get<double>(t, "train.l0_coef");
-  tr.jumprelu_bandwidth = get<double>(t, "train.jumprelu_bandwidth");
-  tr.jumprelu_threshold_init = get<double>(t, "train.jumprelu_threshold_init");
-  tr.input_scaling = get<std::string>(t, "train.input_scaling");
-  tr.lr_warmup_steps = get<int64_t>(t, "train.lr_warmup_steps");
-  tr.lr_decay_fraction = get<double>(t, "train.lr_decay_fraction");
-  tr.grad_clip = get<double>(t, "train.grad_clip");
-  tr.checkpoint_every = get<int64_t>(t, "train.checkpoint_every");
-  tr.resample_every = get<int64_t>(t, "train.resample_every");
-  if (const toml::array* sw = t.at_path("train.sweep").as_array()) {
-    for (size_t i = 0; i < sw->size(); ++i) {
-      const toml::table& e = *sw->get(i)->as_table();
-      TrainConfig v = tr;
-      v.sweep.clear();
-      v.sweep_name = e["name"].value<std::string>().value_or("");
-      if (auto a = e["architecture"].value<std::string>()) v.architecture = *a;
-      for (auto [key, field] : {std::pair{"d_sae", &TrainConfig::d_sae}, {"k", &TrainConfig::k},
-                                {"auxk", &TrainConfig::auxk}, {"dead_tokens", &TrainConfig::dead_tokens},
-                                {"resample_every", &TrainConfig::resample_every}})
-        if (auto x = e[key].value<int64_t>()) v.*field = *x;
-      for (auto [key, field] : {std::pair{"lr", &TrainConfig::lr}, {"auxk_coef", &TrainConfig::auxk_coef},
-                                {"l1_coef", &TrainConfig::l1_coef}, {"l0_coef", &TrainConfig::l0_coef},
-                                {"jumprelu_bandwidth", &TrainConfig::jumprelu_bandwidth},
-                                {"jumprelu_threshold_init", &TrainConfig::jumprelu_threshold_init},
-                                {"grad_clip", &TrainConfig::grad_clip}})
-        if (auto x = e[key].value<double>()) v.*field = *x;
-      tr.sweep.push_back(std::move(v));
-    }
+  read_section(section(t, "run"), "run", job.run, true);
+  read_section(section(t, "harvest"), "harvest", job.harvest, true, {"synthetic"});
+  read_section(section(t, "harvest.synthetic"), "harvest.synthetic", job.harvest.synthetic, true);
+  read_section(section(t, "train"), "train", job.train, true, {"sweep"});
+  for (const toml::node& e : *t.at_path("train.sweep").as_array()) {
+    TrainConfig v = job.train;
+    v.sweep.clear();
+    const toml::table& entry = *e.as_table();
+    v.sweep_name = *entry["name"].value<std::string>();
+    read_section(entry, "train.sweep", v, false, {"name"});
+    job.train.sweep.push_back(std::move(v));
   }
-
-  job.stats.activations = get<std::string>(t, "stats.activations");
-  job.stats.sae = get<std::string>(t, "stats.sae");
-  job.stats.n_tokens = get<int64_t>(t, "stats.n_tokens");
-  job.stats.batch_tokens = get<int64_t>(t, "stats.batch_tokens");
-  auto& st = job.stats;
-  st.top_examples = get<int64_t>(t, "stats.top_examples");
-  st.interval_bins = get<int64_t>(t, "stats.interval_bins");
-  st.interval_examples = get<int64_t>(t, "stats.interval_examples");
-  st.context_before = get<int64_t>(t, "stats.context_before");
-  st.context_after = get<int64_t>(t, "stats.context_after");
-  st.histogram_bins = get<int64_t>(t, "stats.histogram_bins");
-  st.neighbours = get<int64_t>(t, "stats.neighbours");
-  st.logit_tokens = get<int64_t>(t, "stats.logit_tokens");
-  st.seed = get<int64_t>(t, "stats.seed");
-  st.ce_loss_tokens = get<int64_t>(t, "stats.ce_loss_tokens");
-  st.scratch_codes = get<bool>(t, "stats.scratch_codes");
-  st.scratch_codes_gib = get<double>(t, "stats.scratch_codes_gib");
-  for (auto& n : *t.at_path("stats.quantiles").as_array()) st.quantiles.push_back(n.value<double>().value());
-  st.dense_threshold = get<double>(t, "stats.dense_threshold");
-  st.ultralow_threshold = get<double>(t, "stats.ultralow_threshold");
-  job.interpret.stats = get<std::string>(t, "interpret.stats");
-  job.interpret.max_features = get<int64_t>(t, "interpret.max_features");
-  job.interpret.neuronpedia = get<bool>(t, "interpret.neuronpedia");
-  job.interpret.neuronpedia_batch_size = get<int64_t>(t, "interpret.neuronpedia_batch_size");
-  job.interpret.neuronpedia_model_id = get<std::string>(t, "interpret.neuronpedia_model_id");
-  job.interpret.neuronpedia_sae_set = get<std::string>(t, "interpret.neuronpedia_sae_set");
-
-  job.resources_harvest = read_resources(t, "harvest");
-  job.resources_train = read_resources(t, "train");
-  job.resources_stats = read_resources(t, "stats");
-  job.resources_interpret = read_resources(t, "interpret");
+  read_section(section(t, "stats"), "stats", job.stats, true);
+  read_section(section(t, "interpret"), "interpret", job.interpret, true);
+  const std::vector<std::string> stages = {"harvest", "train", "stats", "interpret"};
+  for (const std::string& stage : stages)
+    read_section(section(t, ("resources." + stage).c_str()), "resources." + stage, job.resources_for(stage), true);
+  // Every section of the schema is read above.
+  const std::vector<std::string> sections = {"run", "harvest", "train", "stats", "interpret", "resources"};
+  auto listed = [](const std::vector<std::string>& v, const toml::key& k) {
+    return std::find(v.begin(), v.end(), std::string(k.str())) != v.end();
+  };
+  for (auto&& [name, node] : t)
+    if (!listed(sections, name)) internal_error("job.schema.json: [" + std::string(name.str()) + "] is not read by parse_job");
+  for (auto&& [name, node] : section(t, "resources"))
+    if (!listed(stages, name))
+      internal_error("job.schema.json: [resources." + std::string(name.str()) + "] is not read by parse_job");
 
   check_cross_fields(job, t);
-
-  std::ostringstream out;
-  out << "# saepipe resolved job (every default filled)\n" << t << "\n";
-  job.resolved_toml = out.str();
-  for (auto&& [k, node] : t) {
-    std::ostringstream sec;
-    if (auto* sub = node.as_table()) sec << *sub;
-    job.section_toml[std::string(k.str())] = sec.str();
-  }
+  set_resolved_text(job, t);
   return job;
+}
+
+void set_resolved_device(Job& job, const std::string& device) {
+  toml::table t = toml::parse(job.resolved_toml, job.path);
+  t.at_path("run").as_table()->insert_or_assign("device", device);
+  job.run.device = device;
+  set_resolved_text(job, t);
 }
 
 namespace {
@@ -474,6 +453,9 @@ const StageResources& Job::resources(const std::string& stage) const {
   if (stage == "stats") return resources_stats;
   if (stage == "interpret") return resources_interpret;
   internal_error("unknown stage " + stage);
+}
+StageResources& Job::resources_for(const std::string& stage) {
+  return const_cast<StageResources&>(std::as_const(*this).resources(stage));
 }
 
 void write_resolved_job(const Job& job) {

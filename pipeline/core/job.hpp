@@ -1,35 +1,84 @@
 // A job file, validated against schemas/job.schema.json and resolved (all defaults
 // filled). Rank 0 reads the file and broadcasts its text; every rank parses the same text.
+//
+// How to add a job key (two places):
+//   1. schemas/job.schema.json: the key under its section with type, bounds, default and a
+//      description. Under [train], "sweepable": true also allows it in [[train.sweep]] entries
+//      (with the same type and bounds; an entry that leaves it out keeps the main model's).
+//   2. here: the member in its section's struct and one line in that struct's `keys` table,
+//      (schema name, &Struct::member). parse_job fills every member from the resolved job by
+//      this table, and a sweep entry overrides by the same table.
+// A schema key without a table line (or the reverse) is an internal error at the first parse,
+// so the unit tests catch a half-added key. A new section: a struct with `keys`, a member of
+// Job, and one read_section call in parse_job. Checks between keys go to check_cross_fields
+// (job.cpp).
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace saepipe {
 
 class MpiEnv;
 
+// One row of a section's key table: the key's name in the schema and the member it fills.
+template <class Section>
+struct JobKey {
+  const char* name;
+  std::variant<std::string Section::*, int64_t Section::*, double Section::*, bool Section::*,
+               std::vector<std::string> Section::*, std::vector<int64_t> Section::*,
+               std::vector<double> Section::*>
+      member;
+};
+template <class Section>
+using JobKeys = std::vector<JobKey<Section>>;
+
 struct RunConfig {
   std::string name, dir, device;
   int64_t seed = 0;
+
+  static inline const JobKeys<RunConfig> keys = {
+      {"name", &RunConfig::name}, {"dir", &RunConfig::dir}, {"seed", &RunConfig::seed},
+      {"device", &RunConfig::device}};
 };
 
 struct SyntheticConfig {
   int64_t d_model = 0, n_features = 0, seed = 0;
   double mean_active = 0, decay = 0;
   double correlation = 0;  // copula correlation of activity within groups of 8 features
+
+  static inline const JobKeys<SyntheticConfig> keys = {
+      {"d_model", &SyntheticConfig::d_model},         {"n_features", &SyntheticConfig::n_features},
+      {"mean_active", &SyntheticConfig::mean_active}, {"decay", &SyntheticConfig::decay},
+      {"correlation", &SyntheticConfig::correlation}, {"seed", &SyntheticConfig::seed}};
 };
 
 struct HarvestConfig {
   std::string source, dtype;
   std::vector<std::string> hooks;
   int64_t n_tokens = 0, context = 0, shard_tokens = 0;
-  SyntheticConfig synthetic;
+  SyntheticConfig synthetic;  // [harvest.synthetic]
   // source = "model"
   std::string model, tokens, token_format, tokens_dataset;
   bool prepend_bos = true, exclude_bos = false;
   int64_t batch_sequences = 0;
+
+  static inline const JobKeys<HarvestConfig> keys = {
+      {"source", &HarvestConfig::source},
+      {"model", &HarvestConfig::model},
+      {"tokens", &HarvestConfig::tokens},
+      {"token_format", &HarvestConfig::token_format},
+      {"tokens_dataset", &HarvestConfig::tokens_dataset},
+      {"prepend_bos", &HarvestConfig::prepend_bos},
+      {"exclude_bos", &HarvestConfig::exclude_bos},
+      {"batch_sequences", &HarvestConfig::batch_sequences},
+      {"hooks", &HarvestConfig::hooks},
+      {"n_tokens", &HarvestConfig::n_tokens},
+      {"context", &HarvestConfig::context},
+      {"shard_tokens", &HarvestConfig::shard_tokens},
+      {"dtype", &HarvestConfig::dtype}};
 };
 
 struct TrainConfig {
@@ -46,6 +95,38 @@ struct TrainConfig {
   // overridden; sweep_name is set in the copies (and empty in the main one).
   std::vector<TrainConfig> sweep;
   std::string sweep_name;
+
+  static inline const JobKeys<TrainConfig> keys = {
+      {"activations", &TrainConfig::activations},
+      {"hook", &TrainConfig::hook},
+      {"architecture", &TrainConfig::architecture},
+      {"d_sae", &TrainConfig::d_sae},
+      {"k", &TrainConfig::k},
+      {"lr", &TrainConfig::lr},
+      {"adam_beta1", &TrainConfig::adam_beta1},
+      {"adam_beta2", &TrainConfig::adam_beta2},
+      {"adam_eps", &TrainConfig::adam_eps},
+      {"batch_tokens", &TrainConfig::batch_tokens},
+      {"n_tokens", &TrainConfig::n_tokens},
+      {"heldout_fraction", &TrainConfig::heldout_fraction},
+      {"auxk", &TrainConfig::auxk},
+      {"auxk_coef", &TrainConfig::auxk_coef},
+      {"dead_tokens", &TrainConfig::dead_tokens},
+      {"b_dec_init", &TrainConfig::b_dec_init},
+      {"init_tokens", &TrainConfig::init_tokens},
+      {"shuffle_tokens", &TrainConfig::shuffle_tokens},
+      {"log_every", &TrainConfig::log_every},
+      {"l1_coef", &TrainConfig::l1_coef},
+      {"l1_warmup_fraction", &TrainConfig::l1_warmup_fraction},
+      {"l0_coef", &TrainConfig::l0_coef},
+      {"jumprelu_bandwidth", &TrainConfig::jumprelu_bandwidth},
+      {"jumprelu_threshold_init", &TrainConfig::jumprelu_threshold_init},
+      {"input_scaling", &TrainConfig::input_scaling},
+      {"lr_warmup_steps", &TrainConfig::lr_warmup_steps},
+      {"lr_decay_fraction", &TrainConfig::lr_decay_fraction},
+      {"grad_clip", &TrainConfig::grad_clip},
+      {"checkpoint_every", &TrainConfig::checkpoint_every},
+      {"resample_every", &TrainConfig::resample_every}};
 };
 
 struct StatsConfig {
@@ -57,6 +138,27 @@ struct StatsConfig {
   double dense_threshold = 0, ultralow_threshold = 0;
   bool scratch_codes = true;
   double scratch_codes_gib = 8;
+
+  static inline const JobKeys<StatsConfig> keys = {
+      {"activations", &StatsConfig::activations},
+      {"sae", &StatsConfig::sae},
+      {"n_tokens", &StatsConfig::n_tokens},
+      {"batch_tokens", &StatsConfig::batch_tokens},
+      {"top_examples", &StatsConfig::top_examples},
+      {"interval_bins", &StatsConfig::interval_bins},
+      {"interval_examples", &StatsConfig::interval_examples},
+      {"context_before", &StatsConfig::context_before},
+      {"context_after", &StatsConfig::context_after},
+      {"histogram_bins", &StatsConfig::histogram_bins},
+      {"quantiles", &StatsConfig::quantiles},
+      {"dense_threshold", &StatsConfig::dense_threshold},
+      {"ultralow_threshold", &StatsConfig::ultralow_threshold},
+      {"neighbours", &StatsConfig::neighbours},
+      {"logit_tokens", &StatsConfig::logit_tokens},
+      {"seed", &StatsConfig::seed},
+      {"scratch_codes", &StatsConfig::scratch_codes},
+      {"scratch_codes_gib", &StatsConfig::scratch_codes_gib},
+      {"ce_loss_tokens", &StatsConfig::ce_loss_tokens}};
 };
 
 struct InterpretConfig {
@@ -65,11 +167,26 @@ struct InterpretConfig {
   bool neuronpedia = true;
   int64_t neuronpedia_batch_size = 128;
   std::string neuronpedia_model_id, neuronpedia_sae_set;
+
+  static inline const JobKeys<InterpretConfig> keys = {
+      {"stats", &InterpretConfig::stats},
+      {"max_features", &InterpretConfig::max_features},
+      {"neuronpedia", &InterpretConfig::neuronpedia},
+      {"neuronpedia_batch_size", &InterpretConfig::neuronpedia_batch_size},
+      {"neuronpedia_model_id", &InterpretConfig::neuronpedia_model_id},
+      {"neuronpedia_sae_set", &InterpretConfig::neuronpedia_sae_set}};
 };
 
+// [resources.<stage>], one per stage (schema: #/$defs/resources).
 struct StageResources {
   int64_t ranks = 1, nodes = 1, gpus_per_node = 0, cpus_per_task = 1;
   std::string time, partition, account, launcher;
+
+  static inline const JobKeys<StageResources> keys = {
+      {"ranks", &StageResources::ranks},         {"nodes", &StageResources::nodes},
+      {"gpus_per_node", &StageResources::gpus_per_node}, {"cpus_per_task", &StageResources::cpus_per_task},
+      {"time", &StageResources::time},           {"partition", &StageResources::partition},
+      {"account", &StageResources::account},     {"launcher", &StageResources::launcher}};
 };
 
 struct Job {
@@ -94,6 +211,7 @@ struct Job {
   std::string stats_dir() const;      // the stats directory interpret reads
   std::string interpret_dir() const;
   const StageResources& resources(const std::string& stage) const;
+  StageResources& resources_for(const std::string& stage);
 };
 
 // Parse and validate job text; `path` names it in messages. Throws user_error (exit 2) with
@@ -108,6 +226,10 @@ Job load_job(const MpiEnv& env, const std::string& path, const std::string& stag
 // Input paths named for `stages` must exist unless an earlier one of them produces them.
 Job load_job_serial(const std::string& path,
                     const std::vector<std::string>& stages = {"harvest", "train", "stats", "interpret"});
+
+// The device the ranks agreed on for run.device (pipeline/stages/backend.hpp) replaces "auto"
+// in job.run.device, the resolved text and section_toml["run"].
+void set_resolved_device(Job& job, const std::string& device);
 
 // Write runs/<name>/job.resolved.toml atomically (temporary name, then rename).
 void write_resolved_job(const Job& job);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
@@ -124,6 +125,86 @@ TEST(Job, CrossFieldChecks) {
   EXPECT_NE(e.find("train.hook: \"blocks.3.hook_resid_post\" is not among harvest.hooks"), std::string::npos) << e;
   e = error_of(std::string(kMinimal) + "[harvest]\nhooks = [\"a\", \"a\"]\n");
   EXPECT_NE(e.find("harvest.hooks: hook \"a\" is listed twice"), std::string::npos) << e;
+}
+
+// [[train.sweep]]: an entry overrides the train keys it names (by the same key table as
+// [train]) and keeps the main model's value of every other; a key not marked "sweepable" in
+// the schema is an unknown key there.
+TEST(Job, SweepEntriesOverrideTheKeysTheyName) {
+  Job job = parse_job(std::string(kMinimal) +
+                          "[train]\nd_sae = 256\nk = 16\nlr = 0.001\n"
+                          "[[train.sweep]]\nname = \"a\"\narchitecture = \"jumprelu\"\nlr = 1\nl0_coef = 0.5\n"
+                          "[[train.sweep]]\nname = \"b\"\nk = 4\nresample_every = 7\n",
+                      "job.toml");
+  ASSERT_EQ(job.train.sweep.size(), 2u);
+  const TrainConfig& a = job.train.sweep[0];
+  const TrainConfig& b = job.train.sweep[1];
+  EXPECT_EQ(a.sweep_name, "a");
+  EXPECT_EQ(a.architecture, "jumprelu");
+  EXPECT_DOUBLE_EQ(a.lr, 1.0);  // an integer where a number goes
+  EXPECT_DOUBLE_EQ(a.l0_coef, 0.5);
+  EXPECT_EQ(a.d_sae, 256);  // the main model's
+  EXPECT_EQ(a.k, 16);
+  EXPECT_EQ(b.k, 4);
+  EXPECT_EQ(b.resample_every, 7);
+  EXPECT_DOUBLE_EQ(b.lr, 0.001);
+  EXPECT_EQ(b.architecture, "topk");
+  EXPECT_TRUE(a.sweep.empty());
+  EXPECT_TRUE(job.train.sweep_name.empty());
+  std::string e = error_of(std::string(kMinimal) + "[[train.sweep]]\nname = \"a\"\nbatch_tokens = 8\n");
+  EXPECT_NE(e.find("job.toml:5: train.sweep[0].batch_tokens: unknown key"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[[train.sweep]]\nname = \"a\"\nk = 0\n");
+  EXPECT_NE(e.find("train.sweep[0].k: must be >= 1, got 0"), std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[[train.sweep]]\nname = \"a\"\narchitecture = \"dense\"\n");
+  EXPECT_NE(e.find("train.sweep[0].architecture: \"dense\" is not one of"), std::string::npos) << e;
+}
+
+// The key tables of job.hpp and the schema agree: every key of every section reaches a member
+// of the schema's type (a key on one side only is an internal error at the first parse), and
+// every sweepable key can be given in a sweep entry.
+TEST(Job, KeyTablesMatchTheSchema) {
+  const nlohmann::json schema = nlohmann::json::parse(embedded_resource("job.schema.json"));
+  std::string sweep = "[[train.sweep]]\nname = \"all\"\n";
+  int sweepable = 0;
+  for (auto& [name, prop] : schema["properties"]["train"]["properties"].items()) {
+    if (!prop.value("sweepable", false)) continue;
+    ++sweepable;
+    sweep += name + " = " + (prop["default"].is_string() ? "\"" + prop["default"].get<std::string>() + "\""
+                                                         : prop["default"].dump()) + "\n";
+  }
+  EXPECT_GE(sweepable, 13);
+  Job job;
+  ASSERT_NO_THROW(job = parse_job(std::string(kMinimal) + sweep, "job.toml"));
+  ASSERT_EQ(job.train.sweep.size(), 1u);
+  // Each table names distinct keys and distinct members.
+  auto distinct = [](const auto& keys) {
+    for (size_t i = 0; i < keys.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (std::string(keys[i].name) == keys[j].name || keys[i].member == keys[j].member) return false;
+    return true;
+  };
+  EXPECT_TRUE(distinct(RunConfig::keys));
+  EXPECT_TRUE(distinct(HarvestConfig::keys));
+  EXPECT_TRUE(distinct(SyntheticConfig::keys));
+  EXPECT_TRUE(distinct(TrainConfig::keys));
+  EXPECT_TRUE(distinct(StatsConfig::keys));
+  EXPECT_TRUE(distinct(InterpretConfig::keys));
+  EXPECT_TRUE(distinct(StageResources::keys));
+  // Every schema key of a section is in its table (the parse above would have failed
+  // otherwise; this names the section when it does).
+  auto count = [&](const nlohmann::json& props) {
+    size_t n = 0;
+    for (auto& [name, prop] : props.items()) n += prop.value("type", "") != "object" && name != "sweep";
+    return n;
+  };
+  const nlohmann::json& p = schema["properties"];
+  EXPECT_EQ(count(p["run"]["properties"]), RunConfig::keys.size());
+  EXPECT_EQ(count(p["harvest"]["properties"]), HarvestConfig::keys.size());
+  EXPECT_EQ(count(p["harvest"]["properties"]["synthetic"]["properties"]), SyntheticConfig::keys.size());
+  EXPECT_EQ(count(p["train"]["properties"]), TrainConfig::keys.size());
+  EXPECT_EQ(count(p["stats"]["properties"]), StatsConfig::keys.size());
+  EXPECT_EQ(count(p["interpret"]["properties"]), InterpretConfig::keys.size());
+  EXPECT_EQ(count(schema["$defs"]["resources"]["properties"]), StageResources::keys.size());
 }
 
 TEST(Job, MissingJobFileAndInputPath) {
