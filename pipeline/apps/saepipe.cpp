@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
   status->add_option("job", job_path, "job file (TOML); omitted or '-': the embedded quickstart");
 
   std::string inspect_path;
-  auto* inspect = app.add_subcommand("inspect", "summarise and check a store, checkpoint or stats output");
-  inspect->add_option("path", inspect_path, "store directory, manifest.json, sae.h5, stats dir or features.h5")
+  auto* inspect = app.add_subcommand("inspect", "summarise and check a store, checkpoint, stats output or GGUF model");
+  inspect->add_option("path", inspect_path, "store directory, manifest.json, sae.h5, stats dir, features.h5 or a .gguf model")
       ->required();
 
   try {

@@ -1,6 +1,7 @@
 #include "pipeline/io/inspect.hpp"
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -13,6 +14,9 @@
 #include "pipeline/io/layout_check.hpp"
 #include "pipeline/io/json_check.hpp"
 #include "pipeline/io/stats_file.hpp"
+#include "pipeline/model/ggml_types.hpp"
+#include "pipeline/model/gguf.hpp"
+#include "pipeline/model/gguf_llama.hpp"
 
 namespace saepipe {
 
@@ -84,6 +88,31 @@ std::string inspect_stats(const std::string& dir) {
   return o.str();
 }
 
+// A llama.cpp model file: format, tensor types, and for architecture "llama" what harvest reads.
+std::string inspect_gguf(const std::string& path) {
+  GgufFile f(path);
+  std::map<std::string, int64_t> types;
+  for (const auto& t : f.tensors()) ++types[ggml_type_name(t.type)];
+  std::ostringstream o;
+  const std::string arch = f.get_string_opt("general.architecture").value_or("?");
+  o << "GGUF model " << path << " (version " << f.version() << ", alignment " << f.alignment() << ")\n  "
+    << f.metadata().size() << " metadata keys; architecture " << arch << ", name "
+    << f.get_string_opt("general.name").value_or("?") << "\n  " << f.tensors().size() << " tensors:";
+  for (const auto& [name, n] : types) o << " " << n << " " << name;
+  o << "\n";
+  if (arch == "llama") {
+    const GgufLlamaParams p = read_llama_params(f);
+    const GgufTokenizerData t = read_gguf_tokenizer(f);
+    o << "  llama: " << p.n_layers << " layers, d_model " << p.d_model << ", d_mlp " << p.d_mlp << ", heads " << p.n_heads
+      << " (kv " << p.n_kv_heads << ", dim " << p.head_dim << "), vocab " << p.vocab_size << ", context "
+      << p.context_length << ", rope_theta " << p.rope_theta << ", rms_eps " << p.rms_eps
+      << (p.tied_embeddings ? ", tied embeddings" : "") << "\n  tokenizer: " << t.model
+      << (t.pre.empty() ? "" : " (pre " + t.pre + ")") << ", " << t.tokens.size() << " tokens, " << t.merges.size()
+      << " merges, bos " << t.bos << ", eos " << t.eos << (t.add_bos ? ", adds BOS" : "") << "\n";
+  }
+  return o.str();
+}
+
 }  // namespace
 
 std::string inspect_output(const std::string& path) {
@@ -94,6 +123,7 @@ std::string inspect_output(const std::string& path) {
     if (path_exists(path + "/sae.h5")) return inspect_sae(path + "/sae.h5");
     user_error(path + ": not a saepipe output directory (no manifest.json, features.h5 or sae.h5)");
   }
+  if (fs::path(path).extension() == ".gguf") return inspect_gguf(path);
   if (fs::path(path).filename() == "manifest.json") return inspect_store(fs::path(path).parent_path().string());
   h5::File f = h5::open_file(path);
   std::string schema = f.has_attribute("schema") ? f.read_string_attribute("schema") : "";

@@ -1,4 +1,5 @@
-// `saepipe inspect PATH`: recognise an output (activation store, SAE checkpoint, stats),
+// `saepipe inspect PATH`: recognise an output (activation store, SAE checkpoint, stats) or a
+// GGUF model file (what harvest would read from it),
 // check it against its schema in schemas/, and return a human-readable summary.
 #pragma once
 #include <string>
