@@ -21,8 +21,9 @@ void logit_effects(const TransformerModel& m, const float* W_dec, int64_t F, int
   const int64_t V = m.vocab_size();
   SAE_ASSERT(D == m.d_model(), "decoder width differs from d_model");
   SAE_ASSERT(L >= 1 && L <= V && H >= 1 && F >= 0, "bad logit-effect sizes");
-  const float* lnw = m.ln_final_weight();
-  SAE_ASSERT(lnw != nullptr, "logit_effects needs ln_f (load_transformer_full)");
+  const FinalNorm norm = m.final_norm();
+  const float* lnw = norm.weight;
+  SAE_ASSERT(lnw != nullptr, "logit_effects needs the final norm (load_transformer_full)");
   out.n_logit_tokens = L, out.hist_bins = H;
   out.logit_top_ids.assign(size_t(F * L), 0), out.logit_top_values.assign(size_t(F * L), 0);
   out.logit_bottom_ids.assign(size_t(F * L), 0), out.logit_bottom_values.assign(size_t(F * L), 0);
@@ -32,11 +33,11 @@ void logit_effects(const TransformerModel& m, const float* W_dec, int64_t F, int
   std::vector<float> u(size_t(kLatentBlock * D)), eff(size_t(kLatentBlock * V));  // [G,D], [G,V]
   for (int64_t f0 = 0; f0 < F; f0 += kLatentBlock) {
     const int64_t G = std::min(kLatentBlock, F - f0);
-    for (int64_t g = 0; g < G; ++g) {  // u = centre(W_dec[f]) * ln_f.weight
+    for (int64_t g = 0; g < G; ++g) {  // u = centre(W_dec[f]) * norm.weight (RMSNorm: no centring)
       const float* w = W_dec + (f0 + g) * D;
       double s = 0;
       for (int64_t d = 0; d < D; ++d) s += w[d];
-      const float mean = float(s / double(D));
+      const float mean = norm.rms ? 0.0f : float(s / double(D));
       for (int64_t d = 0; d < D; ++d) u[size_t(g * D + d)] = (w[d] - mean) * lnw[d];
     }
     unembed(m, u.data(), G, eff.data());  // [G,V]

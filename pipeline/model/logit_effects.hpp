@@ -1,13 +1,16 @@
 // Direct logit effects of SAE decoder rows: how much writing one unit of latent f into the
 // residual stream at the end of the model moves each token's logit.
 //
-//   effect[f, v] = (centre(W_dec[f]) * ln_final.weight) . W_U[:, v]
+//   effect[f, v] = softcap((centre(W_dec[f]) * final_norm.weight) . W_U[:, v])
 //
-// where centre(u) = u - mean(u). The final LayerNorm is treated as follows: its centering is
-// applied to the direction (it is linear), its weight is folded in elementwise, its bias is
-// dropped (it does not depend on the direction), and its division by each token's norm is
-// ignored (it depends on the token, not the latent) — the usual "direct logit attribution" of
-// a decoder row. W_U = unembedding()^T (GPT-2: wte^T, tied).
+// where centre(u) = u - mean(u) for a LayerNorm and u itself for an RMSNorm. The final norm is
+// treated as follows: a LayerNorm's centering is applied to the direction (it is linear), the
+// norm's weight (Gemma's 1 + w) is folded in elementwise, its bias is dropped (it does not
+// depend on the direction), and its division by each token's scale is ignored (it depends on
+// the token, not the latent) — the usual "direct logit attribution" of a decoder row. softcap
+// is the model's final logit soft-capping c tanh(e / c) (Gemma 2; monotone, so the top and
+// bottom tokens are those of the raw effects), the identity for the others.
+// W_U = unembedding()^T (tied models: the token embeddings^T).
 //
 // Shape legend: F latents, D d_model, V vocab, L tokens kept at each end, H histogram bins.
 #pragma once
@@ -33,7 +36,7 @@ struct LogitEffects {
   std::vector<float> logit_hist_lo, logit_hist_hi;  // [F]
 };
 
-// W_dec [F, D] (D = m.d_model()); 1 <= L <= vocab_size, H >= 1. Needs ln_final_weight()
+// W_dec [F, D] (D = m.d_model()); 1 <= L <= vocab_size, H >= 1. Needs a full model
 // (load_transformer_full). To split latents over ranks, pass W_dec + f0 * D and a count: rows
 // of `out` are then local. Latents go in blocks of 64, one sgemm per block over vocabulary
 // slices (unembed.hpp): memory O(64 * V), not O(F * V). Parallel over OpenMP threads; hold a

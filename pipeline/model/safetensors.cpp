@@ -126,9 +126,13 @@ std::string SafetensorsFile::header() const {
 }
 
 void SafetensorsFile::read_f32(const std::string& name, float* out) const {
+  read_f32(name, 0, tensors_.at(name).n_elements(), out);
+}
+
+void SafetensorsFile::read_f32(const std::string& name, int64_t first, int64_t n, float* out) const {
   const TensorInfo& t = tensors_.at(name);
-  const unsigned char* p = map_ + data_offset_ + t.begin;
-  const int64_t n = t.n_elements();
+  SAE_ASSERT(first >= 0 && n >= 0 && first + n <= t.n_elements(), "element range outside tensor " + name);
+  const unsigned char* p = map_ + data_offset_ + t.begin + first * dtype_size(t.dtype);
   // memcpy per element: the data section need not be aligned.
   if (t.dtype == "F32") {
     std::memcpy(out, p, size_t(n) * 4);
@@ -192,7 +196,7 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
   return files_[it->second].tensors().at(name);
 }
 
-std::vector<float> Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
+const SafetensorsFile& Checkpoint::checked(const std::string& name, const std::vector<int64_t>& shape) const {
   auto it = where_.find(name);
   if (it == where_.end()) user_error(dir_ + ": checkpoint lacks tensor " + name);
   const SafetensorsFile& f = files_[it->second];
@@ -200,9 +204,26 @@ std::vector<float> Checkpoint::load(const std::string& name, const std::vector<i
   if (t.shape != shape)
     user_error(f.path() + ": tensor " + name + " has shape " + shape_text(t.shape) + ", the config implies " +
                shape_text(shape));
-  std::vector<float> out(size_t(t.n_elements()));
+  return f;
+}
+
+std::vector<float> Checkpoint::load(const std::string& name, const std::vector<int64_t>& shape) const {
+  const SafetensorsFile& f = checked(name, shape);
+  std::vector<float> out(size_t(f.tensors().at(name).n_elements()));
   f.read_f32(name, out.data());
   return out;
+}
+
+void Checkpoint::load_rows(const std::string& name, const std::vector<int64_t>& shape, const int32_t* rows,
+                           int64_t count, float* out) const {
+  SAE_ASSERT(shape.size() == 2, "load_rows needs a 2-D tensor");
+  const SafetensorsFile& f = checked(name, shape);
+  const int64_t cols = shape[1];
+  for (int64_t i = 0; i < count; ++i) {
+    if (rows[i] < 0 || rows[i] >= shape[0])
+      user_error(f.path() + ": row " + std::to_string(rows[i]) + " of tensor " + name + " does not exist");
+    f.read_f32(name, int64_t(rows[i]) * cols, cols, out + i * cols);
+  }
 }
 
 namespace {

@@ -39,6 +39,8 @@ class SafetensorsFile {
   std::string header() const;
   // Converts tensor `name` (which must exist) to float32 into out[n_elements].
   void read_f32(const std::string& name, float* out) const;
+  // Elements [first, first + count) of tensor `name` (flat, row-major) as float32 into out[count].
+  void read_f32(const std::string& name, int64_t first, int64_t count, float* out) const;
 
  private:
   std::string path_;
@@ -58,11 +60,17 @@ class Checkpoint {
   // Tensor `name` as float32; user error naming the file and tensor when it is missing or its
   // shape is not `shape` (the shape the config implies).
   std::vector<float> load(const std::string& name, const std::vector<int64_t>& shape) const;
+  // Rows rows[0..count) of the 2-D tensor `name` (shape checked as load does) into
+  // out [count, shape[1]] as float32; user error for a row outside the tensor.
+  void load_rows(const std::string& name, const std::vector<int64_t>& shape, const int32_t* rows, int64_t count,
+                 float* out) const;
   // A short text identifying the checkpoint's content layout (headers and sizes of its files).
   std::string identity() const;
   const std::string& dir() const { return dir_; }
 
  private:
+  const SafetensorsFile& checked(const std::string& name, const std::vector<int64_t>& shape) const;
+
   std::string dir_;
   std::vector<SafetensorsFile> files_;
   std::map<std::string, size_t> where_;  // tensor name -> index in files_

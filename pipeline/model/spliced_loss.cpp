@@ -78,7 +78,7 @@ double SplicedLossSums::kl_div_score() const {
 
 SplicedLossSums spliced_loss(const TransformerModel& m, const int32_t* tokens, int64_t B, int64_t T,
                              const HookPoint& hook, const ActivationEdit& reconstruct) {
-  SAE_ASSERT(m.is_full(), "spliced_loss needs every block and ln_f (load_transformer_full)");
+  SAE_ASSERT(m.is_full(), "spliced_loss needs the full model (load_transformer_full)");
   SAE_ASSERT(B >= 0 && T >= 1, "bad batch shape");
   SplicedLossSums sums;
   if (B == 0 || T < 2) return sums;

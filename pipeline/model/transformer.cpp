@@ -3,8 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
-#include "pipeline/model/gpt2.hpp"
-#include "pipeline/model/safetensors.hpp"
+#include "pipeline/model/decoder.hpp"
 
 namespace saepipe {
 
@@ -56,19 +55,16 @@ int64_t layers_needed(const std::vector<HookPoint>& hooks, int64_t n_layers) {
 
 std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
                                                    const std::vector<std::string>& hook_names) {
-  const Gpt2Config cfg = read_model_config(model_dir);
+  const DecoderConfig cfg = read_decoder_config(model_dir);
   std::vector<HookPoint> hooks;
-  for (const std::string& n : hook_names) hooks.push_back(parse_hook(n, cfg.n_layer));
-  bool with_ln_f = false;
-  for (const HookPoint& h : hooks) with_ln_f = with_ln_f || h.kind == HookKind::LnFinalNormalized;
-  const Checkpoint ckpt(model_dir);
-  return std::make_unique<Gpt2Model>(cfg, ckpt, layers_needed(hooks, cfg.n_layer), with_ln_f);
+  for (const std::string& n : hook_names) hooks.push_back(decoder_hook(cfg, n));
+  return std::make_unique<DecoderModel>(cfg, open_hf_weights(model_dir, cfg), layers_needed(hooks, cfg.n_layers),
+                                        false);
 }
 
 std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) {
-  const Gpt2Config cfg = read_model_config(model_dir);
-  const Checkpoint ckpt(model_dir);
-  return std::make_unique<Gpt2Model>(cfg, ckpt, cfg.n_layer, true);
+  const DecoderConfig cfg = read_decoder_config(model_dir);
+  return std::make_unique<DecoderModel>(cfg, open_hf_weights(model_dir, cfg), cfg.n_layers, true);
 }
 
 }  // namespace saepipe

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/kernels.hpp"
+#include "pipeline/model/decoder_ops.hpp"
 
 namespace saepipe {
 
@@ -20,6 +21,7 @@ void unembed(const TransformerModel& m, const float* x, int64_t M, float* logits
     const int64_t v0 = sl * kVocabSlice, nv = std::min(V, v0 + kVocabSlice) - v0;
     cpu::matmul(false, true, M, nv, D, 1.0f, x, D, U + v0 * D, D, 0.0f, logits + v0, V);
   }
+  if (m.final_logit_softcap() > 0) decoder_ops::softcap(logits, M * V, m.final_logit_softcap());
 }
 
 }  // namespace saepipe

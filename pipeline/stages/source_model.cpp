@@ -22,7 +22,10 @@ class ModelSource final : public ActivationSource {
  public:
   explicit ModelSource(const Job& job) : h_(job.harvest) {
     model_ = load_transformer(h_.model, h_.hooks);
-    for (const std::string& n : h_.hooks) hooks_.push_back(parse_hook(n, model_->n_layers()));
+    for (const std::string& n : h_.hooks) hooks_.push_back(model_->hook(n));
+    if (h_.prepend_bos && model_->bos_token() < 0)
+      user_error(job.path + ": harvest.prepend_bos: the model has no BOS token (" + h_.model +
+                 "/config.json bos_token_id is null); set harvest.prepend_bos = false");
     if (h_.context > model_->n_positions())
       user_error(job.path + ": harvest.context: " + std::to_string(h_.context) + " exceeds the model's n_positions " +
                  std::to_string(model_->n_positions()) + " (" + h_.model + "/config.json)");

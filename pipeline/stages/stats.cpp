@@ -111,6 +111,7 @@ void run_stats(const Job& job, const MpiEnv& env) {
     model_dir = model_dir_of(job, reader->manifest());
     if (model_dir.empty() || (job.stats.ce_loss_tokens == 0 && job.stats.logit_tokens == 0)) return;
     model = load_transformer_full(model_dir);
+    if (job.stats.ce_loss_tokens > 0) model->hook(ck.hook);  // one the family has (user error otherwise)
     if (model->d_model() != ck.d_in)
       user_error(model_dir + ": d_model " + std::to_string(model->d_model()) + " does not match the SAE's d_in " +
                  std::to_string(ck.d_in) + " (" + sae_path + ")");

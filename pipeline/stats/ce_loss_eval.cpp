@@ -16,7 +16,7 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
   const int64_t n_batches = (n_seq + kBatch - 1) / kBatch;
   const int64_t b_lo = n_batches * env.rank() / env.size(), b_hi = n_batches * (env.rank() + 1) / env.size();
   const int64_t rounds = (n_batches + env.size() - 1) / env.size();
-  const HookPoint hook = parse_hook(in.hook, in.model->n_layers());
+  const HookPoint hook = in.model->hook(in.hook);
   ExactSums sums(5);
   int64_t n_pred = 0, n_pos = 0;
   std::vector<int32_t> rows(static_cast<size_t>(kBatch * R)), tokens(static_cast<size_t>(kBatch * T));

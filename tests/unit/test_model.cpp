@@ -384,8 +384,11 @@ TEST(Gpt2Forward, ResidualIdentitiesCausalityAndBatchIndependence) {
 TEST(Gpt2Forward, ConfigErrors) {
   ModelDir d;
   write_random_gpt2(d);
+  write_bytes(d / "config.json", R"({"model_type": "bloom", "hidden_size": 16})");
+  expect_user_error([&] { load_transformer(d.path(), {"hook_embed"}); },
+                    {"config.json", "model_type \"bloom\" is not supported", "gpt2, gpt_neox, llama, mistral"});
   write_bytes(d / "config.json", R"({"model_type": "llama", "hidden_size": 16})");
-  expect_user_error([&] { load_transformer(d.path(), {"hook_embed"}); }, {"config.json", "model_type \"llama\" is not supported"});
+  expect_user_error([&] { load_transformer(d.path(), {"hook_embed"}); }, {"config.json: lacks \"num_hidden_layers\""});
   write_bytes(d / "config.json", R"({"model_type": "gpt2", "n_embd": 16, "n_head": 3, "n_layer": 2, "n_positions": 8, "vocab_size": 20})");
   expect_user_error([&] { load_transformer(d.path(), {"hook_embed"}); }, {"config.json", "not a multiple of n_head 3"});
   write_bytes(d / "config.json", R"({"model_type": "gpt2", "n_head": 2, "n_layer": 2, "n_positions": 8, "vocab_size": 20})");

@@ -111,17 +111,19 @@ TEST(FastMath, ExpWithin2e7) {
 TEST_F(ModelMetrics, FullLoaderAndAccessors) {
   const auto full = load_transformer_full(dir_);
   EXPECT_TRUE(full->is_full());
-  ASSERT_NE(full->ln_final_weight(), nullptr);
-  ASSERT_NE(full->ln_final_bias(), nullptr);
+  ASSERT_NE(full->final_norm().weight, nullptr);
+  ASSERT_NE(full->final_norm().bias, nullptr);
+  EXPECT_FALSE(full->final_norm().rms);
   const auto part = load_transformer(dir_, {"blocks.0.hook_resid_post"});
   EXPECT_FALSE(part->is_full());
-  EXPECT_EQ(part->ln_final_weight(), nullptr);
+  EXPECT_EQ(part->final_norm().weight, nullptr);
+  EXPECT_EQ(part->unembedding(), nullptr);  // a harvest does not load it
   // The unembedding is wte (tied): row v is hook_embed of token v.
   const std::vector<int32_t> tok = {7, 300};
   std::vector<float> emb(2 * 64);
   part->forward(tok.data(), 1, 2, {parse_hook("hook_embed", 2)}, {emb.data()});
   for (int64_t i = 0; i < 2; ++i)
-    EXPECT_EQ(0, std::memcmp(emb.data() + i * 64, part->unembedding() + tok[size_t(i)] * 64, 64 * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(emb.data() + i * 64, full->unembedding() + tok[size_t(i)] * 64, 64 * sizeof(float)));
   // Needing the whole model without it is a programming error (exit 1), not a crash.
   const auto hook = parse_hook("blocks.0.hook_resid_post", 2);
   try {
@@ -168,7 +170,7 @@ TEST_F(ModelMetrics, HooksSeeTheHarvestValuesAndIdentityEditIsExact) {
     EXPECT_EQ(s.kl_div_score(), 1.0) << kHooks[h];
   }
   // The clean final output is ln_f(resid_post of the last block).
-  const float *w = m->ln_final_weight(), *b = m->ln_final_bias();
+  const float *w = m->final_norm().weight, *b = m->final_norm().bias;
   for (int64_t i = 0; i < N * D; ++i)
     EXPECT_NEAR(clean_final[size_t(i)], want[12][size_t(i)] * w[i % D] + b[i % D], 1e-6);
 }

@@ -56,8 +56,9 @@ class Gpt2CudaModel final : public Gpt2Base {
 
   bool is_full() const override { return int64_t(blocks_.size()) == cfg_.n_layer && has_ln_f_; }
   const float* unembedding() const override { return wte_host_.data(); }
-  const float* ln_final_weight() const override { return has_ln_f_ ? lnf_w_host_.data() : nullptr; }
-  const float* ln_final_bias() const override { return has_ln_f_ ? lnf_b_host_.data() : nullptr; }
+  FinalNorm final_norm() const override {
+    return {false, has_ln_f_ ? lnf_w_host_.data() : nullptr, has_ln_f_ ? lnf_b_host_.data() : nullptr};
+  }
   // Not on the GPU yet: an internal error (the stats stage uses the CPU model for it).
   void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
                      const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const override;
