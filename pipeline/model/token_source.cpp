@@ -17,6 +17,7 @@
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/model/bpe_tokenizer.hpp"
+#include "pipeline/model/hf_tokenizer.hpp"
 
 namespace saepipe {
 
@@ -216,10 +217,16 @@ std::unique_ptr<TokenSource> open_hdf5(const std::string& path, const std::strin
 }
 
 std::unique_ptr<TokenSource> open_text(const TokenInputOptions& o, bool jsonl) {
-  const Gpt2Tokenizer tok(o.model_dir);
+  // tokenizer.json when the model has one (every family), else GPT-2's vocab.json + merges.txt.
+  const std::unique_ptr<HfTokenizer> hf = open_hf_tokenizer(o.model_dir);
+  std::unique_ptr<Gpt2Tokenizer> gpt2;
+  if (!hf) gpt2 = std::make_unique<Gpt2Tokenizer>(o.model_dir);
+  auto encode = [&](std::string_view text, const std::string& where) {
+    return hf ? hf->encode(text, where) : gpt2->encode(text, where);
+  };
   std::vector<int32_t> ids;
   if (!jsonl) {
-    ids = tok.encode(read_file(o.path), o.path);
+    ids = encode(read_file(o.path), o.path);
   } else {
     std::ifstream in(o.path, std::ios::binary);
     if (!in) user_error(o.path + ": cannot open for reading");
@@ -240,7 +247,7 @@ std::unique_ptr<TokenSource> open_text(const TokenInputOptions& o, bool jsonl) {
         user_error(where + ": needs a string field \"text\"");
       if (!first && o.eos_token >= 0) ids.push_back(int32_t(o.eos_token));
       first = false;
-      const std::vector<int32_t> doc = tok.encode(j["text"].get<std::string>(), where);
+      const std::vector<int32_t> doc = encode(j["text"].get<std::string>(), where);
       ids.insert(ids.end(), doc.begin(), doc.end());
     }
   }

@@ -3,7 +3,8 @@
 //   uint16   raw little-endian uint16 ids (nanoGPT's .bin)
 //   npy      NumPy .npy of int32, int64 or uint16 (any shape, C order, read flat)
 //   hdf5     an integer dataset (harvest.tokens_dataset) of an HDF5 file, read flat
-//   text     UTF-8 text, encoded with the model's GPT-2 BPE tokenizer
+//   text     UTF-8 text, encoded with the model's tokenizer.json (hf_tokenizer.hpp), or GPT-2's
+//            vocab.json + merges.txt when there is none
 //   jsonl    one JSON object per line; each "text" is encoded, documents joined by the EOS id
 // "auto" picks by extension (.bin: llmc when the magic matches, else uint16; .npy; .h5/.hdf5;
 // .txt; .jsonl/.json). Binary formats are memory-mapped; text is tokenized when opened.
@@ -17,7 +18,7 @@ namespace saepipe {
 
 struct TokenInputOptions {
   std::string path, format = "auto", dataset = "tokens";
-  std::string model_dir;   // vocab.json + merges.txt for text/jsonl
+  std::string model_dir;   // tokenizer.json (or vocab.json + merges.txt) for text/jsonl
   int64_t eos_token = -1;  // separator between JSONL documents (-1: none)
 };
 
