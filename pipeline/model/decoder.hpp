@@ -14,6 +14,18 @@
 
 namespace saepipe {
 
+// One block's weights as the forward pass uses them (fp32): fused, transposed to [in, out],
+// Gemma's 1 + w folded into the norm weights. The CUDA decoder uploads these.
+struct DecoderLayerWeights {
+  std::vector<float> ln1_w, ln1_b, ln2_w, ln2_b;  // [D]
+  std::vector<float> post_attn_w, post_mlp_w;     // [D], Gemma 2/3
+  std::vector<float> q_norm, k_norm;              // [hd], Qwen3 / Gemma 3
+  std::vector<float> w_qkv, b_qkv;                // [D, Q + 2 KV], [Q + 2 KV]
+  std::vector<float> w_o, b_o;                    // [Q, D], [D]
+  std::vector<float> w_in, b_in;                  // [D, I] or, gated, [D, 2I] (gate | up)
+  std::vector<float> w_out, b_out;                // [I, D], [D]
+};
+
 // Hook `name` of a model with this config (TransformerModel::hook's rules), before loading it.
 HookPoint decoder_hook(const DecoderConfig& cfg, const std::string& name);
 
@@ -43,16 +55,14 @@ class DecoderModel final : public TransformerModel {
   void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
                      const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const override;
 
+  // What the CUDA decoder uploads.
+  const std::vector<DecoderLayerWeights>& layer_weights() const { return layers_; }
+  const std::vector<float>& position_embeddings() const { return pos_; }  // [P,D] or empty
+  const std::vector<float>& inverse_frequencies(bool local) const { return local ? inv_freq_local_ : inv_freq_global_; }
+  const WeightSource& weights() const { return *weights_; }
+
  private:
-  struct Layer {
-    std::vector<float> ln1_w, ln1_b, ln2_w, ln2_b;  // [D] (Gemma: 1 + w)
-    std::vector<float> post_attn_w, post_mlp_w;     // [D], Gemma 2/3
-    std::vector<float> q_norm, k_norm;              // [hd], Qwen3 / Gemma 3
-    std::vector<float> w_qkv, b_qkv;                // [D, Q + 2 KV], [Q + 2 KV]
-    std::vector<float> w_o, b_o;                    // [Q, D], [D]
-    std::vector<float> w_in, b_in;                  // [D, I] or, gated, [D, 2I] (gate | up)
-    std::vector<float> w_out, b_out;                // [I, D], [D]
-  };
+  using Layer = DecoderLayerWeights;
   struct Scratch;  // per-pass buffers (decoder.cpp)
 
   Layer load_layer(int64_t l) const;
