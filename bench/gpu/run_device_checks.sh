@@ -38,6 +38,16 @@ step() {  # step NAME LIMIT_S LOG COMMAND...: runs it with a time limit, logs, r
   ((rc == 0)) || failed=$((failed + 1))
   return $rc
 }
+# ran_on_device NAME LOG: a gtest run counts only if tests passed and none skipped for want of a
+# device (every test skips without one and gtest then exits 0).
+ran_on_device() {
+  local passed
+  passed=$(grep -oE "^\[  PASSED  \] [0-9]+ test" "$2" | grep -oE "[0-9]+" | tail -1)
+  if [ "${passed:-0}" -eq 0 ] || grep -q "no CUDA device" "$2"; then
+    note "$1: no test ran on a device (${passed:-0} passed; $(grep -c "no CUDA device" "$2") skipped for want of one)"
+    failed=$((failed + 1))
+  fi
+}
 
 {
   echo "## date"; date -u +%FT%TZ
@@ -87,6 +97,7 @@ FILTER=${GTEST_FILTER:-Cuda.*}
 # ---- 1. parity
 step parity 150 "$OUT/parity.log" "$BIN/saepipe_gpu_tests" --gtest_filter="$FILTER" --gtest_output=xml:"$OUT/parity.xml"
 grep -E "^\[ +(PASSED|SKIPPED|FAILED) +\] [0-9]+ test|^\[  FAILED  \] [^ ]+$" "$OUT/parity.log" | tee -a "$SUMMARY"
+ran_on_device parity "$OUT/parity.log"
 
 # ---- 2. memcheck: the same tests (all small) under compute-sanitizer
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -94,6 +105,7 @@ step memcheck 180 "$OUT/memcheck.log" "$SAN" --tool memcheck --leak-check full -
   "$BIN/saepipe_gpu_tests" --gtest_filter="$FILTER" --gtest_brief=1
 grep -E "ERROR SUMMARY|^\[ +(PASSED|SKIPPED|FAILED) +\] [0-9]+ test|^\[  FAILED  \] [^ ]+$" "$OUT/memcheck.log" |
   tee -a "$SUMMARY"
+ran_on_device memcheck "$OUT/memcheck.log"
 
 # ---- 3. the TopK step microbenchmark
 step bench 120 "$OUT/bench.txt" "$BIN/saepipe_bench_gpu" --d 768 --f 32768 --k 32 --batches 4096,16384 \

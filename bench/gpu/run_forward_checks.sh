@@ -84,6 +84,11 @@ timeout 240 "$WORK/saepipe_gpu_tests" --gtest_filter='CudaGpt2*:CudaStats*' \
   --gtest_output="xml:$R/gtest_forward.xml" > "$R/gtest_forward.log" 2>&1
 GTEST_RC=$?
 tail -40 "$R/gtest_forward.log"
+# gtest exits 0 when every test skipped (no device): such a run is a failure here.
+PASSED=$(grep -oE "^\[  PASSED  \] [0-9]+ test" "$R/gtest_forward.log" | grep -oE "[0-9]+" | tail -1)
+if [ "$GTEST_RC" -eq 0 ] && { [ "${PASSED:-0}" -eq 0 ] || grep -q "no CUDA device" "$R/gtest_forward.log"; }; then
+  echo "gtest: no test ran on a device (${PASSED:-0} passed)"; GTEST_RC=77
+fi
 
 # ---- 3. against Hugging Face transformers
 echo "== [$(elapsed) s] step 3: hf_parity"

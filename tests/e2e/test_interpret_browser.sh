@@ -137,6 +137,6 @@ P
 mkdir -p badstats && cp -r gm/stats/. badstats/
 $PY -c "import h5py; f = h5py.File('badstats/examples.h5', 'r+'); f.attrs['d_sae'] = 65" || fail "mutate examples.h5"
 printf '[run]\nname = "bad"\ndir = "bad"\n[interpret]\nstats = "badstats"\n' > bad.toml
-expect_error 2 "examples.h5" -- mpirun_np 2 "$BIN/saepipe-interpret" --job bad.toml
+expect_error 2 "badstats/examples.h5: /top/row: shape does not match \\[65, 20\\] (d_sae" -- mpirun_np 2 "$BIN/saepipe-interpret" --job bad.toml
 [ ! -e bad/interpret ] && [ -z "$(find bad -name 'interpret.tmp*' 2>/dev/null)" ] && pass "no site after the error" || fail "a site was left after the error"
 finish

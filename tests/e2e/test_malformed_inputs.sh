@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reliability battery's malformed inputs: job files, stores, checkpoints and stats, each
 # run under 4 ranks. Every case must end with exit 2 and one line naming the file and what
-# is wrong, with no hang (each run is bounded by a timeout).
+# is wrong (each pattern holds both), with no hang (each run is bounded by a timeout).
 source "$(dirname "$0")/lib.sh" "$1"
 job() {  # job NAME EXTRA-TOML: a valid small job plus EXTRA
   { printf '[run]\nname = "m"\ndir = "run_%s"\n' "$1"; printf '%b\n' "$2"; } > "$1.toml"
@@ -40,7 +40,7 @@ case_job "case18.toml:3: run.device: \"tpu\" is not one of" train '[run]\nname =
 case_job "case19.toml:4: harvest.synthetic.mean_active: must be > 0" harvest "${R}[harvest.synthetic]\nmean_active = 0"
 case_job "case20.toml:3: run.seed: must be >= 0" train '[run]\nname = "m"\nseed = -4'
 head -c 300 /dev/urandom > garbage.toml
-expect_error 2 "garbage.toml" -- mpirun_np 4 "$BIN/saepipe-train" --job garbage.toml
+expect_error 2 "garbage.toml:1: TOML syntax error" -- mpirun_np 4 "$BIN/saepipe-train" --job garbage.toml
 mkdir -p adir.toml
 expect_error 2 "adir.toml: is a directory" -- mpirun_np 4 "$BIN/saepipe-train" --job adir.toml
 expect_error 2 "nosuch.toml: job file not found" -- mpirun_np 4 "$BIN/saepipe-train" --job nosuch.toml
@@ -56,16 +56,16 @@ $2") || fail "fixture $n"
   expect_error 2 "$1" -- mpirun_np 4 "$BIN/saepipe-train" --job "case$n.toml"
 }
 store_case "manifest.json: no activation store here" "os.remove('manifest.json')"
-store_case "manifest.json" "open('manifest.json', 'w').write('{not json')"
-store_case "manifest.json.*schema" "m['schema'] = 'other'; json.dump(m, open('manifest.json', 'w'))"
-store_case "manifest.json.*version" "m['version'] = 99; json.dump(m, open('manifest.json', 'w'))"
-store_case "manifest.json.*d_model" "del m['d_model']; json.dump(m, open('manifest.json', 'w'))"
-store_case "manifest.json.*n_tokens" "m['n_tokens'] = 99999; json.dump(m, open('manifest.json', 'w'))"
-store_case "shard-00001.h5" "os.remove('shard-00001.h5')"
-store_case "shard-00002.h5" "open('shard-00002.h5', 'wb').write(os.urandom(4096))"
-store_case "shard-00000.h5" "m['d_model'] = 32; json.dump(m, open('manifest.json', 'w'))"
-store_case "blocks.7.hook_resid_post" "pass" "blocks.7.hook_resid_post"
-store_case "manifest.json.*hooks" "m['hooks'] = 'x'; json.dump(m, open('manifest.json', 'w'))"
+store_case "manifest.json: not valid JSON" "open('manifest.json', 'w').write('{not json')"
+store_case "manifest.json: schema: is 'other', expected 'saepipe.activations'" "m['schema'] = 'other'; json.dump(m, open('manifest.json', 'w'))"
+store_case "manifest.json: version: 99 is not supported" "m['version'] = 99; json.dump(m, open('manifest.json', 'w'))"
+store_case "manifest.json: d_model: missing" "del m['d_model']; json.dump(m, open('manifest.json', 'w'))"
+store_case "manifest.json: shards: cover 8192 tokens but n_tokens is 99999" "m['n_tokens'] = 99999; json.dump(m, open('manifest.json', 'w'))"
+store_case "shard-00001.h5: shard missing" "os.remove('shard-00001.h5')"
+store_case "shard-00002.h5: not an HDF5 file" "open('shard-00002.h5', 'wb').write(os.urandom(4096))"
+store_case "shard-00000.h5: /activations/blocks.0.hook_resid_post: shape \\[2048, 16\\] disagrees with" "m['d_model'] = 32; json.dump(m, open('manifest.json', 'w'))"
+store_case "manifest.json: no hook 'blocks.7.hook_resid_post' in this store" "pass" "blocks.7.hook_resid_post"
+store_case "manifest.json: hooks: must be a non-empty array" "m['hooks'] = 'x'; json.dump(m, open('manifest.json', 'w'))"
 
 # --- SAE checkpoints (stats reads them)
 sae_case() {  # sae_case PATTERN MUTATION-PYTHON
@@ -75,11 +75,11 @@ $2") || fail "fixture $n"
   printf "${R}dir = \"run_c$n\"\n[stats]\nactivations = \"$STORE\"\nsae = \"c$n/sae.h5\"\n" > "case$n.toml"
   expect_error 2 "$1" -- mpirun_np 4 "$BIN/saepipe-stats" --job "case$n.toml"
 }
-sae_case "c$((n + 1))/sae.h5" "open('sae.h5', 'wb').write(os.urandom(2048))"
-sae_case "W_dec" "f = h5py.File('sae.h5', 'r+'); del f['W_dec']"
-sae_case "c$((n + 1))/sae.h5" "f = h5py.File('sae.h5', 'r+'); f.attrs['schema'] = 'something.else'"
+sae_case "c$((n + 1))/sae.h5: not an HDF5 file" "open('sae.h5', 'wb').write(os.urandom(2048))"
+sae_case "sae.h5: /W_dec: no such dataset" "f = h5py.File('sae.h5', 'r+'); del f['W_dec']"
+sae_case "c$((n + 1))/sae.h5: attribute 'schema' is 'something.else', expected 'saepipe.sae'" "f = h5py.File('sae.h5', 'r+'); f.attrs['schema'] = 'something.else'"
 sae_case "sae.h5: /W_dec: shape" "f = h5py.File('sae.h5', 'r+'); del f['W_enc']; f['W_enc'] = np.zeros((8, 32), 'f4'); f.attrs['d_in'] = 8"
-sae_case "c$((n + 1))/sae.h5" "os.remove('sae.h5'); os.mkdir('sae.h5')"
+sae_case "c$((n + 1))/sae.h5: a directory, but not a SAELens SAE" "os.remove('sae.h5'); os.mkdir('sae.h5')"
 
 # --- stats directories (interpret reads them)
 stats_case() {  # stats_case PATTERN MUTATION-SHELL
@@ -89,8 +89,8 @@ stats_case() {  # stats_case PATTERN MUTATION-SHELL
 }
 stats_case "summary.json: stats not found" "rm summary.json"
 stats_case "summary.json: not valid JSON" "echo '{' > summary.json"
-stats_case "features.h5" "rm features.h5"
-stats_case "features.h5" "head -c 1000 /dev/urandom > features.h5"
+stats_case "features.h5: no such file" "rm features.h5"
+stats_case "features.h5: not an HDF5 file" "head -c 1000 /dev/urandom > features.h5"
 # --- model directories and token files (harvest, source = "model")
 $PY "$SRC/tests/python/make_tiny_gpt2.py" gpt --layers 1 --d 32 --heads 2 --vocab 128 --positions 64 --tokens 2048 >/dev/null \
   || fail "tiny GPT-2 fixture"
@@ -99,16 +99,16 @@ model_case() {  # model_case PATTERN SETUP-SHELL [TOKENS] [EXTRA-TOML]
   printf "${R}dir = \"run_g$n\"\n[harvest]\nsource = \"model\"\nmodel = \"g$n\"\ntokens = \"${3:-g$n/tokens.npy}\"\nhooks = [\"${HOOK:-blocks.0.hook_resid_post}\"]\nn_tokens = 512\ncontext = 32\nshard_tokens = 256\n${4:-}\n" > "case$n.toml"
   expect_error 2 "$1" -- mpirun_np 4 "$BIN/saepipe-harvest" --job "case$n.toml"
 }
-model_case "config.json" "rm config.json"
-model_case "config.json" "echo '{broken' > config.json"
-model_case "model.safetensors" "head -c 5000 model.safetensors > t && mv t model.safetensors"
-model_case "model.safetensors" "head -c 64 /dev/urandom > model.safetensors"
-model_case "the config implies" "$PY -c \"import json; c = json.load(open('config.json')); c['n_embd'] = 48; json.dump(c, open('config.json', 'w'))\""
-HOOK=blocks.9.hook_resid_post model_case "blocks.9" "true"
-model_case "tokens.bin" "head -c 1000 /dev/urandom > tokens.bin" "g$((n + 1))/tokens.bin" 'token_format = "llmc"'
-model_case "tokens.npy" "printf 'not numpy at all' > tokens.npy"
-model_case "tokens_raw.bin" "$PY -c \"import numpy as np; np.full(2048, 60000, np.uint16).tofile('tokens_raw.bin')\"" "g$((n + 1))/tokens_raw.bin" 'token_format = "uint16"'
-model_case "no_such_tokens.npy" "true" "g$((n + 1))/no_such_tokens.npy"
+model_case "g$((n + 1)): no config.json" "rm config.json"
+model_case "config.json: not valid JSON" "echo '{broken' > config.json"
+model_case "model.safetensors: tensor .* lie beyond the data section" "head -c 5000 model.safetensors > t && mv t model.safetensors"
+model_case "model.safetensors: bad safetensors header length" "head -c 64 /dev/urandom > model.safetensors"
+model_case "model.safetensors: tensor wte.weight has shape \\[128, 32\\], the config implies \\[128, 48\\]" "$PY -c \"import json; c = json.load(open('config.json')); c['n_embd'] = 48; json.dump(c, open('config.json', 'w'))\""
+HOOK=blocks.9.hook_resid_post model_case "harvest.hooks: \"blocks.9.hook_resid_post\": layer 9 does not exist" "true"
+model_case "tokens.bin: llm.c token file shorter than its 1024-byte header" "head -c 1000 /dev/urandom > tokens.bin" "g$((n + 1))/tokens.bin" 'token_format = "llmc"'
+model_case "tokens.npy: not a NumPy .npy file" "printf 'not numpy at all' > tokens.npy"
+model_case "tokens_raw.bin: token 60000 at index 0 is outside the model's vocabulary" "$PY -c \"import numpy as np; np.full(2048, 60000, np.uint16).tofile('tokens_raw.bin')\"" "g$((n + 1))/tokens_raw.bin" 'token_format = "uint16"'
+model_case "harvest.tokens: token file \"g$((n + 1))/no_such_tokens.npy\" does not exist" "true" "g$((n + 1))/no_such_tokens.npy"
 
 echo "$n malformed-input cases run"
 finish

@@ -45,5 +45,5 @@ P
 # An unreadable model: one line naming it, exit 2, on every rank.
 mkdir -p broken && echo '{"model_type": "gpt2"' > broken/config.json
 sed "s|model = \"$WORK/tiny\"|model = \"$WORK/broken\"|; s|dir = \"run\"|dir = \"runb\"|" m.toml | sed "s|^\[stats\]|[stats]\nactivations = \"$WORK/run/activations\"\nsae = \"$WORK/run/sae/sae.h5\"|" > b.toml
-expect_error 2 "broken/config.json" -- mpirun_np 2 "$BIN/saepipe-stats" --job b.toml
+expect_error 2 "broken/config.json: not valid JSON" -- mpirun_np 2 "$BIN/saepipe-stats" --job b.toml
 finish

@@ -46,7 +46,7 @@ with open("corrupt/shard-00002.h5", "r+b") as g:
     g.seek(off + 100); b = g.read(1); g.seek(off + 100); g.write(bytes([b[0] ^ 0x10]))
 P
 sed 's/^d_sae = 64/activations = "corrupt"\nd_sae = 64/' h.toml | sed 's/dir = "run"/dir = "run_corrupt"/' > c.toml
-expect_error 3 "shard-00002.h5" -- mpirun_np 2 "$BIN/saepipe-train" --job c.toml
+expect_error 3 "corrupt/shard-00002.h5: /activations/blocks.0.hook_resid_post: read failed (checksum mismatch" -- mpirun_np 2 "$BIN/saepipe-train" --job c.toml
 
 # NaN written through h5py (checksums valid): exit 3 naming shard and global row.
 cp -r reference nan

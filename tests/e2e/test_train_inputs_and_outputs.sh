@@ -103,12 +103,12 @@ P
 "$BIN/saepipe" inspect run_jumprelu/sae/sae.h5 >inspect.txt 2>&1 && grep -q "jumprelu" inspect.txt && pass "inspect summarises the checkpoint" || { fail "inspect"; cat inspect.txt; }
 
 job hook.toml run_hook 'hook = "blocks.9.hook_resid_post"'
-expect_error 2 "blocks.9.hook_resid_post" -- mpirun_np 2 "$BIN/saepipe-train" --job hook.toml
+expect_error 2 "manifest.json: no hook 'blocks.9.hook_resid_post' in this store" -- mpirun_np 2 "$BIN/saepipe-train" --job hook.toml
 job bigk.toml run_bigk 'k = 65'
 sed -i 's/^k = 2$//' bigk.toml
 expect_error 2 "train.k: must be <= train.d_sae" -- mpirun_np 2 "$BIN/saepipe-train" --job bigk.toml
 job arch.toml run_arch 'architecture = "gated"'
-expect_error 2 "train.architecture" -- mpirun_np 2 "$BIN/saepipe-train" --job arch.toml
+expect_error 2 "arch.toml:[0-9]*: train.architecture: \"gated\" is not one of" -- mpirun_np 2 "$BIN/saepipe-train" --job arch.toml
 # A training state left by a different job (here: another lr) is not resumed.
 mkdir -p run_other/sae && cp run_topk/sae/train_state.h5 run_other/sae/
 job other.toml run_other 'architecture = "topk"

@@ -57,27 +57,33 @@ class ModelMetrics : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
   void SetUp() override {
-    if (!have_model_) GTEST_SKIP() << "/usr/bin/python3 could not run make_tiny_gpt2.py (numpy)";
+    // scripts/setup.sh installs python3-numpy and python3-torch: a missing reference is a failure.
+    ASSERT_TRUE(have_model_) << "/usr/bin/python3 could not run make_tiny_gpt2.py (numpy missing?)";
   }
-  // nullptr when /usr/bin/python3 lacks torch or the reference fails.
-  static const nlohmann::json* reference() {
+  // The float64 references (made once); nullptr, with the script's output in `why`, when
+  // /usr/bin/python3 lacks torch or the script fails: the tests then fail, never skip.
+  static const nlohmann::json* reference(std::string* why) {
     if (ref_.is_null()) {
+      const std::string log = dir_ + "/reference.log";
       const std::string cmd = "/usr/bin/python3 " SAEPIPE_SOURCE_DIR "/tests/python/model_metrics_reference.py " +
-                              dir_ + " " + dir_ + "/ref --features 70";
-      const bool ok = std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0 &&
-                      std::system(cmd.c_str()) == 0;
+                              dir_ + " " + dir_ + "/ref --features 70 >" + log + " 2>&1";
+      const bool ok = std::system(cmd.c_str()) == 0 && path_exists(dir_ + "/ref/reference.json");
       ref_ = ok ? nlohmann::json::parse(read_file(dir_ + "/ref/reference.json")) : nlohmann::json(false);
+      if (!ok) why_ = path_exists(log) ? read_file(log) : "no output";
     }
+    *why = why_;
     return ref_.is_object() ? &ref_ : nullptr;
   }
 
   static std::string dir_;
   static bool have_model_;
   static nlohmann::json ref_;
+  static std::string why_;
 };
 std::string ModelMetrics::dir_;
 bool ModelMetrics::have_model_ = false;
 nlohmann::json ModelMetrics::ref_;
+std::string ModelMetrics::why_;
 
 // The edit the reference applies: x * 0.5 + 0.25 * (d % 5 - 2) at channel d.
 ActivationEdit affine_edit(int64_t D) {
@@ -209,8 +215,9 @@ TEST_F(ModelMetrics, SplicedLossThreadInvariantAndAdditive) {
 // Against PyTorch float64 at every hook kind: clean, spliced (x * 0.5 + 0.25 * (d % 5 - 2)) and
 // zero-ablated loss, KL(clean || spliced) and KL(clean || zero).
 TEST_F(ModelMetrics, SplicedLossMatchesTorchReference) {
-  const nlohmann::json* ref = reference();
-  if (!ref) GTEST_SKIP() << "/usr/bin/python3 lacks torch (or the reference failed)";
+  std::string why;
+  const nlohmann::json* ref = reference(&why);
+  ASSERT_NE(ref, nullptr) << "tests/python/model_metrics_reference.py (/usr/bin/python3 with torch) failed: " << why;
   const auto m = load_transformer_full(dir_);
   SingleThreadedBlas blas;
   const int64_t B = (*ref)["B"], T = (*ref)["T"], D = (*ref)["D"];
@@ -232,8 +239,9 @@ TEST_F(ModelMetrics, SplicedLossMatchesTorchReference) {
 // id first), their values, the range and the histogram (counts may move by the effects that lie
 // within fp32 rounding of a bin edge).
 TEST_F(ModelMetrics, LogitEffectsMatchNumpy) {
-  const nlohmann::json* ref = reference();
-  if (!ref) GTEST_SKIP() << "/usr/bin/python3 lacks torch (or the reference failed)";
+  std::string why;
+  const nlohmann::json* ref = reference(&why);
+  ASSERT_NE(ref, nullptr) << "tests/python/model_metrics_reference.py (/usr/bin/python3 with torch) failed: " << why;
   const auto m = load_transformer_full(dir_);
   SingleThreadedBlas blas;
   const int64_t F = (*ref)["F"], D = (*ref)["D"], L = (*ref)["L"], H = (*ref)["H"], V = m->vocab_size();

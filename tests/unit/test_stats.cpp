@@ -12,6 +12,7 @@
 #include <functional>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/core/counter_rng.hpp"
@@ -196,6 +197,9 @@ TEST(Stats, DecoderNeighboursMatchBruteForce) {
   std::vector<int32_t> idx;
   std::vector<float> cs;
   decoder_neighbours(W.data(), F, D, K, idx, cs);
+  ASSERT_EQ(idx.size(), size_t(F * K));
+  ASSERT_EQ(cs.size(), size_t(F * K));
+  int64_t total_exact = 0;
   for (int64_t f = 0; f < F; ++f) {
     std::vector<std::pair<double, int32_t>> all;
     for (int32_t g = 0; g < F; ++g) {
@@ -208,14 +212,24 @@ TEST(Stats, DecoderNeighboursMatchBruteForce) {
       }
       all.push_back({dot / std::sqrt(nf * ng), g});
     }
+    std::vector<double> cos_of(size_t(F), -2.0);  // float64 cosine with f, by latent
+    for (auto& [c, g] : all) cos_of[size_t(g)] = c;
     std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    std::set<int32_t> seen;
+    int64_t exact = 0;
     for (int64_t j = 0; j < K; ++j) {
-      // Near-ties may swap under float rounding; then the cosines still agree.
-      if (idx[size_t(f * K + j)] != all[size_t(j)].second)
-        EXPECT_NEAR(all[size_t(j)].first, all[size_t(j) + 1].first, 1e-5);
+      const int32_t got = idx[size_t(f * K + j)];
+      // The returned latent itself: another latent, not repeated, and of the j-th best cosine
+      // (a near-tie may swap two places under float rounding, never bring in a worse one).
+      ASSERT_TRUE(got >= 0 && got < F && got != f) << "latent " << f << " neighbour " << j << " = " << got;
+      EXPECT_TRUE(seen.insert(got).second) << "latent " << f << ": neighbour " << got << " repeated";
+      EXPECT_NEAR(cos_of[size_t(got)], all[size_t(j)].first, 1e-5) << "latent " << f << " neighbour " << j;
       EXPECT_NEAR(cs[size_t(f * K + j)], all[size_t(j)].first, 1e-5);
+      exact += got == all[size_t(j)].second;
     }
+    total_exact += exact;
   }
+  EXPECT_GT(total_exact, F * K * 9 / 10);  // random rows: ties are rare, nearly every place is exact
 }
 
 }  // namespace
