@@ -1,5 +1,9 @@
 // saepipe-stats: the stats stage as its own MPI program.
 #include "pipeline/core/stage_main.hpp"
+#include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 
-int main(int argc, char** argv) { return saepipe::stage_main(argc, argv, "stats", saepipe::run_stats); }
+int main(int argc, char** argv) {
+  using namespace saepipe;
+  return stage_main(argc, argv, "stats", with_backend("stats", run_stats));
+}

@@ -1,5 +1,9 @@
 // saepipe-train: the train stage as its own MPI program.
 #include "pipeline/core/stage_main.hpp"
+#include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 
-int main(int argc, char** argv) { return saepipe::stage_main(argc, argv, "train", saepipe::run_train); }
+int main(int argc, char** argv) {
+  using namespace saepipe;
+  return stage_main(argc, argv, "train", with_backend("train", run_train));
+}

@@ -46,6 +46,7 @@ class TransformerModel {
  public:
   virtual ~TransformerModel() = default;
   virtual std::string family() const = 0;  // the config's model_type: "gpt2", "llama", ...
+  virtual std::string device() const { return "cpu"; }  // where forward() computes
   virtual int64_t d_model() const = 0;
   virtual int64_t n_layers() const = 0;
   virtual int64_t vocab_size() const = 0;

@@ -9,6 +9,7 @@
 
 namespace saepipe {
 
+class Backend;
 struct Job;
 struct ShardData;
 
@@ -31,9 +32,10 @@ class ActivationSource {
   virtual void finish_store(const std::string& store_dir) const { (void)store_dir; }
 };
 
-// The source harvest.source names; user errors (every rank alike) for bad inputs.
-std::unique_ptr<ActivationSource> make_activation_source(const Job& job);
+// The source harvest.source names; user errors (every rank alike) for bad inputs. A model
+// source runs the transformer the backend loads (on its device).
+std::unique_ptr<ActivationSource> make_activation_source(const Job& job, const Backend& backend);
 std::unique_ptr<ActivationSource> make_synthetic_source(const Job& job);
-std::unique_ptr<ActivationSource> make_model_source(const Job& job);
+std::unique_ptr<ActivationSource> make_model_source(const Job& job, const Backend& backend);
 
 }  // namespace saepipe

@@ -20,6 +20,7 @@
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/stages/activation_source.hpp"
+#include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 
 namespace saepipe {
@@ -53,31 +54,46 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+class HarvestStage final : public StageBody {
+ public:
+  HarvestStage(const Job& job, const MpiEnv& env, const Backend& backend, Logger& log)
+      : job_(job), env_(env), backend_(backend), log_(log), dir_(job.run_dir() + "/activations") {}
+
+  std::string open_inputs() override {
+    source_ = make_activation_source(job_, backend_);
+    return fingerprint_of(job_.harvest, source_->description());
+  }
+  std::string output_dir() const override { return dir_; }
+  bool complete(const std::string& fingerprint) override { return store_complete(dir_, fingerprint); }
+  void run(const std::string& fingerprint) override;
+
+ private:
+  const Job& job_;
+  const MpiEnv& env_;
+  const Backend& backend_;
+  Logger& log_;
+  const std::string dir_;
+  std::unique_ptr<ActivationSource> source_;
+};
+
 }  // namespace
 
-void run_harvest(const Job& job, const MpiEnv& env) {
+void run_harvest(const Job& job, const MpiEnv& env, const Backend& backend) {
   Logger log(env, "harvest");
-  h5::silence_errors();
+  HarvestStage stage(job, env, backend, log);
+  drive_stage(stage, StageContext{job, env, backend, log});
+}
+
+void HarvestStage::run(const std::string& fingerprint) {
+  const Job& job = job_;
+  const MpiEnv& env = env_;
+  Logger& log = log_;
+  const std::string& dir = dir_;
+  const std::unique_ptr<ActivationSource>& source = source_;
   const HarvestConfig& h = job.harvest;
-  const std::string dir = job.run_dir() + "/activations";
   const int64_t n_seq = h.n_tokens / h.context, seq_per_shard = h.shard_tokens / h.context;
   const int64_t n_shards = (n_seq + seq_per_shard - 1) / seq_per_shard;
   auto shard_seqs = [&](int64_t s) { return std::min(seq_per_shard, n_seq - s * seq_per_shard); };
-
-  std::unique_ptr<ActivationSource> source;
-  std::string fingerprint;
-  bool done = false;
-  env.all_or_none([&] {
-    source = make_activation_source(job);
-    fingerprint = fingerprint_of(h, source->description());
-    make_dirs(dir);
-    if (env.is_root()) write_resolved_job(job);
-    done = store_complete(dir, fingerprint);
-  });
-  if (done) {
-    log.info("store " + dir + " is complete; nothing to do");
-    return;
-  }
   const StoreDtype dtype = parse_store_dtype(h.dtype);
   const int64_t D = source->d_model(), R = source->rows_per_sequence();
 

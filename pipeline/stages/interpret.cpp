@@ -28,6 +28,7 @@
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/model/hf_tokenizer.hpp"
+#include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 
 namespace saepipe {
@@ -141,25 +142,48 @@ void publish(const std::string& tmp, const std::string& out_dir) {
   fs::remove_all(old, ec);
 }
 
+// The site is always rendered again (it is cheap and has no fingerprint of its own).
+class InterpretStage final : public StageBody {
+ public:
+  InterpretStage(const Job& job, const MpiEnv& env, Logger& log) : job_(job), env_(env), log_(log) {}
+  std::string open_inputs() override {
+    read_inputs(site_, job_, job_.stats_dir(), meta_);
+    return "";
+  }
+  std::string output_dir() const override { return job_.run_dir(); }  // the site goes to <run>/interpret
+  bool complete(const std::string&) override { return false; }
+  void run(const std::string& fingerprint) override;
+
+ private:
+  const Job& job_;
+  const MpiEnv& env_;
+  Logger& log_;
+  SiteData site_;
+  NeuronpediaMeta meta_;
+};
+
 }  // namespace
 
-void run_interpret(const Job& job, const MpiEnv& env) {
+void run_interpret(const Job& job, const MpiEnv& env, const Backend& backend) {
   Logger log(env, "interpret");
-  h5::silence_errors();
+  InterpretStage stage(job, env, log);
+  drive_stage(stage, StageContext{job, env, backend, log});
+}
+
+void InterpretStage::run(const std::string&) {
+  const Job& job = job_;
+  const MpiEnv& env = env_;
+  Logger& log = log_;
+  SiteData& site = site_;
+  const NeuronpediaMeta& meta = meta_;
   const std::string out_dir = job.interpret_dir();
-  SiteData site;
-  NeuronpediaMeta meta;
   std::string tmp;
   env.all_or_none([&] {
-    read_inputs(site, job, job.stats_dir(), meta);
-    if (env.is_root()) {
-      make_dirs(job.run_dir());
-      remove_stale(out_dir);
-      tmp = out_dir + ".tmp." + std::to_string(::getpid());
-      make_dirs(tmp + "/features");
-      if (job.interpret.neuronpedia) make_dirs(tmp + "/neuronpedia");
-      write_resolved_job(job);
-    }
+    if (!env.is_root()) return;
+    remove_stale(out_dir);
+    tmp = out_dir + ".tmp." + std::to_string(::getpid());
+    make_dirs(tmp + "/features");
+    if (job.interpret.neuronpedia) make_dirs(tmp + "/neuronpedia");
   });
   env.broadcast_string(tmp);
   const int64_t F = site.n_listed;

@@ -13,6 +13,7 @@
 #include "pipeline/model/token_source.hpp"
 #include "pipeline/model/transformer.hpp"
 #include "pipeline/stages/activation_source.hpp"
+#include "pipeline/stages/backend.hpp"
 
 namespace saepipe {
 
@@ -20,8 +21,8 @@ namespace {
 
 class ModelSource final : public ActivationSource {
  public:
-  explicit ModelSource(const Job& job) : h_(job.harvest) {
-    model_ = load_transformer(h_.model, h_.hooks);
+  ModelSource(const Job& job, const Backend& backend) : h_(job.harvest) {
+    model_ = backend.load_transformer(h_.model, h_.hooks);
     for (const std::string& n : h_.hooks) hooks_.push_back(model_->hook(n));
     if (h_.prepend_bos && model_->bos_token() < 0)
       user_error(job.path + ": harvest.prepend_bos: the model has no BOS token (" + h_.model +
@@ -130,6 +131,8 @@ class ModelSource final : public ActivationSource {
 
 }  // namespace
 
-std::unique_ptr<ActivationSource> make_model_source(const Job& job) { return std::make_unique<ModelSource>(job); }
+std::unique_ptr<ActivationSource> make_model_source(const Job& job, const Backend& backend) {
+  return std::make_unique<ModelSource>(job, backend);
+}
 
 }  // namespace saepipe

@@ -58,9 +58,9 @@ class SyntheticSource final : public ActivationSource {
 
 std::unique_ptr<ActivationSource> make_synthetic_source(const Job& job) { return std::make_unique<SyntheticSource>(job); }
 
-std::unique_ptr<ActivationSource> make_activation_source(const Job& job) {
+std::unique_ptr<ActivationSource> make_activation_source(const Job& job, const Backend& backend) {
   if (job.harvest.source == "synthetic") return make_synthetic_source(job);
-  if (job.harvest.source == "model") return make_model_source(job);
+  if (job.harvest.source == "model") return make_model_source(job, backend);
   user_error(job.path + ": harvest.source: unknown source \"" + job.harvest.source + "\"");
 }
 

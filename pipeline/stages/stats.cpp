@@ -25,6 +25,8 @@
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/model/blas_threads.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
+#include "pipeline/stages/backend.hpp"
+#include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 #include "pipeline/model/logit_effects.hpp"
 #include "pipeline/stats/ce_loss_eval.hpp"
@@ -55,62 +57,88 @@ int64_t stats_output_bytes(int64_t F, const StatsConfig& sc) {
   return F * per_feature + (int64_t(16) << 20);
 }
 
+class StatsStage final : public StageBody {
+ public:
+  StatsStage(const Job& job, const MpiEnv& env, const Backend& backend, Logger& log)
+      : job_(job), env_(env), backend_(backend), log_(log), store_dir_(job.stats_store_dir()),
+        sae_path_(job.sae_path()), out_dir_(job.run_dir() + "/stats") {}
+
+  std::string open_inputs() override;
+  std::string output_dir() const override { return out_dir_; }
+  bool complete(const std::string& fingerprint) override;
+  void run(const std::string& fingerprint) override;
+
+ private:
+  const Job& job_;
+  const MpiEnv& env_;
+  const Backend& backend_;
+  Logger& log_;
+  const std::string store_dir_, sae_path_, out_dir_;
+  std::unique_ptr<StoreReader> reader_;
+  SaeCheckpoint ck_;
+  int64_t first_ = 0, count_ = 0;
+};
+
+std::string StatsStage::open_inputs() {
+  if (!path_exists(sae_path_)) user_error(sae_path_ + ": SAE checkpoint not found (run the train stage first)");
+  ck_ = read_sae_for_evaluation(sae_path_);  // sae.h5 or a SAELens directory
+  reader_ = std::make_unique<StoreReader>(store_dir_, ck_.hook);
+  if (reader_->d_model() != ck_.d_in)
+    user_error(sae_path_ + ": d_in " + std::to_string(ck_.d_in) + " does not match d_model " +
+               std::to_string(reader_->d_model()) + " of the store " + store_dir_);
+  if (ck_.heldout_n_tokens > 0 && ck_.heldout_first_token + ck_.heldout_n_tokens <= reader_->n_tokens()) {
+    first_ = ck_.heldout_first_token;
+    count_ = ck_.heldout_n_tokens;
+  } else {
+    first_ = 0;  // an SAE trained elsewhere: no split known, use the whole store
+    count_ = reader_->n_tokens();
+  }
+  if (job_.stats.n_tokens > 0) {  // whole sequences
+    const int64_t seq = std::max<int64_t>(1, reader_->manifest().context);
+    count_ = std::min(count_, (job_.stats.n_tokens + seq - 1) / seq * seq);
+  }
+  // The statistics depend on the stats settings, the store and the very weights evaluated.
+  return job_.section_toml.at("stats") + "\nstore = " + store_dir_ + "\nsae = " + sae_path_ +
+         "\nsae_fingerprint = " + ck_.fingerprint + "\nsae_step = " + std::to_string(ck_.step) + "\n";
+}
+
+bool StatsStage::complete(const std::string& fingerprint) {
+  if (env_.is_root()) CodeSpill::remove_leftovers(out_dir_);  // of killed runs
+  if (!path_exists(out_dir_ + "/summary.json") || !path_exists(out_dir_ + "/features.h5") ||
+      !path_exists(out_dir_ + "/examples.h5"))
+    return false;
+  try {
+    return nlohmann::json::parse(read_file(out_dir_ + "/summary.json")).value("fingerprint", "") == fingerprint;
+  } catch (const nlohmann::json::exception&) {
+    return false;  // unreadable: recompute
+  }
+}
+
 }  // namespace
 
-void run_stats(const Job& job, const MpiEnv& env) {
+void run_stats(const Job& job, const MpiEnv& env, const Backend& backend) {
   Logger log(env, "stats");
-  h5::silence_errors();
-  const std::string store_dir = job.stats_store_dir();
-  const std::string sae_path = job.sae_path();
-  const std::string out_dir = job.run_dir() + "/stats";
-  std::unique_ptr<StoreReader> reader;
-  SaeCheckpoint ck;
-  int64_t first = 0, count = 0;
-  bool done = false;
-  std::string fingerprint, model_dir;
+  StatsStage stage(job, env, backend, log);
+  drive_stage(stage, StageContext{job, env, backend, log});
+}
+
+void StatsStage::run(const std::string& fingerprint) {
+  const Job& job = job_;
+  const MpiEnv& env = env_;
+  Logger& log = log_;
+  const std::string& store_dir = store_dir_;
+  const std::string& sae_path = sae_path_;
+  const std::string& out_dir = out_dir_;
+  const std::unique_ptr<StoreReader>& reader = reader_;
+  const SaeCheckpoint& ck = ck_;
+  const int64_t first = first_, count = count_;
+  std::string model_dir;
   std::unique_ptr<TransformerModel> model;
-  env.all_or_none([&] {
-    if (!path_exists(sae_path)) user_error(sae_path + ": SAE checkpoint not found (run the train stage first)");
-    ck = read_sae_for_evaluation(sae_path);  // sae.h5 or a SAELens directory
-    reader = std::make_unique<StoreReader>(store_dir, ck.hook);
-    if (reader->d_model() != ck.d_in)
-      user_error(sae_path + ": d_in " + std::to_string(ck.d_in) + " does not match d_model " +
-                 std::to_string(reader->d_model()) + " of the store " + store_dir);
-    if (ck.heldout_n_tokens > 0 && ck.heldout_first_token + ck.heldout_n_tokens <= reader->n_tokens()) {
-      first = ck.heldout_first_token;
-      count = ck.heldout_n_tokens;
-    } else {
-      first = 0;  // an SAE trained elsewhere: no split known, use the whole store
-      count = reader->n_tokens();
-    }
-    if (job.stats.n_tokens > 0) {  // whole sequences
-      const int64_t seq = std::max<int64_t>(1, reader->manifest().context);
-      count = std::min(count, (job.stats.n_tokens + seq - 1) / seq * seq);
-    }
-    make_dirs(out_dir);
-    if (env.is_root()) write_resolved_job(job);
-    if (env.is_root()) CodeSpill::remove_leftovers(out_dir);  // of killed runs
-    // The statistics depend on the stats settings, the store and the very weights evaluated.
-    fingerprint = job.section_toml.at("stats") + "\nstore = " + store_dir + "\nsae = " + sae_path +
-                  "\nsae_fingerprint = " + ck.fingerprint + "\nsae_step = " + std::to_string(ck.step) + "\n";
-    if (path_exists(out_dir + "/summary.json") && path_exists(out_dir + "/features.h5") &&
-        path_exists(out_dir + "/examples.h5")) {
-      try {
-        done = nlohmann::json::parse(read_file(out_dir + "/summary.json")).value("fingerprint", "") == fingerprint;
-      } catch (const nlohmann::json::exception&) {
-        done = false;  // unreadable: recompute
-      }
-    }
-  });
-  if (done) {
-    log.info(out_dir + " is complete; nothing to do");
-    return;
-  }
   // With a model: CE loss recovered and logit effects. An unreadable model is a user error.
   env.all_or_none([&] {
     model_dir = model_dir_of(job, reader->manifest());
     if (model_dir.empty() || (job.stats.ce_loss_tokens == 0 && job.stats.logit_tokens == 0)) return;
-    model = load_transformer_full(model_dir);
+    model = backend_.load_transformer_full(model_dir);
     if (job.stats.ce_loss_tokens > 0) model->hook(ck.hook);  // one the family has (user error otherwise)
     if (model->d_model() != ck.d_in)
       user_error(model_dir + ": d_model " + std::to_string(model->d_model()) + " does not match the SAE's d_in " +

@@ -27,43 +27,75 @@
 #include "pipeline/io/batch_prefetcher.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/shuffled_batches.hpp"
+#include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 #include "pipeline/stages/train_model.hpp"
 #include "pipeline/stages/train_split.hpp"
 
 namespace saepipe {
 
-void run_train(const Job& job, const MpiEnv& env) {
-  Logger log(env, "train");
-  h5::silence_errors();
-  const TrainConfig& tc = job.train;
-  // The weights depend on the train settings, the seed and the store; nothing else.
-  const std::string fingerprint = job.section_toml.at("train") + "\nseed = " + std::to_string(job.run.seed) +
-                                  "\nstore = " + job.store_dir() + "\n";
-  std::vector<ModelSpec> specs = {{"", tc, job.sae_dir(), fingerprint}};
-  for (const TrainConfig& v : tc.sweep)
-    specs.push_back({v.sweep_name, v, job.sae_dir() + "/sweep/" + v.sweep_name, fingerprint + "sweep = " + v.sweep_name + "\n"});
+namespace {
 
-  std::unique_ptr<StoreReader> reader;
-  TrainSplit split;
-  std::vector<std::unique_ptr<TrainModel>> models;
-  env.all_or_none([&] {
-    reader = std::make_unique<StoreReader>(job.store_dir(), tc.hook);
-    split = train_split(reader->manifest(), tc.heldout_fraction);
-    if (split.train_tokens <= 0)
-      user_error(job.path + ": train.heldout_fraction: leaves no training tokens in " + job.store_dir());
-    make_dirs(job.sae_dir());
-    if (env.is_root()) write_resolved_job(job);
+class TrainStage final : public StageBody {
+ public:
+  TrainStage(const Job& job, const MpiEnv& env, const Backend& backend, Logger& log)
+      : job_(job), env_(env), backend_(backend), log_(log) {}
+
+  std::string open_inputs() override {
+    reader_ = std::make_unique<StoreReader>(job_.store_dir(), job_.train.hook);
+    split_ = train_split(reader_->manifest(), job_.train.heldout_fraction);
+    if (split_.train_tokens <= 0)
+      user_error(job_.path + ": train.heldout_fraction: leaves no training tokens in " + job_.store_dir());
+    // The weights depend on the train settings, the seed and the store; nothing else.
+    return job_.section_toml.at("train") + "\nseed = " + std::to_string(job_.run.seed) + "\nstore = " +
+           job_.store_dir() + "\n";
+  }
+  std::string output_dir() const override { return job_.sae_dir(); }
+  // Complete when every model of the job (the main one and each sweep entry) is.
+  bool complete(const std::string& fingerprint) override {
+    const TrainConfig& tc = job_.train;
+    std::vector<ModelSpec> specs = {{"", tc, job_.sae_dir(), fingerprint}};
+    for (const TrainConfig& v : tc.sweep)
+      specs.push_back({v.sweep_name, v, job_.sae_dir() + "/sweep/" + v.sweep_name, fingerprint + "sweep = " + v.sweep_name + "\n"});
     for (const ModelSpec& s : specs) {
-      auto m = std::make_unique<TrainModel>(s, reader->d_model(), env);
+      auto m = std::make_unique<TrainModel>(s, reader_->d_model(), env_);
       if (m->done())
-        log.info(s.out_dir + "/sae.h5 is complete; nothing to do");
+        done_.push_back(s.out_dir);
       else
-        models.push_back(std::move(m));
+        models_.push_back(std::move(m));
     }
-  });
-  if (models.empty()) return;
+    return models_.empty();
+  }
+  void run(const std::string& fingerprint) override;
 
+ private:
+  const Job& job_;
+  const MpiEnv& env_;
+  const Backend& backend_;
+  Logger& log_;
+  std::unique_ptr<StoreReader> reader_;
+  TrainSplit split_;
+  std::vector<std::unique_ptr<TrainModel>> models_;  // those still to train
+  std::vector<std::string> done_;                    // output directories of finished ones
+};
+
+}  // namespace
+
+void run_train(const Job& job, const MpiEnv& env, const Backend& backend) {
+  Logger log(env, "train");
+  TrainStage stage(job, env, backend, log);
+  drive_stage(stage, StageContext{job, env, backend, log});
+}
+
+void TrainStage::run(const std::string&) {
+  const Job& job = job_;
+  const MpiEnv& env = env_;
+  Logger& log = log_;
+  const TrainConfig& tc = job.train;
+  StoreReader* reader = reader_.get();
+  const TrainSplit& split = split_;
+  std::vector<std::unique_ptr<TrainModel>>& models = models_;
+  for (const std::string& dir : done_) log.info(dir + "/sae.h5 is complete; not trained again");
   const int64_t D = reader->d_model(), B = tc.batch_tokens;
   const int64_t n_steps = std::max<int64_t>(1, tc.n_tokens / B);
   // This rank's rows of every global batch: [lo, hi). The encoder runs on the aligned

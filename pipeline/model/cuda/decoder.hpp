@@ -35,6 +35,7 @@ class DecoderCudaModel final : public TransformerModel {
   DecoderCudaModel& operator=(const DecoderCudaModel&) = delete;
 
   std::string family() const override { return cfg_.model_type; }
+  std::string device() const override { return "cuda"; }
   int64_t d_model() const override { return cfg_.d_model; }
   int64_t n_layers() const override { return cfg_.n_layers; }
   int64_t vocab_size() const override { return cfg_.vocab_size; }

@@ -50,6 +50,7 @@ class Gpt2CudaModel final : public Gpt2Base {
   Gpt2CudaModel& operator=(const Gpt2CudaModel&) = delete;
 
   std::string describe() const override;  // the config plus backend and precision
+  std::string device() const override { return "cuda"; }
   // As Gpt2Model::forward (host tokens and outputs; synchronous).
   void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                const std::vector<float*>& out) const override;
