@@ -14,7 +14,9 @@ scripts/python_env.sh with the same number of threads.
                                    [--device cpu|cuda] [--threads 2] [--python VENV_PY]
                                    [--only train,harvest,stats,kernels,scaling]
 --quick: small shapes, peers included (about a minute). --device cuda: the train and harvest
-comparisons on the GPU (saepipe_bench_gpu and saepipe_gpt2_cuda from a CUDA build)."""
+comparisons on the GPU: saepipe_bench_gpu and saepipe_gpt2_cuda from a CUDA build (--gpu-bin:
+where they are, e.g. a device bundle's bin/), the peers from --python (a python with torch,
+transformers, sae-lens and eai-sparsify; a peer it lacks is reported as failed)."""
 import argparse
 import datetime
 import json
@@ -44,8 +46,16 @@ def machine():
     mem = int(open("/proc/meminfo").readline().split()[1]) // 1024
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "kernel": platform.release(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": sh(["git", "-C", SRC, "rev-parse", "--short", "HEAD"]),
-            "dirty": bool(sh(["git", "-C", SRC, "status", "--porcelain", "--untracked-files=no"]))}
+            "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def git(*args):
+    """git's output in the source tree, or "" where there is none (a copy on a GPU machine)."""
+    try:
+        return sh(["git", "-C", SRC, *args])
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return ""
 
 
 def load_average():
@@ -111,6 +121,7 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=2, help="for every implementation (default 2)")
     ap.add_argument("--python", help="the venv's python (default: scripts/python_env.sh builds or finds it)")
+    ap.add_argument("--gpu-bin", help="where saepipe_bench_gpu and saepipe_gpt2_cuda are (default: --build)")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ",".join(SECTIONS))
     a = ap.parse_args()
     only = a.only.split(",")
@@ -122,12 +133,14 @@ def main():
     os.makedirs(out, exist_ok=True)
     py = a.python or sh(["bash", os.path.join(SRC, "scripts", "python_env.sh")])
     ctx = Ctx(build=os.path.abspath(a.build), out=out, work=os.path.join(out, "work"), py=py, threads=a.threads,
-              device=a.device, quick=a.quick)
+              device=a.device, quick=a.quick, gpu_bin=os.path.abspath(a.gpu_bin or a.build))
     shutil.rmtree(ctx.work, ignore_errors=True)
     os.makedirs(ctx.work)
     m, load0, t_start = machine(), load_average(), time.time()
-    versions = json.loads(sh([py, "-c", "import json; from importlib.metadata import version as v; print(json.dumps("
-                                        "{n: v(n) for n in ('torch', 'transformers', 'sae-lens', 'eai-sparsify')}))"]))
+    versions = json.loads(sh([py, "-c", "import json; from importlib.metadata import version as v, PackageNotFoundError\n"
+                                        "def w(n):\n try: return v(n)\n except PackageNotFoundError: return 'missing'\n"
+                                        "print(json.dumps({n: w(n) for n in ('torch', 'transformers', 'sae-lens', "
+                                        "'eai-sparsify')}))"]))
 
     peaks = {}
 

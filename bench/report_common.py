@@ -21,6 +21,7 @@ class Ctx:
     threads: int    # for every implementation
     device: str     # cpu | cuda
     quick: bool
+    gpu_bin: str = ""  # saepipe_bench_gpu, saepipe_gpt2_cuda (--device cuda)
 
     def env(self, **extra):
         """Every process gets the same thread count (OpenMP, OpenBLAS, MKL, torch)."""
@@ -46,6 +47,8 @@ def run(cmd, ctx, log, timeout=1800, env=None):
                                timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RunError(f"timed out after {timeout} s: {' '.join(map(str, cmd[:3]))} ...")
+        except OSError as e:  # a program that is not there (not built, no CUDA build)
+            raise RunError(f"cannot run {cmd[0]}: {e.strerror}")
     if r.returncode != 0:
         tail = open(log, errors="replace").read().strip().splitlines()[-3:]
         raise RunError(f"exit {r.returncode}: " + " | ".join(tail)[-400:])

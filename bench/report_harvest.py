@@ -26,10 +26,10 @@ WHAT_IS_TIMED = [
 
 
 def settings(ctx):
-    if ctx.device == "cuda":
-        return {"n_seq": 512, "batch": 64, "context": 128, "warmup": 3}
     if ctx.quick:
         return {"n_seq": 16, "batch": 4, "context": 128, "warmup": 1}
+    if ctx.device == "cuda":
+        return {"n_seq": 512, "batch": 64, "context": 128, "warmup": 3}
     return {"n_seq": 48, "batch": 8, "context": 128, "warmup": 1}
 
 
@@ -99,7 +99,7 @@ def cuda_rows(ctx, m, s, model_dir, commit, group):
     for prec in ("fp32", "bf16"):
         out = ctx.path("harvest", m["model_type"], f"saepipe_gpu_{prec}.json")
         try:
-            run([os.path.join(ctx.build, "saepipe_gpt2_cuda"), "bench", "--model", model_dir, "--hook",
+            run([os.path.join(ctx.gpu_bin, "saepipe_gpt2_cuda"), "bench", "--model", model_dir, "--hook",
                  f"blocks.{m['hook_layer']}.hook_resid_post", "--context", s["context"], "--batch", s["batch"],
                  "--tokens", s["n_seq"] * s["context"], "--precision", prec, "--json", out], ctx, out + ".log")
             r = json.loads(open(out).read().strip().splitlines()[-1])
@@ -151,7 +151,7 @@ def harvest_table(ctx, commit, peak_gflops):
         bound_tokens_per_s=0.0,
         bound_text="; ".join(f"{g}: {f / 1e6:.1f} MFLOP per token (blocks 0–hook, context {s['context']}) at the "
                              f"measured peak {peak_gflops:.0f} GFLOP/s = {peak_gflops * 1e9 / f:.0f} tokens/s"
-                             for g, f in bounds),
+                             for g, f in bounds) if peak_gflops else "unmeasured (no GEMM peak)",
         notes=[f"Context {s['context']}, batches of {s['batch']} sequences, {s['n_seq']} sequences, "
                f"{ctx.threads} threads; warm-up {s['warmup']} batch(es)."] + notes + WHAT_IS_TIMED,
         chart="harvest_tokens_per_s.svg", group_bounds={g: peak_gflops * 1e9 / f for g, f in bounds})

@@ -42,10 +42,10 @@ WHAT_IS_TIMED = [
 
 
 def shape(ctx):
-    if ctx.device == "cuda":
-        return {"d": 768, "f": 24576, "k": 32, "batch": 16384, "warmup": 3, "steps": 20}
     if ctx.quick:
         return {"d": 64, "f": 512, "k": 8, "batch": 4096, "warmup": 1, "steps": 3}
+    if ctx.device == "cuda":
+        return {"d": 768, "f": 24576, "k": 32, "batch": 16384, "warmup": 3, "steps": 20}
     return {"d": 768, "f": 24576, "k": 32, "batch": 4096, "warmup": 1, "steps": 5}
 
 
@@ -57,7 +57,9 @@ def group_name(dead):
 
 
 def loss_text(losses):
-    return f"{losses[0]:.4g} → {losses[-1]:.4g}"
+    """First → last; a loss that did not fall is flagged (that step does not train)."""
+    flag = "" if losses[-1] < losses[0] else " (did not fall: not training)"
+    return f"{losses[0]:.4g} → {losses[-1]:.4g}{flag}"
 
 
 def peer_rows(ctx, s, script, impl, lr, extra_args=()):
@@ -94,7 +96,7 @@ def saepipe_cuda_rows(ctx, s, group, dead, commit):
     steps timed with CUDA events after 3 warm-ups; no loss (the CUDA parity tests cover it)."""
     out = ctx.path("train", f"saepipe_gpu_{int(dead * 100)}.json")
     try:
-        run([os.path.join(ctx.build, "saepipe_bench_gpu"), "--d", s["d"], "--f", s["f"], "--k", s["k"],
+        run([os.path.join(ctx.gpu_bin, "saepipe_bench_gpu"), "--d", s["d"], "--f", s["f"], "--k", s["k"],
              "--batches", s["batch"], "--precisions", "fp32,bf16", "--auxk", s["d"] // 2,
              "--dead-fraction", dead, "--iters", s["steps"], "--json", out], ctx, out + ".log")
         import json
@@ -123,7 +125,8 @@ def train_table(ctx, commit, cpu_peak_gflops):
     for dead in DEAD:
         group = group_name(dead)
         if ctx.device == "cuda":
-            ours, peak = saepipe_cuda_rows(ctx, s, group, dead, commit)
+            ours, p = saepipe_cuda_rows(ctx, s, group, dead, commit)
+            peak = peak or p
             rows += ours
         else:
             rows.append(saepipe_cpu_row(ctx, s, group, dead, lr, commit))
