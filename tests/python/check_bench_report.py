@@ -52,7 +52,7 @@ def check_cell(header, cell):
     if header == "saepipe ÷ this":
         return None if re.fullmatch(rf"{NUM}×", cell) and float(cell[:-1]) > 0 else "not a ratio"
     if header.startswith("loss"):
-        m = re.fullmatch(rf"({NUM}) → ({NUM})", cell)
+        m = re.match(rf"({NUM}) → ({NUM})", cell)
         if not m:
             return "not 'first → last'"
         return None if float(m.group(2)) < float(m.group(1)) else "the loss did not fall: the step does not train"
