@@ -125,13 +125,16 @@ def cuda_rows(ctx, m, s, model_dir, commit, group):
 def harvest_table(ctx, commit, peak_gflops):
     s = settings(ctx)
     rows, notes, bounds = [], [], []
+    base = s
     for model in MODELS:
         m = entry(model, ctx.quick)
+        s = {**base, **{k: m[k] for k in ("n_seq", "batch") if k in m and not ctx.quick}}
         group = model["name"] + (" (small shape)" if ctx.quick else "")
         model_dir = ctx.path("harvest", m["model_type"], "model")
         try:
             run([ctx.py, os.path.join(PEERS, "make_model.py"), model_dir, "--model-type", m["model_type"],
-                 "--config", json.dumps(m["config"]), "--n-seq", s["n_seq"], "--context", s["context"]],
+                 "--config", json.dumps(m["config"]), "--n-seq", s["n_seq"], "--context", s["context"],
+                 "--save-dtype", m.get("save_dtype", "float32")],
                 ctx, ctx.path("harvest", m["model_type"], "make_model.log"))
         except RunError as e:
             rows.append(Row(group, "model", error=str(e)))
@@ -145,6 +148,9 @@ def harvest_table(ctx, commit, peak_gflops):
                          f"{ms['saepipe']:.6g}, transformers {ms['transformers']:.6g}, relative difference {rel:.1e}.")
         flop = forward_flops_per_token(m["dims"], m["hook_layer"] + 1, s["context"])
         bounds.append((group, flop))
+        if not ctx.quick:
+            notes.append(f"{group}: {s['n_seq']} sequences in batches of {s['batch']}, hook "
+                         f"blocks.{m['hook_layer']}.hook_resid_post. {m.get('note', '')}".rstrip())
     # One bound per table: rows of every group are set against their own model's FLOPs below.
     table = Table(
         title=f"Harvest: model forward ({ctx.device})", group_header="model", rows=rows,
@@ -152,7 +158,7 @@ def harvest_table(ctx, commit, peak_gflops):
         bound_text="; ".join(f"{g}: {f / 1e6:.1f} MFLOP per token (blocks 0–hook, context {s['context']}) at the "
                              f"measured peak {peak_gflops:.0f} GFLOP/s = {peak_gflops * 1e9 / f:.0f} tokens/s"
                              for g, f in bounds) if peak_gflops else "unmeasured (no GEMM peak)",
-        notes=[f"Context {s['context']}, batches of {s['batch']} sequences, {s['n_seq']} sequences, "
-               f"{ctx.threads} threads; warm-up {s['warmup']} batch(es)."] + notes + WHAT_IS_TIMED,
+        notes=[f"Context {base['context']}, {ctx.threads} threads; warm-up {base['warmup']} batch(es); "
+               f"batches of {base['batch']} of {base['n_seq']} sequences unless said."] + notes + WHAT_IS_TIMED,
         chart="harvest_tokens_per_s.svg", group_bounds={g: peak_gflops * 1e9 / f for g, f in bounds})
     return table

@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--n-seq", type=int, required=True)
     ap.add_argument("--context", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the weights' dtype on disk (both implementations compute in float32)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     fields = json.loads(a.config)
@@ -32,7 +34,7 @@ def main():
     if cfg.bos_token_id is None or cfg.bos_token_id >= cfg.vocab_size:  # a small test vocabulary
         cfg = AutoConfig.for_model(a.model_type, **{**fields, "bos_token_id": cfg.vocab_size - 1,
                                                    "eos_token_id": cfg.vocab_size - 1})
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, a.save_dtype))
     model.save_pretrained(a.dir)
     bos = cfg.bos_token_id
     rng = np.random.default_rng(a.seed + 1)
