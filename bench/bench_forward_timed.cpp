@@ -60,7 +60,7 @@ int run(int argc, char** argv) {
   in.read(reinterpret_cast<char*>(ids.data()), bytes);
 
   auto model = load_transformer(model_dir, {hook});
-  const std::vector<HookPoint> hooks{parse_hook(hook, model->n_layers())};
+  const std::vector<HookPoint> hooks{model->hook(hook)};
   for (int32_t t : ids)
     if (t < 0 || t >= model->vocab_size()) user_error(ids_path + ": token id " + std::to_string(t) + " is outside the vocabulary");
   const int64_t D = model->d_model(), n_batches = int64_t(ids.size()) / (B * T);
