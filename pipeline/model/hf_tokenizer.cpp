@@ -4,6 +4,7 @@
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/regex.h>
+#include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
 #include <algorithm>
@@ -311,13 +312,13 @@ std::vector<Piece> HfTokenizer::Impl::pretokenize(Piece first) const {
       if (s.type == "Split") {
         parts = split_by(p.text, find_all(s.pattern, p.text), s.behavior);
       } else if (s.type == "Digits") {
+        // tokenizers splits on char::is_numeric: every number (Nd, Nl, No: "7", "Ⅻ", "½", "²"), not
+        // only ASCII digits; runs of them stay together unless individual_digits.
         std::vector<std::pair<size_t, size_t>> m;
-        for (size_t i = 0; i < p.text.size(); ++i) {
-          if (p.text[i] < '0' || p.text[i] > '9') continue;
-          size_t j = i + 1;
-          while (!s.individual_digits && j < p.text.size() && p.text[j] >= '0' && p.text[j] <= '9') ++j;
-          m.emplace_back(i, j);
-          i = j - 1;
+        for (const CodePoint& c : decode_utf8(p.text, where)) {
+          if (!(U_GET_GC_MASK(UChar32(c.cp)) & U_GC_N_MASK)) continue;
+          if (!s.individual_digits && !m.empty() && m.back().second == c.begin) m.back().second = c.end;
+          else m.emplace_back(c.begin, c.end);
         }
         parts = split_by(p.text, m, Behavior::Isolated);
       } else if (s.type == "Metaspace") {
