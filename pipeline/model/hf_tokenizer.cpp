@@ -16,6 +16,8 @@
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/utf8.hpp"
 #include "pipeline/model/bpe_tokenizer.hpp"
+#include "pipeline/model/gguf_model.hpp"
+#include "pipeline/model/gguf_tokenizer.hpp"
 
 namespace saepipe {
 
@@ -628,6 +630,7 @@ std::string HfTokenizer::token_bytes(int32_t id) const {
 }
 
 std::unique_ptr<HfTokenizer> open_hf_tokenizer(const std::string& model_dir) {
+  if (is_gguf_model_path(model_dir)) return open_gguf_tokenizer(GgufFile(model_dir));
   const std::string path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
   if (!path_exists(path)) return nullptr;
   return std::make_unique<HfTokenizer>(read_file(path), path);

@@ -47,7 +47,8 @@ class HfTokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// model_dir/tokenizer.json, or nullptr when there is none.
+// model_dir/tokenizer.json, or nullptr when there is none; for a GGUF file (model_dir ending in
+// .gguf), the tokenizer it carries (gguf_tokenizer.hpp).
 std::unique_ptr<HfTokenizer> open_hf_tokenizer(const std::string& model_dir);
 
 }  // namespace saepipe

@@ -4,6 +4,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/model/decoder.hpp"
+#include "pipeline/model/gguf_model.hpp"
 
 namespace saepipe {
 
@@ -53,18 +54,32 @@ int64_t layers_needed(const std::vector<HookPoint>& hooks, int64_t n_layers) {
 }
 
 
+namespace {
+// The config and the weights of a Hugging Face directory or of a GGUF file.
+std::pair<DecoderConfig, std::shared_ptr<const WeightSource>> open_model(const std::string& model) {
+  if (is_gguf_model_path(model)) {
+    auto file = std::make_shared<const GgufFile>(model);
+    DecoderConfig cfg = decoder_config_from_gguf(*file);
+    auto weights = open_gguf_weights(file, cfg);
+    return {std::move(cfg), std::move(weights)};
+  }
+  DecoderConfig cfg = read_decoder_config(model);
+  auto weights = open_hf_weights(model, cfg);
+  return {std::move(cfg), std::move(weights)};
+}
+}  // namespace
+
 std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
                                                    const std::vector<std::string>& hook_names) {
-  const DecoderConfig cfg = read_decoder_config(model_dir);
+  auto [cfg, weights] = open_model(model_dir);
   std::vector<HookPoint> hooks;
   for (const std::string& n : hook_names) hooks.push_back(decoder_hook(cfg, n));
-  return std::make_unique<DecoderModel>(cfg, open_hf_weights(model_dir, cfg), layers_needed(hooks, cfg.n_layers),
-                                        false);
+  return std::make_unique<DecoderModel>(cfg, std::move(weights), layers_needed(hooks, cfg.n_layers), false);
 }
 
 std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) {
-  const DecoderConfig cfg = read_decoder_config(model_dir);
-  return std::make_unique<DecoderModel>(cfg, open_hf_weights(model_dir, cfg), cfg.n_layers, true);
+  auto [cfg, weights] = open_model(model_dir);
+  return std::make_unique<DecoderModel>(cfg, std::move(weights), cfg.n_layers, true);
 }
 
 }  // namespace saepipe

@@ -94,7 +94,8 @@ class TransformerModel {
 };
 
 // Reads model_dir/config.json and the weights the hooks need (the blocks up to the last hooked
-// one; no unembedding); user error naming the file for an unsupported model_type or config
+// one; no unembedding), or the same from a llama.cpp GGUF file when model_dir names one
+// (*.gguf, gguf_model.hpp); user error naming the file for an unsupported model_type or config
 // value, a missing or misshapen tensor, or a hook the model does not have.
 std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
                                                    const std::vector<std::string>& hook_names);

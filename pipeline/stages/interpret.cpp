@@ -27,6 +27,7 @@
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/stats_file.hpp"
+#include "pipeline/model/gguf_model.hpp"
 #include "pipeline/model/hf_tokenizer.hpp"
 #include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
@@ -65,7 +66,7 @@ void load_tokens(SiteData& site, const Job& job, const nlohmann::json& source) {
   if (const auto hf = open_hf_tokenizer(model_dir)) {  // every family's tokenizer.json
     std::vector<std::string> bytes(size_t(hf->vocab_size()));
     for (int32_t id = 0; id < int32_t(bytes.size()); ++id) bytes[size_t(id)] = hf->token_bytes(id);
-    site.tokens = TokenText(std::move(bytes), model_dir + "/tokenizer.json");
+    site.tokens = TokenText(std::move(bytes), is_gguf_model_path(model_dir) ? model_dir : model_dir + "/tokenizer.json");
     return;
   }
   const std::string vocab = model_dir + "/vocab.json";

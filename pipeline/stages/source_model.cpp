@@ -10,6 +10,7 @@
 #include "pipeline/core/job.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/model/blas_threads.hpp"
+#include "pipeline/model/gguf_model.hpp"
 #include "pipeline/model/token_source.hpp"
 #include "pipeline/model/transformer.hpp"
 #include "pipeline/stages/activation_source.hpp"
@@ -29,7 +30,7 @@ class ModelSource final : public ActivationSource {
                  "/config.json bos_token_id is null); set harvest.prepend_bos = false");
     if (h_.context > model_->n_positions())
       user_error(job.path + ": harvest.context: " + std::to_string(h_.context) + " exceeds the model's n_positions " +
-                 std::to_string(model_->n_positions()) + " (" + h_.model + "/config.json)");
+                 std::to_string(model_->n_positions()) + " (" + h_.model + (is_gguf_model_path(h_.model) ? "" : "/config.json") + ")");
     TokenInputOptions o;
     o.path = h_.tokens;
     o.format = h_.token_format;

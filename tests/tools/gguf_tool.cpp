@@ -5,6 +5,7 @@
 //   saepipe_gguf_tool dump FILE   the readable tensors dequantized to float32, in file order,
 //                                 raw little-endian on stdout
 //   saepipe_gguf_tool llama FILE  JSON: the Llama hyper-parameters and the tokenizer data
+//   saepipe_gguf_tool tokenizer FILE  the tokenizer.json built from the file's tokenizer.ggml.*
 // Errors: the message on stderr and the library's exit code.
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "pipeline/model/ggml_types.hpp"
 #include "pipeline/model/gguf.hpp"
 #include "pipeline/model/gguf_llama.hpp"
+#include "pipeline/model/gguf_tokenizer.hpp"
 
 using namespace saepipe;
 using nlohmann::json;
@@ -88,8 +90,10 @@ int run(const std::string& cmd, const std::string& path) {
            {"tokenizer", {{"model", t.model}, {"pre", t.pre}, {"tokens", t.tokens}, {"token_types", t.token_types},
                           {"merges", t.merges}, {"bos", t.bos}, {"eos", t.eos}, {"unk", t.unk}, {"pad", t.pad},
                           {"add_bos", t.add_bos}, {"add_eos", t.add_eos}}}});
+  } else if (cmd == "tokenizer") {
+    print(gguf_tokenizer_json(f));
   } else {
-    user_error("unknown command '" + cmd + "' (info, dump, llama)");
+    user_error("unknown command '" + cmd + "' (info, dump, llama, tokenizer)");
   }
   return 0;
 }
@@ -98,7 +102,7 @@ int run(const std::string& cmd, const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: saepipe_gguf_tool info|dump|llama FILE\n");
+    std::fprintf(stderr, "usage: saepipe_gguf_tool info|dump|llama|tokenizer FILE\n");
     return 2;
   }
   try {

@@ -1,7 +1,9 @@
 // pipeline/model/gguf: the GGUF reader on files written byte by byte here (metadata of every
 // type, tensors of every readable type with hand-computed dequantized values), and every kind of
-// bad file as a one-line user error (including every truncation of a good file). Parity with
-// gguf-py's reader and dequantize on its own files and on SmolLM2's is tests/e2e/test_gguf.sh.
+// bad file as a one-line user error (including every truncation of a good file); the GGUF model's
+// config, tensor names and Q/K rows against llama.cpp's converter permutation. Parity with
+// gguf-py's reader and dequantize on its own files and on SmolLM2's is tests/e2e/test_gguf.sh;
+// with transformers running the same file, tests/e2e/test_gguf_model.sh.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,12 +12,15 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/float16.hpp"
 #include "pipeline/model/ggml_types.hpp"
 #include "pipeline/model/gguf.hpp"
 #include "pipeline/model/gguf_llama.hpp"
+#include "pipeline/model/gguf_model.hpp"
+#include "pipeline/model/gguf_tokenizer.hpp"
 
 namespace fs = std::filesystem;
 using namespace saepipe;
@@ -406,4 +411,83 @@ TEST(GgufLlama, ParamsAndTokenizerFromMetadata) {
   variant([](Writer& v) { v.kv_u32("tokenizer.ggml.unknown_token_id", 4); }, {"'tokenizer.ggml.unknown_token_id' is 4, not a token id"}, true);
   variant([](Writer& v) { v.kvs[12] = str("tokenizer.ggml.token_type") + le<uint32_t>(9) + le<uint32_t>(5) + le<uint64_t>(1) + le<int32_t>(1); },
           {"token_type has 1 entries for 4 tokens"}, true);
+}
+
+// ---- the GGUF model: DecoderConfig, logical names, Q/K rows ----
+
+namespace {
+// llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel.permute): w.reshape(heads, 2, hd/2, cols)
+// .swapaxes(1, 2): GGUF row (h, i, s) holds Hugging Face row (h, s, i).
+std::vector<float> llama_cpp_permute(const std::vector<float>& w, int64_t heads, int64_t hd, int64_t cols) {
+  std::vector<float> out(w.size());
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t s = 0; s < 2; ++s)
+      for (int64_t i = 0; i < hd / 2; ++i)
+        for (int64_t c = 0; c < cols; ++c)
+          out[size_t(((h * (hd / 2) + i) * 2 + s) * cols + c)] = w[size_t(((h * 2 + s) * (hd / 2) + i) * cols + c)];
+  return out;
+}
+
+std::string f32_bytes(const std::vector<float>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+}
+}  // namespace
+
+TEST(GgufModel, ConfigNamesAndQkRows) {
+  ScratchCleanup cleanup;
+  const int64_t D = 32, H = 4, KV = 2, hd = 8, I = 48, V = 6;
+  Writer w;
+  w.kv_str("general.architecture", "llama");
+  w.kv_u32("llama.block_count", 1);
+  w.kv_u32("llama.embedding_length", D);
+  w.kv_u32("llama.feed_forward_length", I);
+  w.kv_u32("llama.attention.head_count", H);
+  w.kv_u32("llama.attention.head_count_kv", KV);
+  w.kv_u32("llama.context_length", 64);
+  w.kv_f32("llama.rope.freq_base", 500.0f);
+  w.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-6f);
+  w.kv_str("tokenizer.ggml.model", "gpt2");
+  w.kv_strings("tokenizer.ggml.tokens", {"<s>", "a", "b", "ab", "Ġ", "Ġa"});
+  w.kv_strings("tokenizer.ggml.merges", {"a b", "Ġ a"});
+  w.kv_u32("tokenizer.ggml.bos_token_id", 0);
+  w.kv_u32("tokenizer.ggml.eos_token_id", 3);
+  std::vector<float> q(size_t(H * hd * D)), k(size_t(KV * hd * D)), embd(size_t(V * D));
+  for (size_t i = 0; i < q.size(); ++i) q[i] = float(i);
+  for (size_t i = 0; i < k.size(); ++i) k[i] = -float(i);
+  for (size_t i = 0; i < embd.size(); ++i) embd[i] = 0.5f * float(i);
+  w.tensor("token_embd.weight", {uint64_t(D), uint64_t(V)}, 0, f32_bytes(embd));
+  w.tensor("blk.0.attn_q.weight", {uint64_t(D), uint64_t(H * hd)}, 0, f32_bytes(llama_cpp_permute(q, H, hd, D)));
+  w.tensor("blk.0.attn_k.weight", {uint64_t(D), uint64_t(KV * hd)}, 0, f32_bytes(llama_cpp_permute(k, KV, hd, D)));
+  const std::string p = scratch("m.gguf");
+  write_bytes(p, w.bytes());
+  auto f = std::make_shared<const GgufFile>(p);
+  const DecoderConfig c = decoder_config_from_gguf(*f);
+  EXPECT_EQ(c.model_type, "llama");
+  EXPECT_EQ(c.norm, NormType::RmsNorm);
+  EXPECT_TRUE(c.gated_mlp);
+  EXPECT_EQ(c.activation, Activation::Silu);
+  EXPECT_EQ(c.rotary_dim, hd);
+  EXPECT_EQ(c.rope_global.theta, 500.0);
+  EXPECT_EQ(c.norm_eps, double(1e-6f));
+  EXPECT_EQ(c.attn_scale, 1.0 / std::sqrt(8.0));
+  EXPECT_EQ(c.bos_token, 0);
+  EXPECT_EQ(c.eos_token, 3);
+  EXPECT_TRUE(c.tied_embeddings);
+  const auto weights = open_gguf_weights(f, c);
+  // Q and K come back in Hugging Face's row order, each with its own head count.
+  EXPECT_EQ(weights->load("blocks.0.attn.q.weight", {H * hd, D}), q);
+  EXPECT_EQ(weights->load("blocks.0.attn.k.weight", {KV * hd, D}), k);
+  // Rows of the embedding without loading the table.
+  const int32_t rows[3] = {5, 0, 2};
+  std::vector<float> got(size_t(3 * D));
+  weights->load_rows("embed.weight", {V, D}, rows, 3, got.data());
+  for (int r = 0; r < 3; ++r)
+    for (int64_t d = 0; d < D; ++d) EXPECT_EQ(got[size_t(r * D + d)], embd[size_t(rows[r] * D + d)]);
+  expect_user_error([&] { weights->load("blocks.0.mlp.up.weight", {I, D}); }, {p, "lacks tensor 'blk.0.ffn_up.weight'"});
+  expect_user_error([&] { weights->load("blocks.0.attn.q_norm.weight", {hd}); }, {p, "no tensor for the decoder's blocks.0.attn.q_norm.weight"});
+  expect_user_error([&] { weights->load("blocks.0.attn.k.weight", {KV * hd, D + 1}); }, {p, "'blk.0.attn_k.weight' has shape [16, 32]"});
+  // The tokenizer it carries: byte-level BPE from the token list and merges.
+  const auto tok = open_gguf_tokenizer(*f);
+  EXPECT_EQ(tok->encode("ab a"), (std::vector<int32_t>{3, 5}));
+  EXPECT_EQ(tok->decode({3, 5}), "ab a");
 }
