@@ -1,11 +1,12 @@
 // Fuzzes the GGUF reader: the header, every metadata type (arrays of arrays included), the
-// tensor infos, alignment and offsets, the dequantization of every tensor it accepts, and the
-// Llama hyper-parameters and tokenizer read from the metadata.
+// tensor infos, alignment and offsets, the dequantization of every tensor it accepts, the
+// Llama hyper-parameters and tokenizer read from the metadata, and the tokenizer built from them.
 #include <cstdint>
 #include <vector>
 
 #include "pipeline/model/gguf.hpp"
 #include "pipeline/model/gguf_llama.hpp"
+#include "pipeline/model/gguf_tokenizer.hpp"
 #include "pipeline/model/ggml_types.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 
@@ -21,6 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       f.read_f32(t, out.data());
     }
     saepipe::fuzz::expect_clean_rejection([&] { saepipe::read_gguf_tokenizer(f); });
+    // The tokenizer.json built from it, through the tokenizer.json reader.
+    saepipe::fuzz::expect_clean_rejection([&] { saepipe::open_gguf_tokenizer(f)->encode("Hello, 2024 wörld!"); });
     saepipe::read_llama_params(f);
   });
   return 0;
