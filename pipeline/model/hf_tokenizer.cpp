@@ -77,7 +77,7 @@ std::vector<std::pair<size_t, size_t>> find_all(const Pattern& p, const std::str
     byte_at.push_back(s.size());
     UErrorCode status = U_ZERO_ERROR;
     std::unique_ptr<icu::RegexMatcher> rm(p.regex->matcher(u, status));
-    if (U_SUCCESS(status)) rm->setTimeLimit(2000, status);  // a pathological pattern fails, never hangs
+    if (U_SUCCESS(status)) rm->setTimeLimit(200, status);  // a pathological pattern fails, never hangs
     while (U_SUCCESS(status) && rm->find(status)) {
       const int32_t a = rm->start(status), b = rm->end(status);
       if (b > a) m.emplace_back(byte_at[size_t(a)], byte_at[size_t(b)]);
@@ -212,7 +212,8 @@ void HfTokenizer::Impl::parse_normalizer(const json& n) {
     norms.push_back({t, str(n, "prepend", where), ""});
   } else if (t == "Replace") {
     const json p = n.value("pattern", json());
-    if (!p.is_object() || !p.contains("String")) user_error(where + ": normalizer Replace with a regex pattern is not supported");
+    if (!p.is_object() || !p.contains("String") || !p["String"].is_string())
+      user_error(where + ": normalizer Replace needs a string pattern (regex patterns are not supported)");
     norms.push_back({t, p["String"].get<std::string>(), str(n, "content", where)});
   } else {
     user_error(where + ": normalizer \"" + t + "\" is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Sequence)");
@@ -263,11 +264,16 @@ void HfTokenizer::Impl::parse_decoder(const json& d) {
   s.type = t;
   if (t == "Replace") {
     const json p = d.value("pattern", json());
-    if (!p.is_object() || !p.contains("String")) user_error(where + ": decoder Replace with a regex pattern is not supported");
+    if (!p.is_object() || !p.contains("String") || !p["String"].is_string())
+      user_error(where + ": decoder Replace needs a string pattern (regex patterns are not supported)");
     s.a = p["String"].get<std::string>(), s.b = str(d, "content", where);
   } else if (t == "Strip") {
     s.a = str(d, "content", where, " ");
-    s.start = d.value("start", 0), s.stop = d.value("stop", 0);
+    for (auto [key, field] : {std::pair{"start", &s.start}, std::pair{"stop", &s.stop}})
+      if (d.contains(key)) {
+        if (!d[key].is_number_unsigned()) user_error(where + ": decoder Strip \"" + key + "\" must be a count");
+        *field = std::min<int64_t>(d[key].get<int64_t>(), 1 << 20);
+      }
   } else if (t == "Metaspace") {
     s.a = str(d, "replacement", where, "\xE2\x96\x81");
     s.prepend_scheme = str(d, "prepend_scheme", where, flag(d, "add_prefix_space", true) ? "always" : "never");
@@ -431,6 +437,14 @@ void HfTokenizer::Impl::bpe(const std::string& word, std::vector<int32_t>& out) 
 }
 
 HfTokenizer::HfTokenizer(std::string_view text, const std::string& where) : impl_(std::make_unique<Impl>()) {
+  try {
+    parse(text, where);
+  } catch (const nlohmann::json::exception& e) {  // a value of an unexpected JSON type somewhere
+    user_error(where + ": unexpected content (" + std::string(e.what()) + ")");
+  }
+}
+
+void HfTokenizer::parse(std::string_view text, const std::string& where) {
   Impl& m = *impl_;
   m.where = where;
   json j;

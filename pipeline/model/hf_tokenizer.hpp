@@ -44,6 +44,7 @@ class HfTokenizer {
   struct Impl;
 
  private:
+  void parse(std::string_view text, const std::string& where);
   std::unique_ptr<Impl> impl_;
 };
 
