@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every model family against Hugging Face transformers itself: tiny random models built with
 # save_pretrained (tests/python/hf_families.py, cached), every hook, the logits and the spliced
-# CE/KL sums of saepipe (tests/tools/model_probe.cpp) within 1e-5 relative of transformers'
-# forward pass; 1 and 2 ranks write identical stores for each family; bad inputs exit 2 with one
-# line. Needs the PyPI venv (scripts/python_env.sh): a failed install fails the test.
+# CE/KL sums and the direct logit effects of decoder rows (final norm, soft-capping and
+# unembedding) of saepipe (tests/tools/model_probe.cpp) within 1e-5 relative of transformers'
+# forward pass; 1 and 2 ranks write identical stores for each family; bad inputs exit 2 with
+# one line. Needs the PyPI venv (scripts/python_env.sh): a failed install fails the test.
 source "$(dirname "$0")/lib.sh" "$1"
 export OMP_NUM_THREADS=1
 VPY=$(bash "$SRC/scripts/python_env.sh") || { fail "python venv (scripts/python_env.sh)"; finish; }
@@ -14,7 +15,7 @@ MODELS=$(cat "$FIX/models.txt")
 # Parity: every hook, the logits, spliced losses.
 for m in $MODELS; do
   mkdir -p "probe/$m"
-  "$BIN/tests/saepipe_model_probe" "$FIX/$m/model" "$FIX/$m/tokens.i32" 2 24 "probe/$m" "$(cat "$FIX/$m/edit_hook.txt")" \
+  "$BIN/tests/saepipe_model_probe" "$FIX/$m/model" "$FIX/$m/tokens.i32" 2 24 "probe/$m" "$(cat "$FIX/$m/edit_hook.txt")" "$FIX/$m/w_dec.f32" \
     > "probe/$m.log" 2>&1 || { fail "model_probe $m"; cat "probe/$m.log"; }
 done
 "$VPY" "$SRC/tests/python/hf_families.py" check "$FIX" probe > check.log 2>&1 && { cat check.log; pass "parity with transformers for $(echo $MODELS | wc -w) models"; } \

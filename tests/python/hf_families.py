@@ -221,6 +221,31 @@ def spliced(model, family, ids, hook):
     return {"clean": ce[0], "spliced": ce[1], "zero": ce[2], "kl_spliced": kl[0], "kl_zero": kl[1], "n": int(tgt.numel())}
 
 
+def logit_effects(model, family, d, seed, F_=6, L=5):
+    """Direct logit effects of random decoder rows through the final norm's weight (LayerNorm:
+    the centred row; Gemma: 1 + w), the unembedding and the final soft-capping, from the
+    transformers model's own parameters. Writes d/w_dec.f32 ([F, D] float32)."""
+    D = model.config.hidden_size
+    w = torch.randn(F_, D, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64).float()
+    w.numpy().astype("<f4").tofile(os.path.join(d, "w_dec.f32"))
+    fnorm = modules(model, family)[4]
+    u = w.double()
+    if isinstance(fnorm, torch.nn.LayerNorm):
+        u = u - u.mean(dim=1, keepdim=True)
+    g = fnorm.weight.detach().double()
+    u = u * ((1.0 + g) if family.startswith("gemma") else g)
+    e = u @ model.get_output_embeddings().weight.detach().double().T
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        e = cap * torch.tanh(e / cap)
+    e = e.numpy()
+    ids = np.arange(e.shape[1])
+    top = [np.lexsort((ids, -r))[:L].tolist() for r in e]
+    bottom = [np.lexsort((ids, r))[:L].tolist() for r in e]
+    return {"top_ids": top, "top_values": [r[t].tolist() for r, t in zip(e, top)],
+            "bottom_ids": bottom, "bottom_values": [r[b].tolist() for r, b in zip(e, bottom)]}
+
+
 def build_one(name, spec, root, seed):
     d = os.path.join(root, name)
     mdir = os.path.join(d, "model")
@@ -246,6 +271,7 @@ def build_one(name, spec, root, seed):
         np.save(os.path.join(d, "ref", k + ".npy"), v)
     np.save(os.path.join(d, "ref", "logits.npy"), logits.reshape(B * T, -1).numpy())
     json.dump(spliced(ref, family, ids, spec["edit"]), open(os.path.join(d, "ref", "spliced.json"), "w"))
+    json.dump(logit_effects(ref, family, d, seed), open(os.path.join(d, "ref", "logit.json"), "w"))
     open(os.path.join(d, "edit_hook.txt"), "w").write(spec["edit"])
 
 
@@ -300,6 +326,13 @@ def check(fix, out):
                 bad.append(f"{k} loss {gs[k]:.6g} vs {rs[k]:.6g}")
         if gs["n"] != rs["n"]:
             bad.append("prediction count")
+        rl_, gl_ = json.load(open(os.path.join(d, "ref", "logit.json"))), json.load(open(os.path.join(o, "logit.json")))
+        for k in ("top", "bottom"):
+            if gl_[k + "_ids"] != rl_[k + "_ids"]:
+                bad.append(f"logit effect {k} ids")
+            gv, rv = np.array(gl_[k + "_values"]), np.array(rl_[k + "_values"])
+            if not np.abs(gv - rv).max() <= TOL * max(np.abs(rv).max(), 1e-30):
+                bad.append(f"logit effect {k} values {np.abs(gv - rv).max():.2e}")
         status = "ok" if not bad else "FAIL " + "; ".join(bad)
         print(f"{name}: {len(hooks)} hooks (worst {worst:.1e}), logits {rl:.1e}, CE clean/spliced/zero "
               f"{gs['clean'] / gs['n']:.4f}/{gs['spliced'] / gs['n']:.4f}/{gs['zero'] / gs['n']:.4f}: {status}")

@@ -1,10 +1,11 @@
 // Runs saepipe's model on given tokens and writes what tests/python/check_model_families.py
 // compares with Hugging Face transformers:
-//   model_probe MODEL_DIR TOKENS B T OUT_DIR EDIT_HOOK
+//   model_probe MODEL_DIR TOKENS B T OUT_DIR EDIT_HOOK [W_DEC]
 // TOKENS: B*T int32 little-endian. Writes OUT_DIR/hooks.json (the hook names, in order),
 // OUT_DIR/<hook>.f32 ([B*T, D] from the harvest path, load_transformer), OUT_DIR/logits.f32
 // ([B*T, V] from the full model: forward_final + unembed) and OUT_DIR/spliced.json (spliced_loss
-// at EDIT_HOOK with the edit x * 0.5 + 0.25 * (d % 5 - 2) at channel d).
+// at EDIT_HOOK with the edit x * 0.5 + 0.25 * (d % 5 - 2) at channel d); with W_DEC ([F, D]
+// float32), OUT_DIR/logit.json (logit_effects of its rows: top and bottom 5 ids and values).
 // A user error prints one line and exits 2, as the stage programs do.
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/model/blas_threads.hpp"
+#include "pipeline/model/logit_effects.hpp"
 #include "pipeline/model/spliced_loss.hpp"
 #include "pipeline/model/transformer.hpp"
 #include "pipeline/model/unembed.hpp"
@@ -25,8 +27,8 @@ void write_f32(const std::string& path, const std::vector<float>& v) {
 }
 
 int run(int argc, char** argv) {
-  if (argc != 7) {
-    std::cerr << "usage: model_probe MODEL_DIR TOKENS B T OUT_DIR EDIT_HOOK\n";
+  if (argc != 7 && argc != 8) {
+    std::cerr << "usage: model_probe MODEL_DIR TOKENS B T OUT_DIR EDIT_HOOK [W_DEC]\n";
     return 2;
   }
   const std::string dir = argv[1], out = argv[5], edit_hook = argv[6];
@@ -72,6 +74,23 @@ int run(int argc, char** argv) {
   std::ofstream(out + "/spliced.json") << nlohmann::json{{"clean", s.clean_loss}, {"spliced", s.spliced_loss},
                                                          {"zero", s.zero_loss}, {"kl_spliced", s.kl_spliced},
                                                          {"kl_zero", s.kl_zero}, {"n", s.n_predictions}}.dump();
+  if (argc == 8) {
+    std::ifstream in(argv[7], std::ios::binary | std::ios::ate);
+    const int64_t F = int64_t(in.tellg()) / 4 / D;
+    std::vector<float> w(size_t(F * D));
+    in.seekg(0).read(reinterpret_cast<char*>(w.data()), std::streamsize(w.size() * 4));
+    LogitEffects le;
+    logit_effects(*full, w.data(), F, D, 5, 10, le);
+    auto rows = [&](const auto& v) {
+      nlohmann::json a = nlohmann::json::array();
+      for (int64_t f = 0; f < F; ++f) a.push_back(std::vector<double>(v.begin() + f * 5, v.begin() + (f + 1) * 5));
+      return a;
+    };
+    std::ofstream(out + "/logit.json") << nlohmann::json{{"top_ids", rows(le.logit_top_ids)},
+                                                         {"top_values", rows(le.logit_top_values)},
+                                                         {"bottom_ids", rows(le.logit_bottom_ids)},
+                                                         {"bottom_values", rows(le.logit_bottom_values)}}.dump();
+  }
   std::cout << full->describe() << "\n";
   return 0;
 }
