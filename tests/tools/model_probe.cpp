@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const SaeError& e) {
-    std::cerr << "model_probe: " << e.what() << "\n";
+    std::cerr << "saepipe-probe: error: " << e.what() << "\n";
     return e.exit_code();
   }
 }

@@ -2,7 +2,8 @@
 //   tokenizer_probe TOKENIZER_JSON CASES_JSON OUT_JSON
 // CASES_JSON: {"texts": [...], "decode": [[ids], ...]}. OUT_JSON: {"ids": [[...], ...] (encode
 // of each text), "decoded": [...] (decode of each id list), "token_bytes": [hex of each id's
-// bytes, for ids 0..vocab-1]}. A user error prints one line and exits 2.
+// bytes, for ids 0..vocab-1]}. A user error prints one line ("saepipe-probe: error: ...", as the
+// stage programs word theirs) and exits 2.
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
     std::ofstream(argv[3]) << out.dump();
     return 0;
   } catch (const SaeError& e) {
-    std::cerr << "tokenizer_probe: " << e.what() << "\n";
+    std::cerr << "saepipe-probe: error: " << e.what() << "\n";
     return e.exit_code();
   }
 }
