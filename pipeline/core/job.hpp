@@ -180,13 +180,15 @@ struct InterpretConfig {
 // [resources.<stage>], one per stage (schema: #/$defs/resources).
 struct StageResources {
   int64_t ranks = 1, nodes = 1, gpus_per_node = 0, cpus_per_task = 1;
+  int64_t signal_grace = 120, max_requeues = 3;  // seconds; SLURM requeues of the stage
   std::string time, partition, account, launcher;
 
   static inline const JobKeys<StageResources> keys = {
       {"ranks", &StageResources::ranks},         {"nodes", &StageResources::nodes},
       {"gpus_per_node", &StageResources::gpus_per_node}, {"cpus_per_task", &StageResources::cpus_per_task},
       {"time", &StageResources::time},           {"partition", &StageResources::partition},
-      {"account", &StageResources::account},     {"launcher", &StageResources::launcher}};
+      {"account", &StageResources::account},     {"launcher", &StageResources::launcher},
+      {"signal_grace", &StageResources::signal_grace}, {"max_requeues", &StageResources::max_requeues}};
 };
 
 struct Job {

@@ -14,9 +14,11 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/core/stage_record.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/stages/activation_source.hpp"
@@ -121,6 +123,9 @@ void HarvestStage::run(const std::string& fingerprint) {
   todo_rows = env.allreduce_sum(todo_rows);
   const int64_t row_bytes = int64_t(h.hooks.size()) * D * store_dtype_bytes(dtype) + 16;  // + token, sequence, position
   env.all_or_none([&] { require_free_space(dir, todo_rows * row_bytes, "writing the activation store (at least)"); });
+  if (const int64_t earlier = env.allreduce_sum(kept); earlier > 0)
+    record_stage_event(env, job, "harvest", "resume",
+                       {{"from", std::to_string(earlier) + " of " + std::to_string(n_shards) + " shards"}});
   log.info("writing " + std::to_string(n_seq * R) + " tokens (" + std::to_string(n_seq) + " sequences) of d_model " +
            std::to_string(D) + " as " + std::to_string(n_shards) + " shard(s) over " + std::to_string(env.size()) +
            " rank(s) to " + dir);
@@ -150,6 +155,12 @@ void HarvestStage::run(const std::string& fingerprint) {
         return seconds_since(start);
       });
       log.progress(++done_here, n_todo, "shards of rank 0");
+    });
+    // A safe point: asked to stop, the shards written so far are kept (the one being written
+    // is finished first); a re-run writes the rest.
+    stop_if_interrupted(env, [&] {
+      env.all_or_none(finish_write);
+      return std::to_string(env.allreduce_sum(kept + done_here)) + " of " + std::to_string(n_shards) + " shards";
     });
   }
   env.all_or_none(finish_write);

@@ -16,6 +16,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
@@ -119,6 +120,8 @@ void read_inputs(SiteData& site, const Job& job, const std::string& stats_dir, N
   meta = neuronpedia_meta(job, site, source, context);
 }
 
+constexpr int64_t kPagesPerRankRound = 64;  // pages a rank renders between two safe points
+
 // Removes what earlier, killed runs left: <run>/interpret.tmp.* and <run>/interpret.old.*.
 void remove_stale(const std::string& out_dir) {
   const fs::path out(out_dir);
@@ -193,11 +196,19 @@ void InterpretStage::run(const std::string&) {
            (site.tokens.has_vocab() ? " (tokens from " + site.tokens.source() + ")" : "") + " on " +
            std::to_string(env.size()) + " rank(s)");
   try {
+    // Pages in rounds, with a safe point after each: a stopped interpret keeps nothing (its
+    // temporary site is removed) and renders the site again when run again.
+    const int64_t round_pages = kPagesPerRankRound * env.size();
+    for (int64_t lo = 0; lo < F; lo += round_pages) {
+      env.all_or_none([&] {
+        for (int64_t f = lo + env.rank(); f < std::min(F, lo + round_pages); f += env.size()) {
+          write_file_atomic(tmp + "/features/" + SiteData::page_name(f), render_feature_page(site, f));
+          if (env.is_root()) log.progress(std::min(F, f + env.size()), F, "pages");
+        }
+      });
+      stop_if_interrupted(env, [] { return std::string("nothing (interpret renders its site again)"); });
+    }
     env.all_or_none([&] {
-      for (int64_t f = env.rank(); f < F; f += env.size()) {
-        write_file_atomic(tmp + "/features/" + SiteData::page_name(f), render_feature_page(site, f));
-        if (env.is_root()) log.progress(std::min(F, f + env.size()), F, "pages");
-      }
       if (env.is_root()) log.end_progress();
       for (int64_t b = env.rank(); b < B; b += env.size()) {
         const int64_t first = b * job.interpret.neuronpedia_batch_size;

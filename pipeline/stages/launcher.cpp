@@ -1,10 +1,14 @@
 #include "pipeline/stages/launcher.hpp"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <ctime>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +17,7 @@
 #include <thread>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
 
 extern char** environ;
@@ -31,6 +36,41 @@ std::string program_dir() {
 
 namespace {
 
+// The running stage (its launcher's pid), for the handlers below; 0 when none runs.
+std::atomic<pid_t> g_stage_pid{0};
+std::atomic<int64_t> g_first_signal_ns{0};
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// The stage runs in its own process group, so Ctrl-C (or a signal to this driver) reaches it
+// only through here: the first signal goes on as SIGUSR1 (mpirun and srun forward it to every
+// rank, which checkpoint and stop), a later one as SIGTERM (the ranks end at once). kill() is
+// async-signal-safe.
+extern "C" void forward_to_stage(int) {
+  const pid_t pid = g_stage_pid.load();
+  if (pid <= 0) return;
+  const int64_t now = std::max<int64_t>(1, monotonic_ns());
+  int64_t none = 0;
+  if (g_first_signal_ns.compare_exchange_strong(none, now)) {
+    ::kill(pid, SIGUSR1);
+  } else if (double(now - g_first_signal_ns.load()) >= kSignalCopyWindowS * 1e9) {
+    ::kill(pid, SIGTERM);
+  }
+}
+
+void forward_signals_to_stage() {
+  struct sigaction sa {};
+  sa.sa_handler = forward_to_stage;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int signo : {SIGINT, SIGTERM, SIGUSR1, SIGHUP})
+    if (::sigaction(signo, &sa, nullptr) != 0) internal_error("sigaction failed");
+}
+
 int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env) {
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
@@ -41,13 +81,26 @@ int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::
   std::vector<std::string> argv_copy = argv;
   for (auto& a : argv_copy) args.push_back(a.data());
   args.push_back(nullptr);
+  // Own process group (see forward_to_stage); stdin from /dev/null, since a launcher in a
+  // background group that read the terminal would be stopped.
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t files;
+  if (posix_spawnattr_init(&attr) != 0 || posix_spawn_file_actions_init(&files) != 0)
+    internal_error("posix_spawn set-up failed");
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawn_file_actions_addopen(&files, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   pid_t pid = 0;
-  int rc = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), envp.data());
+  int rc = posix_spawnp(&pid, args[0], &files, &attr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&files);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0) user_error(argv[0] + ": cannot start: " + std::string(std::strerror(rc)));
+  g_stage_pid.store(pid);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) internal_error("waitpid failed");
   }
+  g_stage_pid.store(0);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   std::fprintf(stderr, "saepipe: %s ended by signal %d\n", argv[0].c_str(), WTERMSIG(status));
   return 1;
@@ -87,6 +140,7 @@ int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& 
     if (!known) user_error("--only: unknown stage \"" + s + "\" (stages: harvest, train, stats, interpret)");
   }
   write_resolved_job(job);
+  forward_signals_to_stage();
   for (const auto& stage : kStages) {
     bool selected = opt.only.empty();
     for (const auto& s : opt.only) selected = selected || s == stage;
@@ -104,6 +158,11 @@ int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& 
     std::fprintf(stderr, "saepipe: %s\n", line.c_str());
     std::fflush(stderr);
     int rc = spawn_and_wait(cmd, extra_env);
+    if (rc == kExitInterrupted) {
+      std::fprintf(stderr, "saepipe: stage %s was interrupted after saving what it could; run the same command "
+                   "again to resume (later stages not run)\n", stage.c_str());
+      return rc;
+    }
     if (rc != 0) {
       std::fprintf(stderr, "saepipe: stage %s failed with exit code %d; later stages not run\n", stage.c_str(), rc);
       return rc;

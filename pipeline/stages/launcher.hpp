@@ -1,5 +1,7 @@
 // `saepipe run`: the stages in order, each as its own MPI program under mpirun (or run
-// directly for one rank). The first stage that fails stops the chain with its exit code.
+// directly for one rank). The first stage that fails stops the chain with its exit code. A
+// signal to the driver (Ctrl-C) asks the running stage to checkpoint and stop (exit 75,
+// pipeline/core/interrupt.hpp); a second one ends it at once.
 #pragma once
 #include <string>
 #include <vector>

@@ -15,6 +15,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
@@ -225,6 +226,8 @@ void StatsStage::run(const std::string& fingerprint) {
         });
       }
       if (n > 0) log.progress(r + 1, b_hi - b_lo, what);
+      // A safe point: the passes keep no state on disk, so a stopped stats stage starts again.
+      stop_if_interrupted(env, [] { return std::string("nothing new (stats starts its passes again)"); });
     }
     log.end_progress();
   };

@@ -20,9 +20,11 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/core/stage_record.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/batch_prefetcher.hpp"
 #include "pipeline/io/h5.hpp"
@@ -138,7 +140,12 @@ void TrainStage::run(const std::string&) {
   }
   int64_t first_step = n_steps;
   for (auto& m : models) {
-    if (m->first_step() > 0) log.info("resuming " + m->spec().out_dir + " at step " + std::to_string(m->first_step()));
+    if (m->first_step() > 0) {
+      log.info("resuming " + m->spec().out_dir + " at step " + std::to_string(m->first_step()));
+      record_stage_event(env, job, "train", "resume",
+                         {{"from", "step " + std::to_string(m->first_step()) + " of " + std::to_string(n_steps)},
+                          {"model", m->spec().name}});
+    }
     first_step = std::min(first_step, m->first_step());
     env.all_or_none([&] { m->open_log(log); });
   }
@@ -164,6 +171,15 @@ void TrainStage::run(const std::string&) {
       if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps)
         env.all_or_none([&] { if (env.is_root()) m->save_state(step + 1, h5_mutex); });
     }
+    // A safe point: asked to stop (a signal on any rank), every model that took this step saves it.
+    stop_if_interrupted(env, [&] {
+      env.all_or_none([&] {
+        if (!env.is_root()) return;
+        for (auto& m : models)
+          if (step >= m->first_step()) m->save_state(step + 1, h5_mutex);
+      });
+      return "train_state.h5 at step " + std::to_string(step + 1) + " of " + std::to_string(n_steps);
+    });
   }
   log.end_progress();
   env.all_or_none([&] {
