@@ -14,6 +14,10 @@ namespace saepipe {
 
 namespace fs = std::filesystem;
 
+namespace {
+constexpr int64_t kSlurmCheckIntervalS = 30;  // how often slurmctld looks at time limits
+}  // namespace
+
 std::optional<int64_t> slurm_time_seconds(const std::string& t) {
   std::string lower;
   for (char c : t) lower += char(std::tolower(static_cast<unsigned char>(c)));
@@ -43,9 +47,12 @@ void check_stage_resources(const Job& job, const std::string& stage) {
     fail("ranks", "must be " + std::to_string(r.nodes * r.gpus_per_node) + " (one rank per GPU: nodes " +
                       std::to_string(r.nodes) + " x gpus_per_node " + std::to_string(r.gpus_per_node) + "), got " +
                       std::to_string(r.ranks));
-  if (*limit > 0 && r.signal_grace >= *limit)
-    fail("signal_grace", std::to_string(r.signal_grace) + " s leaves no time to run within the time limit \"" + r.time +
-                             "\" (" + std::to_string(*limit) + " s)");
+  // slurmctld looks every 30 s and warns at the first look with at most grace + 30 s left.
+  if (*limit > 0 && r.signal_grace + kSlurmCheckIntervalS >= *limit)
+    fail("signal_grace", "SLURM may warn up to " + std::to_string(kSlurmCheckIntervalS) + " s early, and " +
+                             std::to_string(r.signal_grace) + " s + " + std::to_string(kSlurmCheckIntervalS) +
+                             " s leaves no time to run within the time limit \"" + r.time + "\" (" +
+                             std::to_string(*limit) + " s)");
 }
 
 std::string sbatch_script(const Job& job, const std::string& stage, const std::string& job_snapshot) {

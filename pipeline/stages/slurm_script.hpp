@@ -24,8 +24,8 @@ struct Job;
 std::optional<int64_t> slurm_time_seconds(const std::string& t);
 
 // User error (exit 2) naming the key when [resources.<stage>] cannot make a valid job: a
-// malformed time, fewer ranks than nodes, ranks that are not one per GPU, a signal_grace not
-// shorter than the time limit.
+// malformed time, fewer ranks than nodes, ranks that are not one per GPU, a signal_grace that
+// with SLURM's 30 s between looks at time limits is not shorter than the time limit.
 void check_stage_resources(const Job& job, const std::string& stage);
 
 std::string sbatch_script(const Job& job, const std::string& stage, const std::string& job_snapshot);

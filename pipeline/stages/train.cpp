@@ -140,15 +140,14 @@ void TrainStage::run(const std::string&) {
   }
   int64_t first_step = n_steps;
   for (auto& m : models) {
-    if (m->first_step() > 0) {
-      log.info("resuming " + m->spec().out_dir + " at step " + std::to_string(m->first_step()));
-      record_stage_event(env, job, "train", "resume",
-                         {{"from", "step " + std::to_string(m->first_step()) + " of " + std::to_string(n_steps)},
-                          {"model", m->spec().name}});
-    }
+    if (m->first_step() > 0) log.info("resuming " + m->spec().out_dir + " at step " + std::to_string(m->first_step()));
     first_step = std::min(first_step, m->first_step());
     env.all_or_none([&] { m->open_log(log); });
   }
+
+  if (first_step > 0)
+    record_stage_event(env, job, "train", "resume",
+                       {{"from", "step " + std::to_string(first_step) + " of " + std::to_string(n_steps)}});
 
   // From here on a reader thread reads the batches ahead; HDF5 calls hold h5_mutex.
   std::mutex h5_mutex;

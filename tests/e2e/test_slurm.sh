@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
-# `saepipe submit` on a real (one-node, local) SLURM: the chain runs to the end with srun or
-# mpirun inside the allocations; a failing stage cancels its dependents; re-submitting
-# resumes (complete stages do nothing); `saepipe status` tells each stage's state.
+# `saepipe submit` on a real (local, two-node) SLURM: the chain runs to the end; the stages read
+# the snapshot of the job taken at submission (editing the file later changes nothing); ranks
+# start with srun when SLURM offers PMIx, else with mpirun (launcher / SAEPIPE_LAUNCH force
+# one); a failing stage cancels its dependents; re-submitting after a stage failed mid-run
+# resumes it from its checkpoint (complete stages do nothing; weights as uninterrupted);
+# re-submitting a finished run does nothing; `saepipe status` tells each stage's state.
 source "$(dirname "$0")/lib.sh" "$1"
-if [ "$(id -u)" -ne 0 ] || ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-  echo "skipped: needs root, slurm-wlm and munge"; exit 77
-fi
-eval "$(bash "$SRC/scripts/local_slurm.sh" start "$WORK/cluster")" || { echo "cannot start SLURM"; exit 1; }
-trap 'bash "$SRC/scripts/local_slurm.sh" stop "$WORK/cluster"' EXIT
+source "$LIB_DIR/slurm_lib.sh"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-wait_idle() {  # until no job is queued or running (at most 240 s; a stuck queue ends the test)
-  for _ in $(seq 240); do [ -z "$(squeue -h 2>/dev/null)" ] && return 0; sleep 1; done
-  fail "jobs still queued after 240 s: $(squeue)"; scancel -u root; finish
-}
-cat > job.toml <<'T'
-[run]
-name = "slurmjob"
+job() {  # job NAME [TOML LINES...]
+  local name=$1; shift
+  { printf '[run]\nname = "%s"\n' "$name"
+    cat <<'T'
 [harvest]
 n_tokens = 16384
 context = 128
@@ -25,27 +22,88 @@ d_model = 16
 n_features = 32
 mean_active = 2.0
 [train]
-d_sae = 64
+d_sae = 256
 k = 2
-n_tokens = 40960
-batch_tokens = 1024
+n_tokens = 3072000
+batch_tokens = 2048
 lr = 0.003
+checkpoint_every = 100
+log_every = 10
 [resources.harvest]
 ranks = 2
 [resources.train]
 ranks = 2
 T
-if "$BIN/saepipe" submit job.toml >submit.log 2>&1; then pass "submitted"; else fail "submit: $(cat submit.log)"; fi
+    for l in "$@"; do printf '%s\n' "$l"; done
+  } > "$name.toml"
+}
+
+# The chain, submitted held; the job file is edited before it runs.
+job slurmjob
+SAEPIPE_SBATCH="sbatch --hold" "$BIN/saepipe" submit slurmjob.toml >submit.log 2>&1 && pass "submitted (held)" || fail "submit: $(cat submit.log)"
 [ "$(grep -c 'submitted .* as SLURM job' submit.log)" = 4 ] && pass "four chained jobs" || fail "submit output: $(cat submit.log)"
-wait_idle
-"$BIN/saepipe" status job.toml >status.log 2>&1
-cat status.log
+sed -i 's/^d_sae = 256/d_sae = 32/' slurmjob.toml
+for id in $(sed -n 's/^submitted .* as SLURM job //p' submit.log); do scontrol release "$id"; done
+
+# Launchers: auto (srun here: PMIx is offered), SAEPIPE_LAUNCH=mpirun, auto where srun offers
+# no PMIx (an srun that hides it) and the job's launcher = "mpirun" overridden by SAEPIPE_LAUNCH.
+mkdir -p nopmix && cat > nopmix/srun <<'S'
+#!/bin/bash
+# srun as on a cluster without PMIx: its MPI plugin list lacks pmix.
+if [ "$*" = "--mpi=list" ]; then /usr/bin/srun --mpi=list 2>&1 | grep -v pmix; exit 0; fi
+exec /usr/bin/srun "$@"
+S
+chmod +x nopmix/srun
+job envmpirun; job nopmix; job jobmpirun
+sed -i 's/^\[resources.train\]/launcher = "mpirun"\n[resources.train]/' jobmpirun.toml   # in [resources.harvest]
+SAEPIPE_LAUNCH=mpirun "$BIN/saepipe" submit envmpirun.toml --only harvest >submit-l1.log 2>&1 || fail "submit envmpirun"
+PATH="$PWD/nopmix:$PATH" "$BIN/saepipe" submit nopmix.toml --only harvest >submit-l2.log 2>&1 || fail "submit nopmix"
+SAEPIPE_LAUNCH=srun "$BIN/saepipe" submit jobmpirun.toml --only harvest >submit-l3.log 2>&1 || fail "submit jobmpirun"
+
+# A train that fails mid-run (a rank killed, as by the OOM killer), then the chain again.
+job crash
+"$BIN/saepipe" submit crash.toml >submit-crash.log 2>&1 || fail "submit crash: $(cat submit-crash.log)"
+CRASH_TRAIN=$(job_of train submit-crash.log)
+for _ in $(seq 3000); do
+  [ -s runs/crash/sae/train_state.h5 ] && [ "$(wc -l < runs/crash/sae/train_log.jsonl)" -ge 20 ] && break
+  [ -n "$(squeue -h -j "$CRASH_TRAIN")" ] || break
+  sleep 0.1
+done
+victim=$(pgrep -f "saepipe-train --job $PWD/runs/crash/slurm/job-" | head -1)
+[ -n "$victim" ] && kill -9 "$victim" && pass "killed a rank of crash's train at step ~$(( $(wc -l < runs/crash/sae/train_log.jsonl) * 10 ))" \
+  || fail "crash's train was not running"
+wait_idle 300
+
+"$BIN/saepipe" status slurmjob.toml >status.log 2>&1; cat status.log
 [ "$(grep -c ' complete .*COMPLETED' status.log)" = 4 ] && pass "every stage COMPLETED" || { fail "status"; cat runs/slurmjob/slurm/*.out; }
 [ -s runs/slurmjob/stats/summary.json ] && [ -s runs/slurmjob/interpret/index.html ] && pass "outputs written" || fail "outputs missing"
+$PY -c "import h5py,sys; sys.exit(h5py.File('runs/slurmjob/sae/sae.h5')['W_enc'].shape[1] != 256)" \
+  && pass "the job file edited after submitting changed nothing (d_sae 256)" || fail "the edited job file reached the run"
+grep -q "started with srun" runs/slurmjob/slurm/harvest-*.out && pass "auto: srun (PMIx offered)" || fail "auto launcher: $(head -3 runs/slurmjob/slurm/harvest-*.out)"
+for c in "envmpirun mpirun SAEPIPE_LAUNCH=mpirun" "nopmix mpirun auto-without-PMIx" "jobmpirun srun SAEPIPE_LAUNCH-over-the-job's-launcher"; do
+  set -- $c
+  out=$(cat runs/$1/slurm/harvest-*.out)
+  grep -q "started with $2" <<<"$out" && [ -s runs/$1/activations/manifest.json ] && pass "$3: $2, harvest complete" \
+    || fail "$3: $(head -5 <<<"$out")"
+done
+
+"$BIN/saepipe" status crash.toml >status-crash.log 2>&1; cat status-crash.log
+grep -qE "^  train .*FAILED" status-crash.log && grep -qE "^  stats .*CANCELLED" status-crash.log \
+  && pass "train FAILED, its dependents cancelled" || fail "crash status"
+"$BIN/saepipe" submit crash.toml >submit-crash2.log 2>&1 || fail "re-submit crash"
+wait_idle 300
+"$BIN/saepipe" status crash.toml >status-crash2.log 2>&1; cat status-crash2.log
+[ "$(grep -c ' complete .*COMPLETED' status-crash2.log)" = 4 ] && pass "re-submitted chain completed" || fail "re-submitted chain"
+grep -q "is complete; nothing to do" runs/crash/slurm/harvest-"$(job_of harvest submit-crash2.log)".out \
+  && pass "re-submission: the complete harvest did nothing" || fail "harvest redone"
+grep -qE "resuming runs/crash/sae at step [1-9]00$" runs/crash/slurm/train-"$(job_of train submit-crash2.log)".out \
+  && pass "re-submission: train resumed from its last periodic checkpoint" || fail "train not resumed"
+same_h5 runs/slurmjob/sae/sae.h5 runs/crash/sae/sae.h5 W_enc b_enc W_dec b_dec \
+  && pass "weights after the failure and re-submission equal the uninterrupted run's"
 
 # A failing stage: train reads a directory that holds no store.
 mkdir -p notastore
-sed 's/^d_sae = 64/activations = "notastore"\nd_sae = 64/; s/name = "slurmjob"/name = "slurmfail"/' job.toml > fail.toml
+job slurmfail; sed 's/^d_sae = 256/activations = "notastore"\nd_sae = 256/' slurmfail.toml > fail.toml
 "$BIN/saepipe" submit fail.toml --only train,stats,interpret >submit2.log 2>&1 || fail "submit fail.toml: $(cat submit2.log)"
 wait_idle
 "$BIN/saepipe" status fail.toml >status2.log 2>&1
@@ -55,9 +113,14 @@ grep -qE "^  stats .*CANCELLED" status2.log && grep -qE "^  interpret .*CANCELLE
   && pass "dependents cancelled" || fail "dependents not cancelled"
 grep -q "no activation store here" runs/slurmfail/slurm/train-*.out && pass "the stage log names the problem" || fail "train log"
 
-# Re-submitting the finished job resumes: every stage finds its outputs complete.
-"$BIN/saepipe" submit job.toml >submit3.log 2>&1 || fail "re-submit"
+# Re-submitting the finished job: harvest, train and stats find their outputs complete (interpret
+# renders its site again).
+sed -i 's/^d_sae = 32/d_sae = 256/' slurmjob.toml
+"$BIN/saepipe" submit slurmjob.toml >submit3.log 2>&1 || fail "re-submit"
 wait_idle
-n=$(cat runs/slurmjob/slurm/*.out | grep -c "nothing to do")
-[ "$n" -ge 3 ] && pass "re-submitted stages found their outputs complete" || fail "re-submit redid work ($n)"
+n=0
+for s in harvest train stats; do
+  grep -q "nothing to do" runs/slurmjob/slurm/$s-"$(job_of $s submit3.log)".out && n=$((n + 1))
+done
+[ "$n" = 3 ] && pass "re-submitted stages found their outputs complete" || fail "re-submit redid work ($n of 3 did nothing)"
 finish

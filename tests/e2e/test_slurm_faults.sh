@@ -2,7 +2,7 @@
 # On a real SLURM (local, two nodes n1 and n2), time limits, signals and requeues cost minutes,
 # never a run. The scenarios run at the same time (one of them waits for a 1-minute limit):
 #   tl  train whose time limit (1 minute) is shorter than the run: SLURM's warning
-#       (--signal=B:USR1@35), a checkpoint, the job requeues itself until the run is done;
+#       (--signal=B:USR1@20), a checkpoint, the job requeues itself until the run is done;
 #       weights bit-identical to an uninterrupted run.
 #   b   scancel --signal=USR1 in the middle of train (ranks started by srun): requeued, resumed,
 #       identical weights.
@@ -25,17 +25,17 @@ mkjob() {
     for l in "$@"; do printf '%s\n' "$l"; done
   } > "$name.toml"
 }
-# The long train (tl: one rank, ~45 s of one core unloaded) outlasts the time limit's warning,
-# which slurmctld sends at its first check (every 30 s) with no more than grace + 15 s left,
-# i.e. 10-40 s into a 1-minute run with a grace of 35 s; the short train has two ranks.
-TL='d_sae = 256\nk = 4\nn_tokens = 26624000\nbatch_tokens = 2048\nlr = 0.002\ncheckpoint_every = 2000\nlog_every = 200\nheldout_fraction = 0.25'
+# The long train (tl: one rank, ~55 s of one core unloaded) outlasts the time limit's warning,
+# which slurmctld sends at its first look (every 30 s) with at most grace + 30 s left, i.e.
+# 10-40 s into a 1-minute run with a grace of 20 s; the short train has two ranks.
+TL='d_sae = 256\nk = 4\nn_tokens = 32768000\nbatch_tokens = 2048\nlr = 0.002\ncheckpoint_every = 2000\nlog_every = 200\nheldout_fraction = 0.25'
 T2='d_sae = 256\nk = 4\nn_tokens = 2048000\nbatch_tokens = 2048\nlr = 0.002\ncheckpoint_every = 50\nlog_every = 10\nheldout_fraction = 0.25'
 train() { printf "[train]\nactivations = \"%s\"\n$1\n" "$2"; }
 
 mkjob ref "$(train "$TL" ref/activations)"
 mkjob ref1 "$(train "$TL" ref/activations)"
 mkjob ref2 "$(train "$T2" ref/activations)"
-mkjob tl "$(train "$TL" ref/activations)" '[resources.train]' 'time = "1"' 'signal_grace = 35' 'max_requeues = 20'
+mkjob tl "$(train "$TL" ref/activations)" '[resources.train]' 'time = "1"' 'signal_grace = 20' 'max_requeues = 40'
 mkjob b "$(train "$T2" ref/activations)" '[resources.train]' 'ranks = 2'
 mkjob d1 '[resources.harvest]' 'ranks = 2'
 mkjob d2 '[resources.harvest]' 'ranks = 2' 'launcher = "mpirun"'
@@ -89,7 +89,7 @@ n=$(events tl train interrupted)
   && pass "tl: stopped by the time limit's warning (SIGUSR1) $n time(s)" || fail "tl: interruptions: $(cat tl/stages.jsonl)"
 grep -q "requeueing SLURM job $TL_ID" <<<"$out" && ! grep -q "DUE TO TIME LIMIT" <<<"$out" \
   && pass "tl: requeued itself before the limit, never killed by it" || fail "tl: $(grep -v '%' <<<"$out" | tail -20)"
-grep -qE "^  train +complete +SLURM job $TL_ID COMPLETED; requeued ${n}x; resumed from step [0-9]+ of 13000" status-tl.log \
+grep -qE "^  train +complete +SLURM job $TL_ID COMPLETED; requeued ${n}x; resumed from step [0-9]+ of 16000" status-tl.log \
   && pass "tl: status shows the requeues and the steps resumed from" || fail "tl: status"
 same_h5 ref1/sae/sae.h5 tl/sae/sae.h5 W_enc b_enc W_dec b_dec && pass "tl: weights bit-identical to the uninterrupted run"
 

@@ -51,9 +51,10 @@ TEST(SlurmScript, ResourceChecksNameTheKey) {
   EXPECT_TRUE(has(resource_error("ranks = 4\nnodes = 2\ngpus_per_node = 4\n"),
                   "resources.train.ranks: must be 8 (one rank per GPU: nodes 2 x gpus_per_node 4), got 4"));
   EXPECT_EQ(resource_error("ranks = 8\nnodes = 2\ngpus_per_node = 4\n"), "");
-  EXPECT_TRUE(has(resource_error("time = \"1\"\nsignal_grace = 60\n"),
-                  "resources.train.signal_grace: 60 s leaves no time to run within the time limit \"1\" (60 s)"));
-  EXPECT_EQ(resource_error("time = \"1\"\nsignal_grace = 20\n"), "");
+  EXPECT_TRUE(has(resource_error("time = \"1\"\nsignal_grace = 30\n"),
+                  "resources.train.signal_grace: SLURM may warn up to 30 s early, and 30 s + 30 s leaves no time to "
+                  "run within the time limit \"1\" (60 s)"));
+  EXPECT_EQ(resource_error("time = \"1\"\nsignal_grace = 29\n"), "");
   EXPECT_EQ(resource_error("time = \"unlimited\"\nsignal_grace = 600\n"), "");
 }
 
