@@ -8,6 +8,8 @@
 #       identical weights.
 #   d1  scancel --signal=USR1 in the middle of harvest (srun); d2 the same under mpirun with
 #       scancel --batch (the script passes it on): requeued, resumed, identical stores.
+#   e   scontrol requeue of train under mpirun, with no periodic checkpoint: the ranks save on
+#       SLURM's SIGTERM (mpirun lets them) and the run resumes from there; identical weights.
 #   c   harvest -> train -> stats over two nodes (each rank logs its node); train, the middle
 #       stage, is requeued twice by scontrol requeue, as a node failure does: it resumes each
 #       time, stats runs once and only after it; store and weights equal one-node runs.
@@ -37,6 +39,7 @@ mkjob ref1 "$(train "$TL" ref/activations)"
 mkjob ref2 "$(train "$T2" ref/activations)"
 mkjob tl "$(train "$TL" ref/activations)" '[resources.train]' 'time = "1"' 'signal_grace = 20' 'max_requeues = 40'
 mkjob b "$(train "$T2" ref/activations)" '[resources.train]' 'ranks = 2'
+mkjob e "$(train "${T2/checkpoint_every = 50/checkpoint_every = 100000}" ref/activations)" '[resources.train]' 'ranks = 2' 'launcher = "mpirun"'
 mkjob d1 '[resources.harvest]' 'ranks = 2'
 mkjob d2 '[resources.harvest]' 'ranks = 2' 'launcher = "mpirun"'
 mkjob c "$(train "$T2" c/activations)" '[stats]' 'batch_tokens = 512' \
@@ -44,9 +47,9 @@ mkjob c "$(train "$T2" c/activations)" '[stats]' 'batch_tokens = 512' \
 
 mpirun_np 2 "$BIN/saepipe-harvest" --job ref.toml >ref-harvest.log 2>&1 || { fail "reference harvest"; finish; }
 submit() { "$BIN/saepipe" submit "$1.toml" --only "$2" >"submit-$1.log" 2>&1 || fail "submit $1: $(cat "submit-$1.log")"; }
-submit tl train; submit b train; submit d1 harvest; submit d2 harvest; submit c harvest,train,stats
+submit tl train; submit b train; submit e train; submit d1 harvest; submit d2 harvest; submit c harvest,train,stats
 TL_ID=$(job_of train submit-tl.log) B_ID=$(job_of train submit-b.log) D1_ID=$(job_of harvest submit-d1.log)
-D2_ID=$(job_of harvest submit-d2.log) C_ID=$(job_of train submit-c.log)
+D2_ID=$(job_of harvest submit-d2.log) C_ID=$(job_of train submit-c.log) E_ID=$(job_of train submit-e.log)
 (mpirun_np 1 "$BIN/saepipe-train" --job ref1.toml >ref1.log 2>&1 || echo "FAIL: reference train (1 rank)"
  mpirun_np 2 "$BIN/saepipe-train" --job ref2.toml >ref2.log 2>&1 || echo "FAIL: reference train (2 ranks)") >refs.out &
 REFS=$!
@@ -66,6 +69,9 @@ shards() { ls "$1"/activations/shard-*.h5 2>/dev/null | wc -l; }
 { until_ok "b's train running" "$B_ID" '[ "$(lines b/sae/train_log.jsonl)" -ge 5 ]' \
     && scancel --signal=USR1 "$B_ID" && echo "ok: scancel --signal=USR1 b's train at step ~$(( $(lines b/sae/train_log.jsonl) * 10 ))"
 } >drive-b.out 2>&1 &
+{ until_ok "e's train running" "$E_ID" '[ "$(lines e/sae/train_log.jsonl)" -ge 5 ]' \
+    && scontrol requeue "$E_ID" && echo "ok: scontrol requeue e's train (mpirun) at step ~$(( $(lines e/sae/train_log.jsonl) * 10 ))"
+} >drive-e.out 2>&1 &
 { until_ok "d1's harvest running" "$D1_ID" '[ "$(shards d1)" -ge 8 ]' && scancel --signal=USR1 "$D1_ID" \
     && echo "ok: scancel --signal=USR1 d1's harvest after $(shards d1) shards"
 } >drive-d1.out 2>&1 &
@@ -98,6 +104,13 @@ same_h5 ref1/sae/sae.h5 tl/sae/sae.h5 W_enc b_enc W_dec b_dec && pass "tl: weigh
 grep -qE "^  train +complete +SLURM job $B_ID COMPLETED; requeued 1x; resumed from step [0-9]+ of 1000" status-b.log \
   && pass "b: train requeued once and resumed" || fail "b: $(cat b/slurm/train-*.out | grep -v '%' | tail)"
 same_h5 ref2/sae/sae.h5 b/sae/sae.h5 W_enc b_enc W_dec b_dec && pass "b: weights bit-identical to the uninterrupted run"
+
+# e: scontrol requeue under mpirun, no periodic checkpoint.
+"$BIN/saepipe" status e.toml >status-e.log 2>&1; cat status-e.log
+grep -qE "^  train +complete +SLURM job $E_ID COMPLETED; requeued 1x; resumed from step [1-9][0-9]* of 1000" status-e.log \
+  && grep -q '"message":"stopped by SIGTERM at a safe point' e/stages.jsonl \
+  && pass "e: saved on SLURM's SIGTERM under mpirun, requeued, resumed" || fail "e: $(cat e/stages.jsonl)"
+same_h5 ref2/sae/sae.h5 e/sae/sae.h5 W_enc b_enc W_dec b_dec && pass "e: weights bit-identical to the uninterrupted run"
 
 # d1, d2: scancel --signal=USR1 in the middle of harvest.
 for d in d1 d2; do
