@@ -1,7 +1,9 @@
 // runs/<name>/stages.jsonl: one JSON line per event of a stage, appended by rank 0, so that
 // `saepipe status` can tell how each stage ran — where and under which SLURM job and restart
-// it started, what it resumed from, how it ended. A record that cannot be written (a full
-// disk) is skipped without a word: it never changes how a stage ends or what it says.
+// it started, what it resumed from, how it ended. Records go only into a run directory that
+// exists (`saepipe run` and `saepipe submit` make it first; a stage that fails before writing
+// anything leaves nothing), and a record that cannot be written (a full disk) is skipped
+// without a word: records never change how a stage ends or what it says.
 //
 //   {"time": "2026-12-02T14:30:00Z", "stage": "train", "event": "start", "ranks": 2,
 //    "hosts": ["n1", "n2"], "slurm_job": "13", "restart": 1}

@@ -104,9 +104,7 @@ std::string sbatch_script(const Job& job, const std::string& stage, const std::s
     << "  srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=" << r.cpus_per_task
     << " \"$PROG\" --job \"$JOB\" &\n"
     << "else\n"
-    << "  # odls_base_sigkill_timeout: the ranks keep SLURM's KillWait to save their progress on\n"
-    << "  # SIGTERM instead of mpirun's 1 s.\n"
-    << "  mpirun -q --bind-to none --mca odls_base_sigkill_timeout 60 -np \"$SLURM_NTASKS\" \"$PROG\" --job \"$JOB\" &\n"
+    << "  mpirun -q --bind-to none -np \"$SLURM_NTASKS\" \"$PROG\" --job \"$JOB\" &\n"
     << "fi\n"
     << "pid=$!\n"
     << "while :; do\n"

@@ -76,9 +76,9 @@ fi
 "$BIN/saepipe" run b.toml --only train --ranks 2 >b-train2.log 2>&1 || fail "train re-run"
 grep -q "resuming b/sae at step" b-train2.log && pass "train resumed from its checkpoint" || fail "no resume: $(head -5 b-train2.log)"
 
-# Stats: SIGUSR1 to one rank in the first pass; nothing kept, no scratch file left.
+# Stats: SIGUSR1 to one rank as its passes begin; nothing kept, no scratch file left.
 mpirun_np 2 "$BIN/saepipe-stats" --job b.toml >b-stats1.log 2>&1 & L=$!
-if wait_for stats 'grep -q "pass 1/2" b-stats1.log' $L; then
+if wait_for stats 'grep -q "evaluating" b-stats1.log' $L; then
   kill -USR1 "$(rank_pids $L | head -1)"
   wait $L; rc=$?
   [ $rc = 75 ] && pass "stats: SIGUSR1 to one rank ends the stage with 75" || fail "stats exit $rc: $(tail -3 b-stats1.log)"

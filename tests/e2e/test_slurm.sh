@@ -60,19 +60,33 @@ SAEPIPE_LAUNCH=mpirun "$BIN/saepipe" submit envmpirun.toml --only harvest >submi
 PATH="$PWD/nopmix:$PATH" "$BIN/saepipe" submit nopmix.toml --only harvest >submit-l2.log 2>&1 || fail "submit nopmix"
 SAEPIPE_LAUNCH=srun "$BIN/saepipe" submit jobmpirun.toml --only harvest >submit-l3.log 2>&1 || fail "submit jobmpirun"
 
-# A train that fails mid-run (a rank killed, as by the OOM killer), then the chain again.
-job crash
+# A train that fails mid-run (a rank killed, as by the OOM killer), then the chain again; and a
+# train stopped by a signal that may not requeue itself (max_requeues = 0).
+job crash; job nomore 'max_requeues = 0'
 "$BIN/saepipe" submit crash.toml >submit-crash.log 2>&1 || fail "submit crash: $(cat submit-crash.log)"
-CRASH_TRAIN=$(job_of train submit-crash.log)
+"$BIN/saepipe" submit nomore.toml --only harvest,train >submit-nomore.log 2>&1 || fail "submit nomore: $(cat submit-nomore.log)"
+steps() { [ -f "runs/$1/sae/train_log.jsonl" ] && echo $(( $(wc -l < "runs/$1/sae/train_log.jsonl") * 10 )) || echo 0; }
+crashed=0 stopped=0
 for _ in $(seq 3000); do
-  [ -s runs/crash/sae/train_state.h5 ] && [ "$(wc -l < runs/crash/sae/train_log.jsonl)" -ge 20 ] && break
-  [ -n "$(squeue -h -j "$CRASH_TRAIN")" ] || break
+  if [ $crashed = 0 ] && [ -s runs/crash/sae/train_state.h5 ] && [ "$(steps crash)" -ge 200 ]; then
+    victim=$(pgrep -f "saepipe-train --job $PWD/runs/crash/slurm/job-" | head -1)
+    [ -n "$victim" ] && kill -9 "$victim" && pass "killed a rank of crash's train at step ~$(steps crash)"
+    crashed=1
+  fi
+  if [ $stopped = 0 ] && [ "$(steps nomore)" -ge 100 ]; then
+    scancel --signal=USR1 "$(job_of train submit-nomore.log)" && pass "scancel --signal=USR1 nomore's train at step ~$(steps nomore)"
+    stopped=1
+  fi
+  [ $crashed = 1 ] && [ $stopped = 1 ] && break
+  [ -z "$(squeue -h)" ] && break
   sleep 0.1
 done
-victim=$(pgrep -f "saepipe-train --job $PWD/runs/crash/slurm/job-" | head -1)
-[ -n "$victim" ] && kill -9 "$victim" && pass "killed a rank of crash's train at step ~$(( $(wc -l < runs/crash/sae/train_log.jsonl) * 10 ))" \
-  || fail "crash's train was not running"
+[ $crashed = 1 ] && [ $stopped = 1 ] || fail "crash's or nomore's train ended before it could be stopped"
 wait_idle 300
+"$BIN/saepipe" status nomore.toml >status-nomore.log 2>&1; cat status-nomore.log
+grep -qE "^  train .*FAILED; last run|^  train .*FAILED$" status-nomore.log \
+  && grep -q "max_requeues (0) is reached: submit the job again to resume" runs/nomore/slurm/train-*.out \
+  && pass "max_requeues = 0: the stopped train is not requeued, its job fails" || fail "nomore: $(tail -5 runs/nomore/slurm/train-*.out)"
 
 "$BIN/saepipe" status slurmjob.toml >status.log 2>&1; cat status.log
 [ "$(grep -c ' complete .*COMPLETED' status.log)" = 4 ] && pass "every stage COMPLETED" || { fail "status"; cat runs/slurmjob/slurm/*.out; }

@@ -9,7 +9,8 @@
 #   d1  scancel --signal=USR1 in the middle of harvest (srun); d2 the same under mpirun with
 #       scancel --batch (the script passes it on): requeued, resumed, identical stores.
 #   e   scontrol requeue of train under mpirun, with no periodic checkpoint: the ranks save on
-#       SLURM's SIGTERM (mpirun lets them) and the run resumes from there; identical weights.
+#       SLURM's SIGTERM (within the second mpirun leaves them) and the run resumes from there;
+#       identical weights.
 #   c   harvest -> train -> stats over two nodes (each rank logs its node); train, the middle
 #       stage, is requeued twice by scontrol requeue, as a node failure does: it resumes each
 #       time, stats runs once and only after it; store and weights equal one-node runs.
