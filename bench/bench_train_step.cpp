@@ -12,7 +12,8 @@
 // Not counted: top-k selection (N*F compares), element-wise work, and the optimiser
 // (projection, Adam, renormalisation: ~15 flops per parameter, memory bound).
 // The 5th benchmark argument is the dead fraction in per mille (0: AuxK idle, as at the
-// start of training; 100: 10% dead, AuxK active with auxk = 256).
+// start of training; 100: 10% dead, AuxK active with auxk = 256). BM_cpu_train_step is the
+// same step through the train stage's CPU TrainStep.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -20,7 +21,9 @@
 #include <vector>
 
 #include "kernels/kernels.hpp"
+#include "pipeline/core/mpi_env.hpp"
 #include "pipeline/sae/topk_sae.hpp"
+#include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
 namespace {
@@ -96,6 +99,38 @@ void BM_train_step(benchmark::State& state) {
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The train stage's step as it runs it: the CPU TrainStep (pipeline/sae/train_step.hpp) with
+// its float64 reduction buffer, one-rank allreduce, clipping check, gradient rounding and
+// Adam, on the same batch and dead set as BM_train_step (which calls the same functions
+// directly): the two should be within noise of each other.
+void BM_cpu_train_step(benchmark::State& state) {
+  const int64_t D = state.range(0), F = state.range(1), K = state.range(2), N = state.range(3);
+  const int64_t dead_per_mille = state.range(4);
+  SaeParams p(D, F);
+  init_tied(p, 1);
+  const auto x = random_normal(size_t(N * D), 3);
+  const auto med = row_mean(x.data(), N, D);
+  std::copy(med.begin(), med.end(), p.b_dec());
+  std::vector<uint8_t> dead(static_cast<size_t>(F), 0);
+  for (int64_t f = 0; f < F; ++f)
+    if ((f * 997) % 1000 < dead_per_mille) dead[size_t(f)] = 1;
+  TrainStepConfig cfg;
+  cfg.d_in = D;
+  cfg.d_sae = F;
+  cfg.sae.k = K;
+  const MpiEnv env;
+  const auto step = make_cpu_train_step(cfg, env);
+  step->set_state(p, AdamState{});
+  const StepBatch batch{x.data(), nullptr, 0, N, 0, 0, N};
+  const StepSchedule schedule{2e-4f, 0.0};
+  step->step(batch, dead.data(), schedule);  // first touch of the buffers stays out of the timing
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(step->step(batch, dead.data(), schedule).sum_sq_err);
+    benchmark::ClobberMemory();
+  }
+  state.counters["tokens"] = benchmark::Counter(double(N), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Wall time (UseRealTime): the work runs on several threads.
 BENCHMARK(BM_sgemm_peak)
     ->Args({4096, 768, 24576})
@@ -111,8 +146,23 @@ BENCHMARK(BM_train_step)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(2.0);
+BENCHMARK(BM_cpu_train_step)
+    ->Args({768, 24576, 32, 4096, 0})
+    ->Args({64, 512, 8, 4096, 0})
+    ->Args({768, 24576, 32, 4096, 100})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 }  // namespace
 }  // namespace saepipe
 
-BENCHMARK_MAIN();
+// MPI (one rank) for the TrainStep's MpiEnv.
+int main(int argc, char** argv) {
+  saepipe::MpiSession mpi(&argc, &argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,5 +1,5 @@
 // The CUDA GPT-2 forward pass from the command line, for the GPU checks of
-// bench/gpu/run_forward_checks.sh:
+// bench/gpu/run_all.sh:
 //
 //   saepipe_gpt2_cuda dump  --model DIR --tokens FILE --batch B --context T --hooks H1,H2,...
 //                           [--precision fp32|bf16|fp16] [--unfused] [--cpu] --out PREFIX
@@ -128,9 +128,9 @@ int bench(const BenchArgs& a) {
   // 1. The pass alone.
   {
     cudaStream_t s;
-    SAE_CUDA_CHECK(cudaStreamCreate(&s));
+    SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     cuda::DeviceBuffer<int32_t> tok;
-    tok.upload(batches[0]);
+    tok.upload(batches[0], s);
     cuda::DeviceBuffer<float> out(N * C);
     std::vector<float*> outs = {out.data()};
     for (int64_t i = 0; i < warmup; ++i) model->forward_device(tok.data(), B, T, hooks, outs, s);

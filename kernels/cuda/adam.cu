@@ -9,6 +9,7 @@
 // therefore matches the CPU to the last bit; the row kernels sum their dot products with a
 // fixed tree instead of the CPU's order, so they agree to double rounding before the final
 // float rounding.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -130,19 +131,21 @@ __global__ void center_rows_kernel(const float* __restrict__ x, const float* __r
 
 constexpr int kSumRows = 256;  // rows per partial of weighted_column_sums
 
-// partial[rb, d] = sum over rows r of block rb (increasing r) of w[r] * a[r, d].
+// partial[rb, d] = sum over rows r of block rb (increasing r) of w[r] * a[r, d]; the row
+// blocks stride over gridDim.y (at most 65535 there).
 __global__ void column_partials_kernel(const double* __restrict__ w, const float* __restrict__ a, int64_t R, int64_t D,
-                                       double* __restrict__ partial) {
-  const int64_t rb = blockIdx.y;
+                                       int64_t blocks, double* __restrict__ partial) {
   const int64_t d = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d >= D) return;
-  const int64_t r0 = rb * kSumRows, r1 = r0 + kSumRows < R ? r0 + kSumRows : R;
-  double acc = 0.0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const double wr = w ? w[r] : 1.0;
-    if (wr != 0.0) acc += wr * double(a[r * D + d]);
+  for (int64_t rb = blockIdx.y; rb < blocks; rb += gridDim.y) {
+    const int64_t r0 = rb * kSumRows, r1 = r0 + kSumRows < R ? r0 + kSumRows : R;
+    double acc = 0.0;
+    for (int64_t r = r0; r < r1; ++r) {
+      const double wr = w ? w[r] : 1.0;
+      if (wr != 0.0) acc += wr * double(a[r * D + d]);
+    }
+    partial[rb * D + d] = acc;
   }
-  partial[rb * D + d] = acc;
 }
 
 __global__ void column_finish_kernel(const double* __restrict__ partial, int64_t blocks, int64_t D, double scale,
@@ -213,11 +216,10 @@ void weighted_column_sums(const double* w, const float* a, int64_t R, int64_t D,
   SAE_ASSERT(R >= 0 && D >= 0, "negative size");
   if (R == 0 || D == 0) return;
   const int64_t blocks = (R + kSumRows - 1) / kSumRows;
-  SAE_ASSERT(blocks < 65536, "too many rows for weighted_column_sums");
   double* partial = nullptr;
   SAE_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial), sizeof(double) * size_t(blocks * D), stream));
-  const dim3 grid(unsigned((D + 127) / 128), unsigned(blocks));
-  column_partials_kernel<<<grid, 128, 0, stream>>>(w, a, R, D, partial);
+  const dim3 grid(unsigned((D + 127) / 128), unsigned(std::min<int64_t>(blocks, 65535)));
+  column_partials_kernel<<<grid, 128, 0, stream>>>(w, a, R, D, blocks, partial);
   SAE_CUDA_LAUNCH_CHECK();
   column_finish_kernel<<<unsigned((D + 127) / 128), 128, 0, stream>>>(partial, blocks, D, scale, out);
   SAE_CUDA_LAUNCH_CHECK();

@@ -36,8 +36,10 @@ inline void check_cublas(cublasStatus_t rc, const char* call, SourceLocation whe
 }
 
 #ifdef SAEPIPE_HAVE_NCCL
+// Only ncclSuccess passes: saepipe's communicators are blocking, where ncclInProgress would
+// mean an operation that has not completed, never a success.
 inline void check_nccl(ncclResult_t rc, const char* call, SourceLocation where = SourceLocation::current()) {
-  if (rc == ncclSuccess || rc == ncclInProgress) return;
+  if (rc == ncclSuccess) return;
   internal_error(std::string("NCCL call failed: ") + call + ": " + ncclGetErrorString(rc) + " (" +
                      ncclGetLastError(nullptr) + ")",
                  where);

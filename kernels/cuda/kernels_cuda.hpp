@@ -37,7 +37,10 @@ int select_device(int local_rank);
 // it to the driver at each synchronisation, so per-call scratch is cheap.
 void keep_pool_memory(int device);
 
-// An owning device array of T (cudaMalloc / cudaFree), uninitialised.
+// An owning device array of T (cudaMalloc / cudaFree), uninitialised. Every copy and fill
+// names its stream: the legacy default stream does not order itself with the non-blocking
+// streams saepipe computes on, so a copy there could race a kernel reading the same memory.
+// (cudaMalloc and cudaFree synchronise the device: resizing never frees memory in use.)
 template <class T>
 class DeviceBuffer {
  public:
@@ -69,17 +72,23 @@ class DeviceBuffer {
   T* data() { return p_; }
   const T* data() const { return p_; }
   int64_t size() const { return n_; }
-  // Synchronous copies (tests, setup).
-  void upload(const T* host, int64_t n) {
+  // Copies that have completed when they return, queued on `stream` after its earlier work
+  // (so they see that work's results, and any stream may use an upload afterwards).
+  void upload(const T* host, int64_t n, cudaStream_t stream) {
     resize(n);
-    if (n > 0) SAE_CUDA_CHECK(cudaMemcpy(p_, host, sizeof(T) * size_t(n), cudaMemcpyHostToDevice));
+    if (n == 0) return;
+    SAE_CUDA_CHECK(cudaMemcpyAsync(p_, host, sizeof(T) * size_t(n), cudaMemcpyHostToDevice, stream));
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
-  void upload(const std::vector<T>& host) { upload(host.data(), int64_t(host.size())); }
-  std::vector<T> download() const {
+  void upload(const std::vector<T>& host, cudaStream_t stream) { upload(host.data(), int64_t(host.size()), stream); }
+  std::vector<T> download(cudaStream_t stream) const {
     std::vector<T> out(static_cast<size_t>(n_));
-    if (n_ > 0) SAE_CUDA_CHECK(cudaMemcpy(out.data(), p_, sizeof(T) * size_t(n_), cudaMemcpyDeviceToHost));
+    if (n_ == 0) return out;
+    SAE_CUDA_CHECK(cudaMemcpyAsync(out.data(), p_, sizeof(T) * size_t(n_), cudaMemcpyDeviceToHost, stream));
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
     return out;
   }
+  // Queued on `stream` (asynchronous).
   void zero(cudaStream_t stream) {
     if (n_ > 0) SAE_CUDA_CHECK(cudaMemsetAsync(p_, 0, sizeof(T) * size_t(n_), stream));
   }
@@ -172,6 +181,11 @@ void sparse_encode_backward(const int32_t* idx, const float* dpre, const float* 
 void sparse_encode_backward(const int32_t* idx, const float* dpre, const float* xc, int64_t N,
                             int64_t K, int64_t D, int64_t F, float* grad_W_encT,
                             double* grad_b_enc, cudaStream_t stream);
+
+// out[f] += sum over slots s with idx[s] = f of coef[s] (double, increasing s per latent, as
+// the sums above). idx, coef [N,K], out [F].
+void per_latent_sums(const int32_t* idx, const float* coef, int64_t N, int64_t K, int64_t F, double* out,
+                     cudaStream_t stream);
 
 // ---------------------------------------------------------------- optimiser
 

@@ -274,4 +274,10 @@ void sparse_encode_backward(const int32_t* idx, const float* dpre, const float* 
   accumulate_by_latent<float, double>(idx, dpre, xc, N, K, D, F, grad_W_encT, grad_b_enc, stream);
 }
 
+void per_latent_sums(const int32_t* idx, const float* coef, int64_t N, int64_t K, int64_t F, double* out,
+                     cudaStream_t stream) {
+  // No weight rows (D = 0): only the coefficient sums.
+  accumulate_by_latent<double, double>(idx, coef, nullptr, N, K, 0, F, nullptr, out, stream);
+}
+
 }  // namespace saepipe::cuda

@@ -52,6 +52,15 @@ void MpiHostComm::start(float* data, int64_t n, void* stream) {
   for (int64_t i = 0; i < n; ++i) data[i] = bf16_to_float(wire_buf_[size_t(i)]);
 }
 
+void MpiHostComm::start(double* data, int64_t n, void* stream) {
+  SAE_ASSERT(stream == nullptr, "MpiHostComm works on host memory; wrap it in StagedDeviceComm for device memory");
+  SAE_ASSERT(n >= 0, "negative gradient size");
+  for (int64_t off = 0; off < n; off += kChunk) {
+    const int count = int(std::min(kChunk, n - off));
+    SAE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + off, count, MPI_DOUBLE, MPI_SUM, comm_));
+  }
+}
+
 std::string MpiHostComm::describe() const { return "mpi-host (" + to_string(wire_) + " on the wire)"; }
 
 CommBackend choose_comm_backend(CommBackend requested, bool have_nccl,

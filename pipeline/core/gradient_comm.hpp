@@ -39,6 +39,9 @@ class GradientComm {
   // void*) whose queued work produces `data`, or null for host memory; the sum starts after
   // that work. Several starts may be in flight; they complete in order.
   virtual void start(float* data, int64_t n, void* stream) = 0;
+  // The same for float64 values, which travel as they are whatever the wire type (the train
+  // step sums its float64 gradient so, as the CPU path does).
+  virtual void start(double* data, int64_t n, void* stream) = 0;
   // Makes `stream` wait for every sum started so far (null: blocks the calling thread).
   virtual void wait(void* stream) = 0;
   // Human-readable, e.g. "mpi-host (float32)"; for logs.
@@ -46,6 +49,10 @@ class GradientComm {
 
   // start + wait.
   void allreduce_sum(float* data, int64_t n, void* stream = nullptr) {
+    start(data, n, stream);
+    wait(stream);
+  }
+  void allreduce_sum(double* data, int64_t n, void* stream = nullptr) {
     start(data, n, stream);
     wait(stream);
   }
@@ -62,6 +69,7 @@ class MpiHostComm final : public GradientComm {
   MpiHostComm& operator=(const MpiHostComm&) = delete;
 
   void start(float* data, int64_t n, void* stream) override;
+  void start(double* data, int64_t n, void* stream) override;
   void wait(void*) override {}
   std::string describe() const override;
 

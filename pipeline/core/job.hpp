@@ -87,7 +87,7 @@ struct TrainConfig {
   int64_t init_tokens = 0, shuffle_tokens = 0, log_every = 0;
   double lr = 0, adam_beta1 = 0, adam_beta2 = 0, adam_eps = 0, heldout_fraction = 0, auxk_coef = 0;
   // Architectures and recipe (pipeline/sae, pipeline/stages/train.cpp).
-  std::string input_scaling;
+  std::string input_scaling, precision;
   double l1_coef = 0, l1_warmup_fraction = 0, l0_coef = 0, jumprelu_bandwidth = 0, jumprelu_threshold_init = 0;
   double lr_decay_fraction = 0, grad_clip = 0;
   int64_t lr_warmup_steps = 0, checkpoint_every = 0, resample_every = 0;
@@ -125,6 +125,7 @@ struct TrainConfig {
       {"lr_warmup_steps", &TrainConfig::lr_warmup_steps},
       {"lr_decay_fraction", &TrainConfig::lr_decay_fraction},
       {"grad_clip", &TrainConfig::grad_clip},
+      {"precision", &TrainConfig::precision},
       {"checkpoint_every", &TrainConfig::checkpoint_every},
       {"resample_every", &TrainConfig::resample_every}};
 };

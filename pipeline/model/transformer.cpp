@@ -53,6 +53,20 @@ int64_t layers_needed(const std::vector<HookPoint>& hooks, int64_t n_layers) {
   return n;
 }
 
+void TransformerModel::forward_batches(int64_t n_batches, int64_t max_batch, int64_t T,
+                                       const std::vector<HookPoint>& hooks, const BatchTokens& fill,
+                                       const BatchActivations& use) const {
+  std::vector<int32_t> tok(size_t(max_batch * T));                                              // [B,T]
+  std::vector<std::vector<float>> act(hooks.size(), std::vector<float>(size_t(max_batch * T * d_model())));  // [B*T,D]
+  std::vector<float*> out(hooks.size());
+  std::vector<const float*> view(hooks.size());
+  for (size_t h = 0; h < hooks.size(); ++h) view[h] = out[h] = act[h].data();
+  for (int64_t i = 0; i < n_batches; ++i) {
+    const int64_t B = fill(i, tok.data());
+    forward(tok.data(), B, T, hooks, out);
+    use(i, view);
+  }
+}
 
 namespace {
 // The config and the weights of a Hugging Face directory or of a GGUF file.

@@ -68,6 +68,15 @@ class TransformerModel {
   virtual void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                        const std::vector<float*>& out) const = 0;
 
+  // forward() over n_batches batches of up to max_batch sequences: fill(i, tokens) writes batch
+  // i's tokens [B_i, T] and returns B_i; use(i, out) receives its activations (out[h] [B_i*T, D],
+  // valid during the call), in batch order. A device model overlaps batch i's copy back with
+  // batch i+1's pass; the default calls forward() on each batch in turn.
+  using BatchTokens = std::function<int64_t(int64_t i, int32_t* tokens)>;
+  using BatchActivations = std::function<void(int64_t i, const std::vector<const float*>& out)>;
+  virtual void forward_batches(int64_t n_batches, int64_t max_batch, int64_t T, const std::vector<HookPoint>& hooks,
+                               const BatchTokens& fill, const BatchActivations& use) const;
+
   // ---- the whole model, to the logits (needs load_transformer_full) ----
 
   // Every block, the final norm and the unembedding are loaded.

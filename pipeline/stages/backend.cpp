@@ -4,6 +4,8 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/model/transformer.hpp"
+#include "pipeline/sae/train_step.hpp"
+#include "pipeline/stats/feature_passes.hpp"
 
 namespace saepipe {
 
@@ -19,6 +21,13 @@ class CpuBackend final : public Backend {
   }
   std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) const override {
     return saepipe::load_transformer_full(model_dir);
+  }
+  std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const override {
+    return make_cpu_train_step(config, data_group);
+  }
+  std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                     int64_t hist_bins, const ExampleOptions& opt) const override {
+    return make_cpu_feature_passes(params, config, hist_bins, opt);
   }
 };
 

@@ -10,14 +10,21 @@
 // agreed by every rank, and recorded in the resolved job, the log and the output fingerprints
 // (stage_driver.hpp).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace saepipe {
 
+class FeaturePasses;
 class MpiEnv;
+class TrainStep;
 class TransformerModel;
+struct ExampleOptions;
+struct SaeConfig;
+struct SaeParams;
+struct TrainStepConfig;
 
 class Backend {
  public:
@@ -31,6 +38,13 @@ class Backend {
                                                              const std::vector<std::string>& hook_names) const = 0;
   // The whole model (forward_final, unembedding) for stats' CE loss and logit effects.
   virtual std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) const = 0;
+  // The training step of one SAE (pipeline/sae/train_step.hpp); `data_group` are the ranks
+  // whose gradients it sums (every rank, unsharded).
+  virtual std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const = 0;
+  // The encoder and the two passes of stats (pipeline/stats/feature_passes.hpp) for an SAE in
+  // its inference configuration; `params` must outlive the passes.
+  virtual std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                             int64_t hist_bins, const ExampleOptions& opt) const = 0;
 };
 
 // What this process can see of CUDA. Defined by the CUDA backend (cuda/backend.cpp) or, in

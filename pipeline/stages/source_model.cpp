@@ -90,26 +90,28 @@ class ModelSource final : public ActivationSource {
     data.position.resize(size_t(n_rows));
 
     const int64_t Bmax = std::min(h_.batch_sequences, n_seq);
-    std::vector<int32_t> tok(size_t(Bmax * T));                                       // [B,T]
-    std::vector<std::vector<float>> act(hooks_.size(), std::vector<float>(size_t(Bmax * T * D)));  // [B*T,D]
-    std::vector<float*> out(hooks_.size());
-    for (size_t h = 0; h < hooks_.size(); ++h) out[h] = act[h].data();
-    for (int64_t s0 = 0; s0 < n_seq; s0 += Bmax) {
-      const int64_t B = std::min(Bmax, n_seq - s0);
-      for (int64_t b = 0; b < B; ++b) read_sequence(first_seq + s0 + b, tok.data() + b * T);
-      model_->forward(tok.data(), B, T, hooks_, out);
+    const int64_t n_batches = (n_seq + Bmax - 1) / Bmax;
+    auto fill_batch = [&](int64_t i, int32_t* tok) {  // tok [B,T]
+      const int64_t s0 = i * Bmax, B = std::min(Bmax, n_seq - s0);
+      for (int64_t b = 0; b < B; ++b) read_sequence(first_seq + s0 + b, tok + b * T);
+      return B;
+    };
+    std::vector<int32_t> tok(size_t(Bmax * T));  // the batch's tokens again, for the rows
+    auto use_batch = [&](int64_t i, const std::vector<const float*>& act) {  // act[h] [B*T,D]
+      const int64_t s0 = i * Bmax, B = std::min(Bmax, n_seq - s0);
       for (int64_t b = 0; b < B; ++b) {
+        read_sequence(first_seq + s0 + b, tok.data() + b * T);
         const int64_t row0 = (s0 + b) * R;  // first row of this sequence in the shard
         for (size_t h = 0; h < hooks_.size(); ++h)
-          std::memcpy(data.activations[h].data() + row0 * D, act[h].data() + (b * T + skip) * D,
-                      size_t(R * D) * sizeof(float));
+          std::memcpy(data.activations[h].data() + row0 * D, act[h] + (b * T + skip) * D, size_t(R * D) * sizeof(float));
         for (int64_t r = 0; r < R; ++r) {
           data.tokens[size_t(row0 + r)] = tok[size_t(b * T + skip + r)];
           data.sequence[size_t(row0 + r)] = first_seq + s0 + b;
           data.position[size_t(row0 + r)] = int32_t(skip + r);
         }
       }
-    }
+    };
+    model_->forward_batches(n_batches, Bmax, T, hooks_, fill_batch, use_batch);
   }
 
  private:

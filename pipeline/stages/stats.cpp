@@ -168,7 +168,9 @@ void StatsStage::run(const std::string& fingerprint) {
   eo.after = sc.context_after;
   eo.seed = uint64_t(sc.seed);
 
-  SaeWorkspace ws;
+  // The encoder and the passes on the backend's device.
+  std::unique_ptr<FeaturePasses> passes;
+  env.all_or_none([&] { passes = backend_.make_feature_passes(params, cfg, sc.histogram_bins, eo); });
   std::vector<float> x(static_cast<size_t>(batch * D));
   std::vector<int32_t> tokens(static_cast<size_t>(batch));
   // The second pass reads the first pass's codes back from a per-rank scratch file rather than
@@ -204,10 +206,7 @@ void StatsStage::run(const std::string& fingerprint) {
         reader->read_rows(a, n, x.data());
         reader->read_tokens(a, n, tokens.data());
       });
-      if (n > 0 && !from_spill) {
-        sae_encode_decode(params, cfg, x.data(), n, ws);
-        eb = EncodedBatch{a, n, L, tokens.data(), ws.idx.data(), ws.val.data(), ws.width};
-      }
+      if (n > 0 && !from_spill) eb = passes->encode(x.data(), tokens.data(), a, n, L);
       if (n > 0) use(eb);
       if (pass_one) {
         env.all_or_none([&] {
@@ -232,28 +231,26 @@ void StatsStage::run(const std::string& fingerprint) {
     log.end_progress();
   };
 
-  FirstPass first_pass(D, F, eo);
-  pass("batches, pass 1/2", true, [&](const EncodedBatch& eb) { first_pass.add(eb, x.data(), ws.recon.data()); });
-  first_pass.reduce(env);
+  pass("batches, pass 1/2", true, [&](const EncodedBatch&) { passes->first_add(x.data()); });
+  passes->first_reduce(env);
   FeatureExamples ex;
   ex.d_sae = F;
   ex.context_before = eo.before;
   ex.context_after = eo.after;
   ex.interval_bins = eo.interval_bins;
   ex.interval_per_bin = eo.interval_bins > 0 ? eo.interval_per_bin : 0;
-  ex.top = first_pass.top_examples(env);
+  ex.top = passes->top_examples(env);
 
-  SecondPass second_pass(first_pass.max_activation(), sc.histogram_bins, eo);
   env.all_or_none([&] {
     if (spill && !spill->rewind()) {
       log.rank_info(spill->error() + "; the second pass encodes again");
       spill.reset();
     }
   });
-  pass("batches, pass 2/2", false, [&](const EncodedBatch& eb) { second_pass.add(eb); });
+  pass("batches, pass 2/2", false, [&](const EncodedBatch& eb) { passes->second_add(eb); });
   spill.reset();
-  second_pass.reduce(env);
-  ex.interval = second_pass.interval_examples(env);
+  passes->second_reduce(env);
+  ex.interval = passes->interval_examples(env);
 
   SplicedLossSums ce;
   if (model && sc.ce_loss_tokens > 0) {
@@ -280,8 +277,7 @@ void StatsStage::run(const std::string& fingerprint) {
   env.all_or_none([&] {
     if (!env.is_root()) return;
     FeatureStats fs;
-    first_pass.finish(fs, sc.dense_threshold, sc.ultralow_threshold);
-    second_pass.finish(fs, sc.quantiles);
+    passes->finish(fs, sc.dense_threshold, sc.ultralow_threshold, sc.quantiles);
     fs.n_neighbours = std::min<int64_t>(sc.neighbours, F - 1);
     decoder_neighbours(params.W_dec(), F, D, fs.n_neighbours, fs.neighbour_index, fs.neighbour_cosine);
     if (model && sc.logit_tokens > 0) {
@@ -301,7 +297,7 @@ void StatsStage::run(const std::string& fingerprint) {
       fs.logit_hist_hi = std::move(le.logit_hist_hi);
     }
 
-    const ReconstructionSums& rs = first_pass.recon();
+    const ReconstructionSums& rs = passes->recon();
     const double N = double(rs.n_tokens);
     double mean_norm2 = 0;
     for (int64_t d = 0; d < D; ++d) mean_norm2 += std::pow(rs.sums.value(size_t(4 + d)) / N, 2);

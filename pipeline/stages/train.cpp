@@ -1,18 +1,19 @@
 // train: SAEs (topk, batchtopk, relu or jumprelu), data parallel. Every rank takes its slice
 // of each global batch from the shared shuffled stream (read ahead on a separate thread) and
 // every model of the job — the main one and any [[train.sweep]] variants — takes a step on
-// the same rows (one pass over the data for all of them). train_model.cpp does a model's
-// step: float64 gradients summed by one MPI_Allreduce, the same Adam step on every rank.
-// Summing float64 partials and rounding once, with the encoder computed in globally aligned
-// blocks, makes the weights independent of the number of ranks.
+// the same rows (one pass over the data for all of them). train_model.cpp is a model's host
+// loop; its step (pipeline/sae/train_step.hpp, made by the backend) sums float64 gradients
+// over the ranks and applies the same Adam step on every rank. Summing float64 partials and
+// rounding once, with the encoder computed in globally aligned blocks, makes the weights
+// independent of the number of ranks.
 //
 // Exact resume: every checkpoint_every steps rank 0 writes each model's train_state.h5; the
 // data stream and the schedules are functions of the step, so re-running the same command
 // continues and ends with the same bits as an uninterrupted run on the same number of ranks.
 //
 // Memory per rank: the shuffle window (2 x shuffle_tokens x d_in floats while it is
-// loaded) + 2 read-ahead buffers of the local batch + per model: parameters, Adam moments,
-// gradient (float and float64) and the [N, d_sae] pre-activations.
+// loaded) + 2 read-ahead buffers of the local batch + per model, on its step's device:
+// parameters, Adam moments, gradient (float and float64) and the [N, d_sae] pre-activations.
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -109,10 +110,11 @@ void TrainStage::run(const std::string&) {
   const int64_t lo_al = hi > lo ? lo / G * G : lo;
   const int64_t hi_al = hi > lo ? std::min(B, (hi + G - 1) / G * G) : hi;
   for (const auto& m : models) {
+    env.all_or_none([&] { m->make_step(backend_); });  // parameters on the device from here on
     const TrainConfig& c = m->spec().config;
     log.info((m->spec().name.empty() ? "" : "sweep " + m->spec().name + ": ") + c.architecture + " SAE d_in " +
              std::to_string(D) + " d_sae " + std::to_string(c.d_sae) + " k " + std::to_string(c.k) + " lr " +
-             std::to_string(c.lr) + " on hook " + reader->hook());
+             std::to_string(c.lr) + " on hook " + reader->hook() + "; step on " + m->train_step().describe());
   }
   log.info(std::to_string(models.size()) + " model(s), " + std::to_string(n_steps) + " steps of " +
            std::to_string(B) + " tokens over " + std::to_string(env.size()) + " rank(s); " +
@@ -164,8 +166,8 @@ void TrainStage::run(const std::string&) {
       if (step < m->first_step()) continue;
       const float s = float(m->input_scale());
       for (int64_t i = 0; i < n_ext * D; ++i) scaled[i] = x[i] * s;
-      m->step(step, n_steps, B, StepRows{scaled.data(), lo - lo_al, hi - lo, hi_al - hi, lo}, uint64_t(job.run.seed),
-              log);
+      m->step(step, n_steps, B, StepBatch{scaled.data(), nullptr, lo - lo_al, hi - lo, hi_al - hi, lo, B},
+              uint64_t(job.run.seed), log);
       // The same steps on every rank: rank 0 writes, and a failure (a full disk) is agreed on.
       if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps)
         env.all_or_none([&] { if (env.is_root()) m->save_state(step + 1, h5_mutex); });

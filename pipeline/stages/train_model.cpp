@@ -1,8 +1,9 @@
-// One SAE in the train stage. Each step: forward/backward on this rank's rows (float64
-// gradient of the global-batch loss), one MPI_Allreduce of gradient | fire counts | sum x |
-// metrics, then every rank applies the same clipped, scheduled Adam step, so all ranks hold
-// the same parameters. Exact resume: train_state.h5 holds everything the next step needs;
-// the data and every random draw are functions of (seed, step).
+// One SAE in the train stage: the host loop around its training step (train_model.hpp).
+// Each step: the schedules' values, the step itself (forward/backward, the sums over ranks,
+// the same clipped Adam update on every rank), then the dead-latent counters, resampling and
+// metrics from the step's totals, which are the same on every rank. Exact resume:
+// train_state.h5 holds everything the next step needs; the data and every random draw are
+// functions of (seed, step).
 #include "pipeline/stages/train_model.hpp"
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "pipeline/sae/resample.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/sae/schedule.hpp"
+#include "pipeline/stages/backend.hpp"
 
 namespace saepipe {
 
@@ -45,7 +47,7 @@ void truncate_log(const std::string& path, int64_t step) {
 
 TrainModel::TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env)
     : spec_(std::move(spec)), env_(env), arch_(parse_architecture(spec_.config.architecture)), D_(d_in),
-      F_(spec_.config.d_sae), params_(d_in, spec_.config.d_sae) {
+      F_(spec_.config.d_sae) {
   const TrainConfig& tc = spec_.config;
   const std::string out_path = spec_.out_dir + "/sae.h5", state_path = spec_.out_dir + "/train_state.h5";
   make_dirs(spec_.out_dir);
@@ -56,54 +58,63 @@ TrainModel::TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env)
   }
   since_fired_.assign(size_t(F_), 0);
   if (path_exists(state_path)) {
-    TrainState st = read_train_state(state_path);
+    resumed_ = std::make_unique<TrainState>(read_train_state(state_path));
+    const TrainState& st = *resumed_;
     if (st.fingerprint != spec_.fingerprint)
       user_error(state_path + ": was written by a different job; remove it or change run.name");
     if (st.d_in != D_ || st.d_sae != F_) user_error(state_path + ": shapes do not match this job");
-    params_.data = std::move(st.params);
-    adam_.m = std::move(st.adam_m);
-    adam_.v = std::move(st.adam_v);
-    adam_.t = st.adam_t;
-    since_fired_ = std::move(st.since_fired);
+    since_fired_ = st.since_fired;
     input_scale_ = st.input_scale;
     thr_ema_ = st.threshold_ema;
     thr_weight_ = st.threshold_weight;
     first_step_ = st.step;
   }
-  cfg_.architecture = arch_;
-  cfg_.k = tc.k;
-  cfg_.auxk = tc.auxk;
-  cfg_.auxk_coef = tc.auxk_coef;
-  cfg_.l0_coef = tc.l0_coef;
-  cfg_.bandwidth = tc.jumprelu_bandwidth;
-  cfg_.encoder_block = kTrainEncoderBlock;
-  if (env.size() > 1)
-    cfg_.kth_largest = [&env](std::vector<float>& c, int64_t kth) {
-      std::vector<float> all = env.allgather(c);
-      return local_kth_largest(all, kth);
-    };
-  adam_cfg_.beta1 = float(tc.adam_beta1);
-  adam_cfg_.beta2 = float(tc.adam_beta2);
-  adam_cfg_.eps = float(tc.adam_eps);
   dead_.assign(size_t(F_), 0);
   for (int64_t f = 0; f < F_; ++f) dead_[f] = since_fired_[f] >= tc.dead_tokens;
-  // One reduction buffer: gradient | fire counts | sum x | [sse, active, aux, sum x^2, penalty].
-  reduce_.resize(size_t(params_.size() + F_ + D_ + 5));
-  fire_.resize(size_t(F_));
-  grad_.resize(size_t(params_.size()));
   log_path_ = spec_.out_dir + "/train_log.jsonl";
+}
+
+void TrainModel::make_step(const Backend& backend) {
+  const TrainConfig& tc = spec_.config;
+  TrainStepConfig c;
+  c.d_in = D_;
+  c.d_sae = F_;
+  c.sae.architecture = arch_;
+  c.sae.k = tc.k;
+  c.sae.auxk = tc.auxk;
+  c.sae.auxk_coef = tc.auxk_coef;
+  c.sae.l0_coef = tc.l0_coef;
+  c.sae.bandwidth = tc.jumprelu_bandwidth;
+  c.adam.beta1 = float(tc.adam_beta1);
+  c.adam.beta2 = float(tc.adam_beta2);
+  c.adam.eps = float(tc.adam_eps);
+  c.grad_clip = tc.grad_clip;
+  c.precision = tc.precision;
+  step_ = backend.make_train_step(c, env_);
+  if (resumed_) {
+    SaeParams p(D_, F_);
+    p.data = std::move(resumed_->params);
+    AdamState a;
+    a.m = std::move(resumed_->adam_m);
+    a.v = std::move(resumed_->adam_v);
+    a.t = resumed_->adam_t;
+    step_->set_state(p, a);
+    resumed_.reset();
+  }
 }
 
 void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_scale, uint64_t seed) {
   const TrainConfig& tc = spec_.config;
   input_scale_ = input_scale;
-  init_tied(params_, seed * 2654435761ull + 17);
+  SaeParams p(D_, F_);
+  init_tied(p, seed * 2654435761ull + 17);
   if (arch_ == Architecture::JumpReLU)
-    std::fill(params_.log_threshold(), params_.log_threshold() + F_, float(std::log(tc.jumprelu_threshold_init)));
+    std::fill(p.log_threshold(), p.log_threshold() + F_, float(std::log(tc.jumprelu_threshold_init)));
   if (tc.b_dec_init != "zeros") {
     std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, D_) : geometric_median(sample.data(), n, D_);
-    std::copy(b.begin(), b.end(), params_.b_dec());
+    std::copy(b.begin(), b.end(), p.b_dec());
   }
+  step_->set_state(p, AdamState{});
 }
 
 void TrainModel::open_log(const Logger& log) {
@@ -114,50 +125,22 @@ void TrainModel::open_log(const Logger& log) {
   if (!metrics_) output_error(log_path_ + ": cannot open for writing", errno);
 }
 
-void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepRows& rows, uint64_t seed, Logger& log) {
+void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch& rows, uint64_t seed, Logger& log) {
   const TrainConfig& tc = spec_.config;
-  const int64_t P = params_.size(), D = D_, F = F_;
-  const int64_t off_fire = P, off_sumx = P + F, off_scalars = P + F + D, n_reduce = off_scalars + 5;
-  std::fill(reduce_.begin(), reduce_.end(), 0.0);
-  std::fill(fire_.begin(), fire_.end(), 0);
-  cfg_.l1_coef = tc.l1_coef * l1_factor(step, n_steps, tc.l1_warmup_fraction);
-  // Always called: batchtopk's threshold is a collective, even for a rank with no rows.
-  const SaeStepSums sums = sae_forward_backward(params_, cfg_, rows.x, rows.n, B, dead_.data(), reduce_.data(),
-                                                fire_.data(), ws_, rows.lead, rows.tail);
-  const float* x_own = rows.x + rows.lead * D;
-  double sum_x2 = 0;
-  for (int64_t n = 0; n < rows.n; ++n)
-    for (int64_t d = 0; d < D; ++d) {
-      const double v = x_own[n * D + d];
-      reduce_[off_sumx + d] += v;
-      sum_x2 += v * v;
-    }
-  for (int64_t f = 0; f < F; ++f) reduce_[off_fire + f] = double(fire_[f]);
-  reduce_[off_scalars + 0] = sums.sum_sq_err;
-  reduce_[off_scalars + 1] = sums.sum_active;
-  reduce_[off_scalars + 2] = sums.aux_sq_err;
-  reduce_[off_scalars + 3] = sum_x2;
-  reduce_[off_scalars + 4] = sums.penalty;
-  env_.allreduce_sum(reduce_.data(), n_reduce);
-
-  double clip = 1.0;
-  if (tc.grad_clip > 0) {
-    double ss = 0;
-    for (int64_t i = 0; i < P; ++i) ss += reduce_[i] * reduce_[i];
-    const double norm = std::sqrt(ss);
-    if (norm > tc.grad_clip) clip = tc.grad_clip / norm;
-  }
-  for (int64_t i = 0; i < P; ++i) grad_[i] = float(reduce_[i] * clip);
-  adam_cfg_.lr = float(tc.lr * lr_factor(step, n_steps, tc.lr_warmup_steps, tc.lr_decay_fraction));
-  sae_apply_gradient(params_, grad_, adam_, adam_cfg_, unit_norm_decoder(arch_));
-  if (arch_ == Architecture::BatchTopK && ws_.batch_threshold > 0) {  // the same on every rank
-    thr_ema_ = kThresholdDecay * thr_ema_ + (1 - kThresholdDecay) * double(ws_.batch_threshold);
+  const int64_t D = D_, F = F_;
+  StepSchedule schedule;
+  schedule.l1_coef = tc.l1_coef * l1_factor(step, n_steps, tc.l1_warmup_fraction);
+  schedule.lr = float(tc.lr * lr_factor(step, n_steps, tc.lr_warmup_steps, tc.lr_decay_fraction));
+  lr_ = schedule.lr;
+  const StepTotals& t = step_->step(rows, dead_.data(), schedule);
+  if (t.batch_threshold > 0) {  // batchtopk; the same on every rank
+    thr_ema_ = kThresholdDecay * thr_ema_ + (1 - kThresholdDecay) * double(t.batch_threshold);
     thr_weight_ = kThresholdDecay * thr_weight_ + (1 - kThresholdDecay);
   }
 
   int64_t n_dead = 0;
   for (int64_t f = 0; f < F; ++f) {
-    since_fired_[f] = reduce_[off_fire + f] > 0 ? 0 : since_fired_[f] + B;
+    since_fired_[f] = t.fire[f] > 0 ? 0 : since_fired_[f] + B;
     dead_[f] = since_fired_[f] >= tc.dead_tokens;
     n_dead += dead_[f];
   }
@@ -167,12 +150,12 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepRows& 
     for (int64_t f = 0; f < F; ++f) n_dead += dead_[f];
   }
   double batch_sumx2 = 0;
-  for (int64_t d = 0; d < D; ++d) batch_sumx2 += reduce_[off_sumx + d] * reduce_[off_sumx + d];
-  sse_ += reduce_[off_scalars + 0];
-  active_ += reduce_[off_scalars + 1];
-  aux_ += reduce_[off_scalars + 2];
-  var_ += reduce_[off_scalars + 3] - batch_sumx2 / double(B);
-  penalty_ += reduce_[off_scalars + 4];
+  for (int64_t d = 0; d < D; ++d) batch_sumx2 += t.sum_x[d] * t.sum_x[d];
+  sse_ += t.sum_sq_err;
+  active_ += t.active;
+  aux_ += t.aux_sq_err;
+  var_ += t.sum_x2 - batch_sumx2 / double(B);
+  penalty_ += t.penalty;
   window_tokens_ += B;
 
   if ((step + 1) % tc.log_every == 0 || step + 1 == n_steps) {
@@ -186,7 +169,7 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepRows& 
                           {"aux_mse", aux_ / double(window_tokens_ * D)},
                           {"penalty", penalty_ / double(window_tokens_)},
                           {"loss", (sse_ + penalty_) / double(window_tokens_)},
-                          {"lr", adam_cfg_.lr},
+                          {"lr", lr_},
                           {"dead_fraction", double(n_dead) / double(F)},
                           {"tokens_per_s", tok_s},
                           {"elapsed_s", now}};
@@ -210,23 +193,18 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepRows& 
 // drawn with probability proportional to its squared reconstruction error squared, by a
 // counter-based draw from (seed, step, latent): the same choice on every rank. The rank
 // holding a chosen row contributes it to one allreduce.
-void TrainModel::resample_dead(int64_t step, const StepRows& rows, uint64_t seed, Logger& log) {
+void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t seed, Logger& log) {
   const int64_t D = D_, F = F_;
   const float* x_own = rows.x + rows.lead * D;
-  std::vector<float> err(static_cast<size_t>(rows.n));
-  for (int64_t n = 0; n < rows.n; ++n) {
-    double e2 = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      const double e = double(ws_.recon[n * D + d]) - double(x_own[n * D + d]);
-      e2 += e * e;
-    }
-    err[n] = float(e2);
-  }
+  const std::vector<float> err = step_->row_errors(rows);
   const std::vector<float> all = env_.size() > 1 ? env_.allgather(err) : err;  // rank order = batch order
   std::vector<double> prefix(all.size());
   double acc = 0;
   for (size_t i = 0; i < all.size(); ++i) prefix[i] = acc += double(all[i]) * double(all[i]);
   if (!(acc > 0)) return;
+  SaeParams params;
+  AdamState adam;
+  step_->get_state(params, adam);
   std::vector<int32_t> latents;
   for (int64_t f = 0; f < F; ++f)
     if (dead_[f]) latents.push_back(int32_t(f));
@@ -235,11 +213,12 @@ void TrainModel::resample_dead(int64_t step, const StepRows& rows, uint64_t seed
     const double u = uniform01(counter_hash(seed, 41, uint64_t(step), uint64_t(latents[j])));
     const int64_t t = sample_proportional(prefix, u) - rows.first;
     if (t >= 0 && t < rows.n)
-      for (int64_t d = 0; d < D; ++d) picked[j * D + d] = double(x_own[t * D + d]) - double(params_.b_dec()[d]);
+      for (int64_t d = 0; d < D; ++d) picked[j * D + d] = double(x_own[t * D + d]) - double(params.b_dec()[d]);
   }
   env_.allreduce_sum(picked.data(), int64_t(picked.size()));
   const std::vector<float> inputs(picked.begin(), picked.end());
-  resample_latents(params_, adam_, latents, inputs.data(), dead_);
+  resample_latents(params, adam, latents, inputs.data(), dead_);
+  step_->set_state(params, adam);
   for (int32_t f : latents) {
     since_fired_[f] = 0;
     dead_[f] = 0;
@@ -254,10 +233,13 @@ void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
   st.step = steps_done;
   st.d_in = D_;
   st.d_sae = F_;
-  st.adam_t = adam_.t;
-  st.params = params_.data;
-  st.adam_m = adam_.m;
-  st.adam_v = adam_.v;
+  SaeParams params;
+  AdamState adam;
+  step_->get_state(params, adam);
+  st.adam_t = adam.t;
+  st.params = std::move(params.data);
+  st.adam_m = std::move(adam.m);
+  st.adam_v = std::move(adam.v);
   st.since_fired = since_fired_;
   st.input_scale = input_scale_;
   st.threshold_ema = thr_ema_;
@@ -270,7 +252,10 @@ void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const St
   metrics_.close();
   if (!metrics_) user_error(log_path_ + ": write failed (disk full?)");
   const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
-  SaeCheckpoint ck = sae_to_checkpoint(params_, arch_, input_scale_, thr);
+  SaeParams params;
+  AdamState adam;
+  step_->get_state(params, adam);
+  SaeCheckpoint ck = sae_to_checkpoint(params, arch_, input_scale_, thr);
   ck.hook = meta.hook;
   ck.store = meta.store;
   ck.heldout_first_token = meta.heldout_first_token;

@@ -1,11 +1,15 @@
-// One SAE being trained inside the train stage: its parameters, optimiser, dead-latent
-// counters, metrics and checkpoints. The stage (train.cpp) owns the data and the loop and
-// may train several of these (a sweep) from the same batches.
+// One SAE being trained inside the train stage: the host loop around its device-owned step
+// (pipeline/sae/train_step.hpp). The step holds the parameters and the optimiser and does the
+// forward, backward, gradient sum and update; this holds everything else — schedules,
+// dead-latent counters, resampling, metrics, checkpoints and exports — and reads the
+// parameters back from the step when it needs them. The stage (train.cpp) owns the data and
+// the loop and may train several of these (a sweep) from the same batches.
 //
 // Shape legend: N local tokens, D d_in, F d_sae.
 #pragma once
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -13,32 +17,21 @@
 #include "pipeline/core/job.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/checkpoint.hpp"
+#include "pipeline/io/train_state.hpp"
 #include "pipeline/sae/sae.hpp"
+#include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
 
+class Backend;
 class Logger;
 class MpiEnv;
-
-// Encoder rows per BLAS call, aligned to the global batch. BLAS rounds a row differently
-// depending on the call's shape; with aligned blocks every row comes from the same call for
-// any number of ranks. 1024: as fast as one call on the bench shape (smaller blocks re-pack
-// W_enc more often).
-inline constexpr int64_t kTrainEncoderBlock = 1024;
 
 // Where one model goes and what identifies its settings.
 struct ModelSpec {
   std::string name;  // "" for the main model, else the sweep entry's name
   TrainConfig config;
   std::string out_dir, fingerprint;
-};
-
-// The rows of one step as the model sees them: x [lead + N + tail, D] (scaled); this rank's
-// tokens are the N rows after the first `lead` (the rest complete the encoder blocks).
-struct StepRows {
-  const float* x = nullptr;
-  int64_t lead = 0, n = 0, tail = 0;
-  int64_t first = 0;  // global batch position of this rank's first token
 };
 
 class TrainModel {
@@ -51,19 +44,22 @@ class TrainModel {
   const ModelSpec& spec() const { return spec_; }
   double input_scale() const { return input_scale_; }
 
+  // Makes the backend's training step, with the resumed state when there is one.
+  void make_step(const Backend& backend);
+  const TrainStep& train_step() const { return *step_; }
   // Fresh start: tied init, b_dec from the (scaled) sample, JumpReLU thresholds.
   void init(const std::vector<float>& sample, int64_t n_sample, double input_scale, uint64_t seed);
   // Opens train_log.jsonl (rank 0), keeping records up to first_step when resuming.
   void open_log(const Logger& log);
-  // One step for global batch `step` of size B over n_steps; one allreduce (plus one
+  // One step for global batch `step` of size B over n_steps (collective: the step's sums, one
   // allgather for batchtopk, one more allreduce when resampling).
-  void step(int64_t step, int64_t n_steps, int64_t B, const StepRows& rows, uint64_t seed, Logger& log);
+  void step(int64_t step, int64_t n_steps, int64_t B, const StepBatch& rows, uint64_t seed, Logger& log);
   void save_state(int64_t steps_done, std::mutex& h5_mutex) const;
   // Rank 0: sae.h5 (raw units), saelens/, curves; written last so sae.h5 marks completion.
   void finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex);
 
  private:
-  void resample_dead(int64_t step, const StepRows& rows, uint64_t seed, Logger& log);
+  void resample_dead(int64_t step, const StepBatch& rows, uint64_t seed, Logger& log);
 
   ModelSpec spec_;
   const MpiEnv& env_;
@@ -71,17 +67,12 @@ class TrainModel {
   int64_t D_, F_;
   bool done_ = false;
   int64_t first_step_ = 0;
-  SaeParams params_;
-  AdamState adam_;
-  SaeConfig cfg_;
-  AdamConfig adam_cfg_;
-  SaeWorkspace ws_;
+  std::unique_ptr<TrainStep> step_;
+  std::unique_ptr<TrainState> resumed_;  // until make_step hands it to the step
   std::vector<int64_t> since_fired_;
   std::vector<uint8_t> dead_;
   double input_scale_ = 1.0, thr_ema_ = 0.0, thr_weight_ = 0.0;
-  std::vector<double> reduce_;
-  std::vector<int64_t> fire_;
-  std::vector<float> grad_;
+  float lr_ = 0;  // the last step's
   std::ofstream metrics_;
   std::string log_path_;
   double sse_ = 0, active_ = 0, aux_ = 0, var_ = 0, penalty_ = 0, t_start_ = 0;

@@ -23,6 +23,8 @@ class ExactSums {
     acc_[i] += to_fixed(v);
   }
   double value(size_t i) const { return from_fixed(acc_[i]); }
+  // Adds a value already in the fixed point (the CUDA passes accumulate it on the device).
+  void add_fixed(size_t i, __int128 v) { acc_[i] += v; }
 
   // Sums every rank's accumulators (the same size on every rank) into every rank's.
   void allreduce(const MpiEnv& env) {

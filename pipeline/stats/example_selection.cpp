@@ -30,6 +30,35 @@ void ExampleSelection::update_worst(int64_t group) {
   worst_[size_t(group)] = w;
 }
 
+ExampleSelection ExampleSelection::from_kept(int64_t groups, int64_t slots, int64_t context_before,
+                                             int64_t context_after, std::vector<double> prio, std::vector<int64_t> row,
+                                             std::vector<float> act, std::vector<int32_t> ctx_tokens,
+                                             std::vector<float> ctx_acts, const std::vector<int32_t>& count) {
+  ExampleSelection s(groups, slots, context_before, context_after);
+  const size_t n = size_t(groups * slots);
+  SAE_ASSERT(prio.size() == n && row.size() == n && act.size() == n && count.size() == size_t(groups) &&
+                 ctx_tokens.size() == n * size_t(s.C_) && ctx_acts.size() == n * size_t(s.C_),
+             "ExampleSelection::from_kept: sizes");
+  s.prio_ = std::move(prio);
+  s.row_ = std::move(row);
+  s.act_ = std::move(act);
+  s.ctx_tokens_ = std::move(ctx_tokens);
+  s.ctx_acts_ = std::move(ctx_acts);
+  for (int64_t g = 0; g < groups; ++g) {
+    s.count_[size_t(g)] = count[size_t(g)];
+    for (int64_t k = count[size_t(g)]; k < slots; ++k) {  // empty slots, as the constructor leaves them
+      const size_t i = size_t(g * slots + k);
+      s.prio_[i] = 0.0;
+      s.row_[i] = -1;
+      s.act_[i] = 0.0f;
+      std::fill_n(s.ctx_tokens_.begin() + int64_t(i) * s.C_, s.C_, -1);
+      std::fill_n(s.ctx_acts_.begin() + int64_t(i) * s.C_, s.C_, 0.0f);
+    }
+    if (s.count_[size_t(g)] == slots) s.update_worst(g);
+  }
+  return s;
+}
+
 namespace {
 template <class T>
 std::vector<T> gather(const MpiEnv& env, const std::vector<T>& local) {

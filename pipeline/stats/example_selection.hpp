@@ -41,6 +41,13 @@ class ExampleSelection {
   // group, as an ExampleSet with per_feature = groups_per_feature * slots.
   ExampleSet merge(const MpiEnv& env, int64_t groups_per_feature) const;
 
+  // A selection made elsewhere (the CUDA passes): per group, count[g] kept examples in slots
+  // [0, count[g]) of prio, row, act [G*S] and the contexts [G*S, C]; the other slots are empty.
+  static ExampleSelection from_kept(int64_t groups, int64_t slots, int64_t context_before, int64_t context_after,
+                                    std::vector<double> prio, std::vector<int64_t> row, std::vector<float> act,
+                                    std::vector<int32_t> ctx_tokens, std::vector<float> ctx_acts,
+                                    const std::vector<int32_t>& count);
+
  private:
   static bool better(double p, int64_t r, double q, int64_t s) { return p > q || (p == q && r < s); }
   void update_worst(int64_t group);

@@ -151,4 +151,51 @@ void SecondPass::finish(FeatureStats& fs, const std::vector<double>& quantile_le
   finish_quantiles_and_density(fs, fine_.data(), kFineBins, max_.data(), quantile_levels, H_);
 }
 
+namespace {
+
+// The CPU passes: the codes of sae_encode_decode straight into FirstPass and SecondPass.
+class CpuFeaturePasses final : public FeaturePasses {
+ public:
+  CpuFeaturePasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt)
+      : params_(p), cfg_(cfg), hist_bins_(hist_bins), opt_(opt), first_(p.d_in, p.d_sae, opt) {}
+
+  EncodedBatch encode(const float* x, const int32_t* tokens, int64_t first_row, int64_t n, int64_t L) override {
+    sae_encode_decode(params_, cfg_, x, n, ws_);
+    last_ = EncodedBatch{first_row, n, L, tokens, ws_.idx.data(), ws_.val.data(), ws_.width};
+    return last_;
+  }
+  void first_add(const float* x) override { first_.add(last_, x, ws_.recon.data()); }
+  void first_reduce(const MpiEnv& env) override {
+    first_.reduce(env);
+    second_ = std::make_unique<SecondPass>(first_.max_activation(), hist_bins_, opt_);
+  }
+  ExampleSet top_examples(const MpiEnv& env) override { return first_.top_examples(env); }
+  void second_add(const EncodedBatch& codes) override { second_->add(codes); }
+  void second_reduce(const MpiEnv& env) override { second_->reduce(env); }
+  ExampleSet interval_examples(const MpiEnv& env) override { return second_->interval_examples(env); }
+  void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold,
+              const std::vector<double>& quantile_levels) const override {
+    first_.finish(fs, dense_threshold, ultralow_threshold);
+    second_->finish(fs, quantile_levels);
+  }
+  const ReconstructionSums& recon() const override { return first_.recon(); }
+
+ private:
+  const SaeParams& params_;
+  SaeConfig cfg_;
+  int64_t hist_bins_;
+  ExampleOptions opt_;
+  SaeWorkspace ws_;
+  EncodedBatch last_;
+  FirstPass first_;
+  std::unique_ptr<SecondPass> second_;
+};
+
+}  // namespace
+
+std::unique_ptr<FeaturePasses> make_cpu_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                       int64_t hist_bins, const ExampleOptions& opt) {
+  return std::make_unique<CpuFeaturePasses>(params, config, hist_bins, opt);
+}
+
 }  // namespace saepipe

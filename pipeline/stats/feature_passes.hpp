@@ -7,10 +7,12 @@
 // Shape legend: N tokens in a batch, D d_in, F d_sae, H histogram bins, Q quantile levels.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/stats_file.hpp"
+#include "pipeline/sae/sae.hpp"
 #include "pipeline/stats/encoded_batch.hpp"
 #include "pipeline/stats/exact_sum.hpp"
 #include "pipeline/stats/example_selection.hpp"
@@ -68,6 +70,36 @@ class SecondPass {
   std::vector<int64_t> hist_, fine_;  // [F, H], [F, kFineBins]
   ExampleSelection interval_;
 };
+
+// The stats stage's work on one device, made by the backend (pipeline/stages/backend.hpp): the
+// SAE's encoder and the two passes above, with their reductions over the ranks. cpu:
+// sae_encode_decode + FirstPass + SecondPass (make_cpu_feature_passes); cuda:
+// pipeline/stats/cuda/feature_passes.hpp. The stage's loop over batches, the scratch file of
+// codes and the outputs are the same whichever it is, and so are the results' layout.
+class FeaturePasses {
+ public:
+  virtual ~FeaturePasses() = default;
+  // Encodes rows [first_row, first_row + n) of the store (x [n, D] and tokens [n] on the host,
+  // whole sequences of L rows); the codes, on the host, valid until the next call.
+  virtual EncodedBatch encode(const float* x, const int32_t* tokens, int64_t first_row, int64_t n, int64_t L) = 0;
+  // Pass 1 on the batch just encoded (x as given to encode: the reconstruction metrics).
+  virtual void first_add(const float* x) = 0;
+  // Collective: pass 1's totals over every rank; then the examples (collective too).
+  virtual void first_reduce(const MpiEnv& env) = 0;
+  virtual ExampleSet top_examples(const MpiEnv& env) = 0;
+  // Pass 2 (after first_reduce) on codes: the batch just encoded or codes read back from the
+  // scratch file.
+  virtual void second_add(const EncodedBatch& codes) = 0;
+  virtual void second_reduce(const MpiEnv& env) = 0;
+  virtual ExampleSet interval_examples(const MpiEnv& env) = 0;
+  // After both reductions: as FirstPass::finish then SecondPass::finish.
+  virtual void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold,
+                      const std::vector<double>& quantile_levels) const = 0;
+  virtual const ReconstructionSums& recon() const = 0;  // after first_reduce
+};
+
+std::unique_ptr<FeaturePasses> make_cpu_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                       int64_t hist_bins, const ExampleOptions& opt);
 
 // The per-latent counts, densities, means (act_sum / fire), maxima and dead / dense / ultra-low
 // flags from the reduced totals [F]. Shared by FirstPass and its CUDA twin.

@@ -1,6 +1,6 @@
 // Shared by the CUDA parity tests: the fixture (skips when there is no device, so machines
-// without a GPU build and run the binary; else a stream per test) and the comparisons of the
-// tolerance rule in test_cuda_kernels.cpp.
+// without a GPU build and run the binary; else a non-blocking stream per test) and the
+// comparisons of the tolerance rule in test_cuda_kernels.cpp.
 #pragma once
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
@@ -21,7 +21,8 @@ class CudaStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount reports none)";
-    SAE_CUDA_CHECK(cudaStreamCreate(&stream));
+    // Non-blocking, as the pipeline's streams: nothing orders it with the legacy default stream.
+    SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   }
   void TearDown() override {
     if (stream) cudaStreamDestroy(stream);

@@ -300,5 +300,67 @@ TEST_F(CudaGpt2, HarvestPipelineMatchesForward) {
   }
 }
 
+// forward_batches (the harvest's model source) hands back, in order and bit for bit, what
+// forward() gives for each batch, including a smaller last one.
+TEST_F(CudaGpt2, ForwardBatchesMatchesForward) {
+  RandomGpt2 m(kSmall, 25);
+  const std::vector<std::string> names = {"blocks.2.hook_resid_post", "hook_embed"};
+  const auto model = cuda::load_gpt2_cuda(m.dir(), names, cuda::Gpt2CudaOptions{});
+  std::vector<HookPoint> hooks;
+  for (const auto& n : names) hooks.push_back(parse_hook(n, model->n_layers()));
+  const int64_t T = 21, maxB = 3, C = kSmall.C, n_batches = 4;
+  const std::vector<int32_t> all = random_tokens(n_batches * maxB * T, kSmall.V, 200);
+  auto B_of = [&](int64_t i) { return i + 1 == n_batches ? int64_t(2) : maxB; };
+  int64_t seen = 0;
+  model->forward_batches(
+      n_batches, maxB, T, hooks,
+      [&](int64_t i, int32_t* tok) {
+        std::copy_n(all.begin() + i * maxB * T, B_of(i) * T, tok);
+        return B_of(i);
+      },
+      [&](int64_t i, const std::vector<const float*>& out) {
+        EXPECT_EQ(i, seen++);
+        const std::vector<int32_t> tok(all.begin() + i * maxB * T, all.begin() + (i * maxB + B_of(i)) * T);
+        const auto ref = run(*model, names, tok, B_of(i), T);
+        for (size_t k = 0; k < hooks.size(); ++k)
+          EXPECT_TRUE(std::equal(ref[k].begin(), ref[k].end(), out[k])) << "batch " << i << " hook " << names[k];
+        (void)C;
+      });
+  EXPECT_EQ(seen, n_batches);
+}
+
+// Passes asked for on two non-blocking streams at once, and forward() from the host between
+// them, share the model's scratch and cuBLASLt workspace: each must still get exactly the
+// activations of its own tokens.
+TEST_F(CudaGpt2, ConcurrentPassesOnTwoStreams) {
+  RandomGpt2 m(kSmall, 26);
+  const std::vector<std::string> names = {"blocks.2.hook_resid_post"};
+  const auto model = cuda::load_gpt2_cuda(m.dir(), names, cuda::Gpt2CudaOptions{});
+  const std::vector<HookPoint> hooks = {parse_hook(names[0], model->n_layers())};
+  const int64_t B = 4, T = 64, N = B * T, C = kSmall.C;
+  cudaStream_t st[2];
+  for (auto& x : st) SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking));
+  std::vector<std::vector<int32_t>> tok;
+  std::vector<cuda::DeviceBuffer<int32_t>> dtok(6);
+  std::vector<cuda::DeviceBuffer<float>> dout(6);
+  for (int i = 0; i < 6; ++i) {
+    tok.push_back(random_tokens(N, kSmall.V, 300 + uint64_t(i)));
+    dtok[size_t(i)].upload(tok.back(), st[i % 2]);
+    dout[size_t(i)].resize(N * C);
+  }
+  std::vector<float> host(size_t(N * C));
+  for (int i = 0; i < 6; ++i) {
+    model->forward_device(dtok[size_t(i)].data(), B, T, hooks, {dout[size_t(i)].data()}, st[i % 2]);
+    if (i == 2) model->forward(tok[0].data(), B, T, hooks, {host.data()});  // from the host, meanwhile
+  }
+  for (int i = 0; i < 6; ++i) {
+    const auto got = dout[size_t(i)].download(st[i % 2]);
+    const auto ref = run(*model, names, tok[size_t(i)], B, T);
+    EXPECT_EQ(got, ref[0]) << "pass " << i;
+  }
+  EXPECT_EQ(host, run(*model, names, tok[0], B, T)[0]);
+  for (auto& x : st) cudaStreamDestroy(x);
+}
+
 }  // namespace
 }  // namespace saepipe

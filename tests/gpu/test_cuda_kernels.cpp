@@ -50,21 +50,21 @@ void gemm_parity(cudaStream_t stream, const GemmCase& c, cuda::GemmPrecision pre
       auto ref = C;
       cpu::matmul(ta, tb, c.M, c.N, c.K, alpha, A.data(), lda, B.data(), ldb, beta, ref.data(), ldc);
       DeviceBuffer<float> dC;
-      dC.upload(C);
+      dC.upload(C, stream);
       if (bf16_inputs) {
         DeviceBuffer<__nv_bfloat16> dA, dB;
-        dA.upload(to_bf16_host(A));
-        dB.upload(to_bf16_host(B));
+        dA.upload(to_bf16_host(A), stream);
+        dB.upload(to_bf16_host(B), stream);
         cuda::matmul(ta, tb, c.M, c.N, c.K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc, blas, stream);
       } else {
         DeviceBuffer<float> dA, dB;
-        dA.upload(A);
-        dB.upload(B);
+        dA.upload(A, stream);
+        dB.upload(B, stream);
         cuda::matmul(ta, tb, c.M, c.N, c.K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc, prec, blas,
                      stream);
       }
       SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-      const auto got = dC.download();
+      const auto got = dC.download(stream);
       // Magnitude of each output: sum_k |alpha a b| + |beta c|; padding columns untouched.
       std::vector<double> mag(got.size(), 0.0);
       std::vector<float> got_pad, ref_pad;
@@ -154,16 +154,16 @@ void topk_parity(cudaStream_t stream, const TopKCase& c, uint64_t seed) {
   DeviceBuffer<float> dx, dbias, dval(c.N * c.K);
   DeviceBuffer<uint8_t> dallowed;
   DeviceBuffer<int32_t> didx(c.N * c.K);
-  dx.upload(x);
-  if (c.bias) dbias.upload(bias);
-  if (c.mask) dallowed.upload(allowed);
+  dx.upload(x, stream);
+  if (c.bias) dbias.upload(bias, stream);
+  if (c.mask) dallowed.upload(allowed, stream);
   cuda::topk_rows(dx.data(), c.N, c.F, c.K, c.mask ? dallowed.data() : nullptr, didx.data(), dval.data(), stream,
                   c.bias ? dbias.data() : nullptr);
   SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
   SCOPED_TRACE(testing::Message() << "N=" << c.N << " F=" << c.F << " K=" << c.K << " bias=" << c.bias
                                   << " mask=" << c.mask << " quantise=" << c.quantise);
-  expect_bitwise(didx.download(), ref_idx, "idx");
-  expect_bitwise(dval.download(), ref_val, "val");
+  expect_bitwise(didx.download(stream), ref_idx, "idx");
+  expect_bitwise(dval.download(stream), ref_val, "val");
 }
 
 TEST_F(Cuda, TopKMatchesCpuOnContinuousValues) {
@@ -190,11 +190,11 @@ TEST_F(Cuda, TopKTiesAndFewCandidates) {
   cpu::topk_rows(x.data(), N, F, K, nullptr, ref_idx.data(), ref_val.data());
   DeviceBuffer<float> dx, dval(N * K);
   DeviceBuffer<int32_t> didx(N * K);
-  dx.upload(x);
+  dx.upload(x, stream);
   cuda::topk_rows(dx.data(), N, F, K, nullptr, didx.data(), dval.data(), stream);
   sync();
-  expect_bitwise(didx.download(), ref_idx, "idx (all equal)");
-  expect_bitwise(dval.download(), ref_val, "val (all equal)");
+  expect_bitwise(didx.download(stream), ref_idx, "idx (all equal)");
+  expect_bitwise(dval.download(stream), ref_val, "val (all equal)");
 }
 
 TEST_F(Cuda, TopKRejectsTooLargeK) {
@@ -209,12 +209,12 @@ TEST_F(Cuda, ReluSlots) {
   std::vector<int32_t> idx{3, 4, 5, 6, 7, 8};
   DeviceBuffer<float> dv;
   DeviceBuffer<int32_t> di;
-  dv.upload(val);
-  di.upload(idx);
+  dv.upload(val, stream);
+  di.upload(idx, stream);
   cuda::relu_slots(di.data(), dv.data(), 6, stream);
   sync();
-  EXPECT_EQ(di.download(), (std::vector<int32_t>{3, -1, -1, -1, -1, 8}));
-  EXPECT_EQ(dv.download(), (std::vector<float>{1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 2.5f}));
+  EXPECT_EQ(di.download(stream), (std::vector<int32_t>{3, -1, -1, -1, -1, 8}));
+  EXPECT_EQ(dv.download(stream), (std::vector<float>{1.0f, 0.0f, 0.0f, 0.0f, 0.0f, 2.5f}));
 }
 
 // ---------------------------------------------------------------- sparse decoder
@@ -255,12 +255,12 @@ TEST_F(Cuda, SparseDecodeEqualsCpuBitForBit) {
       cpu::sparse_decode(idx.data(), val.data(), N, K, W.data(), with_bias ? b.data() : nullptr, D, ref.data());
       DeviceBuffer<int32_t> di;
       DeviceBuffer<float> dv, dW, db, dout(N * D);
-      di.upload(idx), dv.upload(val), dW.upload(W), db.upload(b);
+      di.upload(idx, stream), dv.upload(val, stream), dW.upload(W, stream), db.upload(b, stream);
       cuda::sparse_decode(di.data(), dv.data(), N, K, dW.data(), with_bias ? db.data() : nullptr, D, dout.data(),
                           stream);
       sync();
       SCOPED_TRACE(testing::Message() << "K=" << K << " bias=" << with_bias);
-      expect_bitwise(dout.download(), ref, "out");
+      expect_bitwise(dout.download(stream), ref, "out");
     }
   }
 }
@@ -300,34 +300,34 @@ void sparse_backward_parity(cudaStream_t stream, bool dense_latent) {
 
   DeviceBuffer<int32_t> di;
   DeviceBuffer<float> dv, dg, dW, dxc, ddval(N * K);
-  di.upload(idx), dv.upload(val), dg.upload(g), dW.upload(W), dxc.upload(xc);
+  di.upload(idx, stream), dv.upload(val, stream), dg.upload(g, stream), dW.upload(W, stream), dxc.upload(xc, stream);
   DeviceBuffer<G> dgW, dgE, dgb;
-  dgW.upload(std::vector<G>(g0.begin(), g0.end()));
-  dgE.upload(std::vector<G>(g0.begin(), g0.end()));
-  dgb.upload(std::vector<G>(b0.begin(), b0.end()));
+  dgW.upload(std::vector<G>(g0.begin(), g0.end()), stream);
+  dgE.upload(std::vector<G>(g0.begin(), g0.end()), stream);
+  dgb.upload(std::vector<G>(b0.begin(), b0.end()), stream);
   cuda::sparse_decode_backward(di.data(), dv.data(), dg.data(), N, K, dW.data(), D, F, ddval.data(), dgW.data(), stream);
   // The encoder gradient from the CPU's dval, so that the two checks are independent.
   DeviceBuffer<float> dref_dval;
-  dref_dval.upload(ref_dval);
+  dref_dval.upload(ref_dval, stream);
   cuda::sparse_encode_backward(di.data(), dref_dval.data(), dxc.data(), N, K, D, F, dgE.data(), dgb.data(), stream);
   SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
 
   const double rtol = std::is_same_v<G, double> ? 64 * kEpsD : 4 * kEpsF;
   SCOPED_TRACE(testing::Message() << "grad type " << (std::is_same_v<G, double> ? "double" : "float")
                                   << " dense latent " << dense_latent);
-  expect_close(ddval.download(), ref_dval, magv, 4 * D * kEpsF, "dval");
+  expect_close(ddval.download(stream), ref_dval, magv, 4 * D * kEpsF, "dval");
   auto widen = [](const std::vector<G>& v) { return std::vector<double>(v.begin(), v.end()); };
-  expect_close(widen(dgW.download()), ref_gW, magW, rtol, "grad_W_dec");
-  expect_close(widen(dgE.download()), ref_gE, magE, rtol, "grad_W_encT");
-  expect_close(widen(dgb.download()), ref_gb, magb, rtol, "grad_b_enc");
+  expect_close(widen(dgW.download(stream)), ref_gW, magW, rtol, "grad_W_dec");
+  expect_close(widen(dgE.download(stream)), ref_gE, magE, rtol, "grad_W_encT");
+  expect_close(widen(dgb.download(stream)), ref_gb, magb, rtol, "grad_b_enc");
 
   // Deterministic: the same call again adds the same bits again.
   DeviceBuffer<G> again;
-  again.upload(std::vector<G>(g0.begin(), g0.end()));
+  again.upload(std::vector<G>(g0.begin(), g0.end()), stream);
   cuda::sparse_decode_backward(di.data(), dv.data(), dg.data(), N, K, dW.data(), D, F, ddval.data(), again.data(),
                                stream);
   SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  expect_bitwise(again.download(), dgW.download(), "grad_W_dec, second run");
+  expect_bitwise(again.download(stream), dgW.download(stream), "grad_W_dec, second run");
 }
 
 TEST_F(Cuda, SparseBackwardDoubleGradients) {
@@ -351,16 +351,16 @@ TEST_F(Cuda, SparseEncodeBackwardMixedOverload) {
   DeviceBuffer<int32_t> di;
   DeviceBuffer<float> dp, dxc, dgE(F * D);
   DeviceBuffer<double> dgb(F);
-  di.upload(idx), dp.upload(dpre), dxc.upload(xc);
+  di.upload(idx, stream), dp.upload(dpre, stream), dxc.upload(xc, stream);
   dgE.zero(stream), dgb.zero(stream);
   cuda::sparse_encode_backward(di.data(), dp.data(), dxc.data(), N, K, D, F, dgE.data(), dgb.data(), stream);
   sync();
-  const auto gE = dgE.download();
+  const auto gE = dgE.download(stream);
   std::vector<double> gE_d(gE.begin(), gE.end());
   std::vector<double> magb(size_t(F), 0.0);
   for (int64_t s = 0; s < N * K; ++s)
     if (idx[s] >= 0) magb[idx[s]] += std::abs(dpre[s]);
-  expect_close(dgb.download(), ref_gb, magb, 64 * kEpsD, "grad_b_enc (double)");
+  expect_close(dgb.download(stream), ref_gb, magb, 64 * kEpsD, "grad_b_enc (double)");
   expect_close(gE_d, ref_gE, {}, 2 * kEpsF, "grad_W_encT (float)");
 }
 
@@ -372,15 +372,15 @@ TEST_F(Cuda, AdamStepEqualsCpuBitForBit) {
   auto m = random_normal(size_t(n), 43, 0.001f), v = random_normal(size_t(n), 44, 0.001f);
   for (auto& e : v) e = std::abs(e);
   DeviceBuffer<float> dp, dg, dm, dv;
-  dp.upload(p), dg.upload(g), dm.upload(m), dv.upload(v);
+  dp.upload(p, stream), dg.upload(g, stream), dm.upload(m, stream), dv.upload(v, stream);
   for (int64_t t : {1, 2, 1000}) {
     cpu::adam_step(p.data(), g.data(), m.data(), v.data(), n, 2e-4f, 0.9f, 0.999f, 6.25e-10f, t);
     cuda::adam_step(dp.data(), dg.data(), dm.data(), dv.data(), n, 2e-4f, 0.9f, 0.999f, 6.25e-10f, t, stream);
   }
   sync();
-  expect_bitwise(dp.download(), p, "p");
-  expect_bitwise(dm.download(), m, "m");
-  expect_bitwise(dv.download(), v, "v");
+  expect_bitwise(dp.download(stream), p, "p");
+  expect_bitwise(dm.download(stream), m, "m");
+  expect_bitwise(dv.download(stream), v, "v");
 }
 
 TEST_F(Cuda, ProjectOutAndNormalizeRows) {
@@ -388,15 +388,15 @@ TEST_F(Cuda, ProjectOutAndNormalizeRows) {
   auto W = random_normal(size_t(F * D), 51), grad = random_normal(size_t(F * D), 52);
   std::fill(W.begin(), W.begin() + D, 0.0f);  // a zero row: left alone by both
   DeviceBuffer<float> dW, dg;
-  dW.upload(W), dg.upload(grad);
+  dW.upload(W, stream), dg.upload(grad, stream);
   cpu::project_out_parallel(W.data(), grad.data(), F, D);
   cuda::project_out_parallel(dW.data(), dg.data(), F, D, stream);
   cpu::normalize_rows(W.data(), F, D);
   cuda::normalize_rows(dW.data(), F, D, stream);
   sync();
   // Row-wise magnitudes: |g| + |c w| for the projection, |w| for the normalisation.
-  expect_close(dg.download(), grad, std::vector<double>(grad.size(), 4.0), 4 * kEpsF, "projected grad");
-  expect_close(dW.download(), W, {}, 2 * kEpsF, "normalised W");
+  expect_close(dg.download(stream), grad, std::vector<double>(grad.size(), 4.0), 4 * kEpsF, "projected grad");
+  expect_close(dW.download(stream), W, {}, 2 * kEpsF, "normalised W");
 }
 
 TEST_F(Cuda, FusedUnitRowAdamEqualsCpuSequence) {
@@ -405,20 +405,20 @@ TEST_F(Cuda, FusedUnitRowAdamEqualsCpuSequence) {
   cpu::normalize_rows(W.data(), F, D);
   std::vector<float> m(size_t(F * D), 0.0f), v(size_t(F * D), 0.0f);
   DeviceBuffer<float> dW, dg, dm, dv;
-  dW.upload(W), dg.upload(grad), dm.upload(m), dv.upload(v);
+  dW.upload(W, stream), dg.upload(grad, stream), dm.upload(m, stream), dv.upload(v, stream);
   for (int64_t t = 1; t <= 3; ++t) {
     auto g = grad;
     cpu::project_out_parallel(W.data(), g.data(), F, D);
     cpu::adam_step(W.data(), g.data(), m.data(), v.data(), F * D, 1e-3f, 0.9f, 0.999f, 6.25e-10f, t);
     cpu::normalize_rows(W.data(), F, D);
-    dg.upload(grad);
+    dg.upload(grad, stream);
     cuda::adam_step_unit_rows(dW.data(), dg.data(), dm.data(), dv.data(), F, D, 1e-3f, 0.9f, 0.999f, 6.25e-10f, t,
                               stream);
   }
   sync();
   // Adam divides by sqrt(v): a last-bit difference in the projected gradient of a tiny
   // element is amplified; compare the weights (unit rows) on the rows' scale.
-  expect_close(dW.download(), W, std::vector<double>(W.size(), 1.0 / std::sqrt(double(D))), 64 * kEpsF, "W");
+  expect_close(dW.download(stream), W, std::vector<double>(W.size(), 1.0 / std::sqrt(double(D))), 64 * kEpsF, "W");
 }
 
 TEST_F(Cuda, StepHelpers) {
@@ -426,13 +426,13 @@ TEST_F(Cuda, StepHelpers) {
   const auto x = random_normal(size_t(N * D), 71), b = random_normal(size_t(D), 72);
   DeviceBuffer<float> dx, db, dxc(N * D);
   DeviceBuffer<__nv_bfloat16> dxb(N * D);
-  dx.upload(x), db.upload(b);
+  dx.upload(x, stream), db.upload(b, stream);
   cuda::center_rows(dx.data(), db.data(), N, D, dxc.data(), dxb.data(), stream);
   std::vector<double> w(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n) w[n] = double(n % 5) - 2.0;
   DeviceBuffer<double> dw, dout;
-  dw.upload(w);
-  dout.upload(std::vector<double>(size_t(D), 1.0));
+  dw.upload(w, stream);
+  dout.upload(std::vector<double>(size_t(D), 1.0), stream);
   cuda::weighted_column_sums(dw.data(), dx.data(), N, D, 0.5, dout.data(), stream);
   sync();
   std::vector<float> ref_xc(static_cast<size_t>(N * D));
@@ -443,12 +443,12 @@ TEST_F(Cuda, StepHelpers) {
       ref_out[d] += 0.5 * w[n] * x[n * D + d];
       mag[d] += std::abs(0.5 * w[n] * x[n * D + d]);
     }
-  expect_bitwise(dxc.download(), ref_xc, "xc");
-  const auto xb = dxb.download();
+  expect_bitwise(dxc.download(stream), ref_xc, "xc");
+  const auto xb = dxb.download(stream);
   std::vector<float> xb_f(xb.size()), ref_xb = round_bf16(ref_xc);
   for (size_t i = 0; i < xb.size(); ++i) xb_f[i] = __bfloat162float(xb[i]);
   expect_bitwise(xb_f, ref_xb, "xc as bf16");
-  expect_close(dout.download(), ref_out, mag, 16 * kEpsD, "weighted column sums");
+  expect_close(dout.download(stream), ref_out, mag, 16 * kEpsD, "weighted column sums");
 }
 
 }  // namespace

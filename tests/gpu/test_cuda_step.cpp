@@ -1,6 +1,8 @@
-// Parity of the TopK training step (pipeline/sae/cuda/sae) against sae_forward_backward /
-// sae_apply_gradient, and of the device gradient communicators. Tolerance rule: see
-// test_cuda_kernels.cpp. Without a CUDA device every test skips.
+// The SAE on the GPU against the CPU: DeviceSae's forward and backward (pipeline/sae/cuda/sae.hpp)
+// against sae_forward_backward for every architecture, with and without AuxK, on a slice of an
+// aligned global batch; the CUDA training step (train_step.cu) against the CPU step over several
+// steps; exact resume and determinism of the CUDA step; the device gradient communicators.
+// Tolerance rule: see test_cuda_kernels.cpp. Without a CUDA device every test skips.
 //
 // Shape legend: N tokens, D d_model, F latents, K top-k.
 #include <gtest/gtest.h>
@@ -10,12 +12,15 @@
 #include <memory>
 #include <vector>
 
-#include "pipeline/core/cuda/gradient_comm.hpp"
 #include "kernels/cuda/kernels_cuda.hpp"
-#include "pipeline/sae/cuda/sae.hpp"
 #include "kernels/kernels.hpp"
+#include "pipeline/core/cuda/gradient_comm.hpp"
 #include "pipeline/core/gradient_comm.hpp"
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/cuda/sae.hpp"
+#include "pipeline/sae/cuda/train_step.hpp"
 #include "pipeline/sae/sae.hpp"
+#include "pipeline/sae/train_step.hpp"
 #include "tests/gpu/cuda_test_util.hpp"
 
 namespace saepipe {
@@ -24,126 +29,222 @@ namespace {
 using cuda::DeviceBuffer;
 using namespace test;  // fixture, tolerances, random_normal
 
-// ---------------------------------------------------------------- the TopK step
-
-SaeParams random_sae(int64_t D, int64_t F, uint64_t seed) {
+SaeParams random_sae(int64_t D, int64_t F, uint64_t seed, float log_threshold) {
   SaeParams p(D, F);
   init_tied(p, seed);
   auto be = random_normal(size_t(F), seed + 1, 0.05f), bd = random_normal(size_t(D), seed + 2, 0.1f);
   std::copy(be.begin(), be.end(), p.b_enc());
   std::copy(bd.begin(), bd.end(), p.b_dec());
+  std::fill(p.log_threshold(), p.log_threshold() + F, log_threshold);
   return p;
 }
 
-// The step against sae_forward_backward (and Adam against sae_apply_gradient), without and
-// with AuxK (half the latents dead), whole batch and in rounds of 64 tokens.
-void step_parity(cudaStream_t stream, int64_t auxk, int64_t chunk) {
-  const int64_t N = 200, D = 48, F = 512, K = 8;
-  const SaeParams p = random_sae(D, F, 81);
-  const auto x = random_normal(size_t(N * D), 82);
+SaeConfig config_for(Architecture a, int64_t auxk) {
+  SaeConfig c;
+  c.architecture = a;
+  c.k = 8;
+  c.auxk = auxk;
+  c.l1_coef = 0.3;
+  c.l0_coef = 0.05;
+  c.bandwidth = 0.05;  // wide, so many pre-activations fall in jumprelu's window
+  c.encoder_block = 64;
+  return c;
+}
+
+// Per parameter block, on the block's scale.
+void expect_params_close(const std::vector<double>& got, const std::vector<double>& ref, const SaeParams& p,
+                         double rtol) {
+  const int64_t offs[] = {p.off_W_encT(), p.off_b_enc(), p.off_W_dec(), p.off_b_dec(), p.off_log_threshold(), p.size()};
+  const char* names[] = {"W_encT", "b_enc", "W_dec", "b_dec", "log_threshold"};
+  for (int blk = 0; blk < 5; ++blk) {
+    std::vector<double> a(got.begin() + offs[blk], got.begin() + offs[blk + 1]);
+    std::vector<double> b(ref.begin() + offs[blk], ref.begin() + offs[blk + 1]);
+    double scale = 0.0;
+    for (double v : b) scale = std::max(scale, std::abs(v));
+    expect_close(a, b, std::vector<double>(b.size(), scale), rtol, names[blk]);
+  }
+}
+
+// This call's rows are rows [lead, lead + N) of x (the rest complete the 64-row encoder
+// blocks), as a rank of a 3-rank job holds them.
+void forward_backward_parity(cudaStream_t stream, Architecture arch, int64_t auxk) {
+  SCOPED_TRACE(testing::Message() << to_string(arch) << " auxk=" << auxk);
+  const int64_t lead = 13, N = 150, tail = 29, E = lead + N + tail, B = 600, D = 48, F = 512;
+  const SaeParams p = random_sae(D, F, 81, std::log(0.05f));
+  const auto x = random_normal(size_t(E * D), 82);
   std::vector<uint8_t> dead(static_cast<size_t>(F), 0);
   for (int64_t f = 0; f < F; f += 2) dead[f] = 1;
   const int64_t n_dead = F / 2;
-  SaeConfig cfg;
-  cfg.architecture = Architecture::TopK;
-  cfg.k = K;
-  cfg.auxk = auxk;
+  const SaeConfig cfg = config_for(arch, auxk);
   SaeWorkspace ws;
   std::vector<double> ref_grad(size_t(p.size()), 0.0);
   std::vector<int64_t> ref_fire(size_t(F), 0);
-  const SaeStepSums ref =
-      sae_forward_backward(p, cfg, x.data(), N, N, dead.data(), ref_grad.data(), ref_fire.data(), ws);
+  const SaeStepSums ref = sae_forward_backward(p, cfg, x.data(), N, B, dead.data(), ref_grad.data(),
+                                               ref_fire.data(), ws, lead, tail);
 
-  SCOPED_TRACE(testing::Message() << "auxk=" << auxk << " chunk_tokens=" << chunk);
-  cuda::TopKStepConfig gcfg;
-  gcfg.k = K;
-  gcfg.precision = cuda::GemmPrecision::FP32;
-  gcfg.chunk_tokens = chunk;
-  gcfg.auxk = auxk;
-  gcfg.auxk_coef = cfg.auxk_coef;
-  cuda::TopKSaeStep step(D, F, gcfg);
+  cuda::DeviceSae sae(D, F, cfg, cuda::GemmPrecision::FP32);
   cuda::Blas blas;
   DeviceBuffer<float> dp, dx;
   DeviceBuffer<uint8_t> ddead;
-  dp.upload(p.data), dx.upload(x), ddead.upload(dead);
-  DeviceBuffer<double> dgrad(p.size());
-  DeviceBuffer<int64_t> dfire(F);
-  dgrad.zero(stream), dfire.zero(stream);
-  step.forward_backward(dp.data(), dx.data(), N, N, ddead.data(), n_dead, dgrad.data(), dfire.data(), blas, stream);
-  const auto sums = step.take_sums(stream);
-  // The selection (the GEMMs differ only in rounding: random data has no near ties).
-  std::vector<int32_t> gidx(static_cast<size_t>(N * K));
-  SAE_CUDA_CHECK(cudaMemcpy(gidx.data(), step.idx(), sizeof(int32_t) * gidx.size(), cudaMemcpyDeviceToHost));
-  expect_bitwise(gidx, std::vector<int32_t>(ws.idx.begin(), ws.idx.begin() + N * K), "idx");
-  EXPECT_EQ(dfire.download(), ref_fire);
-  EXPECT_EQ(sums.active, int64_t(ref.sum_active));
-  EXPECT_NEAR(sums.sum_sq_err, ref.sum_sq_err, 1e-5 * ref.sum_sq_err);
-  EXPECT_NEAR(sums.aux_sq_err, ref.aux_sq_err, 1e-5 * ref.aux_sq_err);
-  if (auxk > 0) EXPECT_GT(ref.aux_sq_err, 0.0);
-  // Gradients, per parameter block, on the block's scale.
-  const auto got = dgrad.download();
-  const int64_t offs[] = {p.off_W_encT(), p.off_b_enc(), p.off_W_dec(), p.off_b_dec(), p.off_log_threshold(), p.size()};
-  const char* names[] = {"grad W_encT", "grad b_enc", "grad W_dec", "grad b_dec", "grad log_threshold"};
-  for (int blk = 0; blk < 5; ++blk) {
-    std::vector<double> a(got.begin() + offs[blk], got.begin() + offs[blk + 1]);
-    std::vector<double> b(ref_grad.begin() + offs[blk], ref_grad.begin() + offs[blk + 1]);
-    double scale = 0.0;
-    for (double v : b) scale = std::max(scale, std::abs(v));
-    expect_close(a, b, std::vector<double>(b.size(), scale), 1e-4, names[blk]);
-  }
-
-  // Adam from the same float gradient: sae_apply_gradient against apply_adam.
-  SaeParams cpu_p = p;
-  std::vector<float> fgrad(ref_grad.begin(), ref_grad.end());
-  AdamState state;
-  AdamConfig acfg;
-  acfg.lr = 1e-3f;
-  sae_apply_gradient(cpu_p, fgrad, state, acfg, true);
-  DeviceBuffer<float> dfg, dm(p.size()), dv(p.size());
-  dfg.upload(std::vector<float>(ref_grad.begin(), ref_grad.end()));
-  dm.zero(stream), dv.zero(stream);
-  step.apply_adam(dp.data(), dfg.data(), dm.data(), dv.data(), 1, acfg.lr, acfg.beta1, acfg.beta2, acfg.eps, true,
-                  stream);
+  dp.upload(p.data, stream), dx.upload(x, stream), ddead.upload(dead, stream);
+  DeviceBuffer<double> dgrad(p.size()), dsums(cuda::kStepSums);
+  DeviceBuffer<unsigned long long> dfire(F);
+  dgrad.zero(stream), dfire.zero(stream), dsums.zero(stream);
+  sae.forward_backward(dp.data(), dx.data(), lead, N, tail, B, ddead.data(), n_dead, dgrad.data(), dfire.data(),
+                       dsums.data(), {}, blas, stream);
+  // The selection: the same latents (random data has no near ties at the threshold).
+  ASSERT_EQ(sae.width(), ws.width);
+  std::vector<int32_t> gidx(static_cast<size_t>(N * ws.width));
+  SAE_CUDA_CHECK(cudaMemcpyAsync(gidx.data(), sae.idx(), sizeof(int32_t) * gidx.size(), cudaMemcpyDeviceToHost, stream));
   SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  expect_close(dp.download(), cpu_p.data, std::vector<double>(cpu_p.data.size(), acfg.lr), 1e-3, "params after Adam");
-}
-
-TEST_F(Cuda, TopKStepMatchesCpuForwardBackwardAndAdam) {
-  step_parity(stream, 0, 0);
-  step_parity(stream, 0, 64);
-}
-
-TEST_F(Cuda, TopKStepWithAuxKMatchesCpu) {
-  step_parity(stream, 32, 0);
-  step_parity(stream, 32, 64);
-}
-
-TEST_F(Cuda, TopKStepIsDeterministicAndBf16IsClose) {
-  const int64_t N = 512, D = 64, F = 1024, K = 16;
-  const SaeParams p = random_sae(D, F, 91);
-  const auto x = random_normal(size_t(N * D), 92);
-  DeviceBuffer<float> dp, dx;
-  dp.upload(p.data), dx.upload(x);
-  cuda::Blas blas;
-  double sse[3] = {};
-  int i = 0;
-  for (auto prec : {cuda::GemmPrecision::FP32, cuda::GemmPrecision::TF32, cuda::GemmPrecision::BF16}) {
-    cuda::TopKStepConfig gcfg;
-    gcfg.k = K;
-    gcfg.precision = prec;
-    cuda::TopKSaeStep step(D, F, gcfg);
-    DeviceBuffer<float> g1(p.size()), g2(p.size());
-    g1.zero(stream), g2.zero(stream);
-    step.forward_backward(dp.data(), dx.data(), N, N, nullptr, 0, g1.data(), nullptr, blas, stream);
-    sse[i++] = step.take_sums(stream).sum_sq_err;
-    step.forward_backward(dp.data(), dx.data(), N, N, nullptr, 0, g2.data(), nullptr, blas, stream);
-    sync();
-    SCOPED_TRACE(cuda::to_string(prec));
-    expect_bitwise(g2.download(), g1.download(), "gradient, second run");
+  expect_bitwise(gidx, std::vector<int32_t>(ws.idx.begin(), ws.idx.begin() + N * ws.width), "idx");
+  const auto fire = dfire.download(stream);
+  EXPECT_EQ(std::vector<int64_t>(fire.begin(), fire.end()), ref_fire);
+  const auto sums = dsums.download(stream);
+  EXPECT_EQ(sums[cuda::kSumActive], ref.sum_active);
+  EXPECT_NEAR(sums[cuda::kSumSqErr], ref.sum_sq_err, 1e-5 * ref.sum_sq_err);
+  EXPECT_NEAR(sums[cuda::kSumAuxSqErr], ref.aux_sq_err, 1e-5 * ref.aux_sq_err + 1e-12);
+  EXPECT_NEAR(sums[cuda::kSumPenalty], ref.penalty, 1e-5 * std::abs(ref.penalty) + 1e-12);
+  if (auxk > 0) EXPECT_GT(ref.aux_sq_err, 0.0);
+  if (arch == Architecture::BatchTopK) EXPECT_EQ(sae.batch_threshold(), ws.batch_threshold);
+  expect_params_close(dgrad.download(stream), ref_grad, p, 1e-4);
+  if (arch == Architecture::JumpReLU) {  // the test does exercise the threshold gradient
+    double g = 0;
+    for (int64_t f = 0; f < F; ++f) g += std::abs(ref_grad[size_t(p.off_log_threshold() + f)]);
+    EXPECT_GT(g, 0.0);
   }
-  // Reduced-precision encoders change a few selections only: the loss stays close.
-  EXPECT_NEAR(sse[1], sse[0], 0.02 * sse[0]);
-  EXPECT_NEAR(sse[2], sse[0], 0.05 * sse[0]);
+}
+
+TEST_F(Cuda, ForwardBackwardMatchesCpuForEveryArchitecture) {
+  for (Architecture a : {Architecture::TopK, Architecture::BatchTopK, Architecture::ReLU, Architecture::JumpReLU}) {
+    forward_backward_parity(stream, a, 0);
+    forward_backward_parity(stream, a, 32);
+  }
+}
+
+TEST_F(Cuda, AdamMatchesCpu) {
+  const int64_t D = 48, F = 512;
+  const SaeParams p = random_sae(D, F, 71, 0.0f);
+  const auto g = random_normal(size_t(p.size()), 72, 0.01f);
+  for (bool unit : {true, false}) {
+    SaeParams cpu_p = p;
+    std::vector<float> fgrad = g;
+    AdamState state;
+    AdamConfig acfg;
+    acfg.lr = 1e-3f;
+    sae_apply_gradient(cpu_p, fgrad, state, acfg, unit);
+    DeviceBuffer<float> dp, dg, dm(p.size()), dv(p.size());
+    dp.upload(p.data, stream), dg.upload(g, stream);
+    dm.zero(stream), dv.zero(stream);
+    cuda::sae_apply_adam(cuda::SaeLayout{D, F}, dp.data(), dg.data(), dm.data(), dv.data(), 1, acfg.lr, acfg.beta1,
+                         acfg.beta2, acfg.eps, unit, stream);
+    expect_close(dp.download(stream), cpu_p.data, std::vector<double>(cpu_p.data.size(), acfg.lr), 1e-3,
+                 "params after Adam");
+  }
+}
+
+// ---------------------------------------------------------------- the training step
+
+TrainStepConfig step_config(Architecture a, int64_t D, int64_t F, const std::string& precision, double clip) {
+  TrainStepConfig c;
+  c.d_in = D;
+  c.d_sae = F;
+  c.sae = config_for(a, 32);
+  c.adam.beta1 = 0.9f;
+  c.adam.beta2 = 0.999f;
+  c.adam.eps = 6.25e-10f;
+  c.grad_clip = clip;
+  c.precision = precision;
+  return c;
+}
+
+struct TrainRun {
+  SaeParams params;
+  AdamState adam;
+  std::vector<StepTotals> totals;
+  std::vector<std::vector<double>> fire;
+};
+
+// `steps` steps on the batches of x (B rows each), from p, half the latents dead.
+TrainRun train(TrainStep& step, const SaeParams& p, const std::vector<float>& x, int64_t B, int64_t D, int steps,
+          const AdamState& start = {}) {
+  step.set_state(p, start);
+  std::vector<uint8_t> dead(static_cast<size_t>(p.d_sae), 0);
+  for (int64_t f = 0; f < p.d_sae; f += 2) dead[f] = 1;
+  TrainRun r;
+  for (int s = 0; s < steps; ++s) {
+    const int64_t off = (s * B) % (int64_t(x.size()) / D - B + 1);
+    StepBatch b{x.data() + off * D, nullptr, 0, B, 0, 0, B};
+    const StepTotals& t = step.step(b, dead.data(), StepSchedule{1e-3f, 0.3});
+    r.totals.push_back(t);
+    r.fire.emplace_back(t.fire, t.fire + p.d_sae);
+  }
+  step.get_state(r.params, r.adam);
+  return r;
+}
+
+TEST_F(Cuda, TrainStepMatchesCpuStep) {
+  const int64_t D = 48, F = 512, B = 256;
+  const auto x = random_normal(size_t(4 * B * D), 61);
+  MpiEnv env;
+  for (Architecture a : {Architecture::TopK, Architecture::BatchTopK, Architecture::ReLU, Architecture::JumpReLU}) {
+    SCOPED_TRACE(to_string(a));
+    const SaeParams p = random_sae(D, F, 62, std::log(0.05f));
+    const double clip = a == Architecture::ReLU ? 0.05 : 0.0;  // clipping exercised once
+    const auto cpu = make_cpu_train_step(step_config(a, D, F, "fp32", clip), env);
+    const auto gpu = cuda::make_cuda_train_step(step_config(a, D, F, "fp32", clip), env);
+    const TrainRun want = train(*cpu, p, x, B, D, 4);
+    const TrainRun got = train(*gpu, p, x, B, D, 4);
+    for (size_t s = 0; s < want.totals.size(); ++s) {
+      EXPECT_NEAR(got.totals[s].sum_sq_err, want.totals[s].sum_sq_err, 1e-4 * want.totals[s].sum_sq_err) << s;
+      EXPECT_NEAR(got.totals[s].sum_x2, want.totals[s].sum_x2, 1e-9 * want.totals[s].sum_x2) << s;
+      EXPECT_NEAR(got.totals[s].penalty, want.totals[s].penalty, 1e-4 * std::abs(want.totals[s].penalty) + 1e-12) << s;
+      EXPECT_NEAR(got.totals[s].active, want.totals[s].active, 1e-3 * want.totals[s].active) << s;
+    }
+    EXPECT_EQ(got.adam.t, want.adam.t);
+    // After 4 Adam steps of lr 1e-3: the weights within 1e-4 of the block's scale.
+    expect_params_close(std::vector<double>(got.params.data.begin(), got.params.data.end()),
+                        std::vector<double>(want.params.data.begin(), want.params.data.end()), p, 1e-4);
+  }
+}
+
+// Stopped after 2 steps, its state read back into a fresh step, and 2 more: the same bits as
+// 4 steps straight (what train_state.h5 relies on); and the same again when run twice.
+TEST_F(Cuda, TrainStepResumesExactlyAndIsDeterministic) {
+  const int64_t D = 48, F = 512, B = 256;
+  const auto x = random_normal(size_t(4 * B * D), 51);
+  const SaeParams p = random_sae(D, F, 52, std::log(0.05f));
+  MpiEnv env;
+  for (Architecture a : {Architecture::TopK, Architecture::BatchTopK}) {
+    SCOPED_TRACE(to_string(a));
+    const auto cfg = step_config(a, D, F, "bf16", 0.0);
+    const auto s1 = cuda::make_cuda_train_step(cfg, env);
+    const TrainRun straight = train(*s1, p, x, B, D, 4);
+    const TrainRun again = train(*s1, p, x, B, D, 4);
+    expect_bitwise(again.params.data, straight.params.data, "second run");
+    const auto s2 = cuda::make_cuda_train_step(cfg, env);
+    const TrainRun half = train(*s2, p, x, B, D, 2);
+    const auto s3 = cuda::make_cuda_train_step(cfg, env);
+    // The batches of steps 3 and 4 are those at offsets 2B and 3B.
+    std::vector<float> rest(x.begin() + 2 * B * D, x.end());
+    rest.insert(rest.end(), x.begin(), x.begin() + 2 * B * D);
+    const TrainRun resumed = train(*s3, half.params, rest, B, D, 2, half.adam);
+    expect_bitwise(resumed.params.data, straight.params.data, "resumed");
+    expect_bitwise(resumed.adam.m, straight.adam.m, "Adam m");
+    EXPECT_EQ(resumed.adam.t, straight.adam.t);
+  }
+}
+
+// bf16 encoder GEMM: a few selections change; the loss after training stays close to fp32's.
+TEST_F(Cuda, TrainStepBf16CloseToFp32) {
+  const int64_t D = 64, F = 1024, B = 512;
+  const auto x = random_normal(size_t(4 * B * D), 41);
+  const SaeParams p = random_sae(D, F, 42, 0.0f);
+  MpiEnv env;
+  const auto f32 = cuda::make_cuda_train_step(step_config(Architecture::TopK, D, F, "fp32", 0.0), env);
+  const auto b16 = cuda::make_cuda_train_step(step_config(Architecture::TopK, D, F, "bf16", 0.0), env);
+  const TrainRun a = train(*f32, p, x, B, D, 4), b = train(*b16, p, x, B, D, 4);
+  EXPECT_NEAR(b.totals.back().sum_sq_err, a.totals.back().sum_sq_err, 0.05 * a.totals.back().sum_sq_err);
 }
 
 // ---------------------------------------------------------------- gradient communicators
@@ -153,6 +254,10 @@ class TimesHostComm final : public GradientComm {
  public:
   explicit TimesHostComm(float copies) : copies_(copies) {}
   void start(float* data, int64_t n, void* stream) override {
+    EXPECT_TRUE(stream == nullptr);
+    for (int64_t i = 0; i < n; ++i) data[i] *= copies_;
+  }
+  void start(double* data, int64_t n, void* stream) override {
     EXPECT_TRUE(stream == nullptr);
     for (int64_t i = 0; i < n; ++i) data[i] *= copies_;
   }
@@ -168,19 +273,26 @@ TEST_F(Cuda, StagedDeviceCommGoesThroughTheHost) {
   const int64_t n = 100001;
   const auto v = random_normal(size_t(n), 101);
   DeviceBuffer<float> d, other(n);
-  d.upload(v);
+  d.upload(v, stream);
   comm.start(d.data(), n, stream);
   // Another stream ordered after the sum reads the result.
   cudaStream_t s2;
-  SAE_CUDA_CHECK(cudaStreamCreate(&s2));
+  SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
   comm.wait(s2);
   SAE_CUDA_CHECK(cudaMemcpyAsync(other.data(), d.data(), sizeof(float) * size_t(n), cudaMemcpyDeviceToDevice, s2));
   SAE_CUDA_CHECK(cudaStreamSynchronize(s2));
-  cudaStreamDestroy(s2);
   std::vector<float> want(v);
   for (auto& e : want) e *= 3.0f;
-  expect_bitwise(other.download(), want, "staged sum");
-  comm.allreduce_sum(nullptr, 0, stream);
+  expect_bitwise(other.download(s2), want, "staged sum");
+  cudaStreamDestroy(s2);
+  // float64 too (the train step's buffer).
+  std::vector<double> vd(v.begin(), v.end());
+  DeviceBuffer<double> dd;
+  dd.upload(vd, stream);
+  comm.allreduce_sum(dd.data(), n, stream);
+  for (auto& e : vd) e *= 3.0;
+  expect_bitwise(dd.download(stream), vd, "staged float64 sum");
+  comm.allreduce_sum(static_cast<float*>(nullptr), 0, stream);
 }
 
 TEST_F(Cuda, NcclCommSingleRank) {
@@ -191,12 +303,18 @@ TEST_F(Cuda, NcclCommSingleRank) {
   for (WireType wire : {WireType::Float32, WireType::BFloat16}) {
     cuda::NcclComm comm(0, 1, wire, [](void*, size_t) {});
     DeviceBuffer<float> d;
-    d.upload(v);
+    d.upload(v, stream);
     comm.start(d.data(), n, stream);
     comm.wait(nullptr);
     SCOPED_TRACE(comm.describe());
     // One rank: the sum is the vector itself, rounded to bf16 on a bf16 wire.
-    expect_bitwise(d.download(), wire == WireType::BFloat16 ? round_bf16(v) : v, "sum over one rank");
+    expect_bitwise(d.download(stream), wire == WireType::BFloat16 ? round_bf16(v) : v, "sum over one rank");
+    std::vector<double> vd(v.begin(), v.end());
+    DeviceBuffer<double> dd;
+    dd.upload(vd, stream);
+    comm.start(dd.data(), n, stream);
+    comm.wait(nullptr);
+    expect_bitwise(dd.download(stream), vd, "float64 sum over one rank");
   }
 #endif
 }

@@ -81,6 +81,28 @@ TEST(MpiHostComm, Float32RandomMatchesPlainSum) {
   expect_same_on_every_rank(env, data);
 }
 
+// Float64 values travel as they are, whatever the wire type (the train step's gradient).
+TEST(MpiHostComm, Float64SumsAsDoubles) {
+  MpiEnv env;
+  const int64_t n = 4099;
+  std::vector<double> data(static_cast<size_t>(n));
+  // Values a float could not hold: the sum must keep their low bits.
+  for (int64_t i = 0; i < n; ++i) data[i] = double(env.rank() + 1) * (1.0 + std::ldexp(double(i % 89), -40));
+  MpiHostComm comm(env, WireType::BFloat16);
+  comm.allreduce_sum(data.data(), n);
+  const int P = env.size();
+  for (int64_t i = 0; i < n; ++i) {
+    const double want = double(P * (P + 1) / 2) * (1.0 + std::ldexp(double(i % 89), -40));
+    if (data[i] != want) {
+      ADD_FAILURE() << "element " << i << ": got " << data[i] << ", want " << want;
+      break;
+    }
+  }
+  const int64_t bytes = n * int64_t(sizeof(double));
+  const auto all = env.allgather_bytes(data.data(), bytes);
+  for (int r = 1; r < P; ++r) EXPECT_EQ(std::memcmp(all.data(), all.data() + r * bytes, size_t(bytes)), 0);
+}
+
 TEST(MpiHostComm, BFloat16WireExactOnSmallIntegers) {
   MpiEnv env;
   const int64_t n = 4099;
@@ -130,7 +152,7 @@ TEST(MpiHostComm, BFloat16WireWithinBf16Rounding) {
 TEST(MpiHostComm, EmptyVectorAndSeveralStartsBeforeWait) {
   MpiEnv env;
   MpiHostComm comm(env, WireType::Float32);
-  comm.allreduce_sum(nullptr, 0);
+  comm.allreduce_sum(static_cast<float*>(nullptr), 0);
   std::vector<float> a(10, 1.0f), b(7, 2.0f);
   comm.start(a.data(), 10, nullptr);
   comm.start(b.data(), 7, nullptr);

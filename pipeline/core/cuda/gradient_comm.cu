@@ -1,12 +1,15 @@
 // NcclComm, StagedDeviceComm and the choice between them (pipeline/core/cuda/gradient_comm.hpp).
 //
-// Shape legend: n values of one flat gradient vector (float32, device memory).
+// Shape legend: n values of one flat gradient vector (float32 or float64, device memory).
 #include "pipeline/core/cuda/gradient_comm.hpp"
 
 #include <mpi.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/cuda/kernels_cuda.hpp"
@@ -32,6 +35,7 @@ struct NcclComm::Impl {
   __nv_bfloat16* wire_buf = nullptr;      // bf16 scratch, grown on the communication stream
   int64_t wire_capacity = 0;
   int rank = 0, nranks = 1;
+  double timeout_s = 1800;  // SAEPIPE_NCCL_TIMEOUT_S
 };
 
 NcclComm::NcclComm(int rank, int nranks, WireType wire, const BroadcastBytes& broadcast) : impl_(new Impl) {
@@ -44,6 +48,7 @@ NcclComm::NcclComm(int rank, int nranks, WireType wire, const BroadcastBytes& br
   if (rank == 0) SAE_NCCL_CHECK(ncclGetUniqueId(&id));
   broadcast(&id, sizeof id);
   SAE_NCCL_CHECK(ncclCommInitRank(&impl_->comm, nranks, id, rank));
+  if (const char* t = std::getenv("SAEPIPE_NCCL_TIMEOUT_S"); t && std::atof(t) > 0) impl_->timeout_s = std::atof(t);
   SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking));
   SAE_CUDA_CHECK(cudaEventCreateWithFlags(&impl_->ready, cudaEventDisableTiming));
   SAE_CUDA_CHECK(cudaEventCreateWithFlags(&impl_->done, cudaEventDisableTiming));
@@ -83,14 +88,44 @@ void NcclComm::start(float* data, int64_t n, void* stream) {
   SAE_CUDA_CHECK(cudaEventRecord(s.done, s.stream));
 }
 
+void NcclComm::start(double* data, int64_t n, void* stream) {
+  SAE_ASSERT(n >= 0, "negative gradient size");
+  Impl& s = *impl_;
+  SAE_CUDA_CHECK(cudaEventRecord(s.ready, static_cast<cudaStream_t>(stream)));
+  SAE_CUDA_CHECK(cudaStreamWaitEvent(s.stream, s.ready, 0));
+  if (n > 0) SAE_NCCL_CHECK(ncclAllReduce(data, data, size_t(n), ncclFloat64, ncclSum, s.comm, s.stream));
+  SAE_CUDA_CHECK(cudaEventRecord(s.done, s.stream));
+}
+
 void NcclComm::wait(void* stream) {
+  Impl& s = *impl_;
   if (stream) {
-    SAE_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), impl_->done, 0));
+    SAE_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), s.done, 0));
     return;
   }
-  SAE_CUDA_CHECK(cudaEventSynchronize(impl_->done));
+  // Poll rather than block: a peer that died leaves the collective waiting forever, which
+  // NCCL reports as an asynchronous error (or nothing at all, if the peer hangs).
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int polls = 0;; ++polls) {
+    const cudaError_t q = cudaEventQuery(s.done);
+    if (q == cudaSuccess) break;
+    if (q != cudaErrorNotReady) SAE_CUDA_CHECK(q);
+    ncclResult_t async_rc = ncclSuccess;
+    SAE_NCCL_CHECK(ncclCommGetAsyncError(s.comm, &async_rc));
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (async_rc != ncclSuccess || waited > s.timeout_s) {
+      ncclCommAbort(s.comm);  // frees the stuck kernels; the communicator is unusable after
+      s.comm = nullptr;
+      internal_error(async_rc != ncclSuccess
+                         ? std::string("NCCL allreduce failed: ") + ncclGetErrorString(async_rc) +
+                               " (a peer rank died or its network failed)"
+                         : "NCCL allreduce did not complete in " + std::to_string(int64_t(s.timeout_s)) +
+                               " s (SAEPIPE_NCCL_TIMEOUT_S): a peer rank is gone or hangs");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(polls < 1000 ? 20 : 1000));
+  }
   ncclResult_t async_rc = ncclSuccess;
-  SAE_NCCL_CHECK(ncclCommGetAsyncError(impl_->comm, &async_rc));
+  SAE_NCCL_CHECK(ncclCommGetAsyncError(s.comm, &async_rc));
   SAE_NCCL_CHECK(async_rc);
 }
 
@@ -115,26 +150,29 @@ StagedDeviceComm::~StagedDeviceComm() {
   if (pinned_) cudaFreeHost(pinned_);
 }
 
-void StagedDeviceComm::start(float* data, int64_t n, void* stream_ptr) {
+template <class T>
+void StagedDeviceComm::stage(T* data, int64_t n, cudaStream_t stream) {
   SAE_ASSERT(n >= 0, "negative gradient size");
-  auto stream = static_cast<cudaStream_t>(stream_ptr);
   // The previous copy back must have left the pinned buffer before it is reused.
   SAE_CUDA_CHECK(cudaEventSynchronize(done_));
-  if (capacity_ < n) {
+  const int64_t bytes = n * int64_t(sizeof(T));
+  if (capacity_ < bytes) {
     if (pinned_) SAE_CUDA_CHECK(cudaFreeHost(pinned_));
     pinned_ = nullptr;
-    SAE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&pinned_), sizeof(float) * size_t(n)));
-    capacity_ = n;
+    SAE_CUDA_CHECK(cudaMallocHost(&pinned_, size_t(bytes)));
+    capacity_ = bytes;
   }
   if (n > 0) {
-    SAE_CUDA_CHECK(cudaMemcpyAsync(pinned_, data, sizeof(float) * size_t(n), cudaMemcpyDeviceToHost, stream));
+    SAE_CUDA_CHECK(cudaMemcpyAsync(pinned_, data, size_t(bytes), cudaMemcpyDeviceToHost, stream));
     SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
-  host_->allreduce_sum(pinned_, n, nullptr);  // every rank calls it, also with n = 0
-  if (n > 0)
-    SAE_CUDA_CHECK(cudaMemcpyAsync(data, pinned_, sizeof(float) * size_t(n), cudaMemcpyHostToDevice, stream));
+  host_->allreduce_sum(static_cast<T*>(pinned_), n, nullptr);  // every rank calls it, also with n = 0
+  if (n > 0) SAE_CUDA_CHECK(cudaMemcpyAsync(data, pinned_, size_t(bytes), cudaMemcpyHostToDevice, stream));
   SAE_CUDA_CHECK(cudaEventRecord(done_, stream));
 }
+
+void StagedDeviceComm::start(float* data, int64_t n, void* stream) { stage(data, n, static_cast<cudaStream_t>(stream)); }
+void StagedDeviceComm::start(double* data, int64_t n, void* stream) { stage(data, n, static_cast<cudaStream_t>(stream)); }
 
 void StagedDeviceComm::wait(void* stream) {
   if (stream) SAE_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), done_, 0));

@@ -1,7 +1,7 @@
 // GradientComm on device memory (pipeline/core/gradient_comm.hpp): NCCL, and MPI through
 // pinned host memory for when NCCL cannot serve.
 //
-// Shape legend: n values of one flat gradient vector (float32, device memory).
+// Shape legend: n values of one flat gradient vector (float32 or float64, device memory).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -38,6 +38,11 @@ class NcclComm final : public GradientComm {
   NcclComm& operator=(const NcclComm&) = delete;
 
   void start(float* data, int64_t n, void* stream) override;
+  void start(double* data, int64_t n, void* stream) override;
+  // With a stream: orders it after the sums. Without: waits on the host, checking NCCL's
+  // asynchronous errors as it polls; a failed or silent peer (nothing completes within
+  // SAEPIPE_NCCL_TIMEOUT_S seconds, default 1800) aborts the communicator and raises an
+  // internal error naming it, so a dead peer ends the job with a message instead of a hang.
   void wait(void* stream) override;
   std::string describe() const override;
 
@@ -59,12 +64,16 @@ class StagedDeviceComm final : public GradientComm {
   StagedDeviceComm& operator=(const StagedDeviceComm&) = delete;
 
   void start(float* data, int64_t n, void* stream) override;
+  void start(double* data, int64_t n, void* stream) override;
   void wait(void* stream) override;
   std::string describe() const override;
 
  private:
+  template <class T>
+  void stage(T* data, int64_t n, cudaStream_t stream);
+
   std::unique_ptr<GradientComm> host_;
-  float* pinned_ = nullptr;
+  void* pinned_ = nullptr;  // bytes
   int64_t capacity_ = 0;
   cudaEvent_t done_ = nullptr;  // the last copy back
 };

@@ -16,6 +16,7 @@
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/model/cuda/decoder.hpp"
+#include "pipeline/model/cuda/harvest_loop.hpp"
 #include "pipeline/model/cuda/decoder_kernels.hpp"
 #include "pipeline/model/decoder_ops.hpp"
 
@@ -27,12 +28,12 @@ cudaDataType_t cuda_type(ActType t) {
   return t == ActType::F32 ? CUDA_R_32F : t == ActType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 
-void upload_f32(DeviceBuffer<float>& buf, const std::vector<float>& v) { buf.upload(v); }
+void upload_f32(DeviceBuffer<float>& buf, const std::vector<float>& v, cudaStream_t s) { buf.upload(v, s); }
 
-void upload_act(DeviceBuffer<uint8_t>& buf, const std::vector<float>& v, ActType t) {
+void upload_act(DeviceBuffer<uint8_t>& buf, const std::vector<float>& v, ActType t, cudaStream_t s) {
   std::vector<uint8_t> bytes(v.size() * act_bytes(t));
   convert_from_f32(v.data(), int64_t(v.size()), t, bytes.data());
-  buf.upload(bytes);
+  buf.upload(bytes, s);
 }
 
 }  // namespace
@@ -66,8 +67,11 @@ struct DecoderCudaModel::Impl {
   DeviceBuffer<int32_t> positions;        // [N]: n % T, for learned positions
   int64_t positions_T = 0;
 
+  // Every pass runs on `stream` (the scratch above is shared by all of them), ordered with a
+  // caller's stream by the two events; the lock is held while a pass is enqueued.
   std::mutex mu;
   cudaStream_t stream = nullptr;
+  cudaEvent_t before = nullptr, after = nullptr;
   DeviceBuffer<int32_t> tokens;
   std::vector<DeviceBuffer<float>> hook_out;
 
@@ -75,6 +79,8 @@ struct DecoderCudaModel::Impl {
     SAE_CUBLAS_CHECK(cublasLtCreate(&lt));
     workspace.resize(int64_t(32) << 20);
     SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    SAE_CUDA_CHECK(cudaEventCreateWithFlags(&before, cudaEventDisableTiming));
+    SAE_CUDA_CHECK(cudaEventCreateWithFlags(&after, cudaEventDisableTiming));
   }
   ~Impl() {
     for (auto& [key, p] : plans) {
@@ -84,6 +90,9 @@ struct DecoderCudaModel::Impl {
       if (p.op) cublasLtMatmulDescDestroy(p.op);
     }
     if (lt) cublasLtDestroy(lt);
+    if (stream) cudaStreamSynchronize(stream);
+    if (before) cudaEventDestroy(before);
+    if (after) cudaEventDestroy(after);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -139,7 +148,7 @@ struct DecoderCudaModel::Impl {
     std::vector<float> cg(n), sg(n), cl(n), sl(n);
     decoder_ops::rope_tables(inv_global.data(), T, c.rotary_dim, cg.data(), sg.data());
     decoder_ops::rope_tables(inv_local.data(), T, c.rotary_dim, cl.data(), sl.data());
-    cos_g.upload(cg), sin_g.upload(sg), cos_l.upload(cl), sin_l.upload(sl);
+    cos_g.upload(cg, stream), sin_g.upload(sg, stream), cos_l.upload(cl, stream), sin_l.upload(sl, stream);
     rope_T = T;
   }
 
@@ -185,8 +194,9 @@ DecoderCudaModel::DecoderCudaModel(const DecoderModel& cpu, ActType precision)
   m.act = precision;
   weights_identity_ = cpu.weights_identity();
   const int64_t D = cfg_.d_model, V = cfg_.vocab_size;
-  upload_f32(m.embed, cpu.weights().load("embed.weight", {V, D}));
-  if (cfg_.learned_positions) upload_f32(m.pos, cpu.position_embeddings());
+  const cudaStream_t s = m.stream;
+  upload_f32(m.embed, cpu.weights().load("embed.weight", {V, D}), s);
+  if (cfg_.learned_positions) upload_f32(m.pos, cpu.position_embeddings(), s);
   m.inv_global = cpu.inverse_frequencies(false);
   m.inv_local = cpu.inverse_frequencies(true);
   for (const DecoderLayerWeights& w : cpu.layer_weights()) {
@@ -195,11 +205,11 @@ DecoderCudaModel::DecoderCudaModel(const DecoderModel& cpu, ActType precision)
                             {&L.ln2_b, &w.ln2_b}, {&L.post_attn_w, &w.post_attn_w}, {&L.post_mlp_w, &w.post_mlp_w},
                             {&L.q_norm, &w.q_norm}, {&L.k_norm, &w.k_norm}, {&L.b_qkv, &w.b_qkv}, {&L.b_o, &w.b_o},
                             {&L.b_in, &w.b_in}, {&L.b_out, &w.b_out}})
-      upload_f32(*dst, *src);
-    upload_act(L.w_qkv, w.w_qkv, precision);
-    upload_act(L.w_o, w.w_o, precision);
-    upload_act(L.w_in, w.w_in, precision);
-    upload_act(L.w_out, w.w_out, precision);
+      upload_f32(*dst, *src, s);
+    upload_act(L.w_qkv, w.w_qkv, precision, s);
+    upload_act(L.w_o, w.w_o, precision, s);
+    upload_act(L.w_in, w.w_in, precision, s);
+    upload_act(L.w_out, w.w_out, precision, s);
     m.layers.push_back(std::move(L));
   }
   SAE_ASSERT(cfg_.head_dim <= kMaxDecoderHeadDim, "head_dim beyond the CUDA attention kernel");
@@ -215,8 +225,29 @@ std::string DecoderCudaModel::describe() const {
 }
 
 void DecoderCudaModel::forward_device(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
-                                      const std::vector<float*>& out, cudaStream_t s) const {
+                                      const std::vector<float*>& out, cudaStream_t caller) const {
   Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  SAE_CUDA_CHECK(cudaEventRecord(m.before, caller));
+  SAE_CUDA_CHECK(cudaStreamWaitEvent(m.stream, m.before, 0));
+  run_pass(tokens, B, T, hooks, out);
+  SAE_CUDA_CHECK(cudaEventRecord(m.after, m.stream));
+  SAE_CUDA_CHECK(cudaStreamWaitEvent(caller, m.after, 0));
+}
+
+void DecoderCudaModel::forward_batches(int64_t n_batches, int64_t max_batch, int64_t T,
+                                       const std::vector<HookPoint>& hooks, const BatchTokens& fill,
+                                       const BatchActivations& use) const {
+  forward_batches_overlapped(
+      [this](const int32_t* tokens, int64_t B, int64_t T_, const std::vector<HookPoint>& h,
+             const std::vector<float*>& out, cudaStream_t s) { forward_device(tokens, B, T_, h, out, s); },
+      cfg_.d_model, cfg_.vocab_size, n_batches, max_batch, T, hooks, fill, use);
+}
+
+void DecoderCudaModel::run_pass(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+                                const std::vector<float*>& out) const {
+  Impl& m = *impl_;
+  const cudaStream_t s = m.stream;
   const DecoderConfig& c = cfg_;
   const int64_t D = c.d_model, N = B * T, ND = N * D;
   SAE_ASSERT(out.size() == hooks.size(), "one output per hook");
@@ -237,7 +268,7 @@ void DecoderCudaModel::forward_device(const int32_t* tokens, int64_t B, int64_t 
       m.positions_T = T;
       std::vector<int32_t> p(static_cast<size_t>(N));
       for (int64_t n = 0; n < N; ++n) p[size_t(n)] = int32_t(n % T);
-      m.positions.upload(p);
+      m.positions.upload(p, s);
     }
     decoder_embed(m.positions.data(), N, D, m.pos.data(), 1.0f, m.a.data(), s);
     capture(HookKind::PosEmbed, -1, m.a.data());
@@ -272,11 +303,11 @@ void DecoderCudaModel::forward(const int32_t* tokens, int64_t B, int64_t T, cons
   std::lock_guard<std::mutex> lock(m.mu);
   const int64_t N = B * T, ND = N * cfg_.d_model;
   for (int64_t i = 0; i < N; ++i) SAE_ASSERT(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id out of range");
-  m.tokens.upload(tokens, N);
+  m.tokens.upload(tokens, N, m.stream);
   if (m.hook_out.size() < hooks.size()) m.hook_out.resize(hooks.size());
   std::vector<float*> dev(hooks.size());
   for (size_t h = 0; h < hooks.size(); ++h) m.hook_out[h].resize(ND), dev[h] = m.hook_out[h].data();
-  forward_device(m.tokens.data(), B, T, hooks, dev, m.stream);
+  run_pass(m.tokens.data(), B, T, hooks, dev);
   for (size_t h = 0; h < hooks.size(); ++h)
     SAE_CUDA_CHECK(cudaMemcpyAsync(out[h], dev[h], size_t(ND) * sizeof(float), cudaMemcpyDeviceToHost, m.stream));
   SAE_CUDA_CHECK(cudaStreamSynchronize(m.stream));

@@ -9,7 +9,7 @@
 //              biases added by a separate kernel.
 //   the rest   decoder_kernels.hpp, fp32 arithmetic; residual stream and hooks in fp32.
 // The pass stops after the last block a hook needs. forward_final is not on the GPU (the stats
-// stage uses the CPU model). Not thread-safe: one pass at a time per model.
+// stage uses the CPU model). Passes run one at a time, on the model's own stream.
 //
 // Shape legend: B sequences, T positions, N = B*T rows, D d_model, Q query width, KV key/value
 // width, I MLP width, V vocab.
@@ -48,10 +48,15 @@ class DecoderCudaModel final : public TransformerModel {
   // As DecoderModel::forward (host tokens and outputs; synchronous).
   void forward(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                const std::vector<float*>& out) const override;
-  // The pass enqueued on `stream`: tokens [B,T] (ids < vocab_size) and out[h] [N,D] fp32 are
-  // device pointers; nothing is synchronised.
+  // The pass, ordered after `stream`'s earlier work and before its later work: tokens [B,T]
+  // (ids < vocab_size) and out[h] [N,D] fp32 are device pointers; nothing is synchronised.
+  // Thread-safe: every pass runs on the model's own stream, which holds the shared scratch and
+  // cuBLASLt workspace, so passes asked for on different streams never overlap.
   void forward_device(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                       const std::vector<float*>& out, cudaStream_t stream) const;
+  // Batches through HarvestLoop (harvest_loop.hpp): batch i+1's pass overlaps batch i's copy back.
+  void forward_batches(int64_t n_batches, int64_t max_batch, int64_t T, const std::vector<HookPoint>& hooks,
+                       const BatchTokens& fill, const BatchActivations& use) const override;
 
   bool is_full() const override { return false; }
   const float* unembedding() const override { return nullptr; }
@@ -62,6 +67,9 @@ class DecoderCudaModel final : public TransformerModel {
 
  private:
   struct Impl;  // device weights, cuBLASLt plans, scratch (decoder.cu)
+  // The pass itself, on the model's stream, the lock held.
+  void run_pass(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+                const std::vector<float*>& out) const;
   DecoderConfig cfg_;
   ActType precision_;
   std::unique_ptr<Impl> impl_;

@@ -40,10 +40,10 @@ cudaDataType_t cuda_type(ActType t) {
 enum class Epi { None, Bias, BiasGelu };
 const char* to_string(Epi e) { return e == Epi::None ? "none" : e == Epi::Bias ? "bias" : "bias+gelu"; }
 
-void upload_act(DeviceBuffer<uint8_t>& buf, const std::vector<float>& v, ActType t) {
+void upload_act(DeviceBuffer<uint8_t>& buf, const std::vector<float>& v, ActType t, cudaStream_t s) {
   std::vector<uint8_t> bytes(v.size() * act_bytes(t));
   convert_from_f32(v.data(), int64_t(v.size()), t, bytes.data());
-  buf.upload(bytes);
+  buf.upload(bytes, s);
 }
 
 void check_tokens(const int32_t* tokens, int64_t n, int64_t V) {
@@ -88,9 +88,11 @@ struct Gpt2CudaModel::Impl {
   DeviceBuffer<float> x, tmp, tmp2;           // [N,C] fp32: residual stream, sublayer outputs, pos embeddings
   DeviceBuffer<uint8_t> ln, qkv, att, hid;    // [N,C] [N,3C] [N,C] [N,I] activation type
 
-  // forward() (host in, host out).
+  // The stream every pass runs on, the events that order it with a caller's stream, and the
+  // lock held while a pass is enqueued (forward() also holds it until its results are back).
   std::mutex mu;
   cudaStream_t stream = nullptr;
+  cudaEvent_t before = nullptr, after = nullptr;
   DeviceBuffer<int32_t> tokens;
   std::vector<DeviceBuffer<float>> hook_out;
 
@@ -98,6 +100,8 @@ struct Gpt2CudaModel::Impl {
     SAE_CUBLAS_CHECK(cublasLtCreate(&lt));
     workspace.resize(int64_t(32) << 20);  // Hopper's best kernels ask for up to 32 MiB
     SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    SAE_CUDA_CHECK(cudaEventCreateWithFlags(&before, cudaEventDisableTiming));
+    SAE_CUDA_CHECK(cudaEventCreateWithFlags(&after, cudaEventDisableTiming));
   }
   ~Impl() {
     for (auto& [key, p] : plans) {
@@ -107,6 +111,9 @@ struct Gpt2CudaModel::Impl {
       if (p.op) cublasLtMatmulDescDestroy(p.op);
     }
     if (lt) cublasLtDestroy(lt);
+    if (stream) cudaStreamSynchronize(stream);
+    if (before) cudaEventDestroy(before);
+    if (after) cudaEventDestroy(after);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -168,8 +175,10 @@ struct Gpt2CudaModel::Impl {
   void linear(const void* X, const void* W, const void* bias, void* Y, int64_t N, int64_t K, int64_t O, ActType in,
               ActType out, Epi epi, bool accumulate, bool gelu_tanh, cudaStream_t stream) {
     if (N == 0) return;
-    // cuBLASLt's GELU is the tanh form: exact-erf GELU runs as a separate pass.
-    const Epi asked = (epi == Epi::BiasGelu && !gelu_tanh) ? Epi::Bias : epi;
+    // cuBLASLt's GELU is the tanh form, and may approximate tanh (about 2^-11 relative): exact-erf
+    // GELU, and any GELU in fp32 (held to 1e-5 of the CPU), run as the own kernel after a bias
+    // epilogue; bf16 / fp16 keep the fused GELU, well inside their rounding.
+    const Epi asked = (epi == Epi::BiasGelu && (!gelu_tanh || in == ActType::F32)) ? Epi::Bias : epi;
     Plan& p = plan(Key{N, K, O, int(in), int(out), int(asked), accumulate}, bias);
     if (p.fused)
       SAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
@@ -205,35 +214,36 @@ Gpt2CudaModel::Gpt2CudaModel(const Gpt2Config& cfg, const Checkpoint& ck, int64_
   impl_ = std::make_unique<Impl>();
   impl_->fuse = opt.fuse_epilogues;
   const ActType t = opt.precision;
+  const cudaStream_t s = impl_->stream;  // the model's own stream (see forward_device)
   // Hugging Face saves GPT2Model without a prefix and GPT2LMHeadModel with "transformer.".
   const std::string p = ck.has("wte.weight") ? "" : ck.has("transformer.wte.weight") ? "transformer." : "";
   weights_identity_ = ck.identity();
   embeddings_ = std::make_unique<DeviceBlock>();
   wte_host_ = ck.load(p + "wte.weight", {cfg.vocab_size, C});
-  embeddings_->wte.upload(wte_host_);
-  embeddings_->wpe.upload(ck.load(p + "wpe.weight", {cfg.n_positions, C}));
+  embeddings_->wte.upload(wte_host_, s);
+  embeddings_->wpe.upload(ck.load(p + "wpe.weight", {cfg.n_positions, C}), s);
   for (int64_t l = 0; l < n_blocks; ++l) {
     const std::string h = p + "h." + std::to_string(l) + ".";
     auto b = std::make_unique<DeviceBlock>();
-    b->ln1_w.upload(ck.load(h + "ln_1.weight", {C}));
-    b->ln1_b.upload(ck.load(h + "ln_1.bias", {C}));
-    upload_act(b->attn_w, ck.load(h + "attn.c_attn.weight", {C, 3 * C}), t);
-    upload_act(b->attn_b, ck.load(h + "attn.c_attn.bias", {3 * C}), t);  // the bias has D's type
-    upload_act(b->proj_w, ck.load(h + "attn.c_proj.weight", {C, C}), t);
-    b->proj_b.upload(ck.load(h + "attn.c_proj.bias", {C}));             // D is fp32 (attn_out)
-    b->ln2_w.upload(ck.load(h + "ln_2.weight", {C}));
-    b->ln2_b.upload(ck.load(h + "ln_2.bias", {C}));
-    upload_act(b->fc_w, ck.load(h + "mlp.c_fc.weight", {C, I}), t);
-    upload_act(b->fc_b, ck.load(h + "mlp.c_fc.bias", {I}), t);
-    upload_act(b->fc_proj_w, ck.load(h + "mlp.c_proj.weight", {I, C}), t);
-    b->fc_proj_b.upload(ck.load(h + "mlp.c_proj.bias", {C}));
+    b->ln1_w.upload(ck.load(h + "ln_1.weight", {C}), s);
+    b->ln1_b.upload(ck.load(h + "ln_1.bias", {C}), s);
+    upload_act(b->attn_w, ck.load(h + "attn.c_attn.weight", {C, 3 * C}), t, s);
+    upload_act(b->attn_b, ck.load(h + "attn.c_attn.bias", {3 * C}), t, s);  // the bias has D's type
+    upload_act(b->proj_w, ck.load(h + "attn.c_proj.weight", {C, C}), t, s);
+    b->proj_b.upload(ck.load(h + "attn.c_proj.bias", {C}), s);             // D is fp32 (attn_out)
+    b->ln2_w.upload(ck.load(h + "ln_2.weight", {C}), s);
+    b->ln2_b.upload(ck.load(h + "ln_2.bias", {C}), s);
+    upload_act(b->fc_w, ck.load(h + "mlp.c_fc.weight", {C, I}), t, s);
+    upload_act(b->fc_b, ck.load(h + "mlp.c_fc.bias", {I}), t, s);
+    upload_act(b->fc_proj_w, ck.load(h + "mlp.c_proj.weight", {I, C}), t, s);
+    b->fc_proj_b.upload(ck.load(h + "mlp.c_proj.bias", {C}), s);
     blocks_.push_back(std::move(b));
   }
   if (with_ln_f) {
     lnf_w_host_ = ck.load(p + "ln_f.weight", {C});
     lnf_b_host_ = ck.load(p + "ln_f.bias", {C});
-    embeddings_->lnf_w.upload(lnf_w_host_);
-    embeddings_->lnf_b.upload(lnf_b_host_);
+    embeddings_->lnf_w.upload(lnf_w_host_, s);
+    embeddings_->lnf_b.upload(lnf_b_host_, s);
   }
 }
 
@@ -249,7 +259,20 @@ std::string Gpt2CudaModel::describe() const {
 std::string Gpt2CudaModel::gemm_report() const { return impl_->report(); }
 
 void Gpt2CudaModel::forward_device(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
-                                   const std::vector<float*>& out, cudaStream_t s) const {
+                                   const std::vector<float*>& out, cudaStream_t caller) const {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.mu);
+  // Every pass runs on the model's own stream, which holds the per-pass scratch and the
+  // cuBLASLt workspace: passes asked for on different streams never share them at once.
+  SAE_CUDA_CHECK(cudaEventRecord(im.before, caller));
+  SAE_CUDA_CHECK(cudaStreamWaitEvent(im.stream, im.before, 0));
+  run_pass(tokens, B, T, hooks, out, im.stream);
+  SAE_CUDA_CHECK(cudaEventRecord(im.after, im.stream));
+  SAE_CUDA_CHECK(cudaStreamWaitEvent(caller, im.after, 0));
+}
+
+void Gpt2CudaModel::run_pass(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+                             const std::vector<float*>& out, cudaStream_t s) const {
   const int64_t C = cfg_.n_embd, N = B * T, I = cfg_.n_inner, H = cfg_.n_head, L = cfg_.n_layer;
   const size_t row_bytes = size_t(N * C) * sizeof(float);
   SAE_ASSERT(out.size() == hooks.size(), "one output per hook");
@@ -342,10 +365,19 @@ void Gpt2CudaModel::forward(const int32_t* tokens, int64_t B, int64_t T, const s
     if (im.hook_out[h].size() < N * C) im.hook_out[h].resize(N * C);
     dev[h] = im.hook_out[h].data();
   }
-  forward_device(im.tokens.data(), B, T, hooks, dev, im.stream);
+  run_pass(im.tokens.data(), B, T, hooks, dev, im.stream);
   for (size_t h = 0; h < hooks.size(); ++h)
     SAE_CUDA_CHECK(cudaMemcpyAsync(out[h], dev[h], size_t(N * C) * sizeof(float), cudaMemcpyDeviceToHost, im.stream));
   SAE_CUDA_CHECK(cudaStreamSynchronize(im.stream));
+}
+
+void Gpt2CudaModel::forward_batches(int64_t n_batches, int64_t max_batch, int64_t T,
+                                    const std::vector<HookPoint>& hooks, const BatchTokens& fill,
+                                    const BatchActivations& use) const {
+  forward_batches_overlapped(
+      [this](const int32_t* tokens, int64_t B, int64_t T_, const std::vector<HookPoint>& h,
+             const std::vector<float*>& out, cudaStream_t s) { forward_device(tokens, B, T_, h, out, s); },
+      d_model(), vocab_size(), n_batches, max_batch, T, hooks, fill, use);
 }
 
 void Gpt2CudaModel::forward_final(const int32_t*, int64_t, int64_t, const HookPoint&, const std::vector<ActivationEdit>&,
@@ -368,90 +400,11 @@ std::unique_ptr<Gpt2CudaModel> load_gpt2_cuda(const std::string& model_dir, cons
 
 // ---------------------------------------------------------------- the harvest loop
 
-struct Gpt2CudaHarvest::Slot {
-  int32_t* tokens_host = nullptr;  // pinned [max_B*T]
-  DeviceBuffer<int32_t> tokens_dev;
-  std::vector<DeviceBuffer<float>> dev;  // per hook [max_B*T*C]
-  std::vector<float*> host;              // per hook, pinned [max_B*T*C]
-  cudaEvent_t start = nullptr, computed = nullptr, copied = nullptr;
-  bool pending = false;
-};
-
 Gpt2CudaHarvest::Gpt2CudaHarvest(const Gpt2CudaModel& model, std::vector<HookPoint> hooks, int64_t max_batch,
                                  int64_t T, int slots)
-    : model_(model), hooks_(std::move(hooks)), max_batch_(max_batch), T_(T) {
-  SAE_ASSERT(slots >= 1 && max_batch >= 1 && T >= 1, "Gpt2CudaHarvest: bad shape");
-  SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
-  SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
-  const int64_t N = max_batch * T, C = model.d_model();
-  for (int i = 0; i < slots; ++i) {
-    auto s = std::make_unique<Slot>();
-    SAE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&s->tokens_host), size_t(N) * sizeof(int32_t)));
-    s->tokens_dev.resize(N);
-    s->dev.resize(hooks_.size());
-    s->host.assign(hooks_.size(), nullptr);
-    for (size_t h = 0; h < hooks_.size(); ++h) {
-      s->dev[h].resize(N * C);
-      SAE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&s->host[h]), size_t(N * C) * sizeof(float)));
-    }
-    SAE_CUDA_CHECK(cudaEventCreate(&s->start));
-    SAE_CUDA_CHECK(cudaEventCreate(&s->computed));
-    SAE_CUDA_CHECK(cudaEventCreateWithFlags(&s->copied, cudaEventDisableTiming));
-    slot_.push_back(std::move(s));
-  }
-}
-
-Gpt2CudaHarvest::~Gpt2CudaHarvest() {
-  if (compute_) cudaStreamSynchronize(compute_);
-  if (copy_) cudaStreamSynchronize(copy_);
-  for (auto& s : slot_) {
-    if (s->tokens_host) cudaFreeHost(s->tokens_host);
-    for (float* p : s->host)
-      if (p) cudaFreeHost(p);
-    if (s->start) cudaEventDestroy(s->start);
-    if (s->computed) cudaEventDestroy(s->computed);
-    if (s->copied) cudaEventDestroy(s->copied);
-  }
-  if (compute_) cudaStreamDestroy(compute_);
-  if (copy_) cudaStreamDestroy(copy_);
-}
-
-void Gpt2CudaHarvest::submit(int slot, const int32_t* tokens, int64_t B) {
-  SAE_ASSERT(slot >= 0 && slot < slots(), "Gpt2CudaHarvest: no such slot");
-  SAE_ASSERT(B >= 1 && B <= max_batch_, "Gpt2CudaHarvest: batch larger than max_batch");
-  Slot& s = *slot_[size_t(slot)];
-  SAE_ASSERT(!s.pending, "Gpt2CudaHarvest: slot submitted again before wait()");
-  const int64_t N = B * T_, C = model_.d_model();
-  check_tokens(tokens, N, model_.vocab_size());
-  std::memcpy(s.tokens_host, tokens, size_t(N) * sizeof(int32_t));
-  SAE_CUDA_CHECK(cudaEventRecord(s.start, compute_));
-  SAE_CUDA_CHECK(cudaMemcpyAsync(s.tokens_dev.data(), s.tokens_host, size_t(N) * sizeof(int32_t),
-                                 cudaMemcpyHostToDevice, compute_));
-  std::vector<float*> dev(hooks_.size());
-  for (size_t h = 0; h < hooks_.size(); ++h) dev[h] = s.dev[h].data();
-  model_.forward_device(s.tokens_dev.data(), B, T_, hooks_, dev, compute_);
-  SAE_CUDA_CHECK(cudaEventRecord(s.computed, compute_));
-  SAE_CUDA_CHECK(cudaStreamWaitEvent(copy_, s.computed, 0));
-  for (size_t h = 0; h < hooks_.size(); ++h)
-    SAE_CUDA_CHECK(cudaMemcpyAsync(s.host[h], dev[h], size_t(N * C) * sizeof(float), cudaMemcpyDeviceToHost, copy_));
-  SAE_CUDA_CHECK(cudaEventRecord(s.copied, copy_));
-  s.pending = true;
-}
-
-const std::vector<float*>& Gpt2CudaHarvest::wait(int slot) {
-  SAE_ASSERT(slot >= 0 && slot < slots(), "Gpt2CudaHarvest: no such slot");
-  Slot& s = *slot_[size_t(slot)];
-  SAE_ASSERT(s.pending, "Gpt2CudaHarvest: wait() on a slot with nothing submitted");
-  SAE_CUDA_CHECK(cudaEventSynchronize(s.copied));
-  s.pending = false;
-  return s.host;
-}
-
-double Gpt2CudaHarvest::last_pass_seconds(int slot) const {
-  const Slot& s = *slot_[size_t(slot)];
-  float ms = 0;
-  SAE_CUDA_CHECK(cudaEventElapsedTime(&ms, s.start, s.computed));
-  return double(ms) / 1e3;
-}
+    : HarvestLoop(
+          [&model](const int32_t* tokens, int64_t B, int64_t T_, const std::vector<HookPoint>& h,
+                   const std::vector<float*>& out, cudaStream_t s) { model.forward_device(tokens, B, T_, h, out, s); },
+          model.d_model(), model.vocab_size(), std::move(hooks), max_batch, T, slots) {}
 
 }  // namespace saepipe::cuda

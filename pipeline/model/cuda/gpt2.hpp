@@ -3,7 +3,8 @@
 // harvest pipeline (pinned host slots, copies overlapping the next batch's pass).
 //
 //   matmuls      cuBLASLt, inputs in the activation type (fp32 / bf16 / fp16), fp32 accumulate;
-//                bias and GELU fused as epilogues (CUBLASLT_EPILOGUE_BIAS / GELU_BIAS), and the
+//                bias and GELU fused as epilogues (CUBLASLT_EPILOGUE_BIAS / GELU_BIAS; GELU in
+//                fp32 by the own kernel after the bias epilogue, for parity), and the
 //                residual add too (beta = 1 into the residual stream) unless attn_out / mlp_out
 //                is hooked at that layer; a matmul whose epilogue cuBLASLt cannot run falls
 //                back to the plain product + bias_gelu (gemm_report() says which ran).
@@ -13,7 +14,7 @@
 //                BF16 / FP16: weights and matmul inputs in 16 bits; the residual stream, the
 //                LayerNorms and every hooked activation stay fp32.
 // The weights are uploaded once, when the model is built; the pass stops after the last
-// block a hook needs. Not thread-safe: one pass at a time per model.
+// block a hook needs. Passes run one at a time, on the model's own stream.
 //
 // Shape legend: B sequences, T positions, N = B*T rows, C d_model, I MLP width, V vocab.
 #pragma once
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "kernels/cuda/gpt2_kernels.hpp"
+#include "pipeline/model/cuda/harvest_loop.hpp"
 #include "pipeline/model/gpt2.hpp"
 
 namespace saepipe {
@@ -64,10 +66,16 @@ class Gpt2CudaModel final : public Gpt2Base {
   void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
                      const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const override;
 
-  // The pass on the device, enqueued on `stream` with nothing synchronised: tokens [B,T] and
-  // out[h] [N,C] (fp32) are device pointers. Token ids must already be < vocab_size.
+  // The pass on the device, ordered after `stream`'s earlier work and before its later work,
+  // with nothing synchronised: tokens [B,T] and out[h] [N,C] (fp32) are device pointers. Token
+  // ids must already be < vocab_size. Thread-safe: passes run one at a time on the model's
+  // own stream (its scratch and cuBLASLt workspace are shared by every pass).
   void forward_device(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
                       const std::vector<float*>& out, cudaStream_t stream) const;
+
+  // Batches through Gpt2CudaHarvest: batch i+1's pass overlaps batch i's copy back.
+  void forward_batches(int64_t n_batches, int64_t max_batch, int64_t T, const std::vector<HookPoint>& hooks,
+                       const BatchTokens& fill, const BatchActivations& use) const override;
 
   const Gpt2CudaOptions& options() const { return opt_; }
   int64_t blocks_loaded() const { return int64_t(blocks_.size()); }
@@ -77,6 +85,10 @@ class Gpt2CudaModel final : public Gpt2Base {
  private:
   struct DeviceBlock;
   struct Impl;  // cuBLASLt plans and per-pass scratch (gpt2.cu)
+
+  // The pass itself, on stream s (the model's), the lock held.
+  void run_pass(const int32_t* tokens, int64_t B, int64_t T, const std::vector<HookPoint>& hooks,
+                const std::vector<float*>& out, cudaStream_t s) const;
 
   Gpt2CudaOptions opt_;
   bool has_ln_f_ = false;
@@ -90,37 +102,11 @@ class Gpt2CudaModel final : public Gpt2Base {
 std::unique_ptr<Gpt2CudaModel> load_gpt2_cuda(const std::string& model_dir, const std::vector<std::string>& hook_names,
                                               const Gpt2CudaOptions& opt);
 
-// The harvest's loop on the GPU: batch i runs in slot i % slots; its hooked activations are
-// copied to pinned host memory on a second stream while batch i+1 computes.
-//
-//   Gpt2CudaHarvest h(model, hooks, max_B, T);
-//   h.submit(0, tokens0, B);                    // returns at once
-//   for (i = 1; ...) { h.submit(i % 2, tokens_i, B); use(h.wait((i - 1) % 2)); }
-//
-// A slot may be submitted again only after wait() on it returned and its pointers were used.
-class Gpt2CudaHarvest {
+// The harvest loop (harvest_loop.hpp) on this model.
+class Gpt2CudaHarvest final : public HarvestLoop {
  public:
   Gpt2CudaHarvest(const Gpt2CudaModel& model, std::vector<HookPoint> hooks, int64_t max_batch, int64_t T,
                   int slots = 2);
-  ~Gpt2CudaHarvest();
-  Gpt2CudaHarvest(const Gpt2CudaHarvest&) = delete;
-  Gpt2CudaHarvest& operator=(const Gpt2CudaHarvest&) = delete;
-
-  int slots() const { return int(slot_.size()); }
-  // Copies tokens [B,T] (host; checked against the vocabulary) and enqueues the pass.
-  void submit(int slot, const int32_t* tokens, int64_t B);
-  // Blocks until the slot's activations are on the host: per hook, [B*T, C] fp32 (pinned).
-  const std::vector<float*>& wait(int slot);
-  // Seconds the GPU spent on the slot's last pass (CUDA events; valid after wait()).
-  double last_pass_seconds(int slot) const;
-
- private:
-  struct Slot;
-  const Gpt2CudaModel& model_;
-  std::vector<HookPoint> hooks_;
-  int64_t max_batch_, T_;
-  cudaStream_t compute_ = nullptr, copy_ = nullptr;
-  std::vector<std::unique_ptr<Slot>> slot_;
 };
 
 }  // namespace saepipe::cuda

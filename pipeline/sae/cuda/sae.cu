@@ -1,20 +1,23 @@
-// The TopK SAE training step on one GPU (pipeline/sae/cuda/sae.hpp).
+// The SAE forward and backward on one GPU (pipeline/sae/cuda/sae.hpp).
 //
-// Shape legend: N tokens, D d_in, F d_sae, K k, A auxk (effective: min(auxk, #dead)),
-// B global batch, C tokens per encoder round.
-//   x, xc, recon, g, aux_recon, aux_g [N,D]; pre [C,F]; idx, val, dval [N,K];
-//   aux_idx, aux_val, aux_dval [N,A]; row_sq [N]; s_f [F]; bdec_acc [D].
+// Shape legend: N this call's rows, D d_in, F d_sae, K k, W selection width, A auxk (effective:
+// min(auxk, #dead)), B global batch, G encoder rows per GEMM, E = lead + N + tail.
+//   x, xc [E,D]; recon, g, aux_recon, aux_g [N,D]; block [G,F]; pre [N,F] (threshold
+//   selections only); idx, val, dval [N,W]; aux_idx, aux_val, aux_dval [N,A]; row_sq,
+//   aux_row_sq, count [N]; s_f, norm, zsum [F]; bdec_acc [D].
 //
-// The order of the work follows sae_forward_backward (pipeline/sae/sae.cpp) for topk; every
-// sum over tokens runs in a fixed order (see kernels_cuda.hpp), so a step is deterministic on
-// a given GPU. The AuxK top-k runs on each round's pre-activations right after the main one,
-// so [N,F] never has to be kept.
+// The order of the work follows sae_forward_backward (pipeline/sae/sae.cpp); every sum over
+// rows runs in a fixed order (see kernels_cuda.hpp). topk selects block by block from each
+// GEMM's output (AuxK's top-k right after), so [N,F] is never kept; the threshold selections
+// (batchtopk, relu, jumprelu) keep pre [N,F], which the width count, batchtopk's global
+// threshold and jumprelu's threshold gradient read.
 #include "pipeline/sae/cuda/sae.hpp"
 
-#include "kernels/cuda/device_util.cuh"
-
 #include <algorithm>
+#include <cmath>
 #include <string>
+
+#include "kernels/cuda/device_util.cuh"
 
 namespace saepipe::cuda {
 namespace {
@@ -61,24 +64,17 @@ __global__ void __launch_bounds__(kThreads) aux_residual_kernel(const float* __r
 
 // out[0] += sum of x[0, n), one block, fixed order.
 __global__ void __launch_bounds__(kThreads) sum_kernel(const double* __restrict__ x, int64_t n, double* __restrict__ out) {
-  __shared__ double smem[kThreads];
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) acc += x[i];
-  smem[threadIdx.x] = acc;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) smem[threadIdx.x] += smem[threadIdx.x + s];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[0] += smem[0];
+  const double t = block_sum(acc);
+  if (threadIdx.x == 0) out[0] += t;
 }
 
-// Active slots: fire_count[f] += 1 per active slot (nullable) and the total into *active
-// (stored as a double holding an integer: exact below 2^53).
-__global__ void count_active_kernel(const int32_t* __restrict__ idx, int64_t NK, unsigned long long* __restrict__ fire,
+// Active slots: fire[f] += 1 per active slot (nullable) and their number into *total.
+__global__ void count_active_kernel(const int32_t* __restrict__ idx, int64_t NW, unsigned long long* __restrict__ fire,
                                     unsigned long long* __restrict__ total) {
   unsigned long long local = 0;
-  for (int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s < NK; s += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s < NW; s += int64_t(gridDim.x) * blockDim.x) {
     const int32_t f = idx[s];
     if (f < 0) continue;
     ++local;
@@ -89,125 +85,194 @@ __global__ void count_active_kernel(const int32_t* __restrict__ idx, int64_t NK,
   if ((threadIdx.x & 31) == 0 && local) atomicAdd(total, local);
 }
 
-__global__ void add_count_kernel(const unsigned long long* __restrict__ count, double* __restrict__ out) {
-  out[0] += double(*count);
+// sums[active] += count (exact below 2^53); sums[penalty] += l0_coef * count (jumprelu's L0).
+__global__ void add_count_kernel(const unsigned long long* __restrict__ count, double l0_coef,
+                                 double* __restrict__ sums) {
+  sums[kSumActive] += double(*count);
+  if (l0_coef != 0.0) sums[kSumPenalty] += l0_coef * double(*count);
 }
 
+// out[r, f] = in[r, f] + b[f] (one float add, as the CPU's GEMM onto b_enc); in may be out.
+__global__ void add_bias_rows_kernel(const float* in, int64_t R, int64_t F, const float* __restrict__ b, float* out) {
+  const int64_t total = R * F;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = __fadd_rn(in[i], b[i % F]);
+}
 
 template <class T>
-T* scratch(int64_t n, cudaStream_t stream) {
-  void* p = nullptr;
-  SAE_CUDA_CHECK(cudaMallocAsync(&p, sizeof(T) * size_t(n > 0 ? n : 1), stream));
-  return static_cast<T*>(p);
+void grow(DeviceBuffer<T>& b, int64_t n) {
+  if (b.size() < n) b.resize(n);
 }
 
 }  // namespace
 
-TopKSaeStep::TopKSaeStep(int64_t d_in, int64_t d_sae, const TopKStepConfig& cfg) : cfg_(cfg) {
+DeviceSae::DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision)
+    : cfg_(cfg), precision_(precision), topk_(cfg.architecture == Architecture::TopK) {
   SAE_ASSERT(d_in > 0 && d_sae > 0, "SAE dimensions must be positive");
-  SAE_ASSERT(cfg.k >= 1 && cfg.k <= d_sae, "k must be in [1, d_sae]");
-  SAE_ASSERT(cfg.k <= kMaxTopK, "k too large for the GPU top-k");
-  SAE_ASSERT(cfg.chunk_tokens >= 0, "negative chunk_tokens");
+  if (cfg.architecture == Architecture::TopK || cfg.architecture == Architecture::BatchTopK)
+    SAE_ASSERT(cfg.k >= 1 && cfg.k <= d_sae, "k must be in [1, d_sae]");
+  if (topk_) SAE_ASSERT(cfg.k <= kMaxTopK, "k too large for the GPU top-k (at most " + std::to_string(kMaxTopK) + ")");
+  SAE_ASSERT(cfg.auxk >= 0 && cfg.auxk <= kMaxTopK, "auxk must be in [0, " + std::to_string(kMaxTopK) + "]");
+  SAE_ASSERT(cfg.encoder_block >= 0, "negative encoder_block");
   layout_.D = d_in;
   layout_.F = d_sae;
   s_f_.resize(d_sae);
   bdec_acc_.resize(d_in);
-  SAE_ASSERT(cfg.auxk >= 0 && cfg.auxk <= kMaxTopK, "auxk must be in [0, " + std::to_string(kMaxTopK) + "]");
-  sums_.resize(3);
-  SAE_CUDA_CHECK(cudaMemset(sums_.data(), 0, sizeof(double) * 3));
-  if (cfg_.precision == GemmPrecision::BF16) W_encT_bf16_.resize(d_in * d_sae);
-}
-
-void TopKSaeStep::reserve(int64_t N) {
-  if (N <= capacity_) return;
-  const int64_t D = layout_.D, F = layout_.F, K = cfg_.k;
-  const int64_t C = cfg_.chunk_tokens > 0 ? std::min(cfg_.chunk_tokens, N) : N;
-  xc_.resize(N * D);
-  if (cfg_.precision == GemmPrecision::BF16) xc_bf16_.resize(N * D);
-  pre_.resize(C * F);
-  idx_.resize(N * K);
-  val_.resize(N * K);
-  dval_.resize(N * K);
-  recon_.resize(N * D);
-  g_.resize(N * D);
-  row_sq_.resize(N);
-  if (cfg_.auxk > 0) {
-    const int64_t A = cfg_.auxk;
-    aux_idx_.resize(N * A);
-    aux_val_.resize(N * A);
-    aux_dval_.resize(N * A);
-    aux_recon_.resize(N * D);
-    aux_g_.resize(N * D);
+  active_.resize(1);
+  if (cfg.architecture == Architecture::ReLU) {
+    norm_.resize(d_sae);
+    zsum_.resize(d_sae);
   }
-  capacity_ = N;
+  if (precision_ == GemmPrecision::BF16) W_encT_bf16_.resize(d_in * d_sae);
 }
 
-template <class G>
-void TopKSaeStep::run(const float* params, const float* x, int64_t N, int64_t global_batch, const uint8_t* dead,
-                      int64_t n_dead, G* grad, int64_t* fire_count, Blas& blas, cudaStream_t stream) {
-  SAE_ASSERT(N >= 0 && global_batch >= N && global_batch > 0, "global batch must cover the local tokens");
+void DeviceSae::reserve(int64_t E, int64_t N, int64_t W, int64_t A) {
+  const int64_t D = layout_.D, F = layout_.F;
+  const int64_t G = cfg_.encoder_block > 0 ? cfg_.encoder_block : std::min<int64_t>(kMaxEncoderRows, E);
+  grow(xc_, E * D);
+  if (precision_ == GemmPrecision::BF16) grow(xc_bf16_, E * D);
+  grow(block_, std::min(G, E) * F);
+  if (!topk_) {
+    grow(pre_, N * F);
+    grow(count_, N);
+  }
+  grow(idx_, N * W);
+  grow(val_, N * W);
+  grow(dval_, N * W);
+  grow(recon_, N * D);
+  grow(g_, N * D);
+  grow(row_sq_, N);
+  if (A > 0) {
+    grow(aux_idx_, N * A);
+    grow(aux_val_, N * A);
+    grow(aux_dval_, N * A);
+    grow(aux_recon_, N * D);
+    grow(aux_g_, N * D);
+    grow(aux_row_sq_, N);
+  }
+}
+
+void DeviceSae::encode(const float* params, const float* x, int64_t lead, int64_t N, int64_t tail,
+                       int64_t global_batch, const uint8_t* dead, int64_t n_dead, const SumOverRanks& sum_over_ranks,
+                       Blas& blas, cudaStream_t stream) {
+  SAE_ASSERT(N >= 0 && lead >= 0 && tail >= 0, "negative row count");
   SAE_ASSERT(n_dead >= 0 && n_dead <= layout_.F, "dead latent count out of range");
-  if (N == 0) return;
-  reserve(N);
   const SaeLayout& L = layout_;
-  const int64_t D = L.D, F = L.F, K = cfg_.k;
+  const int64_t D = L.D, F = L.F, K = cfg_.k, E = lead + N + tail;
   const float* W_encT = params + L.W_encT();
   const float* b_enc = params + L.b_enc();
-  const float* W_dec = params + L.W_dec();
-  const float* b_dec = params + L.b_dec();
-  const bool bf16 = cfg_.precision == GemmPrecision::BF16;
+  const bool bf16 = precision_ == GemmPrecision::BF16;
   // AuxK width: as the CPU, min(auxk, #dead), 0 without a dead mask.
   const int64_t A = (cfg_.auxk > 0 && dead) ? std::min(cfg_.auxk, n_dead) : 0;
+  reserve(E, N, topk_ ? K : 1, A);
+  aux_width_ = A;
 
-  // ---- encoder: pre = xc W_encT^T in rounds of C tokens, each followed by its top-k (+ b_enc)
-  center_rows(x, b_dec, N, D, xc_.data(), bf16 ? xc_bf16_.data() : nullptr, stream);
-  if (bf16) to_bf16(W_encT, F * D, W_encT_bf16_.data(), stream);
-  const int64_t C = cfg_.chunk_tokens > 0 ? std::min(cfg_.chunk_tokens, N) : N;
-  for (int64_t r = 0; r < N; r += C) {
-    const int64_t m = std::min(C, N - r);
-    if (bf16)
-      matmul(false, true, m, F, D, 1.0f, xc_bf16_.data() + r * D, D, W_encT_bf16_.data(), D, 0.0f, pre_.data(), F,
-             blas, stream);
-    else
-      matmul(false, true, m, F, D, 1.0f, xc_.data() + r * D, D, W_encT, D, 0.0f, pre_.data(), F, cfg_.precision,
-             blas, stream);
-    topk_rows(pre_.data(), m, F, K, nullptr, idx_.data() + r * K, val_.data() + r * K, stream, b_enc);
-    if (A > 0)
-      topk_rows(pre_.data(), m, F, A, dead, aux_idx_.data() + r * A, aux_val_.data() + r * A, stream, b_enc);
+  // ---- pre = xc W_encT^T + b_enc on blocks of G rows of x; each block's rows of this call
+  //      selected at once (topk) or kept in pre (threshold selections)
+  if (E > 0) {
+    center_rows(x, params + L.b_dec(), E, D, xc_.data(), bf16 ? xc_bf16_.data() : nullptr, stream);
+    if (bf16) to_bf16(W_encT, F * D, W_encT_bf16_.data(), stream);
   }
-  relu_slots(idx_.data(), val_.data(), N * K, stream);
-  if (A > 0) relu_slots(aux_idx_.data(), aux_val_.data(), N * A, stream);
-  sparse_decode(idx_.data(), val_.data(), N, K, W_dec, b_dec, D, recon_.data(), stream);
+  const int64_t G = cfg_.encoder_block > 0 ? cfg_.encoder_block : std::min<int64_t>(kMaxEncoderRows, std::max<int64_t>(E, 1));
+  for (int64_t r = 0; r < E; r += G) {
+    const int64_t m = std::min(G, E - r);
+    const int64_t o0 = std::max(r, lead), o1 = std::min(r + m, lead + N);  // this call's rows of the block
+    if (o1 <= o0) continue;
+    const bool direct = !topk_ && o0 == r && o1 == r + m;  // the whole block is this call's
+    float* out = direct ? pre_.data() + (r - lead) * F : block_.data();
+    if (bf16)
+      matmul(false, true, m, F, D, 1.0f, xc_bf16_.data() + r * D, D, W_encT_bf16_.data(), D, 0.0f, out, F, blas, stream);
+    else
+      matmul(false, true, m, F, D, 1.0f, xc_.data() + r * D, D, W_encT, D, 0.0f, out, F, precision_, blas, stream);
+    const float* mine = out + (o0 - r) * F;
+    const int64_t rows = o1 - o0, first = o0 - lead;
+    if (topk_) {
+      topk_rows(mine, rows, F, K, nullptr, idx_.data() + first * K, val_.data() + first * K, stream, b_enc);
+      if (A > 0)
+        topk_rows(mine, rows, F, A, dead, aux_idx_.data() + first * A, aux_val_.data() + first * A, stream, b_enc);
+    } else {
+      add_bias_rows_kernel<<<grid_for(rows * F, kThreads), kThreads, 0, stream>>>(mine, rows, F, b_enc,
+                                                                                  pre_.data() + first * F);
+      SAE_CUDA_LAUNCH_CHECK();
+    }
+  }
 
-  // ---- g = dLoss/dx_hat = (2/B)(x_hat - x); the squared error and active counts
-  residual_kernel<<<unsigned(N), kThreads, 0, stream>>>(recon_.data(), x, D, 2.0 / double(global_batch), g_.data(),
-                                                         row_sq_.data());
+  // ---- the selection
+  if (topk_) {
+    width_ = K;
+    relu_slots(idx_.data(), val_.data(), N * K, stream);
+  } else {
+    const float* log_thr = nullptr;
+    float thr_all = 0.0f;
+    if (cfg_.architecture == Architecture::BatchTopK) {
+      // A collective over the data group: called with N = 0 too.
+      batch_threshold_ = kth_largest_positive(pre_.data(), N, F, global_batch * K, sum_over_ranks, stream);
+      thr_all = std::nextafter(batch_threshold_, -1.0f);  // pre >= t is pre > (the float just below t)
+    } else if (cfg_.architecture == Architecture::JumpReLU) {
+      log_thr = params + L.log_threshold();
+    }
+    width_ = count_above(pre_.data(), N, F, log_thr, thr_all, count_.data(), stream);
+    grow(idx_, N * width_);
+    grow(val_, N * width_);
+    grow(dval_, N * width_);
+    fill_above(pre_.data(), N, F, log_thr, thr_all, width_, idx_.data(), val_.data(), stream);
+    if (A > 0) topk_rows(pre_.data(), N, F, A, dead, aux_idx_.data(), aux_val_.data(), stream, nullptr);
+  }
+  if (A > 0) relu_slots(aux_idx_.data(), aux_val_.data(), N * A, stream);
+  sparse_decode(idx_.data(), val_.data(), N, width_, params + L.W_dec(), params + L.b_dec(), D, recon_.data(), stream);
+}
+
+void DeviceSae::encode_decode(const float* params, const float* x, int64_t N, Blas& blas, cudaStream_t stream) {
+  encode(params, x, 0, N, 0, std::max<int64_t>(N, 1), nullptr, 0, SumOverRanks{}, blas, stream);
+}
+
+void DeviceSae::forward_backward(const float* params, const float* x, int64_t lead, int64_t N, int64_t tail,
+                                 int64_t global_batch, const uint8_t* dead, int64_t n_dead, double* grad,
+                                 unsigned long long* fire, double* sums, const SumOverRanks& sum_over_ranks,
+                                 Blas& blas, cudaStream_t stream) {
+  SAE_ASSERT(N >= 0 && global_batch >= N && global_batch > 0, "global batch must cover the local tokens");
+  encode(params, x, lead, N, tail, global_batch, dead, n_dead, sum_over_ranks, blas, stream);
+  if (N == 0) return;
+  const SaeLayout& L = layout_;
+  const int64_t D = L.D, F = L.F, W = width_, A = aux_width_;
+  const float* x_own = x + lead * D;
+  const float* xc_own = xc_.data() + lead * D;
+  const float* W_encT = params + L.W_encT();
+  const float* W_dec = params + L.W_dec();
+  const double two_over_B = 2.0 / double(global_batch);
+  SAE_ASSERT(N <= int64_t(INT32_MAX), "too many rows for one launch");
+
+  // ---- g = dLoss/dx_hat = (2/B)(x_hat - x); the squared error, active counts, L0 penalty
+  residual_kernel<<<unsigned(N), kThreads, 0, stream>>>(recon_.data(), x_own, D, two_over_B, g_.data(), row_sq_.data());
   SAE_CUDA_LAUNCH_CHECK();
-  sum_kernel<<<1, kThreads, 0, stream>>>(row_sq_.data(), N, sums_.data());
+  sum_kernel<<<1, kThreads, 0, stream>>>(row_sq_.data(), N, sums + kSumSqErr);
   SAE_CUDA_LAUNCH_CHECK();
-  auto* active = scratch<unsigned long long>(1, stream);
-  SAE_CUDA_CHECK(cudaMemsetAsync(active, 0, sizeof(unsigned long long), stream));
-  count_active_kernel<<<grid_for(N * K, 256), 256, 0, stream>>>(
-      idx_.data(), N * K, reinterpret_cast<unsigned long long*>(fire_count), active);
+  active_.zero(stream);
+  count_active_kernel<<<grid_for(N * W, 256), 256, 0, stream>>>(idx_.data(), N * W, fire, active_.data());
   SAE_CUDA_LAUNCH_CHECK();
-  add_count_kernel<<<1, 1, 0, stream>>>(active, sums_.data() + 1);
+  const double l0 = cfg_.architecture == Architecture::JumpReLU ? cfg_.l0_coef : 0.0;
+  add_count_kernel<<<1, 1, 0, stream>>>(active_.data(), l0, sums);
   SAE_CUDA_LAUNCH_CHECK();
-  SAE_CUDA_CHECK(cudaFreeAsync(active, stream));
 
   // ---- decoder: b_dec through x_hat, W_dec, dval = dLoss/dz (0 on empty slots)
   bdec_acc_.zero(stream);
   weighted_column_sums(nullptr, g_.data(), N, D, 1.0, bdec_acc_.data(), stream);
-  sparse_decode_backward(idx_.data(), val_.data(), g_.data(), N, K, W_dec, D, F, dval_.data(), grad + L.W_dec(),
-                         stream);
+  sparse_decode_backward(idx_.data(), val_.data(), g_.data(), N, W, W_dec, D, F, dval_.data(), grad + L.W_dec(), stream);
+  if (cfg_.architecture == Architecture::ReLU)
+    relu_l1_backward(W_dec, idx_.data(), val_.data(), N, W, D, F, cfg_.l1_coef, global_batch, dval_.data(),
+                     grad + L.W_dec(), norm_.data(), zsum_.data(), sums + kSumPenalty, stream);
+  if (cfg_.architecture == Architecture::JumpReLU)
+    jumprelu_threshold_backward(pre_.data(), g_.data(), W_dec, params + L.log_threshold(), N, D, F, cfg_.l0_coef,
+                                cfg_.bandwidth, global_batch, grad + L.log_threshold(), stream);
 
   // ---- AuxK: dead latents reconstruct the residual r = x - x_hat (a constant)
   if (A > 0) {
     sparse_decode(aux_idx_.data(), aux_val_.data(), N, A, W_dec, nullptr, D, aux_recon_.data(), stream);
-    aux_residual_kernel<<<unsigned(N), kThreads, 0, stream>>>(aux_recon_.data(), recon_.data(), x, D,
-                                                              cfg_.auxk_coef * 2.0 / double(global_batch),
-                                                              aux_g_.data(), row_sq_.data());
+    aux_residual_kernel<<<unsigned(N), kThreads, 0, stream>>>(aux_recon_.data(), recon_.data(), x_own, D,
+                                                              cfg_.auxk_coef * two_over_B, aux_g_.data(),
+                                                              aux_row_sq_.data());
     SAE_CUDA_LAUNCH_CHECK();
-    sum_kernel<<<1, kThreads, 0, stream>>>(row_sq_.data(), N, sums_.data() + 2);
+    sum_kernel<<<1, kThreads, 0, stream>>>(aux_row_sq_.data(), N, sums + kSumAuxSqErr);
     SAE_CUDA_LAUNCH_CHECK();
     sparse_decode_backward(aux_idx_.data(), aux_val_.data(), aux_g_.data(), N, A, W_dec, D, F, aux_dval_.data(),
                            grad + L.W_dec(), stream);
@@ -216,38 +281,17 @@ void TopKSaeStep::run(const float* params, const float* x, int64_t N, int64_t gl
   // ---- encoder: W_encT and b_enc from dpre = dval on the active slots; b_dec through xc:
   //      -sum_f s_f W_encT[f] with s_f the total dpre of latent f
   s_f_.zero(stream);
-  sparse_encode_backward(idx_.data(), dval_.data(), xc_.data(), N, K, D, F, grad + L.W_encT(), s_f_.data(), stream);
+  sparse_encode_backward(idx_.data(), dval_.data(), xc_own, N, W, D, F, grad + L.W_encT(), s_f_.data(), stream);
   if (A > 0)
-    sparse_encode_backward(aux_idx_.data(), aux_dval_.data(), xc_.data(), N, A, D, F, grad + L.W_encT(), s_f_.data(),
+    sparse_encode_backward(aux_idx_.data(), aux_dval_.data(), xc_own, N, A, D, F, grad + L.W_encT(), s_f_.data(),
                            stream);
   add_into(s_f_.data(), F, grad + L.b_enc(), stream);
   weighted_column_sums(s_f_.data(), W_encT, F, D, -1.0, bdec_acc_.data(), stream);
   add_into(bdec_acc_.data(), D, grad + L.b_dec(), stream);
 }
 
-void TopKSaeStep::forward_backward(const float* params, const float* x, int64_t N, int64_t global_batch,
-                                   const uint8_t* dead, int64_t n_dead, float* grad, int64_t* fire_count, Blas& blas,
-                                   cudaStream_t stream) {
-  run<float>(params, x, N, global_batch, dead, n_dead, grad, fire_count, blas, stream);
-}
-
-void TopKSaeStep::forward_backward(const float* params, const float* x, int64_t N, int64_t global_batch,
-                                   const uint8_t* dead, int64_t n_dead, double* grad, int64_t* fire_count, Blas& blas,
-                                   cudaStream_t stream) {
-  run<double>(params, x, N, global_batch, dead, n_dead, grad, fire_count, blas, stream);
-}
-
-TopKSaeStep::Sums TopKSaeStep::take_sums(cudaStream_t stream) {
-  double host[3] = {0, 0, 0};
-  SAE_CUDA_CHECK(cudaMemcpyAsync(host, sums_.data(), sizeof host, cudaMemcpyDeviceToHost, stream));
-  SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  SAE_CUDA_CHECK(cudaMemsetAsync(sums_.data(), 0, sizeof host, stream));
-  return {host[0], int64_t(host[1]), host[2]};
-}
-
-void TopKSaeStep::apply_adam(float* params, float* grad, float* m, float* v, int64_t t, float lr, float beta1,
-                             float beta2, float eps, bool unit_norm_decoder, cudaStream_t stream) {
-  const SaeLayout& L = layout_;
+void sae_apply_adam(const SaeLayout& L, float* params, float* grad, float* m, float* v, int64_t t, float lr,
+                    float beta1, float beta2, float eps, bool unit_norm_decoder, cudaStream_t stream) {
   if (!unit_norm_decoder) {
     adam_step(params, grad, m, v, L.size(), lr, beta1, beta2, eps, t, stream);
     return;

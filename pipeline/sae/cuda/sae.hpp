@@ -1,34 +1,29 @@
-// The TopK SAE training step on one GPU, from the kernels of kernels_cuda.hpp: the device
-// counterpart of sae_forward_backward + sae_apply_gradient (pipeline/sae/sae.hpp) for
-// architecture "topk", AuxK included. Not yet used by the train stage (see README, issue 6);
-// tests/gpu checks it against the CPU and bench/gpu times it.
+// The SAE's forward and backward on one GPU for every architecture: the device counterpart of
+// sae_encode_decode / sae_forward_backward (pipeline/sae/sae.hpp), from the kernels of
+// kernels_cuda.hpp and the architecture pieces of architectures.hpp. The training step
+// (train_step.cu) and the stats passes use it; tests/gpu checks it against the CPU.
 //
-//   xc = x - b_dec;  pre = xc W_encT^T (+ b_enc, fused into the top-k);  z = ReLU(TopK_k(pre))
-//   x_hat = W_dec^T z + b_dec;  loss = (1/B) sum_n ||x_hat_n - x_n||^2 + auxk_coef * AuxK
-//   AuxK: e_hat = W_dec^T ReLU(TopK_A(pre over dead latents)), A = min(auxk, #dead),
-//         term (1/B) sum_n ||e_hat_n - (x_n - x_hat_n)||^2 with x - x_hat held fixed.
+//   xc = x - b_dec;  pre = xc W_encT^T + b_enc;  z = select(pre)
+//   x_hat = W_dec^T z + b_dec;  loss = (1/B) sum_n ||x_hat_n - x_n||^2 + penalty + auxk_coef * AuxK
+//   select: topk (ReLU of the per-row top k), batchtopk (the global B*k largest, threshold
+//   found over the data group), relu (pre > 0), jumprelu (pre > exp(log_threshold)).
 //
-// Shape legend: N tokens, D d_in, F d_sae, K k, A auxk, B global batch.
-//   Parameters and gradients use SaeParams' flat layout:
+// The encoder GEMM runs on blocks of encoder_block rows counted from the first row of x (the
+// caller aligns them to the global batch, as the CPU does), in `precision`; every other sum
+// runs in a fixed order, so a call is deterministic on a given GPU.
+//
+// Shape legend: N this call's rows, D d_in, F d_sae, K k, W selection width, A auxk
+// (effective: min(auxk, #dead)), B global batch, G encoder block.
+//   Parameters and gradients use SaeParams' flat layout (SaeLayout):
 //   W_encT [F,D] | b_enc [F] | W_dec [F,D] | b_dec [D] | log_threshold [F].
 #pragma once
 #include <cstdint>
 
 #include "kernels/cuda/kernels_cuda.hpp"
+#include "pipeline/sae/cuda/architectures.hpp"
+#include "pipeline/sae/sae.hpp"
 
 namespace saepipe::cuda {
-
-struct TopKStepConfig {
-  int64_t k = 32;
-  // Encoder GEMM: BF16 converts xc and W_encT to bf16 copies and multiplies them with fp32
-  // accumulation; TF32 / FP32 multiply the fp32 values.
-  GemmPrecision precision = GemmPrecision::BF16;
-  // Tokens per encoder GEMM + top-k round (0: the whole batch at once). Smaller rounds keep
-  // the [rows, F] pre-activations in L2 between the GEMM and the top-k, and bound memory.
-  int64_t chunk_tokens = 0;
-  int64_t auxk = 0;             // 0: no AuxK term
-  double auxk_coef = 1.0 / 32;
-};
 
 // Offsets into the flat parameter / gradient vector (SaeParams' layout).
 struct SaeLayout {
@@ -41,54 +36,68 @@ struct SaeLayout {
   int64_t size() const { return 2 * D * F + 2 * F + D; }
 };
 
-class TopKSaeStep {
+// The sums one forward_backward adds to (device doubles, in this order).
+enum StepSum { kSumSqErr = 0, kSumActive = 1, kSumAuxSqErr = 2, kSumPenalty = 3, kStepSums = 4 };
+
+class DeviceSae {
  public:
-  TopKSaeStep(int64_t d_in, int64_t d_sae, const TopKStepConfig& cfg);
+  // cfg: architecture, k, auxk, coefficients; encoder_block 0 means one GEMM per call
+  // (bounded by kMaxEncoderRows). cfg.kth_largest is not used: batchtopk sums its histograms
+  // with sum_over_ranks.
+  DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision);
   const SaeLayout& layout() const { return layout_; }
+  SaeConfig& config() { return cfg_; }  // l1_coef changes per step
 
-  // Forward + backward for N tokens x [N,D] of a global batch of `global_batch` tokens:
-  // grad += the gradient of the loss above; fire_count [F] (nullable) += the tokens on which
-  // each latent is active. `dead` [F] (nullable) marks the dead latents for AuxK and n_dead
-  // (a host value) counts them. All pointers are device memory; nothing synchronises. The
-  // sums accumulate on the device (take_sums()).
-  void forward_backward(const float* params, const float* x, int64_t N, int64_t global_batch, const uint8_t* dead,
-                        int64_t n_dead, float* grad, int64_t* fire_count, Blas& blas, cudaStream_t stream);
-  void forward_backward(const float* params, const float* x, int64_t N, int64_t global_batch, const uint8_t* dead,
-                        int64_t n_dead, double* grad, int64_t* fire_count, Blas& blas, cudaStream_t stream);
+  // Forward + backward for this call's N rows, which are rows [lead, lead + N) of
+  // x [lead + N + tail, D] (the others complete the encoder blocks around them): grad [P] +=
+  // the gradient of the loss with batch size global_batch; fire [F] (nullable) += the rows on
+  // which each latent is active; sums [kStepSums] +=. dead [F] (nullable) marks the dead latents
+  // for AuxK, n_dead (host) counts them. batchtopk calls sum_over_ranks three times (every rank
+  // must call this, also with N = 0). All pointers are device memory.
+  void forward_backward(const float* params, const float* x, int64_t lead, int64_t N, int64_t tail,
+                        int64_t global_batch, const uint8_t* dead, int64_t n_dead, double* grad,
+                        unsigned long long* fire, double* sums, const SumOverRanks& sum_over_ranks, Blas& blas,
+                        cudaStream_t stream);
 
-  struct Sums {
-    double sum_sq_err = 0;  // sum_n ||x_hat_n - x_n||^2
-    int64_t active = 0;     // (token, latent) pairs with z > 0
-    double aux_sq_err = 0;  // sum_n ||e_hat_n - r_n||^2 (0 without AuxK)
-  };
-  // The sums since the last reset (synchronises the stream), then resets them.
-  Sums take_sums(cudaStream_t stream);
+  // Forward only, one process holding the whole batch (inference: topk, relu or jumprelu):
+  // codes idx/val [N, width()] and x_hat recon() [N,D].
+  void encode_decode(const float* params, const float* x, int64_t N, Blas& blas, cudaStream_t stream);
 
-  // After the gradient is summed over ranks: Adam on every parameter from the float32
-  // gradient, the decoder rows fused with the projection and renormalisation when
-  // unit_norm_decoder (as sae_apply_gradient). t is the step number (from 1).
-  void apply_adam(float* params, float* grad, float* m, float* v, int64_t t, float lr, float beta1, float beta2,
-                  float eps, bool unit_norm_decoder, cudaStream_t stream);
-
-  // The last forward's selection [N,K] and reconstruction [N,D] (device).
+  // The last call's selection, reconstruction and (forward_backward) per-row squared errors.
+  int64_t width() const { return width_; }
   const int32_t* idx() const { return idx_.data(); }
   const float* val() const { return val_.data(); }
   const float* recon() const { return recon_.data(); }
+  const double* row_sq() const { return row_sq_.data(); }
+  float batch_threshold() const { return batch_threshold_; }  // batchtopk
+
+  // Rows per encoder GEMM when encoder_block is 0 (bounds the [rows, F] pre-activations).
+  static constexpr int64_t kMaxEncoderRows = 4096;
 
  private:
-  template <class G>
-  void run(const float* params, const float* x, int64_t N, int64_t global_batch, const uint8_t* dead, int64_t n_dead,
-           G* grad, int64_t* fire_count, Blas& blas, cudaStream_t stream);
-  void reserve(int64_t N);
+  void encode(const float* params, const float* x, int64_t lead, int64_t N, int64_t tail, int64_t global_batch,
+              const uint8_t* dead, int64_t n_dead, const SumOverRanks& sum_over_ranks, Blas& blas,
+              cudaStream_t stream);
+  void reserve(int64_t N_ext, int64_t N, int64_t W, int64_t A);
 
   SaeLayout layout_;
-  TopKStepConfig cfg_;
-  int64_t capacity_ = 0;  // tokens the buffers hold
-  DeviceBuffer<float> xc_, pre_, val_, recon_, g_, dval_;
-  DeviceBuffer<float> aux_val_, aux_recon_, aux_g_, aux_dval_;  // [N,A] [N,D] [N,D] [N,A]
+  SaeConfig cfg_;
+  GemmPrecision precision_;
+  bool topk_;          // per-row selection (topk): pre is consumed block by block
+  int64_t width_ = 0, aux_width_ = 0;
+  float batch_threshold_ = 0;
+  DeviceBuffer<float> xc_, pre_, block_, val_, recon_, g_, dval_;
+  DeviceBuffer<float> aux_val_, aux_recon_, aux_g_, aux_dval_;
   DeviceBuffer<__nv_bfloat16> xc_bf16_, W_encT_bf16_;
-  DeviceBuffer<int32_t> idx_, aux_idx_;
-  DeviceBuffer<double> row_sq_, s_f_, bdec_acc_, sums_;  // sums_: [sum_sq_err, active, aux_sq_err]
+  DeviceBuffer<int32_t> idx_, aux_idx_, count_;
+  DeviceBuffer<double> row_sq_, aux_row_sq_, s_f_, bdec_acc_, norm_, zsum_;
+  DeviceBuffer<unsigned long long> active_;
 };
+
+// After the gradient is summed over ranks: Adam on every parameter from the float32 gradient,
+// the decoder rows fused with the projection and renormalisation when unit_norm_decoder (as
+// sae_apply_gradient). t is the step number (from 1).
+void sae_apply_adam(const SaeLayout& L, float* params, float* grad, float* m, float* v, int64_t t, float lr,
+                    float beta1, float beta2, float eps, bool unit_norm_decoder, cudaStream_t stream);
 
 }  // namespace saepipe::cuda

@@ -6,6 +6,8 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/model/cuda/decoder.hpp"
+#include "pipeline/sae/cuda/train_step.hpp"
+#include "pipeline/stats/cuda/feature_passes.hpp"
 #include "pipeline/stages/backend.hpp"
 
 namespace saepipe {
@@ -39,6 +41,13 @@ class CudaBackend final : public Backend {
   std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) const override {
     // forward_final (the spliced runs) is CPU-only so far: CE loss and logit effects run there.
     return saepipe::load_transformer_full(model_dir);
+  }
+  std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const override {
+    return cuda::make_cuda_train_step(config, data_group);
+  }
+  std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                     int64_t hist_bins, const ExampleOptions& opt) const override {
+    return cuda::make_cuda_feature_passes(params, config, hist_bins, opt);
   }
 
  private:

@@ -11,7 +11,9 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_util.cuh"
+#include "pipeline/sae/cuda/sae.hpp"
 #include "pipeline/stats/cuda/feature_passes.hpp"
+#include "pipeline/stats/example_selection.hpp"
 #include "pipeline/stats/selection_rules.hpp"
 
 namespace saepipe::cuda {
@@ -83,14 +85,17 @@ __global__ void recon_rows_kernel(const float* __restrict__ x, const float* __re
 // sum x[:, d] per column: a thread sums its column over a run of rows exactly (fixed point),
 // then adds that once. Block: 32 columns x 8 row lanes.
 constexpr int kColRows = 256;  // rows per blockIdx.y
+// Runs of rows stride over gridDim.y (at most 65535 blocks there).
 __global__ void recon_cols_kernel(const float* __restrict__ x, int64_t n, int64_t D, unsigned long long* lo,
                                   unsigned long long* hi) {
   const int64_t d = int64_t(blockIdx.x) * 32 + threadIdx.x % 32;
   if (d >= D) return;
-  const int64_t r0 = int64_t(blockIdx.y) * kColRows, r1 = min(n, r0 + kColRows);
-  __int128 acc = 0;
-  for (int64_t r = r0 + threadIdx.x / 32; r < r1; r += blockDim.x / 32) acc += to_fixed(double(x[r * D + d]));
-  if (acc != 0) atomic_add_128(lo + d, hi + d, acc);
+  for (int64_t r0 = int64_t(blockIdx.y) * kColRows; r0 < n; r0 += int64_t(gridDim.y) * kColRows) {
+    const int64_t r1 = min(n, r0 + kColRows);
+    __int128 acc = 0;
+    for (int64_t r = r0 + threadIdx.x / 32; r < r1; r += blockDim.x / 32) acc += to_fixed(double(x[r * D + d]));
+    if (acc != 0) atomic_add_128(lo + d, hi + d, acc);
+  }
 }
 
 // ---------------------------------------------------------------- pass 2: histograms
@@ -266,7 +271,7 @@ struct CudaFeaturePasses::Selection {
   DeviceBuffer<uint8_t> temp;
 
   Selection(int64_t groups, int64_t slots, int64_t before_, int64_t after_, bool interval_, int64_t bins_,
-            uint64_t seed_)
+            uint64_t seed_, cudaStream_t s)
       : G(groups), S(slots), before(before_), after(after_), Cx(before_ + 1 + after_), bins(bins_),
         interval(interval_), seed(seed_) {
     SAE_ASSERT(S >= 1 && S <= kMaxExampleSlots, "example slots must be in [1, " + std::to_string(kMaxExampleSlots) + "]");
@@ -274,7 +279,7 @@ struct CudaFeaturePasses::Selection {
     prio.resize(G * S), row.resize(G * S), act.resize(G * S);
     ctx_tok.resize(G * S * Cx), ctx_act.resize(G * S * Cx);
     count.resize(G), seg_begin.resize(G), seg_end.resize(G);
-    if (G > 0) SAE_CUDA_CHECK(cudaMemset(count.data(), 0, size_t(G) * sizeof(int32_t)));
+    count.zero(s);
   }
 
   void offer(const DeviceCodes& b, const float* max_act, cudaStream_t s) {
@@ -329,24 +334,12 @@ struct CudaFeaturePasses::Selection {
     SAE_CUDA_LAUNCH_CHECK();
   }
 
-  ExampleSet download(int64_t groups_per_feature, cudaStream_t s) const {
-    SAE_CUDA_CHECK(cudaStreamSynchronize(s));
-    ExampleSet out;
-    out.per_feature = groups_per_feature * S;
-    out.row = row.download();
-    out.activation = act.download();
-    out.ctx_tokens = ctx_tok.download();
-    out.ctx_acts = ctx_act.download();
-    const std::vector<int32_t> n = count.download();
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t k = n[size_t(g)]; k < S; ++k) {
-        const size_t i = size_t(g * S + k);
-        out.row[i] = -1;
-        out.activation[i] = 0.0f;
-        std::fill_n(out.ctx_tokens.begin() + int64_t(i) * Cx, Cx, -1);
-        std::fill_n(out.ctx_acts.begin() + int64_t(i) * Cx, Cx, 0.0f);
-      }
-    return out;
+  // This rank's kept examples, merged with every other rank's (collective).
+  ExampleSet merge(const MpiEnv& env, int64_t groups_per_feature, cudaStream_t s) const {
+    const ExampleSelection mine = ExampleSelection::from_kept(
+        G, S, before, after, prio.download(s), row.download(s), act.download(s), ctx_tok.download(s),
+        ctx_act.download(s), count.download(s));
+    return mine.merge(env, groups_per_feature);
   }
 };
 
@@ -360,19 +353,21 @@ struct CudaFeaturePasses::Device {
 
 namespace {
 template <class T>
-void zero(DeviceBuffer<T>& b, int64_t n) {
+void zero(DeviceBuffer<T>& b, int64_t n, cudaStream_t s) {
   b.resize(n);
-  if (n > 0) SAE_CUDA_CHECK(cudaMemset(b.data(), 0, sizeof(T) * size_t(n)));
+  b.zero(s);
 }
 }  // namespace
 
-CudaFeaturePasses::CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt)
-    : D_(d_in), F_(d_sae), H_(hist_bins), bins_(opt.interval_bins), opt_(opt), dev_(std::make_unique<Device>()) {
+CudaFeaturePasses::CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt,
+                                     cudaStream_t s)
+    : D_(d_in), F_(d_sae), H_(hist_bins), bins_(opt.interval_bins), opt_(opt), dev_(std::make_unique<Device>()),
+      act_sum_(size_t(d_sae)), recon_(d_in) {
   SAE_ASSERT(d_in >= 1 && d_sae >= 1 && hist_bins >= 1, "CudaFeaturePasses: bad shape");
   Device& d = *dev_;
-  zero(d.fire, F_), zero(d.sum_lo, F_), zero(d.sum_hi, F_), zero(d.active, 1);
-  zero(d.rs_lo, 4 + D_), zero(d.rs_hi, 4 + D_), zero(d.max_bits, F_);
-  top_ = std::make_unique<Selection>(F_, opt.top, opt.before, opt.after, false, 1, opt.seed);
+  zero(d.fire, F_, s), zero(d.sum_lo, F_, s), zero(d.sum_hi, F_, s), zero(d.active, 1, s);
+  zero(d.rs_lo, 4 + D_, s), zero(d.rs_hi, 4 + D_, s), zero(d.max_bits, F_, s);
+  top_ = std::make_unique<Selection>(F_, opt.top, opt.before, opt.after, false, 1, opt.seed, s);
 }
 
 CudaFeaturePasses::~CudaFeaturePasses() = default;
@@ -389,7 +384,7 @@ void CudaFeaturePasses::first_add(const DeviceCodes& b, const float* x, const fl
   if (x && b.n > 0) {
     recon_rows_kernel<<<grid_for(b.n, 128), 128, 0, s>>>(x, recon, b.n, D_, d.rs_lo.data(), d.rs_hi.data());
     SAE_CUDA_LAUNCH_CHECK();
-    const dim3 grid(unsigned((D_ + 31) / 32), unsigned((b.n + kColRows - 1) / kColRows));
+    const dim3 grid(unsigned((D_ + 31) / 32), unsigned(std::min<int64_t>(65535, (b.n + kColRows - 1) / kColRows)));
     recon_cols_kernel<<<grid, 256, 0, s>>>(x, b.n, D_, d.rs_lo.data() + 4, d.rs_hi.data() + 4);
     SAE_CUDA_LAUNCH_CHECK();
   }
@@ -397,26 +392,46 @@ void CudaFeaturePasses::first_add(const DeviceCodes& b, const float* x, const fl
   n_tokens_ += b.n;
 }
 
-std::vector<float> CudaFeaturePasses::max_activation(cudaStream_t s) const {
-  SAE_CUDA_CHECK(cudaStreamSynchronize(s));
-  const std::vector<int> bits = dev_->max_bits.download();
-  std::vector<float> out(bits.size());
-  std::memcpy(out.data(), bits.data(), bits.size() * sizeof(float));
-  return out;
+void CudaFeaturePasses::first_reduce(const MpiEnv& env, cudaStream_t s) {
+  Device& d = *dev_;
+  const std::vector<unsigned long long> fire = d.fire.download(s), lo = d.sum_lo.download(s),
+                                        hi = d.sum_hi.download(s), rlo = d.rs_lo.download(s),
+                                        rhi = d.rs_hi.download(s), active = d.active.download(s);
+  const std::vector<int> bits = d.max_bits.download(s);
+  // This rank's totals in the host classes' form, then FirstPass::reduce's reductions.
+  fire_.assign(fire.begin(), fire.end());
+  max_.resize(bits.size());
+  std::memcpy(max_.data(), bits.data(), bits.size() * sizeof(float));
+  act_sum_ = ExactSums(size_t(F_));
+  for (int64_t f = 0; f < F_; ++f) act_sum_.add_fixed(size_t(f), join_128(lo[size_t(f)], hi[size_t(f)]));
+  recon_ = ReconstructionSums(D_);
+  for (size_t i = 0; i < size_t(4 + D_); ++i) recon_.sums.add_fixed(i, join_128(rlo[i], rhi[i]));
+  // The CPU adds double(active) per batch: the same integer total, exactly.
+  recon_.sums.add_fixed(2, static_cast<__int128>(active[0]) << kFixedFracBits);
+  recon_.n_tokens = n_tokens_;
+  recon_.sums.allreduce(env);
+  recon_.n_tokens = env.allreduce_sum(recon_.n_tokens);
+  env.allreduce_sum(fire_.data(), F_);
+  act_sum_.allreduce(env);
+  env.allreduce_max(max_.data(), F_);
+  begin_second(s);
 }
 
-void CudaFeaturePasses::begin_second(const std::vector<float>& max_activation, cudaStream_t s) {
-  SAE_ASSERT(int64_t(max_activation.size()) == F_, "begin_second: one maximum per latent");
-  SAE_CUDA_CHECK(cudaStreamSynchronize(s));
+const std::vector<float>& CudaFeaturePasses::max_activation() const { return max_; }
+const ReconstructionSums& CudaFeaturePasses::recon() const { return recon_; }
+
+ExampleSet CudaFeaturePasses::top_examples(const MpiEnv& env, cudaStream_t s) const { return top_->merge(env, 1, s); }
+
+void CudaFeaturePasses::begin_second(cudaStream_t s) {
   Device& d = *dev_;
-  d.max2.upload(max_activation);
-  zero(d.hist, F_ * H_), zero(d.fine, F_ * SecondPass::kFineBins);
+  d.max2.upload(max_, s);
+  zero(d.hist, F_ * H_, s), zero(d.fine, F_ * SecondPass::kFineBins, s);
   interval_ = std::make_unique<Selection>(F_ * std::max<int64_t>(1, bins_), opt_.interval_per_bin, opt_.before,
-                                          opt_.after, true, std::max<int64_t>(1, bins_), opt_.seed);
+                                          opt_.after, true, std::max<int64_t>(1, bins_), opt_.seed, s);
 }
 
 void CudaFeaturePasses::second_add(const DeviceCodes& b, cudaStream_t s) {
-  SAE_ASSERT(interval_ != nullptr, "second_add before begin_second");
+  SAE_ASSERT(interval_ != nullptr, "second_add before first_reduce");
   const int64_t M = b.n * b.width;
   if (M == 0) return;
   Device& d = *dev_;
@@ -426,78 +441,119 @@ void CudaFeaturePasses::second_add(const DeviceCodes& b, cudaStream_t s) {
   if (bins_ > 0) interval_->offer(b, d.max2.data(), s);
 }
 
+void CudaFeaturePasses::second_reduce(const MpiEnv& env, cudaStream_t s) {
+  SAE_ASSERT(interval_ != nullptr, "second_reduce before first_reduce");
+  const std::vector<unsigned long long> hist = dev_->hist.download(s), fine = dev_->fine.download(s);
+  hist_.assign(hist.begin(), hist.end());
+  fine_.assign(fine.begin(), fine.end());
+  env.allreduce_sum(hist_.data(), int64_t(hist_.size()));
+  env.allreduce_sum(fine_.data(), int64_t(fine_.size()));
+}
+
+ExampleSet CudaFeaturePasses::interval_examples(const MpiEnv& env, cudaStream_t s) const {
+  SAE_ASSERT(interval_ != nullptr, "interval_examples before first_reduce");
+  return bins_ > 0 ? interval_->merge(env, bins_, s) : ExampleSet{};
+}
+
 // As FirstPass::finish.
-void CudaFeaturePasses::finish_first(FeatureStats& fs, double dense_threshold, double ultralow_threshold,
-                                     cudaStream_t s) const {
-  SAE_CUDA_CHECK(cudaStreamSynchronize(s));
-  const std::vector<unsigned long long> fire = dev_->fire.download(), lo = dev_->sum_lo.download(),
-                                        hi = dev_->sum_hi.download();
-  const std::vector<float> mx = max_activation(s);
-  std::vector<int64_t> count(fire.begin(), fire.end());
+void CudaFeaturePasses::finish_first(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const {
   std::vector<double> act_sum(static_cast<size_t>(F_));
-  for (int64_t f = 0; f < F_; ++f) act_sum[size_t(f)] = from_fixed(join_128(lo[size_t(f)], hi[size_t(f)]));
-  finish_counts(fs, n_tokens_, F_, count.data(), act_sum.data(), mx.data(), dense_threshold, ultralow_threshold);
+  for (int64_t f = 0; f < F_; ++f) act_sum[size_t(f)] = act_sum_.value(size_t(f));
+  finish_counts(fs, recon_.n_tokens, F_, fire_.data(), act_sum.data(), max_.data(), dense_threshold, ultralow_threshold);
 }
 
 // As SecondPass::finish (needs finish_first's fields).
-void CudaFeaturePasses::finish_second(FeatureStats& fs, const std::vector<double>& quantile_levels,
-                                      cudaStream_t s) const {
-  SAE_ASSERT(interval_ != nullptr, "finish_second before begin_second");
-  SAE_CUDA_CHECK(cudaStreamSynchronize(s));
-  const std::vector<unsigned long long> hist = dev_->hist.download(), fine_u = dev_->fine.download();
-  const std::vector<float> mx = dev_->max2.download();
-  const std::vector<int64_t> fine(fine_u.begin(), fine_u.end());
-  constexpr int64_t kFine = SecondPass::kFineBins;
+void CudaFeaturePasses::finish_second(FeatureStats& fs, const std::vector<double>& quantile_levels) const {
   fs.hist_bins = H_;
-  fs.hist_counts.assign(hist.begin(), hist.end());
-  finish_quantiles_and_density(fs, fine.data(), kFine, mx.data(), quantile_levels, H_);
+  fs.hist_counts = hist_;
+  finish_quantiles_and_density(fs, fine_.data(), SecondPass::kFineBins, max_.data(), quantile_levels, H_);
 }
 
-ExampleSet CudaFeaturePasses::top_examples(cudaStream_t s) const { return top_->download(1, s); }
+// ---------------------------------------------------------------- the stage's FeaturePasses
 
-ExampleSet CudaFeaturePasses::interval_examples(cudaStream_t s) const {
-  SAE_ASSERT(interval_ != nullptr, "interval_examples before begin_second");
-  return bins_ > 0 ? interval_->download(bins_, s) : ExampleSet{};
-}
+namespace {
 
-std::vector<double> CudaFeaturePasses::recon_sums(cudaStream_t s) const {
-  SAE_CUDA_CHECK(cudaStreamSynchronize(s));
-  const std::vector<unsigned long long> lo = dev_->rs_lo.download(), hi = dev_->rs_hi.download(),
-                                        active = dev_->active.download();
-  std::vector<double> out(size_t(4 + D_));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = from_fixed(join_128(lo[i], hi[i]));
-  out[2] = from_fixed(static_cast<__int128>(active[0]) << kFixedFracBits);  // sum of double(active) per batch, exactly
-  return out;
-}
-
-// ---------------------------------------------------------------- TopK encoder
-
-CudaTopKEncoder::CudaTopKEncoder(const SaeParams& p, int64_t k, GemmPrecision precision, int64_t chunk)
-    : D_(p.d_in), F_(p.d_sae), k_(k), chunk_(chunk), precision_(precision) {
-  SAE_ASSERT(k >= 1 && k <= kMaxTopK && k <= F_, "CudaTopKEncoder: k out of range");
-  SAE_ASSERT(chunk >= 1, "CudaTopKEncoder: chunk must be positive");
-  W_encT_.upload(p.W_encT(), D_ * F_);
-  b_enc_.upload(p.b_enc(), F_);
-  W_dec_.upload(p.W_dec(), D_ * F_);
-  b_dec_.upload(p.b_dec(), D_);
-}
-
-void CudaTopKEncoder::encode(const float* x, int64_t n, Blas& blas, cudaStream_t s) {
-  if (n == 0) return;
-  if (idx_.size() < n * k_) idx_.resize(n * k_), val_.resize(n * k_);
-  if (recon_.size() < n * D_) recon_.resize(n * D_), xc_.resize(n * D_);
-  const int64_t rows = std::min(n, chunk_);
-  if (pre_.size() < rows * F_) pre_.resize(rows * F_);
-  center_rows(x, b_dec_.data(), n, D_, xc_.data(), nullptr, s);
-  for (int64_t r0 = 0; r0 < n; r0 += chunk_) {
-    const int64_t m = std::min(chunk_, n - r0);
-    // pre [m,F] = xc [m,D] W_encT^T; + b_enc inside the top-k (one float add, as on the CPU).
-    matmul(false, true, m, F_, D_, 1.0f, xc_.data() + r0 * D_, D_, W_encT_.data(), D_, 0.0f, pre_.data(), F_,
-           precision_, blas, s);
-    topk_rows(pre_.data(), m, F_, k_, nullptr, idx_.data() + r0 * k_, val_.data() + r0 * k_, s, b_enc_.data());
+class CudaStatsPasses final : public FeaturePasses {
+ public:
+  CudaStatsPasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt)
+      : D_(p.d_in), stream_(make_stream()), sae_(p.d_in, p.d_sae, cfg, GemmPrecision::FP32),
+        passes_(p.d_in, p.d_sae, hist_bins, opt, stream_) {
+    params_.upload(p.data, stream_);
   }
-  relu_slots(idx_.data(), val_.data(), n * k_, s);
-  sparse_decode(idx_.data(), val_.data(), n, k_, W_dec_.data(), b_dec_.data(), D_, recon_.data(), s);
+  ~CudaStatsPasses() override {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+
+  EncodedBatch encode(const float* x, const int32_t* tokens, int64_t first_row, int64_t n, int64_t L) override {
+    x_.upload(x, n * D_, stream_);
+    tokens_.upload(tokens, n, stream_);
+    sae_.encode_decode(params_.data(), x_.data(), n, blas_, stream_);
+    const int64_t W = sae_.width();
+    idx_.resize(size_t(n * W));
+    val_.resize(size_t(n * W));
+    copy_out(idx_.data(), sae_.idx(), n * W);
+    copy_out(val_.data(), sae_.val(), n * W);
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    last_ = EncodedBatch{first_row, n, L, tokens, idx_.data(), val_.data(), W};
+    return last_;
+  }
+  void first_add(const float*) override {
+    passes_.first_add(device_codes(last_, sae_.idx(), sae_.val(), tokens_.data()), x_.data(), sae_.recon(), stream_);
+  }
+  void first_reduce(const MpiEnv& env) override { passes_.first_reduce(env, stream_); }
+  ExampleSet top_examples(const MpiEnv& env) override { return passes_.top_examples(env, stream_); }
+  void second_add(const EncodedBatch& codes) override {
+    if (codes.idx == idx_.data() && codes.n == last_.n) {  // the batch just encoded: its codes are on the device
+      passes_.second_add(device_codes(codes, sae_.idx(), sae_.val(), tokens_.data()), stream_);
+      return;
+    }
+    // Codes read back from the scratch file.
+    in_idx_.upload(codes.idx, codes.n * codes.width, stream_);
+    in_val_.upload(codes.val, codes.n * codes.width, stream_);
+    tokens_.upload(codes.tokens, codes.n, stream_);
+    passes_.second_add(device_codes(codes, in_idx_.data(), in_val_.data(), tokens_.data()), stream_);
+  }
+  void second_reduce(const MpiEnv& env) override { passes_.second_reduce(env, stream_); }
+  ExampleSet interval_examples(const MpiEnv& env) override { return passes_.interval_examples(env, stream_); }
+  void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold,
+              const std::vector<double>& quantile_levels) const override {
+    passes_.finish_first(fs, dense_threshold, ultralow_threshold);
+    passes_.finish_second(fs, quantile_levels);
+  }
+  const ReconstructionSums& recon() const override { return passes_.recon(); }
+
+ private:
+  static cudaStream_t make_stream() {
+    cudaStream_t s = nullptr;
+    SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return s;
+  }
+  static DeviceCodes device_codes(const EncodedBatch& b, const int32_t* idx, const float* val, const int32_t* tokens) {
+    return DeviceCodes{b.first_row, b.n, b.sequence_length, tokens, idx, val, b.width};
+  }
+  template <class T>
+  void copy_out(T* host, const T* dev, int64_t n) {
+    if (n > 0) SAE_CUDA_CHECK(cudaMemcpyAsync(host, dev, sizeof(T) * size_t(n), cudaMemcpyDeviceToHost, stream_));
+  }
+
+  int64_t D_;
+  cudaStream_t stream_;
+  Blas blas_;
+  DeviceSae sae_;
+  CudaFeaturePasses passes_;
+  DeviceBuffer<float> params_, x_, in_val_;
+  DeviceBuffer<int32_t> tokens_, in_idx_;
+  std::vector<int32_t> idx_;
+  std::vector<float> val_;
+  EncodedBatch last_;
+};
+
+}  // namespace
+
+std::unique_ptr<FeaturePasses> make_cuda_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                        int64_t hist_bins, const ExampleOptions& opt) {
+  return std::make_unique<CudaStatsPasses>(params, config, hist_bins, opt);
 }
 
 }  // namespace saepipe::cuda

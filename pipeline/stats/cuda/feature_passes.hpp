@@ -1,6 +1,7 @@
 // The stats stage's two passes (pipeline/stats/feature_passes.hpp) on the GPU, for codes that
-// are already on the device, plus a TopK encoder to make them there. Every counter, histogram
-// and example selection lives on the device between batches; only the results come back.
+// are already on the device, and the FeaturePasses the CUDA backend gives the stage (the
+// encoder on the device too). Every counter, histogram and example selection lives on the
+// device between batches; only the totals come back.
 //
 // Same outputs and rules as the CPU passes, bit for bit for the same codes:
 //   counts, histograms   integer atomics (order-free);
@@ -15,8 +16,8 @@
 //                        batch as EncodedBatch::context does.
 // tests/gpu/test_cuda_stats.cpp compares everything with FirstPass / SecondPass.
 //
-// One rank here: the multi-rank reduction (MPI sums of the raw accumulators, merging the
-// example lists) is what the stats stage would add around this when it gets run.device.
+// Several ranks: the raw accumulators come to the host and are reduced with MPI as the CPU
+// passes reduce theirs; the example lists are merged by ExampleSelection::merge.
 //
 // Shape legend: n tokens in a batch, W slots per token (width), D d_in, F d_sae, H histogram
 // bins, G selection groups, S slots per group, Cx context tokens (before + 1 + after), K top-k.
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "kernels/cuda/kernels_cuda.hpp"
+#include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/stats/feature_passes.hpp"
@@ -49,7 +51,8 @@ constexpr int64_t kMaxExampleSlots = 256;
 
 class CudaFeaturePasses {
  public:
-  CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt);
+  // Zeroes its counters on stream s (ordered before the first add there).
+  CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt, cudaStream_t s);
   ~CudaFeaturePasses();
   CudaFeaturePasses(const CudaFeaturePasses&) = delete;
   CudaFeaturePasses& operator=(const CudaFeaturePasses&) = delete;
@@ -57,52 +60,44 @@ class CudaFeaturePasses {
   // Pass 1 on a batch: fire counts, activation sums, maxima, top examples; with x and recon
   // ([n, D], device; both or neither) the reconstruction sums.
   void first_add(const DeviceCodes& b, const float* x, const float* recon, cudaStream_t s);
-  // The maxima of pass 1 (synchronises).
-  std::vector<float> max_activation(cudaStream_t s) const;
-  // Pass 2 bins by these maxima (pass 1's, reduced over ranks when there are several).
-  void begin_second(const std::vector<float>& max_activation, cudaStream_t s);
-  void second_add(const DeviceCodes& b, cudaStream_t s);
+  // Collective: pass 1's counters, sums and maxima come to the host and are summed over every
+  // rank as FirstPass::reduce does (identical for any number of ranks).
+  void first_reduce(const MpiEnv& env, cudaStream_t s);
+  const std::vector<float>& max_activation() const;  // after first_reduce
+  const ReconstructionSums& recon() const;           // after first_reduce
+  // Collective: the top examples merged over the ranks (ExampleSelection::merge).
+  ExampleSet top_examples(const MpiEnv& env, cudaStream_t s) const;
 
-  // As FirstPass::finish and SecondPass::finish (synchronise).
-  void finish_first(FeatureStats& fs, double dense_threshold, double ultralow_threshold, cudaStream_t s) const;
-  void finish_second(FeatureStats& fs, const std::vector<double>& quantile_levels, cudaStream_t s) const;
-  // As FirstPass::top_examples / SecondPass::interval_examples on one rank.
-  ExampleSet top_examples(cudaStream_t s) const;
-  ExampleSet interval_examples(cudaStream_t s) const;
-  // ReconstructionSums::sums.value(i), i < 4 + D, and its n_tokens.
-  std::vector<double> recon_sums(cudaStream_t s) const;
-  int64_t n_tokens() const { return n_tokens_; }
+  // Pass 2 bins by first_reduce's maxima.
+  void second_add(const DeviceCodes& b, cudaStream_t s);
+  void second_reduce(const MpiEnv& env, cudaStream_t s);  // collective
+  ExampleSet interval_examples(const MpiEnv& env, cudaStream_t s) const;  // collective
+
+  // As FirstPass::finish and SecondPass::finish, from the reduced totals.
+  void finish_first(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const;
+  void finish_second(FeatureStats& fs, const std::vector<double>& quantile_levels) const;
 
  private:
   struct Selection;
   struct Device;
+  void begin_second(cudaStream_t s);
 
   int64_t D_, F_, H_, bins_;
   ExampleOptions opt_;
   int64_t n_tokens_ = 0;
   std::unique_ptr<Device> dev_;
   std::unique_ptr<Selection> top_, interval_;
+  // The reduced totals (host).
+  std::vector<int64_t> fire_, hist_, fine_;
+  ExactSums act_sum_;
+  std::vector<float> max_;
+  ReconstructionSums recon_;
 };
 
-// TopK SAE inference on the device: idx/val [n, K] (ReLU'd top-k of (x - b_dec) W_enc + b_enc,
-// ties to the lower latent, as sae_encode_decode) and recon [n, D]. The encoder matmul runs in
-// `precision` (FP32 reproduces the CPU's codes up to matmul rounding); rows go through in
-// chunks of `chunk` so that the [chunk, F] pre-activations stay small.
-class CudaTopKEncoder {
- public:
-  CudaTopKEncoder(const SaeParams& p, int64_t k, GemmPrecision precision, int64_t chunk = 4096);
-  // x [n, D] on the device; results valid until the next call.
-  void encode(const float* x, int64_t n, Blas& blas, cudaStream_t s);
-  const int32_t* idx() const { return idx_.data(); }
-  const float* val() const { return val_.data(); }
-  const float* recon() const { return recon_.data(); }
-  int64_t k() const { return k_; }
-
- private:
-  int64_t D_, F_, k_, chunk_;
-  GemmPrecision precision_;
-  DeviceBuffer<float> W_encT_, b_enc_, W_dec_, b_dec_, xc_, pre_, val_, recon_;
-  DeviceBuffer<int32_t> idx_;
-};
+// The stats stage's FeaturePasses on the current device: DeviceSae (pipeline/sae/cuda/sae.hpp)
+// encodes in fp32 (the CPU's codes up to GEMM rounding), the codes come back to the host for
+// the scratch file, and CudaFeaturePasses counts. `params` must outlive it.
+std::unique_ptr<FeaturePasses> make_cuda_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                        int64_t hist_bins, const ExampleOptions& opt);
 
 }  // namespace saepipe::cuda

@@ -1,0 +1,134 @@
+// The CPU training step (train_step.hpp): forward/backward on this rank's rows (float64 gradient
+// of the global-batch loss), one MPI_Allreduce of gradient | fire counts | sum x | metrics, then
+// the same clipped Adam step on every rank. Summing float64 partials and rounding once, with the
+// encoder computed in globally aligned blocks, makes the weights independent of the number of
+// ranks.
+//
+// Shape legend: N this rank's rows, D d_in, F d_sae, P parameters.
+#include "pipeline/sae/train_step.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/mpi_env.hpp"
+
+namespace saepipe {
+
+namespace {
+
+class CpuTrainStep final : public TrainStep {
+ public:
+  CpuTrainStep(const TrainStepConfig& c, const MpiEnv& env)
+      : cfg_(c), env_(env), params_(c.d_in, c.d_sae), unit_norm_(unit_norm_decoder(c.sae.architecture)) {
+    cfg_.sae.encoder_block = kTrainEncoderBlock;
+    if (env.size() > 1)
+      cfg_.sae.kth_largest = [&env](std::vector<float>& cand, int64_t kth) {
+        std::vector<float> all = env.allgather(cand);
+        return local_kth_largest(all, kth);
+      };
+    const int64_t P = params_.size(), F = c.d_sae, D = c.d_in;
+    // One reduction buffer: gradient | fire counts | sum x | [sse, active, aux, sum x^2, penalty].
+    reduce_.resize(size_t(P + F + D + 5));
+    fire_.resize(size_t(F));
+    grad_.resize(size_t(P));
+  }
+
+  std::string describe() const override { return "cpu (fp32, float64 gradient sums)"; }
+
+  void set_state(const SaeParams& p, const AdamState& a) override {
+    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == params_.d_sae, "parameter shapes");
+    params_ = p;
+    adam_ = a;
+  }
+  void get_state(SaeParams& p, AdamState& a) const override {
+    p = params_;
+    a = adam_;
+  }
+
+  const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
+    SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
+    const int64_t P = params_.size(), D = params_.d_in, F = params_.d_sae;
+    const int64_t off_fire = P, off_sumx = P + F, off_scalars = P + F + D, n_reduce = off_scalars + 5;
+    std::fill(reduce_.begin(), reduce_.end(), 0.0);
+    std::fill(fire_.begin(), fire_.end(), 0);
+    cfg_.sae.l1_coef = s.l1_coef;
+    // Always called: batchtopk's threshold is a collective, even for a rank with no rows.
+    const SaeStepSums sums = sae_forward_backward(params_, cfg_.sae, b.x, b.n, b.global_batch, dead, reduce_.data(),
+                                                  fire_.data(), ws_, b.lead, b.tail);
+    const float* x_own = b.x + b.lead * D;
+    double sum_x2 = 0;
+    for (int64_t n = 0; n < b.n; ++n)
+      for (int64_t d = 0; d < D; ++d) {
+        const double v = x_own[n * D + d];
+        reduce_[off_sumx + d] += v;
+        sum_x2 += v * v;
+      }
+    for (int64_t f = 0; f < F; ++f) reduce_[off_fire + f] = double(fire_[f]);
+    reduce_[off_scalars + 0] = sums.sum_sq_err;
+    reduce_[off_scalars + 1] = sums.sum_active;
+    reduce_[off_scalars + 2] = sums.aux_sq_err;
+    reduce_[off_scalars + 3] = sum_x2;
+    reduce_[off_scalars + 4] = sums.penalty;
+    env_.allreduce_sum(reduce_.data(), n_reduce);
+
+    double clip = 1.0;
+    if (cfg_.grad_clip > 0) {
+      double ss = 0;
+      for (int64_t i = 0; i < P; ++i) ss += reduce_[i] * reduce_[i];
+      const double norm = std::sqrt(ss);
+      if (norm > cfg_.grad_clip) clip = cfg_.grad_clip / norm;
+    }
+    // Element by element, so the threads change nothing.
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < P; ++i) grad_[i] = float(reduce_[i] * clip);
+    AdamConfig adam = cfg_.adam;
+    adam.lr = s.lr;
+    sae_apply_gradient(params_, grad_, adam_, adam, unit_norm_);
+
+    totals_.sum_sq_err = reduce_[off_scalars + 0];
+    totals_.active = reduce_[off_scalars + 1];
+    totals_.aux_sq_err = reduce_[off_scalars + 2];
+    totals_.sum_x2 = reduce_[off_scalars + 3];
+    totals_.penalty = reduce_[off_scalars + 4];
+    totals_.sum_x = reduce_.data() + off_sumx;
+    totals_.fire = reduce_.data() + off_fire;
+    totals_.batch_threshold = cfg_.sae.architecture == Architecture::BatchTopK ? ws_.batch_threshold : 0.0f;
+    return totals_;
+  }
+
+  std::vector<float> row_errors(const StepBatch& b) const override {
+    const int64_t D = params_.d_in;
+    const float* x_own = b.x + b.lead * D;
+    std::vector<float> err(static_cast<size_t>(b.n));
+    for (int64_t n = 0; n < b.n; ++n) {
+      double e2 = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const double e = double(ws_.recon[n * D + d]) - double(x_own[n * D + d]);
+        e2 += e * e;
+      }
+      err[n] = float(e2);
+    }
+    return err;
+  }
+
+ private:
+  TrainStepConfig cfg_;
+  const MpiEnv& env_;
+  SaeParams params_;
+  AdamState adam_;
+  const bool unit_norm_;
+  SaeWorkspace ws_;
+  std::vector<double> reduce_;
+  std::vector<int64_t> fire_;
+  std::vector<float> grad_;
+  StepTotals totals_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_cpu_train_step(const TrainStepConfig& config, const MpiEnv& data_group) {
+  return std::make_unique<CpuTrainStep>(config, data_group);
+}
+
+}  // namespace saepipe

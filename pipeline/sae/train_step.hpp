@@ -1,0 +1,102 @@
+// One SAE's training step, owned by a device (the backend makes it: pipeline/stages/backend.hpp).
+// The parameters and Adam moments live on the device; a step runs forward and backward on this
+// rank's rows, sums the gradient and the counters over the ranks of its data group, and applies
+// the same clipped Adam update on every rank, so every rank holds the same parameters. The host
+// loop (pipeline/stages/train_model.cpp) keeps the rest — schedules, dead-latent counters,
+// resampling, checkpoints, logging, exports — and reads the parameters back when it needs them.
+//
+//   cpu   train_step.cpp        sae_forward_backward (sae.hpp), float64 gradient, one
+//                               MPI_Allreduce, sae_apply_gradient
+//   cuda  cuda/train_step.cu    the same on one GPU, float64 gradient summed over the group
+//                               (NCCL, or MPI through host memory when ranks share a GPU)
+//
+// Room for what comes next, not implemented here: a step reads an input batch and reconstructs
+// a target batch (StepBatch::target; transcoders), and takes its communicators from the caller
+// (the data group now; latent sharding will add the shard group and a latent range).
+//
+// Shape legend: N this rank's rows, D d_in, F d_sae, P parameters (SaeParams::size_for).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/sae/sae.hpp"
+
+namespace saepipe {
+
+class MpiEnv;
+
+// Encoder rows per GEMM call, counted from the start of the global batch. A GEMM may round a
+// row differently depending on the call's shape; with globally aligned blocks every row comes
+// from the same call for any number of ranks. 1024: as fast as one call on the CPU bench shape
+// (smaller blocks re-pack W_enc more often).
+inline constexpr int64_t kTrainEncoderBlock = 1024;
+
+struct TrainStepConfig {
+  int64_t d_in = 0, d_sae = 0;
+  // Architecture, k, AuxK and penalty settings; the step sets encoder_block and kth_largest
+  // (batchtopk across its data group), and l1_coef per step (StepSchedule).
+  SaeConfig sae;
+  AdamConfig adam;       // betas and eps; lr per step (StepSchedule)
+  double grad_clip = 0;  // global gradient norm cap; 0: off
+  // Encoder GEMM: "fp32", or "bf16" (inputs rounded to bf16, fp32 accumulation and master
+  // weights). The CPU step computes in fp32 either way.
+  std::string precision = "fp32";
+};
+
+// This rank's rows of one global batch of `global_batch` rows: x holds lead + n + tail rows
+// (host memory, scaled); the n rows after the first `lead` are this rank's, the others only
+// complete the encoder's aligned blocks around them. `first` is the position of this rank's
+// first row in the global batch.
+struct StepBatch {
+  const float* x = nullptr;  // [lead + n + tail, D]
+  // The rows to reconstruct, [n, D]; null: this rank's rows of x (an SAE). Only null is
+  // implemented; transcoders will pass their target hook here.
+  const float* target = nullptr;
+  int64_t lead = 0, n = 0, tail = 0;
+  int64_t first = 0;
+  int64_t global_batch = 0;
+};
+
+// The schedules' values for one step (pipeline/sae/schedule.hpp).
+struct StepSchedule {
+  float lr = 0;
+  double l1_coef = 0;  // relu
+};
+
+// A step's sums over every rank of the data group (the same on every rank); valid until the
+// next step.
+struct StepTotals {
+  double sum_sq_err = 0;    // sum_n ||x_hat_n - x_n||^2
+  double active = 0;        // (token, latent) pairs with z > 0
+  double aux_sq_err = 0;    // AuxK's sum of squared errors
+  double sum_x2 = 0;        // sum_n ||x_n||^2
+  double penalty = 0;       // sum_n of the L1 / L0 term
+  const double* sum_x = nullptr;  // [D] sum_n x_n
+  const double* fire = nullptr;   // [F] tokens on which each latent fired
+  float batch_threshold = 0;      // batchtopk: this batch's threshold (0: none)
+};
+
+class TrainStep {
+ public:
+  virtual ~TrainStep() = default;
+  virtual std::string describe() const = 0;  // device and precision, for the log
+
+  // The parameters and optimiser state, in (fresh start, resume, after resampling) and out
+  // (checkpoints, resampling, the final export). An empty AdamState starts the moments at 0.
+  virtual void set_state(const SaeParams& params, const AdamState& adam) = 0;
+  virtual void get_state(SaeParams& params, AdamState& adam) const = 0;
+
+  // One step; `dead` [F] (host) marks the dead latents for AuxK. Collective over the data
+  // group: every rank calls it, also with no rows.
+  virtual const StepTotals& step(const StepBatch& batch, const uint8_t* dead, const StepSchedule& schedule) = 0;
+
+  // Squared reconstruction error of each of this rank's rows in the last step, [n] (resampling).
+  virtual std::vector<float> row_errors(const StepBatch& batch) const = 0;
+};
+
+// The CPU step (train_step.cpp); `data_group` sums the gradients.
+std::unique_ptr<TrainStep> make_cpu_train_step(const TrainStepConfig& config, const MpiEnv& data_group);
+
+}  // namespace saepipe
