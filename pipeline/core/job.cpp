@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -265,6 +266,24 @@ void add_sweep_keys(json& schema) {
   }
 }
 
+// Train keys whose default depends on the model's other settings (schema: no "default", the rule
+// in its description). Filled after the schema's defaults, for the main [train] model and for
+// every [[train.sweep]] entry, so the resolved job states each model's value: an entry that
+// leaves the key out takes the main model's value when [train] gave one, else its own derived
+// value (an entry with another d_sae gets another lr).
+double derived_lr(int64_t d_sae) { return 2e-4 / std::sqrt(double(d_sae) / 16384.0); }
+
+void fill_derived_defaults(toml::table& t) {
+  toml::table& train = *t.at_path("train").as_table();
+  const int64_t main_d_sae = *train["d_sae"].value<int64_t>();
+  const bool main_lr = train.contains("lr");
+  if (!main_lr) train.insert_or_assign("lr", derived_lr(main_d_sae));
+  for (toml::node& e : *train["sweep"].as_array()) {
+    toml::table& entry = *e.as_table();
+    if (!main_lr && !entry.contains("lr")) entry.insert_or_assign("lr", derived_lr(entry["d_sae"].value_or(main_d_sae)));
+  }
+}
+
 // job.resolved_toml and job.section_toml from the resolved table.
 void set_resolved_text(Job& job, const toml::table& t) {
   std::ostringstream out;
@@ -330,6 +349,7 @@ Job parse_job(const std::string& text, const std::string& path) {
   json schema = json::parse(embedded_resource("job.schema.json"));
   add_sweep_keys(schema);
   SchemaValidator(schema, path).validate_table(t, schema, "");
+  fill_derived_defaults(t);
 
   Job job;
   job.path = path;

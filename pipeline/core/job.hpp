@@ -48,11 +48,24 @@ struct SyntheticConfig {
   int64_t d_model = 0, n_features = 0, seed = 0;
   double mean_active = 0, decay = 0;
   double correlation = 0;  // copula correlation of activity within groups of 8 features
+  // Ground truth for absorption, transcoders and crosscoders (pipeline/model/synthetic.hpp).
+  int64_t children = 0;          // children per parent feature (0: no hierarchy)
+  double child_probability = 0;  // P(one child active | its parent active)
+  double hook_similarity = 0, hook_noise = 0, hook_linear = 0, hook_absent = 0;  // hooks after the first
 
   static inline const JobKeys<SyntheticConfig> keys = {
-      {"d_model", &SyntheticConfig::d_model},         {"n_features", &SyntheticConfig::n_features},
-      {"mean_active", &SyntheticConfig::mean_active}, {"decay", &SyntheticConfig::decay},
-      {"correlation", &SyntheticConfig::correlation}, {"seed", &SyntheticConfig::seed}};
+      {"d_model", &SyntheticConfig::d_model},
+      {"n_features", &SyntheticConfig::n_features},
+      {"mean_active", &SyntheticConfig::mean_active},
+      {"decay", &SyntheticConfig::decay},
+      {"correlation", &SyntheticConfig::correlation},
+      {"seed", &SyntheticConfig::seed},
+      {"children", &SyntheticConfig::children},
+      {"child_probability", &SyntheticConfig::child_probability},
+      {"hook_similarity", &SyntheticConfig::hook_similarity},
+      {"hook_noise", &SyntheticConfig::hook_noise},
+      {"hook_linear", &SyntheticConfig::hook_linear},
+      {"hook_absent", &SyntheticConfig::hook_absent}};
 };
 
 struct HarvestConfig {

@@ -128,30 +128,69 @@ void write_virtual_store(const std::string& store_dir, const StoreManifest& m) {
   out.commit();
 }
 
-void write_ground_truth(const std::string& store_dir, const float* features, int64_t n_features, int64_t d_model) {
-  SAE_ASSERT(n_features > 0 && d_model > 0, store_dir + ": ground truth needs features");
+void write_ground_truth(const std::string& store_dir, const GroundTruth& truth) {
+  const int64_t G = truth.n_features, D = truth.d_model;
+  SAE_ASSERT(G > 0 && D > 0 && !truth.features.empty(), store_dir + ": ground truth needs features");
   h5::AtomicFile out(in_dir(store_dir, "ground_truth.h5"));
   {
     h5::File& f = out.file();
-    f.create_dataset("features", h5::Type::Float32, {n_features, d_model}).write(features);
+    f.create_dataset("features", h5::Type::Float32, {G, D}).write(truth.features[0].data());
+    if (!truth.probability.empty()) f.create_dataset("probability", h5::Type::Float64, {G}).write(truth.probability.data());
+    if (!truth.parent.empty()) f.create_dataset("parent", h5::Type::Int64, {G}).write(truth.parent.data());
+    for (size_t l = 0; l < truth.hooks.size(); ++l) {
+      f.create_dataset("hook_features/" + truth.hooks[l], h5::Type::Float32, {G, D}).write(truth.features[l].data());
+      if (l < truth.linear.size() && !truth.linear[l].empty())
+        f.create_dataset("hook_linear/" + truth.hooks[l], h5::Type::Float32, {D, D}).write(truth.linear[l].data());
+    }
     f.write_string_attribute("schema", kGroundTruthSchema);
     f.write_int_attribute("version", kVersion);
-    f.write_int_attribute("n_features", n_features);
-    f.write_int_attribute("d_model", d_model);
+    f.write_int_attribute("n_features", G);
+    f.write_int_attribute("d_model", D);
   }
   out.commit();
 }
 
-std::vector<float> read_ground_truth(const std::string& store_dir, int64_t* n_features, int64_t* d_model) {
-  const std::string path = in_dir(store_dir, "ground_truth.h5");
-  h5::File f = h5::open_file(path);
-  h5::Dataset ds = f.open_dataset("features");
+void write_ground_truth(const std::string& store_dir, const float* features, int64_t n_features, int64_t d_model) {
+  GroundTruth t;
+  t.n_features = n_features;
+  t.d_model = d_model;
+  t.features.emplace_back(features, features + n_features * d_model);
+  write_ground_truth(store_dir, t);
+}
+
+namespace {
+std::vector<float> read_feature_matrix(const h5::File& f, const std::string& name, int64_t* n_features, int64_t* d_model) {
+  h5::Dataset ds = f.open_dataset(name);
   const std::vector<int64_t> dims = ds.dims();
   if (dims.size() != 2 || dims[0] < 1 || dims[1] < 1)
     user_error(ds.where() + ": expected a [n_features, d_model] matrix");
   *n_features = dims[0];
   *d_model = dims[1];
   return ds.read_all<float>();
+}
+}  // namespace
+
+std::vector<float> read_ground_truth(const std::string& store_dir, int64_t* n_features, int64_t* d_model) {
+  return read_feature_matrix(h5::open_file(in_dir(store_dir, "ground_truth.h5")), "features", n_features, d_model);
+}
+
+std::vector<float> read_ground_truth(const std::string& store_dir, const std::string& hook, int64_t* n_features,
+                                     int64_t* d_model) {
+  h5::File f = h5::open_file(in_dir(store_dir, "ground_truth.h5"));
+  const std::string per_hook = "hook_features/" + hook;
+  return read_feature_matrix(f, !hook.empty() && f.exists(per_hook) ? per_hook : "features", n_features, d_model);
+}
+
+std::vector<int64_t> read_ground_truth_parents(const std::string& store_dir) {
+  h5::File f = h5::open_file(in_dir(store_dir, "ground_truth.h5"));
+  if (!f.exists("parent")) return {};
+  h5::Dataset ds = f.open_dataset("parent");
+  const int64_t g = f.open_dataset("features").n_rows();
+  if (ds.dims() != std::vector<int64_t>{g}) user_error(ds.where() + ": expected [n_features] = [" + std::to_string(g) + "]");
+  std::vector<int64_t> p = ds.read_all<int64_t>();
+  for (int64_t v : p)
+    if (v < -1 || v >= g) user_error(ds.where() + ": parent index " + std::to_string(v) + " out of range");
+  return p;
 }
 
 bool has_ground_truth(const std::string& store_dir) { return path_exists(in_dir(store_dir, "ground_truth.h5")); }

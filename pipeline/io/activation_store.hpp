@@ -68,9 +68,29 @@ bool shard_complete(const std::string& path, const std::string& fingerprint, int
 // /sequence, /position mapping each shard's rows by relative file name (the store can be moved).
 void write_virtual_store(const std::string& store_dir, const StoreManifest& manifest);
 
-// <store_dir>/ground_truth.h5: /features [G, D] float32 (atomic).
+// <store_dir>/ground_truth.h5 of a synthetic store (atomic; schemas/activations.schema.json):
+//   /features [G, D] float32          the first hook's true directions (unit rows)
+//   /probability [G] float64          each feature's marginal firing probability (when known)
+//   /parent [G] int64                 hierarchical stores: each feature's parent, -1 for a root
+//   /hook_features/<hook> [G, D]      every hook's directions when the store has several hooks
+//                                     (the first hook's equal /features; a zero row: absent there)
+//   /hook_linear/<hook> [D, D]        a later hook's dense linear map of the first (x_0 R), if any
+struct GroundTruth {
+  int64_t n_features = 0, d_model = 0;
+  std::vector<std::string> hooks;                    // empty: /features only
+  std::vector<std::vector<float>> features, linear;  // per hook ([G*D]; [D*D] or empty)
+  std::vector<double> probability;                   // [G] or empty
+  std::vector<int64_t> parent;                       // [G] or empty
+};
+void write_ground_truth(const std::string& store_dir, const GroundTruth& truth);
 void write_ground_truth(const std::string& store_dir, const float* features, int64_t n_features, int64_t d_model);
+// /features [G, D].
 std::vector<float> read_ground_truth(const std::string& store_dir, int64_t* n_features, int64_t* d_model);
+// The directions of `hook`: /hook_features/<hook> when the file has them, else /features.
+std::vector<float> read_ground_truth(const std::string& store_dir, const std::string& hook, int64_t* n_features,
+                                     int64_t* d_model);
+// /parent, or empty when the store has no hierarchy.
+std::vector<int64_t> read_ground_truth_parents(const std::string& store_dir);
 bool has_ground_truth(const std::string& store_dir);
 
 // Reads rows of one hook across shard boundaries, converted to float32, checking every value is

@@ -326,7 +326,7 @@ void StatsStage::run(const std::string& fingerprint) {
                               {"ultralow_fraction", double(n_ultralow) / double(F)}};
     if (has_ground_truth(store_dir)) {
       int64_t G = 0, gd = 0;
-      std::vector<float> gt = read_ground_truth(store_dir, &G, &gd);
+      std::vector<float> gt = read_ground_truth(store_dir, ck.hook, &G, &gd);  // this hook's directions
       if (gd != D) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(D));
       GroundTruthMatch m = match_ground_truth(gt, G, params.W_dec(), F, D);
       summary["n_true_features"] = G;

@@ -16,12 +16,20 @@ GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, con
   m.latent_cos.assign(size_t(F), -2.0f);
   const int64_t kBlock = 1024;  // rows of true features per block: memory stays kBlock x F
   std::vector<float> cos(size_t(std::min(kBlock, G) * F));
+  // A zero row is a feature absent from this hook (synthetic.hpp: hook_absent): not counted.
+  std::vector<uint8_t> present(size_t(G), 0);
+  int64_t n_present = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t d = 0; d < D && !present[g]; ++d) present[g] = gtn[size_t(g * D + d)] != 0.0f;
+    n_present += present[g];
+  }
   double sum = 0;
   int64_t n09 = 0, n099 = 0;
   for (int64_t g0 = 0; g0 < G; g0 += kBlock) {
     const int64_t nb = std::min(kBlock, G - g0);
     cpu::matmul(false, true, nb, F, D, 1.0f, gtn.data() + g0 * D, D, dec.data(), D, 0.0f, cos.data(), F);
     for (int64_t g = 0; g < nb; ++g) {
+      if (!present[size_t(g0 + g)]) continue;
       float best = -2.0f;
       for (int64_t f = 0; f < F; ++f) {
         const float c = cos[size_t(g * F + f)];
@@ -33,9 +41,11 @@ GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, con
       n099 += best >= 0.99f;
     }
   }
-  m.mmcs = sum / double(G);
-  m.frac_09 = double(n09) / double(G);
-  m.frac_099 = double(n099) / double(G);
+  m.n_present = n_present;
+  if (n_present == 0) return m;
+  m.mmcs = sum / double(n_present);
+  m.frac_09 = double(n09) / double(n_present);
+  m.frac_099 = double(n099) / double(n_present);
   return m;
 }
 

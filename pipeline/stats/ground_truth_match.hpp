@@ -1,6 +1,7 @@
 // Synthetic stores: the decoder against the true feature directions. For each true feature the
 // best decoder cosine (MMCS = their mean; recovered@t = the fraction with best >= t), and for
-// each latent the true feature of highest cosine.
+// each latent the true feature of highest cosine. A zero row of gt (a feature absent from this
+// hook) is left out of the MMCS and the fractions.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -9,6 +10,7 @@ namespace saepipe {
 
 struct GroundTruthMatch {
   double mmcs = 0, frac_09 = 0, frac_099 = 0;
+  int64_t n_present = 0;  // true features with a non-zero direction
   std::vector<int64_t> latent_best;  // [F]
   std::vector<float> latent_cos;     // [F]
 };

@@ -391,6 +391,39 @@ TEST(Store, GroundTruthRoundTrip) {
   saepipe::check_h5_layout(dir / "ground_truth.h5", saepipe::embedded_h5_layout("activations.schema.json", "ground_truth.h5"));
 }
 
+// Several hooks, a linear map and a hierarchy: every dataset reads back, a hook's directions by
+// its name (the first hook's also as /features), and the file has the schema's layout.
+TEST(Store, GroundTruthOfSeveralHooksRoundTrip) {
+  TempDir dir;
+  saepipe::GroundTruth t;
+  t.n_features = 6;
+  t.d_model = 3;
+  t.hooks = {"blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out"};
+  t.features = {random_values(18, 1), random_values(18, 2)};
+  t.linear = {{}, random_values(9, 3)};
+  t.probability = {0.5, 0.25, 0.125, 0.1, 0.1, 0.05};
+  t.parent = {-1, -1, 0, 0, 1, 1};
+  saepipe::write_ground_truth(dir.path(), t);
+  int64_t n = 0, d = 0;
+  EXPECT_EQ(saepipe::read_ground_truth(dir.path(), &n, &d), t.features[0]);
+  EXPECT_EQ(saepipe::read_ground_truth(dir.path(), "blocks.1.hook_mlp_out", &n, &d), t.features[1]);
+  EXPECT_EQ(saepipe::read_ground_truth(dir.path(), "blocks.1.hook_resid_mid", &n, &d), t.features[0]);
+  EXPECT_EQ(saepipe::read_ground_truth(dir.path(), "not.a.hook", &n, &d), t.features[0]);  // a one-hook store's way
+  EXPECT_EQ(n, 6);
+  EXPECT_EQ(d, 3);
+  EXPECT_EQ(saepipe::read_ground_truth_parents(dir.path()), t.parent);
+  saepipe::check_h5_layout(dir / "ground_truth.h5", saepipe::embedded_h5_layout("activations.schema.json", "ground_truth.h5"));
+  {
+    saepipe::h5::File f = saepipe::h5::open_file(dir / "ground_truth.h5");
+    EXPECT_EQ(f.open_dataset("hook_linear/blocks.1.hook_mlp_out").read_all<float>(), t.linear[1]);
+    EXPECT_FALSE(f.exists("hook_linear/blocks.1.hook_resid_mid"));
+    EXPECT_EQ(f.open_dataset("probability").read_all<double>(), t.probability);
+  }
+  // No hierarchy: no /parent, and read_ground_truth_parents says so.
+  saepipe::write_ground_truth(dir.path(), t.features[0].data(), 6, 3);
+  EXPECT_TRUE(saepipe::read_ground_truth_parents(dir.path()).empty());
+}
+
 TEST(Store, Float16OverflowInShardIsUserError) {
   TempDir dir;
   TestStore st;

@@ -2,6 +2,7 @@
 // line and the key for each kind of mistake.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -159,6 +160,34 @@ TEST(Job, SweepEntriesOverrideTheKeysTheyName) {
   EXPECT_NE(e.find("train.sweep[0].architecture: \"dense\" is not one of"), std::string::npos) << e;
 }
 
+// lr left out: 2e-4 / sqrt(d_sae / 2^14) of each model's own d_sae, written into the resolved
+// job (the main [train] and every sweep entry), so re-reading the resolved job gives the same
+// values; an lr given in [train] is every entry's that leaves it out.
+TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
+  Job job = parse_job(std::string(kMinimal) +
+                          "[train]\nd_sae = 256\n"
+                          "[[train.sweep]]\nname = \"big\"\nd_sae = 65536\n"
+                          "[[train.sweep]]\nname = \"own\"\nlr = 0.01\n"
+                          "[[train.sweep]]\nname = \"same\"\nk = 4\n",
+                      "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0);  // sqrt(16384 / 256) = 8
+  ASSERT_EQ(job.train.sweep.size(), 3u);
+  EXPECT_DOUBLE_EQ(job.train.sweep[0].lr, 1e-4);  // sqrt(16384 / 65536) = 1/2
+  EXPECT_DOUBLE_EQ(job.train.sweep[1].lr, 0.01);
+  EXPECT_DOUBLE_EQ(job.train.sweep[2].lr, 2e-4 * 8.0);
+  EXPECT_NE(job.resolved_toml.find("lr = 0.0016"), std::string::npos) << job.resolved_toml;
+  const Job again = parse_job(job.resolved_toml, "job.toml");
+  EXPECT_DOUBLE_EQ(again.train.lr, job.train.lr);
+  for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(again.train.sweep[i].lr, job.train.sweep[i].lr) << i;
+  EXPECT_EQ(again.resolved_toml, job.resolved_toml);
+  // Given in [train]: every entry that leaves it out keeps it, whatever its d_sae.
+  job = parse_job(std::string(kMinimal) + "[train]\nlr = 0.003\n[[train.sweep]]\nname = \"big\"\nd_sae = 65536\n", "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.lr, 0.003);
+  EXPECT_DOUBLE_EQ(job.train.sweep[0].lr, 0.003);
+  // The default job: d_sae 512.
+  EXPECT_DOUBLE_EQ(parse_job(kMinimal, "job.toml").train.lr, 2e-4 * std::sqrt(32.0));
+}
+
 // The key tables of job.hpp and the schema agree: every key of every section reaches a member
 // of the schema's type (a key on one side only is an internal error at the first parse), and
 // every sweepable key can be given in a sweep entry.
@@ -169,8 +198,9 @@ TEST(Job, KeyTablesMatchTheSchema) {
   for (auto& [name, prop] : schema["properties"]["train"]["properties"].items()) {
     if (!prop.value("sweepable", false)) continue;
     ++sweepable;
-    sweep += name + " = " + (prop["default"].is_string() ? "\"" + prop["default"].get<std::string>() + "\""
-                                                         : prop["default"].dump()) + "\n";
+    // A key whose default is derived from others has an example value instead.
+    const nlohmann::json& v = prop.contains("default") ? prop["default"] : prop.at("examples").at(0);
+    sweep += name + " = " + (v.is_string() ? "\"" + v.get<std::string>() + "\"" : v.dump()) + "\n";
   }
   EXPECT_GE(sweepable, 13);
   Job job;

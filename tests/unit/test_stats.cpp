@@ -20,6 +20,7 @@
 #include "pipeline/stats/decoder_neighbours.hpp"
 #include "pipeline/stats/exact_sum.hpp"
 #include "pipeline/stats/feature_passes.hpp"
+#include "pipeline/stats/ground_truth_match.hpp"
 
 namespace saepipe {
 namespace {
@@ -285,3 +286,18 @@ TEST(CodeSpill, RoundTripsBatches) {
 
 }  // namespace
 }  // namespace saepipe
+
+// A zero row of the ground truth (a feature absent from a store's later hook) is left out of the
+// MMCS and the recovered fractions; the others are matched by their best decoder cosine.
+TEST(GroundTruthMatch, AbsentFeaturesAreLeftOut) {
+  const int64_t D = 3, F = 2;
+  // True features: e0, absent, e1 (scaled: cosine ignores norms). Decoder: e0, (e1 + e2)/sqrt2.
+  const std::vector<float> gt = {2, 0, 0, 0, 0, 0, 0, 0.5f, 0};
+  const float r = float(1 / std::sqrt(2.0));
+  const std::vector<float> dec = {1, 0, 0, 0, r, r};
+  const saepipe::GroundTruthMatch m = saepipe::match_ground_truth(gt, 3, dec.data(), F, D);
+  EXPECT_EQ(m.n_present, 2);
+  EXPECT_NEAR(m.mmcs, (1.0 + r) / 2, 1e-6);
+  EXPECT_DOUBLE_EQ(m.frac_09, 0.5);
+  EXPECT_EQ(m.latent_best, (std::vector<int64_t>{0, 2}));
+}
