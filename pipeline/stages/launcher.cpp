@@ -46,21 +46,24 @@ int64_t monotonic_ns() {
   return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+std::atomic<bool> g_forwarded{false};  // the stop request has reached the running stage
+
 // The stage runs in its own process group, so Ctrl-C (or a signal to this driver) reaches it
 // only through here: the first signal goes on as SIGUSR1 (mpirun and srun forward it to every
-// rank, which checkpoint and stop), a later one as SIGTERM (the ranks end at once). kill() is
-// async-signal-safe.
+// rank, which checkpoint and stop), a later one as SIGTERM (the ranks end at once); no later
+// stage starts. kill() is async-signal-safe.
 extern "C" void forward_to_stage(int) {
-  const pid_t pid = g_stage_pid.load();
-  if (pid <= 0) return;
   const int64_t now = std::max<int64_t>(1, monotonic_ns());
+  const pid_t pid = g_stage_pid.load();
   int64_t none = 0;
   if (g_first_signal_ns.compare_exchange_strong(none, now)) {
-    ::kill(pid, SIGUSR1);
-  } else if (double(now - g_first_signal_ns.load()) >= kSignalCopyWindowS * 1e9) {
+    if (pid > 0 && !g_forwarded.exchange(true)) ::kill(pid, SIGUSR1);
+  } else if (pid > 0 && double(now - g_first_signal_ns.load()) >= kSignalCopyWindowS * 1e9) {
     ::kill(pid, SIGTERM);
   }
 }
+
+bool stop_requested() { return g_first_signal_ns.load() != 0; }
 
 void forward_signals_to_stage() {
   struct sigaction sa {};
@@ -96,12 +99,14 @@ int spawn_and_wait(const std::vector<std::string>& argv, const std::vector<std::
   posix_spawnattr_destroy(&attr);
   if (rc != 0) user_error(argv[0] + ": cannot start: " + std::string(std::strerror(rc)));
   g_stage_pid.store(pid);
+  if (stop_requested() && !g_forwarded.exchange(true)) ::kill(pid, SIGUSR1);  // asked while it started
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) internal_error("waitpid failed");
   }
   g_stage_pid.store(0);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (stop_requested()) return 128 + WTERMSIG(status);  // told apart by the caller
   std::fprintf(stderr, "saepipe: %s ended by signal %d\n", argv[0].c_str(), WTERMSIG(status));
   return 1;
 }
@@ -145,6 +150,11 @@ int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& 
     bool selected = opt.only.empty();
     for (const auto& s : opt.only) selected = selected || s == stage;
     if (!selected) continue;
+    if (stop_requested()) {
+      std::fprintf(stderr, "saepipe: stopped by a signal before stage %s; run the same command again to continue\n",
+                   stage.c_str());
+      return kExitInterrupted;
+    }
     int ranks = opt.ranks > 0 ? opt.ranks : int(job.resources(stage).ranks);
     std::vector<std::string> extra_env;
     // Share the cores between ranks unless the user chose a thread count.
@@ -158,10 +168,12 @@ int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& 
     std::fprintf(stderr, "saepipe: %s\n", line.c_str());
     std::fflush(stderr);
     int rc = spawn_and_wait(cmd, extra_env);
-    if (rc == kExitInterrupted) {
+    // Asked to stop, a stage may also end by the signal itself (one that came before its ranks
+    // could catch it): its outputs are as resumable as after a checkpoint.
+    if (rc == kExitInterrupted || (stop_requested() && rc > 128)) {
       std::fprintf(stderr, "saepipe: stage %s was interrupted after saving what it could; run the same command "
                    "again to resume (later stages not run)\n", stage.c_str());
-      return rc;
+      return kExitInterrupted;
     }
     if (rc != 0) {
       std::fprintf(stderr, "saepipe: stage %s failed with exit code %d; later stages not run\n", stage.c_str(), rc);

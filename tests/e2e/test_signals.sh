@@ -63,8 +63,9 @@ fi
 mpirun_np 2 "$BIN/saepipe-harvest" --job b.toml >b-harvest2.log 2>&1 || fail "harvest re-run"
 grep -qE "[1-9][0-9]* kept from an earlier run" b-harvest2.log && pass "harvest re-run kept the shards" || fail "harvest kept nothing: $(tail -2 b-harvest2.log)"
 
-# Train under `saepipe run`: Ctrl-C (SIGINT to the driver) reaches the ranks as SIGUSR1.
-"$BIN/saepipe" run b.toml --only train --ranks 2 >b-train1.log 2>&1 & L=$!
+# Train under `saepipe run`: Ctrl-C (SIGINT to the driver) reaches the ranks as SIGUSR1, and
+# the stage after it (stats) does not start.
+"$BIN/saepipe" run b.toml --only train,stats --ranks 2 >b-train1.log 2>&1 & L=$!
 if wait_for train '[ "$(wc -l < b/sae/train_log.jsonl 2>/dev/null || echo 0)" -ge 8 ]' $L; then
   kill -INT $L
   wait $L; rc=$?
@@ -72,6 +73,8 @@ if wait_for train '[ "$(wc -l < b/sae/train_log.jsonl 2>/dev/null || echo 0)" -g
   grep -q "interrupted: stopped by SIGUSR1 at a safe point; kept train_state.h5 at step" b-train1.log \
     && grep -q "run the same command again to resume" b-train1.log && pass "train and saepipe run say so" \
     || fail "train messages: $(tail -3 b-train1.log)"
+  grep -q "later stages not run" b-train1.log && ! grep -q '"stage":"stats"' b/stages.jsonl && [ ! -e b/stats ] \
+    && pass "saepipe run started no later stage" || fail "stats started after the Ctrl-C: $(tail -3 b-train1.log)"
 fi
 "$BIN/saepipe" run b.toml --only train --ranks 2 >b-train2.log 2>&1 || fail "train re-run"
 grep -q "resuming b/sae at step" b-train2.log && pass "train resumed from its checkpoint" || fail "no resume: $(head -5 b-train2.log)"

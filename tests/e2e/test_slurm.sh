@@ -64,7 +64,7 @@ SAEPIPE_LAUNCH=srun "$BIN/saepipe" submit jobmpirun.toml --only harvest >submit-
 # train stopped by a signal that may not requeue itself (max_requeues = 0).
 job crash; job nomore 'max_requeues = 0'
 "$BIN/saepipe" submit crash.toml >submit-crash.log 2>&1 || fail "submit crash: $(cat submit-crash.log)"
-"$BIN/saepipe" submit nomore.toml --only harvest,train >submit-nomore.log 2>&1 || fail "submit nomore: $(cat submit-nomore.log)"
+"$BIN/saepipe" submit nomore.toml --only harvest,train,stats >submit-nomore.log 2>&1 || fail "submit nomore: $(cat submit-nomore.log)"
 steps() { [ -f "runs/$1/sae/train_log.jsonl" ] && echo $(( $(wc -l < "runs/$1/sae/train_log.jsonl") * 10 )) || echo 0; }
 crashed=0 stopped=0
 for _ in $(seq 3000); do
@@ -86,7 +86,9 @@ wait_idle 300
 "$BIN/saepipe" status nomore.toml >status-nomore.log 2>&1; cat status-nomore.log
 grep -qE "^  train .*FAILED; last run|^  train .*FAILED$" status-nomore.log \
   && grep -q "max_requeues (0) is reached: submit the job again to resume" runs/nomore/slurm/train-*.out \
-  && pass "max_requeues = 0: the stopped train is not requeued, its job fails" || fail "nomore: $(tail -5 runs/nomore/slurm/train-*.out)"
+  && grep -qE "^  stats .*CANCELLED" status-nomore.log \
+  && pass "max_requeues = 0: the stopped train is not requeued, its job fails, stats is cancelled" \
+  || fail "nomore: $(tail -5 runs/nomore/slurm/train-*.out)"
 
 "$BIN/saepipe" status slurmjob.toml >status.log 2>&1; cat status.log
 [ "$(grep -c ' complete .*COMPLETED' status.log)" = 4 ] && pass "every stage COMPLETED" || { fail "status"; cat runs/slurmjob/slurm/*.out; }

@@ -131,6 +131,9 @@ for s in harvest train stats; do
 done
 grep -qE "^  train +complete +SLURM job $C_ID COMPLETED; requeued 2x; resumed from step [0-9]+ of 1000, step [0-9]+ of 1000" status-c.log \
   && pass "c: train requeued twice, resumed each time" || fail "c: train: $(cat c/stages.jsonl)"
+grep -q "SLURM job $C_ID (restart 2)" c/slurm/train-*.out \
+  && pass "c: the requeues by scontrol (as by a node failure) count as restarts against max_requeues" \
+  || fail "c: restart count: $(grep 'SLURM job' c/slurm/train-*.out)"
 [ "$(events c train start)" = 3 ] && [ "$(events c train end)" = 1 ] && [ "$(events c stats start)" = 1 ] \
   && pass "c: train ran 3 times, stats once" || fail "c: runs: $(cat c/stages.jsonl)"
 $PY - <<'P' && pass "c: stats started after train's last run ended" || fail "c: stats ran before train was done"
