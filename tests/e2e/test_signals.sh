@@ -110,6 +110,28 @@ for k in ("fvu", "mse", "l0", "mmcs"):
 sys.exit(0 if ok else 1)
 P
 
+# `saepipe run` asked to stop just as a stage ends (SAEPIPE_MPIRUN: a launcher that signals
+# saepipe, then ends): by its own exit (0, it ignores the forwarded SIGUSR1) or by the
+# forwarded SIGUSR1 itself (its ranks could not yet catch it). Either way no later stage starts
+# and saepipe run exits 75.
+job f
+cat > stage-done <<'S'
+#!/bin/bash
+echo "$*" >> launched.txt; trap '' USR1; kill -INT $PPID; sleep 0.2; exit 0
+S
+cat > stage-killed <<'S'
+#!/bin/bash
+echo "$*" >> launched.txt; kill -INT $PPID; exec sleep 5
+S
+chmod +x stage-done stage-killed
+for l in done killed; do
+  rm -f launched.txt
+  SAEPIPE_MPIRUN=$PWD/stage-$l "$BIN/saepipe" run f.toml --only harvest,train --ranks 2 >f-$l.log 2>&1; rc=$?
+  [ $rc = 75 ] && [ "$(grep -c saepipe-harvest launched.txt)" = 1 ] && ! grep -q saepipe-train launched.txt \
+    && pass "saepipe run, signalled as a stage ends ($l): exit 75, no later stage" \
+    || fail "stage-$l: exit $rc, launched: $(cat launched.txt), log: $(tail -2 f-$l.log)"
+done
+
 # A second signal, and no time left: a model harvest whose one shard takes far longer than the
 # test waits (no safe point is reached) ends at once.
 $PY "$SRC/tests/python/make_tiny_gpt2.py" gpt --layers 4 --d 256 --heads 4 --vocab 512 --positions 128 --tokens 140000 >/dev/null || fail "make model"
