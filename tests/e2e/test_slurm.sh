@@ -60,6 +60,18 @@ SAEPIPE_LAUNCH=mpirun "$BIN/saepipe" submit envmpirun.toml --only harvest >submi
 PATH="$PWD/nopmix:$PATH" "$BIN/saepipe" submit nopmix.toml --only harvest >submit-l2.log 2>&1 || fail "submit nopmix"
 SAEPIPE_LAUNCH=srun "$BIN/saepipe" submit jobmpirun.toml --only harvest >submit-l3.log 2>&1 || fail "submit jobmpirun"
 
+# A stage whose ranks get the stop signal before they can catch it: an srun that (first run only)
+# sends the script SIGUSR1, as SLURM's warning would, and dies by the SIGUSR1 the script passes
+# on (128 + 10, as srun reports ranks killed by it). The script requeues it as interrupted.
+mkdir -p early && cat > early/srun <<'S'
+#!/bin/bash
+if [ "${SLURM_RESTART_COUNT:-0}" = 0 ] && [ "$1" = --mpi=pmix ]; then sleep 1; kill -USR1 $PPID; exec sleep 60; fi
+exec /usr/bin/srun "$@"
+S
+chmod +x early/srun
+job early
+PATH="$PWD/early:$PATH" "$BIN/saepipe" submit early.toml --only harvest >submit-early.log 2>&1 || fail "submit early"
+
 # A train that fails mid-run (a rank killed, as by the OOM killer), then the chain again; and a
 # train stopped by a signal that may not requeue itself (max_requeues = 0).
 job crash; job nomore 'max_requeues = 0'
@@ -102,6 +114,12 @@ for c in "envmpirun mpirun SAEPIPE_LAUNCH=mpirun" "nopmix mpirun auto-without-PM
   grep -q "started with $2" <<<"$out" && [ -s runs/$1/activations/manifest.json ] && pass "$3: $2, harvest complete" \
     || fail "$3: $(head -5 <<<"$out")"
 done
+
+"$BIN/saepipe" status early.toml >status-early.log 2>&1; cat status-early.log
+grep -qE "^  harvest +complete +SLURM job [0-9]+ COMPLETED; requeued 1x" status-early.log \
+  && grep -q "stopped after saving its progress; requeueing" runs/early/slurm/harvest-*.out \
+  && pass "ranks ended by the stop signal itself: requeued, harvest complete" \
+  || fail "early: $(grep -v '%' runs/early/slurm/harvest-*.out | tail -5)"
 
 "$BIN/saepipe" status crash.toml >status-crash.log 2>&1; cat status-crash.log
 grep -qE "^  train .*FAILED" status-crash.log && grep -qE "^  stats .*CANCELLED" status-crash.log \
