@@ -86,4 +86,9 @@ class DecoderModel final : public TransformerModel {
   bool full_ = false;
 };
 
+// load_transformer and load_transformer_full (transformer.hpp; a Hugging Face directory or a
+// GGUF file, same errors) as the DecoderModel they make: the CUDA decoder uploads its weights.
+std::unique_ptr<DecoderModel> load_decoder(const std::string& model, const std::vector<std::string>& hook_names);
+std::unique_ptr<DecoderModel> load_decoder_full(const std::string& model);
+
 }  // namespace saepipe

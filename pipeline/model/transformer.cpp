@@ -83,17 +83,25 @@ std::pair<DecoderConfig, std::shared_ptr<const WeightSource>> open_model(const s
 }
 }  // namespace
 
-std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
-                                                   const std::vector<std::string>& hook_names) {
-  auto [cfg, weights] = open_model(model_dir);
+std::unique_ptr<DecoderModel> load_decoder(const std::string& model, const std::vector<std::string>& hook_names) {
+  auto [cfg, weights] = open_model(model);
   std::vector<HookPoint> hooks;
   for (const std::string& n : hook_names) hooks.push_back(decoder_hook(cfg, n));
   return std::make_unique<DecoderModel>(cfg, std::move(weights), layers_needed(hooks, cfg.n_layers), false);
 }
 
-std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) {
-  auto [cfg, weights] = open_model(model_dir);
+std::unique_ptr<DecoderModel> load_decoder_full(const std::string& model) {
+  auto [cfg, weights] = open_model(model);
   return std::make_unique<DecoderModel>(cfg, std::move(weights), cfg.n_layers, true);
+}
+
+std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
+                                                   const std::vector<std::string>& hook_names) {
+  return load_decoder(model_dir, hook_names);
+}
+
+std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) {
+  return load_decoder_full(model_dir);
 }
 
 }  // namespace saepipe

@@ -4,7 +4,10 @@
 // Gemma 2 (post norms, (1 + w), soft-capping, head_dim 256, alternating windows), Qwen3 (q/k
 // norm, biases), GPT-NeoX (LayerNorm with bias, partial rotary, parallel residual) and GPT-2
 // (learned positions). Random weights through a WeightSource made here. fp32: within 1e-4 of
-// the largest value; bf16 matmul inputs: within 3e-2. Skips without a device.
+// the largest value; bf16 matmul inputs: within 3e-2. forward_final (stats' CE splicing) at
+// every hook with the edits spliced_loss makes (none, a change, zero) against the CPU's.
+// Skips without a device.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -127,6 +130,55 @@ TEST_F(CudaDecoder, EveryFamilyMatchesTheCpuDecoderAtEveryHook) {
           mx = std::max(mx, double(std::abs(want[h][size_t(i)]))),
           err = std::max(err, double(std::abs(want[h][size_t(i)] - got[h][size_t(i)])));
         EXPECT_LE(err, tol * mx) << c.model_type << " " << cuda::to_string(precision) << " " << names[h];
+      }
+    }
+  }
+}
+
+TEST_F(CudaDecoder, EveryFamilyForwardFinalMatchesTheCpuDecoderAtEveryHook) {
+  const int64_t B = 2, T = 16;
+  std::mt19937 rng(9);
+  std::vector<int32_t> tok(static_cast<size_t>(B * T));
+  for (int32_t& t : tok) t = int32_t(rng() % 100);
+  for (const DecoderConfig& c : configs()) {
+    c.validate(c.model_type);
+    const auto weights = std::make_shared<RandomWeights>(c.norm_unit_offset);
+    const DecoderModel cpu(c, weights, c.n_layers, true);
+    const cuda::DecoderCudaModel gpu(std::make_unique<const DecoderModel>(c, weights, c.n_layers, true),
+                                     cuda::ActType::F32);
+    ASSERT_TRUE(gpu.is_full());
+    ASSERT_EQ(gpu.final_logit_softcap(), cpu.final_logit_softcap());
+    ASSERT_NE(gpu.unembedding(), nullptr);
+    std::vector<std::string> names = {"hook_embed"};
+    if (c.learned_positions) names.push_back("hook_pos_embed");
+    for (int64_t l = 0; l < c.n_layers; ++l)
+      for (const char* k : {"hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"})
+        if (!(c.parallel_residual && std::string(k) == "hook_resid_mid"))
+          names.push_back("blocks." + std::to_string(l) + "." + k);
+    names.push_back("ln_final.hook_normalized");
+    const int64_t ND = B * T * c.d_model;
+    // The clean run, a change that depends on the row and the value, and zero.
+    const ActivationEdit change = [&](float* acts, int64_t rows) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < c.d_model; ++k) acts[r * c.d_model + k] = 0.5f * acts[r * c.d_model + k] + 0.01f * float(r % 7);
+    };
+    const ActivationEdit zero = [&](float* acts, int64_t rows) { std::fill(acts, acts + rows * c.d_model, 0.0f); };
+    const std::vector<ActivationEdit> edits = {ActivationEdit(), change, zero};
+    for (const std::string& name : names) {
+      const HookPoint hook = cpu.hook(name);
+      std::vector<std::vector<float>> want(3, std::vector<float>(size_t(ND), NAN)), got = want;
+      std::vector<float*> wp, gp;
+      for (size_t e = 0; e < 3; ++e) wp.push_back(want[e].data()), gp.push_back(got[e].data());
+      cpu.forward_final(tok.data(), B, T, hook, edits, wp);
+      gpu.forward_final(tok.data(), B, T, hook, edits, gp);
+      for (size_t e = 0; e < 3; ++e) {
+        double mx = 0, err = 0;
+        for (int64_t i = 0; i < ND; ++i) {
+          ASSERT_FALSE(std::isnan(got[e][size_t(i)])) << c.model_type << " " << name << " edit " << e;
+          mx = std::max(mx, double(std::abs(want[e][size_t(i)])));
+          err = std::max(err, double(std::abs(want[e][size_t(i)] - got[e][size_t(i)])));
+        }
+        EXPECT_LE(err, 1e-4 * mx) << c.model_type << " " << name << " edit " << e;
       }
     }
   }

@@ -53,6 +53,7 @@ struct DecoderCudaModel::Impl {
   ActType act;
   std::vector<Layer> layers;
   DeviceBuffer<float> embed, pos;  // [V,D], [P,D]
+  DeviceBuffer<float> lnf_w, lnf_b;  // [D] the final norm (full models), bias or none
   std::vector<float> inv_global, inv_local;
 
   cublasLtHandle_t lt = nullptr;
@@ -154,6 +155,15 @@ struct DecoderCudaModel::Impl {
 
   const float* ptr(const DeviceBuffer<float>& b) const { return b.size() ? b.data() : nullptr; }
 
+  // positions [N] = n % T, for learned positions.
+  void positions_for(int64_t N, int64_t T) {
+    if (positions.size() == N && positions_T == T) return;
+    positions_T = T;
+    std::vector<int32_t> p(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) p[size_t(n)] = int32_t(n % T);
+    positions.upload(p, stream);
+  }
+
   // a [N,D] = what block l's attention adds to the residual stream x.
   void attn_out(const DecoderConfig& c, int64_t l, float* x_in, int64_t B, int64_t T, float* out, cudaStream_t s) {
     const int64_t N = B * T, D = c.d_model, Q = c.q_dim(), QKV = Q + 2 * c.kv_dim();
@@ -186,6 +196,23 @@ struct DecoderCudaModel::Impl {
     if (c.post_sublayer_norms)
       decoder_norm(out, nullptr, N, D, c.norm, c.norm_eps, L.post_mlp_w.data(), nullptr, out, ActType::F32, s);
   }
+
+  // x [N,D] through blocks [l0, l1), in place, as DecoderModel::run_blocks (a and m: scratch).
+  void run_blocks(const DecoderConfig& c, int64_t l0, int64_t l1, float* xs, int64_t B, int64_t T, cudaStream_t s) {
+    const int64_t N = B * T, ND = N * c.d_model;
+    for (int64_t l = l0; l < l1; ++l) {
+      attn_out(c, l, xs, B, T, a.data(), s);
+      if (c.parallel_residual) {
+        mlp_out(c, l, xs, N, m.data(), s);
+        add_f32(m.data(), a.data(), ND, s);
+        add_f32(xs, m.data(), ND, s);
+        continue;
+      }
+      add_f32(xs, a.data(), ND, s);
+      mlp_out(c, l, xs, N, a.data(), s);
+      add_f32(xs, a.data(), ND, s);
+    }
+  }
 };
 
 DecoderCudaModel::DecoderCudaModel(const DecoderModel& cpu, ActType precision)
@@ -213,6 +240,16 @@ DecoderCudaModel::DecoderCudaModel(const DecoderModel& cpu, ActType precision)
     m.layers.push_back(std::move(L));
   }
   SAE_ASSERT(cfg_.head_dim <= kMaxDecoderHeadDim, "head_dim beyond the CUDA attention kernel");
+}
+
+DecoderCudaModel::DecoderCudaModel(std::unique_ptr<const DecoderModel> full, ActType precision)
+    : DecoderCudaModel(*full, precision) {
+  SAE_ASSERT(full->is_full(), "a full model (load_decoder_full)");
+  const FinalNorm f = full->final_norm();
+  const size_t D = size_t(cfg_.d_model);
+  impl_->lnf_w.upload(std::vector<float>(f.weight, f.weight + D), impl_->stream);
+  if (f.bias) impl_->lnf_b.upload(std::vector<float>(f.bias, f.bias + D), impl_->stream);
+  host_ = std::move(full);
 }
 
 DecoderCudaModel::~DecoderCudaModel() = default;
@@ -264,12 +301,7 @@ void DecoderCudaModel::run_pass(const int32_t* tokens, int64_t B, int64_t T, con
   decoder_embed(tokens, N, D, m.embed.data(), c.embed_scale, m.x.data(), s);
   capture(HookKind::Embed, -1, m.x.data());
   if (c.learned_positions) {
-    if (m.positions.size() != N || m.positions_T != T) {
-      m.positions_T = T;
-      std::vector<int32_t> p(static_cast<size_t>(N));
-      for (int64_t n = 0; n < N; ++n) p[size_t(n)] = int32_t(n % T);
-      m.positions.upload(p, s);
-    }
+    m.positions_for(N, T);
     decoder_embed(m.positions.data(), N, D, m.pos.data(), 1.0f, m.a.data(), s);
     capture(HookKind::PosEmbed, -1, m.a.data());
     add_f32(m.x.data(), m.a.data(), ND, s);
@@ -313,18 +345,132 @@ void DecoderCudaModel::forward(const int32_t* tokens, int64_t B, int64_t T, cons
   SAE_CUDA_CHECK(cudaStreamSynchronize(m.stream));
 }
 
-void DecoderCudaModel::forward_final(const int32_t*, int64_t, int64_t, const HookPoint&,
-                                     const std::vector<ActivationEdit>&, const std::vector<float*>&) const {
-  internal_error("forward_final is not implemented on the CUDA decoder (use the CPU model: load_transformer_full)");
+// DecoderModel::forward_final (decoder.cpp) step for step: the model up to the hook runs once;
+// what the hook sees is the residual stream (x), a term about to be added to it (side), or the
+// normalised final residual; each edit gets its own copy (v), through host memory when the edit
+// is a function, then the rest of the model and the final norm.
+void DecoderCudaModel::forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
+                                     const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  const DecoderConfig& c = cfg_;
+  const int64_t D = c.d_model, N = B * T, ND = N * D, L = c.n_layers, l = hook.layer;
+  SAE_ASSERT(is_full(), "forward_final needs the full model (load_transformer_full_cuda)");
+  SAE_ASSERT(edits.size() == final.size(), "one output per edit");
+  SAE_ASSERT(T >= 1 && T <= c.n_positions, "sequence length beyond n_positions");
+  SAE_ASSERT(hook.layer < L, "hook layer beyond the model");
+  SAE_ASSERT(!(hook.kind == HookKind::ResidMid && c.parallel_residual), "no hook_resid_mid with a parallel residual");
+  SAE_ASSERT(!(hook.kind == HookKind::PosEmbed && !c.learned_positions), "no hook_pos_embed with rotary positions");
+  for (int64_t i = 0; i < N; ++i) SAE_ASSERT(tokens[i] >= 0 && tokens[i] < c.vocab_size, "token id out of range");
+  const cudaStream_t s = m.stream;
+  const bool par = c.parallel_residual;
+  const size_t bytes = size_t(ND) * sizeof(float);
+  m.reserve(c, N);
+  m.rope_for(c, T);
+  m.tokens.upload(tokens, N, s);
+  DeviceBuffer<float> x(ND), side(ND), v(ND), other(par ? ND : 0);  // [N,D] each
+  decoder_embed(m.tokens.data(), N, D, m.embed.data(), c.embed_scale, x.data(), s);
+  if (c.learned_positions) {
+    m.positions_for(N, T);
+    decoder_embed(m.positions.data(), N, D, m.pos.data(), 1.0f, side.data(), s);
+  } else {
+    side.zero(s);
+  }
+
+  enum class Mode { Residual, Side, Normalized } mode = Mode::Residual;
+  int64_t resume = L;     // first whole block after the hook
+  bool then_mlp = false;  // block l's MLP sublayer follows the hook (sequential blocks)
+  auto to_block = [&](int64_t upto) {
+    add_f32(x.data(), side.data(), ND, s);
+    m.run_blocks(c, 0, upto, x.data(), B, T, s);
+  };
+  switch (hook.kind) {
+    case HookKind::Embed:
+      std::swap(x, side);  // the hook sees the token embeddings; the positional ones (or 0) are added after
+      mode = Mode::Side, resume = 0;
+      break;
+    case HookKind::PosEmbed:
+      mode = Mode::Side, resume = 0;
+      break;
+    case HookKind::ResidPre:
+      to_block(l);
+      resume = l;
+      break;
+    case HookKind::AttnOut:
+    case HookKind::ResidMid:
+      to_block(l);
+      if (par) m.mlp_out(c, l, x.data(), N, other.data(), s);
+      m.attn_out(c, l, x.data(), B, T, side.data(), s);
+      if (hook.kind == HookKind::ResidMid) add_f32(x.data(), side.data(), ND, s);
+      mode = hook.kind == HookKind::ResidMid ? Mode::Residual : Mode::Side;
+      then_mlp = !par, resume = l + 1;
+      break;
+    case HookKind::MlpOut:
+      to_block(l);
+      m.attn_out(c, l, x.data(), B, T, par ? other.data() : side.data(), s);
+      if (!par) add_f32(x.data(), side.data(), ND, s);
+      m.mlp_out(c, l, x.data(), N, side.data(), s);
+      mode = Mode::Side, resume = l + 1;
+      break;
+    case HookKind::ResidPost:
+      to_block(l + 1);
+      resume = l + 1;
+      break;
+    case HookKind::LnFinalNormalized:
+      to_block(L);
+      decoder_norm(x.data(), nullptr, N, D, c.norm, c.norm_eps, nullptr, nullptr, side.data(), ActType::F32, s);
+      mode = Mode::Normalized;
+      break;
+  }
+
+  const FinalNorm fn = host_->final_norm();
+  std::vector<float> host(static_cast<size_t>(ND));
+  for (size_t e = 0; e < edits.size(); ++e) {
+    const float* hooked = mode == Mode::Residual ? x.data() : side.data();
+    if (edits[e] || mode == Mode::Normalized) {  // the edit runs on the host
+      SAE_CUDA_CHECK(cudaMemcpyAsync(host.data(), hooked, bytes, cudaMemcpyDeviceToHost, s));
+      SAE_CUDA_CHECK(cudaStreamSynchronize(s));
+      if (edits[e]) edits[e](host.data(), N);
+      if (mode == Mode::Normalized) {  // the final norm's affine map, on the host as the CPU model applies it
+        float* o = final[e];
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t k = 0; k < D; ++k) {
+            const float t = host[size_t(n * D + k)];
+            o[n * D + k] = fn.bias ? t * fn.weight[k] + fn.bias[k] : t * fn.weight[k];
+          }
+        continue;
+      }
+      SAE_CUDA_CHECK(cudaMemcpyAsync(v.data(), host.data(), bytes, cudaMemcpyHostToDevice, s));
+    } else {
+      SAE_CUDA_CHECK(cudaMemcpyAsync(v.data(), hooked, bytes, cudaMemcpyDeviceToDevice, s));
+    }
+    if (mode == Mode::Side) {
+      // Parallel: (mlp + attn) + x, whichever of the two was edited.
+      if (par && (hook.kind == HookKind::AttnOut || hook.kind == HookKind::MlpOut))
+        add_f32(v.data(), other.data(), ND, s);
+      add_f32(v.data(), x.data(), ND, s);
+    }
+    if (then_mlp) {
+      m.mlp_out(c, l, v.data(), N, m.a.data(), s);
+      add_f32(v.data(), m.a.data(), ND, s);
+    }
+    m.run_blocks(c, resume, L, v.data(), B, T, s);
+    decoder_norm(v.data(), nullptr, N, D, c.norm, c.norm_eps, m.lnf_w.data(), m.ptr(m.lnf_b), m.a.data(), ActType::F32,
+                 s);
+    SAE_CUDA_CHECK(cudaMemcpyAsync(final[e], m.a.data(), bytes, cudaMemcpyDeviceToHost, s));
+    SAE_CUDA_CHECK(cudaStreamSynchronize(s));  // `host` and m.a are reused by the next edit
+  }
 }
 
 std::unique_ptr<DecoderCudaModel> load_transformer_cuda(const std::string& model_dir,
                                                         const std::vector<std::string>& hook_names, ActType precision) {
-  const DecoderConfig cfg = read_decoder_config(model_dir);
-  std::vector<HookPoint> hooks;
-  for (const std::string& n : hook_names) hooks.push_back(decoder_hook(cfg, n));
-  const DecoderModel cpu(cfg, open_hf_weights(model_dir, cfg), layers_needed(hooks, cfg.n_layers), false);
-  return std::make_unique<DecoderCudaModel>(cpu, precision);
+  const std::unique_ptr<DecoderModel> cpu = load_decoder(model_dir, hook_names);
+  return std::make_unique<DecoderCudaModel>(*cpu, precision);
+}
+
+std::unique_ptr<DecoderCudaModel> load_transformer_full_cuda(const std::string& model_dir, ActType precision) {
+  return std::make_unique<DecoderCudaModel>(std::unique_ptr<const DecoderModel>(load_decoder_full(model_dir)),
+                                            precision);
 }
 
 }  // namespace saepipe::cuda

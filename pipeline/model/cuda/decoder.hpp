@@ -8,8 +8,10 @@
 //              accumulation (FP32: plain fp32, no TF32, for parity with the CPU to ~1e-5);
 //              biases added by a separate kernel.
 //   the rest   decoder_kernels.hpp, fp32 arithmetic; residual stream and hooks in fp32.
-// The pass stops after the last block a hook needs. forward_final is not on the GPU (the stats
-// stage uses the CPU model). Passes run one at a time, on the model's own stream.
+// The pass stops after the last block a hook needs. A model built from a full CPU model (every
+// block, the final norm, the unembedding: load_transformer_full_cuda) also runs forward_final on
+// the GPU, for stats' CE splicing; the edits are host functions, so each edit's activation makes
+// a round trip through host memory. Passes run one at a time, on the model's own stream.
 //
 // Shape legend: B sequences, T positions, N = B*T rows, D d_model, Q query width, KV key/value
 // width, I MLP width, V vocab.
@@ -30,6 +32,9 @@ class DecoderCudaModel final : public TransformerModel {
   // Uploads the blocks `cpu` holds (its weights source must stay readable: the embedding table
   // is read through it) with matmul inputs in `precision`.
   DecoderCudaModel(const DecoderModel& cpu, ActType precision);
+  // The same from a full model (is_full()), kept for its host unembedding and final norm, which
+  // the logits (unembed.hpp, logit_effects.hpp) read on the host.
+  DecoderCudaModel(std::unique_ptr<const DecoderModel> full, ActType precision);
   ~DecoderCudaModel() override;
   DecoderCudaModel(const DecoderCudaModel&) = delete;
   DecoderCudaModel& operator=(const DecoderCudaModel&) = delete;
@@ -58,10 +63,11 @@ class DecoderCudaModel final : public TransformerModel {
   void forward_batches(int64_t n_batches, int64_t max_batch, int64_t T, const std::vector<HookPoint>& hooks,
                        const BatchTokens& fill, const BatchActivations& use) const override;
 
-  bool is_full() const override { return false; }
-  const float* unembedding() const override { return nullptr; }
-  FinalNorm final_norm() const override { return {}; }
-  // Not on the GPU: an internal error (the stats stage uses the CPU model).
+  bool is_full() const override { return host_ != nullptr; }
+  const float* unembedding() const override { return host_ ? host_->unembedding() : nullptr; }
+  FinalNorm final_norm() const override { return host_ ? host_->final_norm() : FinalNorm{}; }
+  float final_logit_softcap() const override { return float(cfg_.final_softcap); }
+  // As DecoderModel::forward_final, step for step on the GPU (host tokens and outputs).
   void forward_final(const int32_t* tokens, int64_t B, int64_t T, const HookPoint& hook,
                      const std::vector<ActivationEdit>& edits, const std::vector<float*>& final) const override;
 
@@ -73,10 +79,14 @@ class DecoderCudaModel final : public TransformerModel {
   DecoderConfig cfg_;
   ActType precision_;
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<const DecoderModel> host_;  // full models only
 };
 
-// config.json and the weights the hooks need, as load_transformer, onto the current device.
+// The weights the hooks need, as load_transformer (a Hugging Face directory or a GGUF file),
+// onto the current device.
 std::unique_ptr<DecoderCudaModel> load_transformer_cuda(const std::string& model_dir,
                                                         const std::vector<std::string>& hook_names, ActType precision);
+// The whole model, as load_transformer_full, onto the current device (forward_final on the GPU).
+std::unique_ptr<DecoderCudaModel> load_transformer_full_cuda(const std::string& model_dir, ActType precision);
 
 }  // namespace saepipe::cuda

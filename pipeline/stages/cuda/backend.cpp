@@ -34,13 +34,14 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<TransformerModel> load_transformer(const std::string& model_dir,
                                                      const std::vector<std::string>& hook_names) const override {
-    // The generic decoder on the GPU, fp32 matmuls: the store matches the CPU's to ~1e-5
-    // (tests/gpu/test_cuda_decoder.cpp).
+    // The generic decoder on the GPU (every family, Hugging Face or GGUF), fp32 matmuls: the
+    // store matches the CPU's to ~1e-5 (tests/gpu/test_cuda_decoder.cpp).
     return cuda::load_transformer_cuda(model_dir, hook_names, cuda::ActType::F32);
   }
   std::unique_ptr<TransformerModel> load_transformer_full(const std::string& model_dir) const override {
-    // forward_final (the spliced runs) is CPU-only so far: CE loss and logit effects run there.
-    return saepipe::load_transformer_full(model_dir);
+    // The spliced runs of CE loss (forward_final) on the GPU; the SAE edits and the logits
+    // (unembedding, logit effects) on the host, as on the CPU backend.
+    return cuda::load_transformer_full_cuda(model_dir, cuda::ActType::F32);
   }
   std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const override {
     return cuda::make_cuda_train_step(config, data_group);
