@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """saepipe's CUDA GPT-2 (saepipe_gpt2_cuda dump) against Hugging Face transformers' GPT2Model on
 the same random weights, at every hook point. Written for the GPU machine (transformers and
-torch there); bench/gpu/run_forward_checks.sh runs it.
+torch there); bench/gpu/run_all.sh runs it.
 
   hf_parity.py --tool BIN/saepipe_gpt2_cuda --work DIR [--shapes small,gpt2s]
                [--precisions fp32,bf16] [--reference hf|local] [--device cuda] [--json OUT]
