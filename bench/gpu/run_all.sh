@@ -262,8 +262,18 @@ bench() {
     --json "$LOGS/bench_harvest.jsonl" || return 1
   python3 bench/gpu/hf_forward_bench.py "$M" --context 128 --batch 64 --tokens 1048576 --dtype bf16 --attn sdpa \
     --json "$LOGS/bench_harvest.jsonl" || return 1
+  # The harvest stage itself on cuda (the generic decoder in fp32, the store written): its own
+  # "done: ... tokens/s" line, model loading excluded.
+  local HB=$WORK/hb
+  rm -rf "$HB" && mkdir -p "$HB" || return 1
+  python3 -c "import numpy as np; np.random.default_rng(2).integers(0, 50256, 300000).astype('<u2').tofile('$HB/tokens.bin')" || return 1
+  printf '[run]\nname = "hb"\ndevice = "%s"\n[harvest]\nsource = "model"\nmodel = "%s"\ntokens = "tokens.bin"\n' "$DEVICE" "$M" >"$HB/job.toml"
+  printf 'token_format = "uint16"\nhooks = ["blocks.8.hook_resid_post"]\nn_tokens = 262144\ncontext = 128\n' >>"$HB/job.toml"
+  printf 'shard_tokens = 65536\nbatch_sequences = 64\n' >>"$HB/job.toml"
+  (cd "$HB" && "$BIN/saepipe-harvest" --job job.toml) || return 1
 }
 step bench 150 bench
+grep -E "harvest.*done: .*tokens/s" "$LOGS/bench.log" 2>/dev/null | sed 's/^/  harvest stage, GPT-2-small shape, cuda fp32, context 128: /' | tee -a "$SUMMARY"
 python3 - "$LOGS" <<'P' >>"$SUMMARY" 2>&1
 import json, os, sys
 out = sys.argv[1]
@@ -280,7 +290,8 @@ for peer in ("sparsify", "sae_lens"):
     p = f"{out}/peer_{peer}.json"
     if os.path.exists(p):
         for r in json.load(open(p)).get("runs", []):
-            print(f"| {peer} | 4096 | {r.get('tokens_per_s', float('nan')):,.0f} |")
+            t = sorted(r["seconds"][r.get("warmup", 0):] or r["seconds"])  # per step, after warm-up
+            print(f"| {peer} {r['versions']} (median of {len(t)} steps) | {r['batch']} | {r['batch'] / t[len(t) // 2]:,.0f} |")
     else:
         print(f"| {peer} | 4096 | not run (see bench.log) |")
 print("\n| harvest, GPT-2-small shape, context 128 | tokens/s |\n|---|---|")
