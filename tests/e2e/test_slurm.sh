@@ -54,8 +54,10 @@ if [ "$*" = "--mpi=list" ]; then /usr/bin/srun --mpi=list 2>&1 | grep -v pmix; e
 exec /usr/bin/srun "$@"
 S
 chmod +x nopmix/srun
-job envmpirun; job nopmix; job jobmpirun
+job envmpirun; job nopmix; job jobmpirun; job mpi2
 sed -i 's/^\[resources.train\]/launcher = "mpirun"\n[resources.train]/' jobmpirun.toml   # in [resources.harvest]
+sed -i 's/^\[resources.train\]/launcher = "mpirun"\nnodes = 2\n[resources.train]/' mpi2.toml  # mpirun over two nodes
+"$BIN/saepipe" submit mpi2.toml --only harvest >submit-l4.log 2>&1 || fail "submit mpi2"
 SAEPIPE_LAUNCH=mpirun "$BIN/saepipe" submit envmpirun.toml --only harvest >submit-l1.log 2>&1 || fail "submit envmpirun"
 PATH="$PWD/nopmix:$PATH" "$BIN/saepipe" submit nopmix.toml --only harvest >submit-l2.log 2>&1 || fail "submit nopmix"
 SAEPIPE_LAUNCH=srun "$BIN/saepipe" submit jobmpirun.toml --only harvest >submit-l3.log 2>&1 || fail "submit jobmpirun"
@@ -120,6 +122,12 @@ grep -qE "^  harvest +complete +SLURM job [0-9]+ COMPLETED; requeued 1x" status-
   && grep -q "stopped after saving its progress; requeueing" runs/early/slurm/harvest-*.out \
   && pass "ranks ended by the stop signal itself: requeued, harvest complete" \
   || fail "early: $(grep -v '%' runs/early/slurm/harvest-*.out | tail -5)"
+
+grep -q "started with mpirun" runs/mpi2/slurm/harvest-*.out && grep -q "on host n1 " runs/mpi2/slurm/harvest-*.out \
+  && grep -q "on host n2 " runs/mpi2/slurm/harvest-*.out && pass "mpirun in a two-node allocation: a rank on n1 and n2" \
+  || fail "mpi2: $(grep -v '%' runs/mpi2/slurm/harvest-*.out | head -8)"
+same_h5 runs/slurmjob/activations/activations.h5 runs/mpi2/activations/activations.h5 activations/blocks.0.hook_resid_post tokens \
+  && pass "mpi2: the two-node store equals the one-node store"
 
 "$BIN/saepipe" status crash.toml >status-crash.log 2>&1; cat status-crash.log
 grep -qE "^  train .*FAILED" status-crash.log && grep -qE "^  stats .*CANCELLED" status-crash.log \
