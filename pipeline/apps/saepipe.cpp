@@ -9,6 +9,7 @@
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/inspect.hpp"
 #include "pipeline/stages/launcher.hpp"
+#include "pipeline/stages/resolve_bos.hpp"
 #include "pipeline/stages/slurm.hpp"
 
 int main(int argc, char** argv) {
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
     if (*submit) {
       submit_opt.only = split_list(submit_only);
       Job job = submit_opt.only.empty() ? load_job_serial(job_path) : load_job_serial(job_path, submit_opt.only);
+      resolve_prepend_bos(job, false);
       return submit_job(job, submit_opt);
     }
     if (*status) {
@@ -74,10 +76,12 @@ int main(int argc, char** argv) {
     if (*run) {
       launch.only = split_list(only);
       Job job = launch.only.empty() ? load_job_serial(job_path) : load_job_serial(job_path, launch.only);
+      resolve_prepend_bos(job, false);
       return run_stages(job, job_path, launch);
     }
     if (*validate) {
       Job job = load_job_serial(job_path);
+      resolve_prepend_bos(job, false);
       std::fputs(job.resolved_toml.c_str(), stdout);
       return 0;
     }

@@ -57,7 +57,7 @@ class SchemaValidator {
       validate_node(*table.get(name), subs, join(key_path, name));
       // An integer given where a number is expected is stored as a float, so every reader
       // of the resolved job sees one type.
-      if (subs.value("type", "") == "number" && table.get(name)->is_integer())
+      if (subs.value("type", json()) == "number" && table.get(name)->is_integer())
         table.insert_or_assign(name, double(table.get(name)->as_integer()->get()));
     }
   }
@@ -75,6 +75,7 @@ class SchemaValidator {
 
   void validate_node(toml::node& node, const json& schema, const std::string& key) {
     const json& s = resolve(schema);
+    if (s.contains("type") && s["type"].is_array()) return validate_one_of_types(node, s, key);
     std::string type = s.value("type", "");
     if (type.empty() && s.contains("enum")) type = "string";
     if (type == "object") {
@@ -129,6 +130,23 @@ class SchemaValidator {
       return;
     }
     internal_error("schema: unsupported type '" + type + "' at " + key);
+  }
+
+  // "type": [...] of scalar types with an "enum" of their values (prepend_bos: true, false or
+  // "auto"): the value must be one of the enum's.
+  void validate_one_of_types(const toml::node& node, const json& s, const std::string& key) {
+    if (!s.contains("enum")) internal_error("schema: a list of types needs an enum at " + key);
+    json v;
+    if (auto b = node.value_exact<bool>()) v = *b;
+    else if (auto t = node.value_exact<std::string>()) v = *t;
+    else if (auto i = node.value_exact<int64_t>()) v = *i;
+    bool ok = false;
+    for (const auto& e : s["enum"]) ok = ok || (!v.is_null() && e == v);
+    if (!ok) {
+      std::string allowed;
+      for (const auto& e : s["enum"]) allowed += (allowed.empty() ? "" : ", ") + e.dump();
+      fail(node, key, "expected one of " + allowed + ", got " + describe(node));
+    }
   }
 
   // Inserts a JSON default into a TOML table / array (toml++ inserts values, not nodes).
@@ -212,6 +230,15 @@ bool assign(const toml::node& n, T& v) {
   auto x = n.value_exact<T>();
   if (x) v = *x;
   return bool(x);
+}
+// true, false or "auto" (nullopt).
+bool assign(const toml::node& n, std::optional<bool>& v) {
+  if (auto b = n.value_exact<bool>()) {
+    v = *b;
+    return true;
+  }
+  v.reset();
+  return n.value_exact<std::string>() == std::optional<std::string>("auto");
 }
 template <class T>
 bool assign(const toml::node& n, std::vector<T>& v) {
@@ -390,6 +417,14 @@ void set_resolved_device(Job& job, const std::string& device) {
   toml::table t = toml::parse(job.resolved_toml, job.path);
   t.at_path("run").as_table()->insert_or_assign("device", device);
   job.run.device = device;
+  set_resolved_text(job, t);
+}
+
+void set_resolved_prepend_bos(Job& job, bool prepend, int64_t bos_token) {
+  toml::table t = toml::parse(job.resolved_toml, job.path);
+  t.at_path("harvest").as_table()->insert_or_assign("prepend_bos", prepend);
+  job.harvest.prepend_bos = prepend;
+  job.harvest.bos_token = bos_token;
   set_resolved_text(job, t);
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -29,8 +30,8 @@ struct JobKey {
   const char* name;
   std::variant<std::string Section::*, int64_t Section::*, double Section::*, bool Section::*,
                std::vector<std::string> Section::*, std::vector<int64_t> Section::*,
-               std::vector<double> Section::*>
-      member;
+               std::vector<double> Section::*, std::optional<bool> Section::*>
+      member;  // optional<bool>: true, false or "auto" (nullopt)
 };
 template <class Section>
 using JobKeys = std::vector<JobKey<Section>>;
@@ -75,7 +76,12 @@ struct HarvestConfig {
   SyntheticConfig synthetic;  // [harvest.synthetic]
   // source = "model"
   std::string model, tokens, token_format, tokens_dataset;
-  bool prepend_bos = true, exclude_bos = false;
+  // prepend_bos: nullopt is "auto", the model's tokenizer decides (resolve_prepend_bos,
+  // pipeline/stages/resolve_bos.hpp, puts the decision here and in the resolved job), with
+  // bos_token the id it prepends (-1: config.json's bos_token_id, when the user set true).
+  std::optional<bool> prepend_bos;
+  int64_t bos_token = -1;  // not a job key
+  bool exclude_bos = false;
   int64_t batch_sequences = 0;
 
   static inline const JobKeys<HarvestConfig> keys = {
@@ -246,6 +252,10 @@ Job load_job_serial(const std::string& path,
 // The device the ranks agreed on for run.device (pipeline/stages/backend.hpp) replaces "auto"
 // in job.run.device, the resolved text and section_toml["run"].
 void set_resolved_device(Job& job, const std::string& device);
+
+// harvest.prepend_bos = "auto" decided (pipeline/stages/resolve_bos.hpp): job.harvest and the
+// resolved text and section_toml["harvest"] say `prepend`; bos_token is the id prepended.
+void set_resolved_prepend_bos(Job& job, bool prepend, int64_t bos_token);
 
 // Write runs/<name>/job.resolved.toml atomically (temporary name, then rename).
 void write_resolved_job(const Job& job);

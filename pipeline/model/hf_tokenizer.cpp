@@ -15,6 +15,7 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/utf8.hpp"
+#include "pipeline/model/added_tokens.hpp"
 #include "pipeline/model/bpe_tokenizer.hpp"
 #include "pipeline/model/gguf_model.hpp"
 #include "pipeline/model/gguf_tokenizer.hpp"
@@ -174,17 +175,12 @@ struct HfTokenizer::Impl {
     int64_t start = 0, stop = 0;
     std::string prepend_scheme = "always";
   };
-  struct Added {
-    std::string content;
-    int32_t id;
-    bool lstrip, rstrip;
-  };
 
   std::string where;
   std::unordered_map<std::string, int32_t> vocab;
   std::vector<std::string> id_to_token;
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a, b) -> (rank, merged id)
-  std::vector<Added> added;  // longest first
+  std::vector<AddedToken> added;
   std::vector<Norm> norms;
   std::vector<PreTok> pretoks;
   std::vector<Dec> decs;
@@ -467,7 +463,7 @@ void HfTokenizer::parse(std::string_view text, const std::string& where) {
     const auto k = id.get<int32_t>();
     if (size_t(k) >= m.id_to_token.size()) m.id_to_token.resize(size_t(k) + 1);
     m.id_to_token[size_t(k)] = tok;
-    m.vocab[tok] = k;
+    if (what == "token") m.vocab[tok] = k;  // the model's own: BPE never yields an added token
   };
   for (auto& [tok, id] : model["vocab"].items()) set_token(tok, id, "token");
   const json merges = model.value("merges", json::array());
@@ -505,11 +501,14 @@ void HfTokenizer::parse(std::string_view text, const std::string& where) {
     const std::string c = a["content"].get<std::string>();
     if (c.empty()) continue;
     set_token(c, a["id"], "added token");
-    m.added.push_back({c, a["id"].get<int32_t>(), flag(a, "lstrip", false), flag(a, "rstrip", false)});
+    m.added.push_back({c, a["id"].get<int32_t>(), flag(a, "lstrip", false), flag(a, "rstrip", false),
+                       flag(a, "single_word", false), flag(a, "normalized", !flag(a, "special", false))});
   }
-  std::stable_sort(m.added.begin(), m.added.end(),
-                   [](const Impl::Added& x, const Impl::Added& y) { return x.content.size() > y.content.size(); });
   m.parse_normalizer(j.value("normalizer", json()));
+  // A normalized token is matched in normalized text as its content normalized, and that is
+  // its text for the decoder too (tokenizers' id_to_token: Llama 2's "[R]" is "▁[R]").
+  for (AddedToken& a : m.added)
+    if (a.normalized) m.id_to_token[size_t(a.id)] = a.content = m.normalize(a.content);
   m.parse_pretokenizer(j.value("pre_tokenizer", json()));
   m.parse_decoder(j.value("decoder", json()));
   const std::vector<char32_t> alphabet = gpt2_byte_alphabet();
@@ -527,38 +526,20 @@ int64_t HfTokenizer::vocab_size() const { return int64_t(impl_->id_to_token.size
 std::vector<int32_t> HfTokenizer::encode(std::string_view text, const std::string& where) const {
   const Impl& m = *impl_;
   decode_utf8(text, where);  // invalid UTF-8: user error naming the input
+  // Raw added tokens split first; the normalizer runs on each remaining piece, normalized added
+  // tokens split that; the pre-tokenizer and the model see the rest (tokenizers' order).
   std::vector<int32_t> ids;
-  std::string s(text);
-  size_t pos = 0;
-  bool at_start = true;
-  auto flush = [&](std::string seg) {
-    if (!seg.empty()) {
-      for (const Piece& p : m.pretokenize({m.normalize(std::move(seg)), at_start})) m.bpe(p.text, ids);
-    }
-  };
-  std::string seg;
-  while (pos < s.size()) {  // leftmost-longest added token
-    const Impl::Added* hit = nullptr;
-    for (const Impl::Added& a : m.added)
-      if (s.compare(pos, a.content.size(), a.content) == 0) {
-        hit = &a;
-        break;
-      }
-    if (!hit) {
-      seg += s[pos++];
+  for (const AddedSplit& raw : split_added_tokens(text, m.added, false)) {
+    if (raw.id >= 0) {
+      ids.push_back(raw.id);
       continue;
     }
-    if (hit->lstrip)
-      while (!seg.empty() && (seg.back() == ' ' || seg.back() == '\t' || seg.back() == '\n' || seg.back() == '\r')) seg.pop_back();
-    flush(std::move(seg));
-    seg.clear();
-    at_start = false;
-    ids.push_back(hit->id);
-    pos += hit->content.size();
-    if (hit->rstrip)
-      while (pos < s.size() && (s[pos] == ' ' || s[pos] == '\t' || s[pos] == '\n' || s[pos] == '\r')) ++pos;
+    for (const AddedSplit& p : split_added_tokens(m.normalize(raw.text), m.added, true)) {
+      if (p.id >= 0) ids.push_back(p.id);
+      else
+        for (const Piece& q : m.pretokenize({p.text, raw.offset == 0 && p.offset == 0})) m.bpe(q.text, ids);
+    }
   }
-  flush(std::move(seg));
   return ids;
 }
 

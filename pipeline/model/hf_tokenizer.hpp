@@ -10,7 +10,8 @@
 // MergedWithPrevious, MergedWithNext), Metaspace, Digits, Sequence; model BPE (merges as
 // "a b" strings or pairs, ignore_merges, byte_fallback, unk_token, fuse_unk); decoders
 // ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence. Anything else is a user
-// error naming it. Added tokens match the raw text (lstrip / rstrip honoured).
+// error naming it. Added tokens as tokenizers splits them (added_tokens.hpp: normalized or raw,
+// single_word, lstrip / rstrip).
 // Regexes run on ICU (\p{L}, (?i:...), look-ahead as in the Oniguruma patterns of tokenizer.json).
 #pragma once
 #include <cstdint>

@@ -23,11 +23,18 @@ namespace {
 class ModelSource final : public ActivationSource {
  public:
   ModelSource(const Job& job, const Backend& backend) : h_(job.harvest) {
+    SAE_ASSERT(h_.prepend_bos.has_value(), "harvest.prepend_bos = \"auto\" is resolved before the source opens");
+    prepend_bos_ = *h_.prepend_bos;
     model_ = backend.load_transformer(h_.model, h_.hooks);
     for (const std::string& n : h_.hooks) hooks_.push_back(model_->hook(n));
-    if (h_.prepend_bos && model_->bos_token() < 0)
+    // "auto": the id the tokenizer prepends; true: config.json's bos_token_id.
+    bos_ = h_.bos_token >= 0 ? h_.bos_token : model_->bos_token();
+    if (prepend_bos_ && bos_ < 0)
       user_error(job.path + ": harvest.prepend_bos: the model has no BOS token (" + h_.model +
                  "/config.json bos_token_id is null); set harvest.prepend_bos = false");
+    if (prepend_bos_ && bos_ >= model_->vocab_size())
+      user_error(h_.model + ": the BOS token " + std::to_string(bos_) + " its tokenizer prepends is outside the vocabulary [0, " +
+                 std::to_string(model_->vocab_size()) + ")");
     if (h_.context > model_->n_positions())
       user_error(job.path + ": harvest.context: " + std::to_string(h_.context) + " exceeds the model's n_positions " +
                  std::to_string(model_->n_positions()) + " (" + h_.model + (is_gguf_model_path(h_.model) ? "" : "/config.json") + ")");
@@ -42,7 +49,7 @@ class ModelSource final : public ActivationSource {
     if (tokens_->size() < need)
       user_error(h_.tokens + ": holds " + std::to_string(tokens_->size()) + " tokens; harvest.n_tokens = " +
                  std::to_string(h_.n_tokens) + " with context " + std::to_string(h_.context) +
-                 (h_.prepend_bos ? " and a BOS per sequence" : "") + " needs " + std::to_string(need));
+                 (prepend_bos_ ? " and a BOS per sequence" : "") + " needs " + std::to_string(need));
   }
 
   int64_t d_model() const override { return model_->d_model(); }
@@ -58,8 +65,8 @@ class ModelSource final : public ActivationSource {
             {"token_format", tokens_->format()},
             {"tokens_available", tokens_->size()},
             {"tokens_dataset", tokens_->format() == "hdf5" ? h_.tokens_dataset : ""},
-            {"prepend_bos", h_.prepend_bos},
-            {"bos_token", model_->bos_token()},
+            {"prepend_bos", prepend_bos_},
+            {"bos_token", prepend_bos_ ? bos_ : model_->bos_token()},
             {"exclude_bos", h_.exclude_bos},
             {"batch_sequences", h_.batch_sequences},  // the batch can change BLAS rounding
             {"d_model", model_->d_model()},
@@ -115,17 +122,19 @@ class ModelSource final : public ActivationSource {
   }
 
  private:
-  int64_t input_per_sequence() const { return h_.context - (h_.prepend_bos ? 1 : 0); }
+  int64_t input_per_sequence() const { return h_.context - (prepend_bos_ ? 1 : 0); }
 
   // out[T]: the tokens of global sequence i.
   void read_sequence(int64_t i, int32_t* out) const {
     const int64_t P = input_per_sequence();
     int64_t k = 0;
-    if (h_.prepend_bos) out[k++] = int32_t(model_->bos_token());
+    if (prepend_bos_) out[k++] = int32_t(bos_);
     tokens_->read(i * P, P, out + k);
   }
 
   HarvestConfig h_;
+  bool prepend_bos_ = false;
+  int64_t bos_ = -1;  // the id prepended
   SingleThreadedBlas blas_threads_;  // for as long as the source lives (see gpt2.cpp)
   std::unique_ptr<TransformerModel> model_;
   std::vector<HookPoint> hooks_;

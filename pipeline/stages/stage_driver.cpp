@@ -7,6 +7,7 @@
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/stages/backend.hpp"
+#include "pipeline/stages/resolve_bos.hpp"
 
 namespace saepipe {
 
@@ -38,6 +39,11 @@ void run_on_device(const Job& job, const MpiEnv& env, const std::string& stage, 
   set_resolved_device(resolved, device);
   log.info("run.device = \"" + job.run.device + "\": " + backend->describe() +
            (env.size() > 1 ? " on each of " + std::to_string(env.size()) + " ranks" : ""));
+  std::string bos_reason;  // every stage writes job.resolved.toml: each resolves "auto" alike
+  env.all_or_none([&] { bos_reason = resolve_prepend_bos(resolved, stage == "harvest"); });
+  if (!bos_reason.empty())
+    log.info(std::string("harvest.prepend_bos = \"auto\": ") + (*resolved.harvest.prepend_bos ? "true" : "false") +
+             " (" + bos_reason + ")");
   fn(resolved, env, *backend);
 }
 

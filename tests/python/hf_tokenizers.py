@@ -39,7 +39,20 @@ TEXTS = [
     "<|end_of_text|>", "a<|end_of_text|>b <|begin_of_text|> c", "<s>Hello</s> <unk>", "x <extra>  y",
     "line\r\nbreak\rcr", "  \n  mixed \n\n whitespace  ", "ABC'sDEF don't", "---===+++***", "x² ½ Ⅻ ⑦",
     "\x0b\x1c control", "ⓐⓑⓒ", "Ω≈ç√∫˜µ≤≥÷", "0123456789" * 3,
+    # Added-token flags (ADDED): single_word, lstrip/rstrip, normalized (matched after NFC or
+    # the "▁" normalizers, as the token's content normalized).
+    "word words sword word_x word. (word) éword wordé 1word", "a  [R]  b[R]c \u3000[R]\u3000", "x<norm>y x <norm> y",
+    "E\u0301 É ÉÉ", " <extra> <extra><extra>", "a <n> b a<n>b <n>", "<s><norm>word<n>",
 ]
+# Added tokens with every flag, to each kind: (content, special, normalized, lstrip, rstrip, single_word).
+ADDED = [("word", False, False, False, False, True), ("[R]", False, True, True, True, False),
+         ("<norm>", False, True, False, False, False), ("É", False, True, False, False, False),
+         ("<n>", True, True, False, False, False)]
+
+
+def add_flagged(tok):
+    tok.add_tokens([AddedToken(c, special=sp, normalized=n, lstrip=l, rstrip=r, single_word=w)
+                    for c, sp, n, l, r, w in ADDED])
 
 
 def base_trainer(special):
@@ -93,6 +106,7 @@ def build(d):
     rng = random.Random(7)
     for kind in kinds:
         tok = byte_level(kind) if kind in ("llama3", "qwen2", "neox") else sentencepiece(kind)
+        add_flagged(tok)
         os.makedirs(os.path.join(d, kind), exist_ok=True)
         tok.save(os.path.join(d, kind, "tokenizer.json"))
         texts = TEXTS + ["".join(rng.choice(TEXTS) for _ in range(6)) for _ in range(40)]

@@ -224,7 +224,7 @@ TEST(Job, KeyTablesMatchTheSchema) {
   // otherwise; this names the section when it does).
   auto count = [&](const nlohmann::json& props) {
     size_t n = 0;
-    for (auto& [name, prop] : props.items()) n += prop.value("type", "") != "object" && name != "sweep";
+    for (auto& [name, prop] : props.items()) n += prop.value("type", nlohmann::json()) != "object" && name != "sweep";
     return n;
   };
   const nlohmann::json& p = schema["properties"];

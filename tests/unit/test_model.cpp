@@ -406,7 +406,18 @@ TEST(HarvestJob, ModelSourceKeysAndDefaults) {
   EXPECT_EQ(j.harvest.tokens, "t.bin");
   EXPECT_EQ(j.harvest.token_format, "auto");
   EXPECT_EQ(j.harvest.tokens_dataset, "tokens");
-  EXPECT_TRUE(j.harvest.prepend_bos);
+  EXPECT_EQ(j.harvest.prepend_bos, std::optional<bool>(true));
+  for (const char* v : {"true", "false"}) {
+    const Job b = parse_job(std::string("[run]\nname = \"x\"\n[harvest]\nprepend_bos = ") + v + "\n", "j.toml");
+    EXPECT_EQ(b.harvest.prepend_bos, std::optional<bool>(std::string(v) == "true"));
+  }
+  const Job a = parse_job("[run]\nname = \"x\"\n[harvest]\nprepend_bos = \"auto\"\n", "j.toml");
+  EXPECT_FALSE(a.harvest.prepend_bos.has_value());  // "auto": the model's tokenizer decides
+  EXPECT_NE(a.resolved_toml.find("prepend_bos = 'auto'"), std::string::npos) << a.resolved_toml;
+  expect_user_error([] { parse_job("[run]\nname = \"x\"\n[harvest]\nprepend_bos = \"yes\"\n", "j.toml"); },
+                    {"j.toml:4", "harvest.prepend_bos", "expected one of true, false, \"auto\", got string \"yes\""});
+  expect_user_error([] { parse_job("[run]\nname = \"x\"\n[harvest]\nprepend_bos = 1\n", "j.toml"); },
+                    {"harvest.prepend_bos", "got integer 1"});
   EXPECT_FALSE(j.harvest.exclude_bos);
   EXPECT_EQ(j.harvest.batch_sequences, 8);
   expect_user_error([] { parse_job("[run]\nname = \"x\"\n[harvest]\nsource = \"model\"\ntokens = \"t\"\n", "j.toml"); },
