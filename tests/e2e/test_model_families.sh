@@ -3,7 +3,8 @@
 # save_pretrained (tests/python/hf_families.py, cached), every hook, the logits and the spliced
 # CE/KL sums and the direct logit effects of decoder rows (final norm, soft-capping and
 # unembedding) of saepipe (tests/tools/model_probe.cpp) within 1e-5 relative of transformers'
-# forward pass; 1 and 2 ranks write identical stores for each family; bad inputs exit 2 with
+# forward pass; 1 and 2 ranks write identical stores for each family; text and JSONL through a
+# tokenizer.json with prepend_bos = "auto" against AutoTokenizer and the model; bad inputs exit 2 with
 # one line. Needs the PyPI venv (scripts/python_env.sh): a failed install fails the test.
 source "$(dirname "$0")/lib.sh" "$1"
 export OMP_NUM_THREADS=1
@@ -51,6 +52,19 @@ for m in sys.argv[1:]:
     if not same: print("differs:", m); ok = False
 sys.exit(0 if ok else 1)
 P
+
+# Text and JSONL through the model's tokenizer.json with prepend_bos = "auto" (its template's
+# <s>), on 2 ranks: tokens and activations against AutoTokenizer + AutoModelForCausalLM.
+"$VPY" "$SRC/tests/python/hf_text_harvest.py" prepare "$FIX/llama/model" th > th.log 2>&1 || { fail "text fixture"; cat th.log; }
+for fmt in txt jsonl; do
+  job "t_$fmt.toml" "t_$fmt" "$WORK/th/model" '["blocks.0.hook_resid_post"]' 'prepend_bos = "auto"'
+  sed -i "s|^tokens = .*|tokens = \"th/corpus.$fmt\"|; s|^n_tokens = 512|n_tokens = 1024|" "t_$fmt.toml"
+  mpirun_np 2 "$BIN/saepipe-harvest" --job "t_$fmt.toml" > "t_$fmt.log" 2>&1 || { fail "text harvest $fmt"; tail -3 "t_$fmt.log"; }
+  grep -q "prepend_bos = true" "t_$fmt/job.resolved.toml" && grep -q 'harvest.prepend_bos = "auto": true' "t_$fmt.log" \
+    && pass "prepend_bos = \"auto\" resolved to true and logged ($fmt)" || fail "prepend_bos auto not resolved ($fmt)"
+  "$VPY" "$SRC/tests/python/hf_text_harvest.py" check th/model "t_$fmt/activations" "$([ $fmt = txt ] && echo text || echo jsonl)" "th/corpus.$fmt" \
+    > "tc_$fmt.log" 2>&1 && pass "$(tr '\n' ' ' < "tc_$fmt.log")" || { fail "text harvest $fmt vs transformers"; cat "tc_$fmt.log"; }
+done
 
 # Bad inputs: exit 2, one line naming the item.
 job e.toml run_e "$FIX/gpt_neox/model" '["blocks.0.hook_resid_mid"]'
