@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sys/resource.h>
 #include <vector>
 
 #include "pipeline/core/errors.hpp"
@@ -30,6 +31,13 @@
 
 namespace saepipe {
 namespace {
+
+// The process's peak resident memory so far (getrusage's ru_maxrss, KiB on Linux).
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -60,6 +68,7 @@ int run(int argc, char** argv) {
   in.read(reinterpret_cast<char*>(ids.data()), bytes);
 
   auto model = load_transformer(model_dir, {hook});
+  const double rss_after_load_mib = peak_rss_mib();
   const std::vector<HookPoint> hooks{model->hook(hook)};
   for (int32_t t : ids)
     if (t < 0 || t >= model->vocab_size()) user_error(ids_path + ": token id " + std::to_string(t) + " is outside the vocabulary");
@@ -79,7 +88,8 @@ int run(int argc, char** argv) {
   if (!std::isfinite(checksum)) internal_error("non-finite activations from " + model_dir);
   nlohmann::json j = {{"impl", "saepipe"}, {"family", model->family()}, {"threads", omp_get_max_threads()},
                       {"hook", hook}, {"context", T}, {"batch_sequences", B}, {"warmup", warmup},
-                      {"tokens_per_batch", B * T}, {"seconds", seconds}, {"mean_square_activation", checksum / double(act.size())}};
+                      {"tokens_per_batch", B * T}, {"seconds", seconds}, {"mean_square_activation", checksum / double(act.size())},
+                      {"peak_rss_after_load_mib", rss_after_load_mib}, {"peak_rss_mib", peak_rss_mib()}};
   std::ofstream f(json_path);
   f << j.dump(1) << "\n";
   if (!f) user_error(json_path + ": cannot write");

@@ -72,6 +72,7 @@ def cpu_rows(ctx, m, s, model_dir, commit, group):
                       "--ids", os.path.join(model_dir, "ids.i32"), "--context", s["context"], "--batch", s["batch"],
                       "--warmup", s["warmup"], "--json", ours], ours, ctx)
         ms["saepipe"] = r["mean_square_activation"]
+        ms["saepipe_rss"] = (r["peak_rss_after_load_mib"], r["peak_rss_mib"])
         rows.append(Row(group, f"saepipe {commit} forward", summarize(r["seconds"], s["warmup"], r["tokens_per_batch"]), saepipe=True))
     except (RunError, KeyError) as e:
         rows.append(Row(group, "saepipe forward", error=str(e), saepipe=True))
@@ -82,6 +83,7 @@ def cpu_rows(ctx, m, s, model_dir, commit, group):
                       "--layer", m["hook_layer"], "--warmup", s["warmup"], "--threads", ctx.threads,
                       "--device", "cpu", "--json", theirs], theirs, ctx)
         ms["transformers"] = r["mean_square_activation"]
+        ms["transformers_rss"] = (r["peak_rss_after_load_mib"], r["peak_rss_mib"])
         rows.append(Row(group, f"transformers {r['versions']['transformers']} {r['model_class']} forward "
                                f"({r['attn_implementation']})",
                         summarize(r["seconds"], s["warmup"], r["tokens_per_batch"])))
@@ -142,7 +144,12 @@ def harvest_table(ctx, commit, peak_gflops):
         fn = cuda_rows if ctx.device == "cuda" else cpu_rows
         got, ms = fn(ctx, m, s, model_dir, commit, group)
         rows += got
-        if len(ms) == 2:
+        if "saepipe_rss" in ms and "transformers_rss" in ms:
+            (sl, sp), (tl, tp) = ms["saepipe_rss"], ms["transformers_rss"]
+            notes.append(f"Peak resident memory, {group}: after loading the model saepipe {sl:.0f} MiB, transformers "
+                         f"{tl:.0f} MiB; after the timed batches saepipe {sp:.0f} MiB, transformers {tp:.0f} MiB "
+                         f"(each process's getrusage maximum; transformers' includes the Python and torch runtime).")
+        if "saepipe" in ms and "transformers" in ms:
             rel = abs(ms["saepipe"] - ms["transformers"]) / max(abs(ms["transformers"]), 1e-30)
             notes.append(f"Activations check, {group}: mean square of the hooked activations, saepipe "
                          f"{ms['saepipe']:.6g}, transformers {ms['transformers']:.6g}, relative difference {rel:.1e}.")

@@ -12,6 +12,7 @@ so transformers runs the same blocks saepipe does; it also runs its final norm a
 """
 import argparse
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +38,7 @@ def main():
 
     dtype = getattr(torch, a.dtype)
     model = AutoModel.from_pretrained(a.model, dtype=dtype).to(a.device).eval()
+    rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (KiB on Linux)
     ids = torch.from_numpy(np.fromfile(a.ids, dtype="<i4").astype(np.int64).reshape(-1, a.batch, a.context))
     blocks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == model.config.num_hidden_layers]
     assert len(blocks) == 1, "cannot tell the model's list of blocks"
@@ -61,7 +63,8 @@ def main():
         "model_class": type(model).__name__, "attn_implementation": model.config._attn_implementation,
         "layers_run": model.config.num_hidden_layers, "hook_layer": a.layer, "context": a.context,
         "batch_sequences": a.batch, "tokens_per_batch": a.batch * a.context, "warmup": a.warmup,
-        "seconds": seconds, "mean_square_activation": float(host.float().pow(2).mean())})
+        "seconds": seconds, "mean_square_activation": float(host.float().pow(2).mean()),
+        "peak_rss_after_load_mib": rss_after_load, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ def main():
     if not checks:
         errors.append("no activations check (saepipe vs transformers) in the harvest section")
     errors += [f"activations differ: relative difference {c}" for c in checks if float(c) >= 1e-3]
+    mem = re.findall(rf"Peak resident memory, [^:]+: after loading the model saepipe ({NUM}) MiB, transformers ({NUM}) MiB", md)
+    if len(mem) != len(checks) or any(float(x) <= 0 for pair in mem for x in pair):
+        errors.append("the harvest section lacks the peak memory of loading each model (saepipe and transformers)")
     if "**Failed:**" in md:
         errors.append("failed: " + md.split("**Failed:**", 1)[1].strip().split("\n\n")[0])
     for svg in re.findall(r"!\[[^\]]*\]\(([^)]+\.svg)\)", md):
