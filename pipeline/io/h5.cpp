@@ -19,6 +19,7 @@ namespace saepipe::h5 {
 static_assert(std::endian::native == std::endian::little, "saepipe's HDF5 layer assumes a little-endian host");
 
 using detail::check;
+using detail::check_read;
 using detail::hdf5_reason;
 using detail::memory_type;
 
@@ -156,7 +157,7 @@ Selection select_rows(const Dataset& ds, const std::vector<int64_t>& dims, int64
   Selection sel;
   if (whole) return sel;
   const std::string& where = ds.where();
-  sel.file = Dataspace(check(H5Dget_space(ds.id()), where, "H5Dget_space"));
+  sel.file = Dataspace(check_read(H5Dget_space(ds.id()), where, "H5Dget_space"));
   std::vector<hsize_t> start(dims.size(), 0), extent = to_hsize(dims);
   start[0] = hsize_t(first);
   extent[0] = hsize_t(count);
@@ -188,7 +189,7 @@ void transfer(const Dataset& ds, bool writing, int64_t first, int64_t count, T* 
   Selection sel = select_rows(ds, dims, first, count, whole);
   const std::string where = ds.where();
 
-  Datatype stored(check(H5Dget_type(ds.id()), where, "H5Dget_type"));
+  Datatype stored(check_read(H5Dget_type(ds.id()), where, "H5Dget_type"));
   Type type16;
   if constexpr (std::is_same_v<T, float>) {
     // 16-bit floats: HDF5's soft conversion is exact but ~100x slower than widening the bits
@@ -362,7 +363,7 @@ bool Location::exists(const std::string& path) const {
     const std::string part = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (!part.empty()) {
       prefix += prefix.empty() ? part : "/" + part;
-      if (check(H5Lexists(id_, prefix.c_str(), H5P_DEFAULT), where(), "H5Lexists '" + prefix + "'") <= 0)
+      if (check_read(H5Lexists(id_, prefix.c_str(), H5P_DEFAULT), where(), "H5Lexists '" + prefix + "'") <= 0)
         return false;
     }
     if (slash == std::string::npos) break;
@@ -478,13 +479,13 @@ Dataset Location::open_dataset(const std::string& name, int64_t chunk_cache_byte
 
 std::vector<std::string> Location::list_datasets() const {
   H5G_info_t info;
-  check(H5Gget_info(id_, &info), where(), "H5Gget_info");
+  check_read(H5Gget_info(id_, &info), where(), "H5Gget_info");
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
-    const ssize_t len = check(H5Lget_name_by_idx(id_, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT),
+    const ssize_t len = check_read(H5Lget_name_by_idx(id_, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT),
                               where(), "H5Lget_name_by_idx");
     std::string link(size_t(len) + 1, '\0');
-    check(H5Lget_name_by_idx(id_, ".", H5_INDEX_NAME, H5_ITER_INC, i, link.data(), link.size(), H5P_DEFAULT), where(),
+    check_read(H5Lget_name_by_idx(id_, ".", H5_INDEX_NAME, H5_ITER_INC, i, link.data(), link.size(), H5P_DEFAULT), where(),
           "H5Lget_name_by_idx");
     link.resize(size_t(len));
     // Opening tells the object's kind portably across HDF5 1.10/1.12/1.14; a link that does not
@@ -502,10 +503,10 @@ std::vector<std::string> Location::list_datasets() const {
 // ---- datasets ----
 
 std::vector<int64_t> Dataset::dims() const {
-  Dataspace space(check(H5Dget_space(id_), where(), "H5Dget_space"));
-  const int rank = check(H5Sget_simple_extent_ndims(space.id()), where(), "H5Sget_simple_extent_ndims");
+  Dataspace space(check_read(H5Dget_space(id_), where(), "H5Dget_space"));
+  const int rank = check_read(H5Sget_simple_extent_ndims(space.id()), where(), "H5Sget_simple_extent_ndims");
   std::vector<hsize_t> hd(size_t(rank), 0);
-  if (rank > 0) check(H5Sget_simple_extent_dims(space.id(), hd.data(), nullptr), where(), "H5Sget_simple_extent_dims");
+  if (rank > 0) check_read(H5Sget_simple_extent_dims(space.id(), hd.data(), nullptr), where(), "H5Sget_simple_extent_dims");
   return std::vector<int64_t>(hd.begin(), hd.end());
 }
 
@@ -515,21 +516,21 @@ int64_t Dataset::n_rows() const {
 }
 
 Type Dataset::type() const {
-  Datatype t(check(H5Dget_type(id_), where(), "H5Dget_type"));
+  Datatype t(check_read(H5Dget_type(id_), where(), "H5Dget_type"));
   Type out;
   if (!classify(t.id(), &out)) user_error(where() + ": unsupported element type " + describe_type(t.id()));
   return out;
 }
 
 std::string Dataset::type_name() const {
-  Datatype t(check(H5Dget_type(id_), where(), "H5Dget_type"));
+  Datatype t(check_read(H5Dget_type(id_), where(), "H5Dget_type"));
   return describe_type(t.id());
 }
 
 namespace {
 H5D_layout_t layout_of(const Dataset& ds) {
-  PropList dcpl(check(H5Dget_create_plist(ds.id()), ds.where(), "H5Dget_create_plist"));
-  return check(H5Pget_layout(dcpl.id()), ds.where(), "H5Pget_layout");
+  PropList dcpl(check_read(H5Dget_create_plist(ds.id()), ds.where(), "H5Dget_create_plist"));
+  return check_read(H5Pget_layout(dcpl.id()), ds.where(), "H5Pget_layout");
 }
 }  // namespace
 
@@ -537,13 +538,13 @@ bool Dataset::is_chunked() const { return layout_of(*this) == H5D_CHUNKED; }
 bool Dataset::is_virtual() const { return layout_of(*this) == H5D_VIRTUAL; }
 
 bool Dataset::has_fletcher32() const {
-  PropList dcpl(check(H5Dget_create_plist(id_), where(), "H5Dget_create_plist"));
-  const int n = check(H5Pget_nfilters(dcpl.id()), where(), "H5Pget_nfilters");
+  PropList dcpl(check_read(H5Dget_create_plist(id_), where(), "H5Dget_create_plist"));
+  const int n = check_read(H5Pget_nfilters(dcpl.id()), where(), "H5Pget_nfilters");
   for (int i = 0; i < n; ++i) {
     unsigned flags = 0, config = 0;
     size_t n_values = 0;
     char filter_name[64];
-    const H5Z_filter_t f = check(H5Pget_filter2(dcpl.id(), unsigned(i), &flags, &n_values, nullptr,
+    const H5Z_filter_t f = check_read(H5Pget_filter2(dcpl.id(), unsigned(i), &flags, &n_values, nullptr,
                                                 sizeof filter_name, filter_name, &config),
                                  where(), "H5Pget_filter2");
     if (f == H5Z_FILTER_FLETCHER32) return true;

@@ -4,7 +4,8 @@
 //
 // Errors: a file that is missing or not HDF5, a missing object or attribute, or an attribute of
 // the wrong kind is a user error (exit 2); a failed data read (how a Fletcher32 checksum mismatch
-// shows) is a corrupt error (exit 3); any other failed call is an internal error (exit 1).
+// shows) or a failed read of the file's structure (links, shapes, types, attributes: a damaged
+// file) is a corrupt error (exit 3); any other failed call is an internal error (exit 1).
 //
 // Shapes: datasets are row-major; a "row" is one index of the first dimension, i.e.
 // product(dims[1:]) elements (1 element for a 1-D dataset).

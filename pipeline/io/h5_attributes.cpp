@@ -11,6 +11,7 @@
 namespace saepipe::h5 {
 
 using detail::check;
+using detail::check_read;
 using detail::hdf5_reason;
 using detail::memory_type;
 
@@ -19,7 +20,7 @@ namespace {
 // Opens attribute `name` of `obj`, user error when missing.
 Attribute open_attribute(const Object& obj, const std::string& name) {
   if (!obj.has_attribute(name)) user_error(obj.where() + ": attribute '" + name + "' is missing");
-  return Attribute(check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), obj.where(), "open attribute '" + name + "'"));
+  return Attribute(check_read(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), obj.where(), "open attribute '" + name + "'"));
 }
 
 // Creates attribute `name` (replacing one of that name) of the given file type and shape.
@@ -48,7 +49,7 @@ std::vector<T> read_numeric_attribute(const Object& obj, const std::string& name
   Attribute attr = open_attribute(obj, name);
   std::vector<T> values(size_t(obj.attribute_size(name)));
   if (!values.empty())
-    check(H5Aread(attr.id(), memory_type<T>(), values.data()), obj.where(), "read attribute '" + name + "'");
+    check_read(H5Aread(attr.id(), memory_type<T>(), values.data()), obj.where(), "read attribute '" + name + "'");
   return values;
 }
 
@@ -69,20 +70,20 @@ herr_t collect_attribute(hid_t, const char* name, const H5A_info_t*, void* data)
 }  // namespace
 
 bool Object::has_attribute(const std::string& name) const {
-  return check(H5Aexists(id_, name.c_str()), where(), "H5Aexists '" + name + "'") > 0;
+  return check_read(H5Aexists(id_, name.c_str()), where(), "H5Aexists '" + name + "'") > 0;
 }
 
 std::vector<std::string> Object::attribute_names() const {
   std::vector<std::string> names;
   hsize_t idx = 0;
-  check(H5Aiterate2(id_, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attribute, &names), where(), "list attributes");
+  check_read(H5Aiterate2(id_, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attribute, &names), where(), "list attributes");
   return names;
 }
 
 Object::AttributeKind Object::attribute_kind(const std::string& name) const {
   Attribute attr = open_attribute(*this, name);
-  Datatype t(check(H5Aget_type(attr.id()), where(), "H5Aget_type '" + name + "'"));
-  switch (check(H5Tget_class(t.id()), where(), "H5Tget_class '" + name + "'")) {
+  Datatype t(check_read(H5Aget_type(attr.id()), where(), "H5Aget_type '" + name + "'"));
+  switch (check_read(H5Tget_class(t.id()), where(), "H5Tget_class '" + name + "'")) {
     case H5T_STRING: return AttributeKind::String;
     case H5T_INTEGER: return AttributeKind::Integer;
     case H5T_FLOAT: return AttributeKind::Float;
@@ -92,8 +93,8 @@ Object::AttributeKind Object::attribute_kind(const std::string& name) const {
 
 int64_t Object::attribute_size(const std::string& name) const {
   Attribute attr = open_attribute(*this, name);
-  Dataspace space(check(H5Aget_space(attr.id()), where(), "H5Aget_space '" + name + "'"));
-  return check(H5Sget_simple_extent_npoints(space.id()), where(), "attribute size '" + name + "'");
+  Dataspace space(check_read(H5Aget_space(attr.id()), where(), "H5Aget_space '" + name + "'"));
+  return check_read(H5Sget_simple_extent_npoints(space.id()), where(), "attribute size '" + name + "'");
 }
 
 void Object::write_string_attribute(const std::string& name, const std::string& value) const {
@@ -132,23 +133,23 @@ std::string Object::read_string_attribute(const std::string& name) const {
     user_error(where() + ": attribute '" + name + "' is not a string");
   if (attribute_size(name) != 1) user_error(where() + ": attribute '" + name + "' is not a single string");
   Attribute attr = open_attribute(*this, name);
-  Datatype stored(check(H5Aget_type(attr.id()), where(), "H5Aget_type '" + name + "'"));
+  Datatype stored(check_read(H5Aget_type(attr.id()), where(), "H5Aget_type '" + name + "'"));
   const std::string what = "read attribute '" + name + "'";
-  if (check(H5Tis_variable_str(stored.id()), where(), "H5Tis_variable_str") > 0) {
+  if (check_read(H5Tis_variable_str(stored.id()), where(), "H5Tis_variable_str") > 0) {
     Datatype mem(check(H5Tcopy(H5T_C_S1), where(), "H5Tcopy"));
     check(H5Tset_size(mem.id(), H5T_VARIABLE), where(), "H5Tset_size");
-    check(H5Tset_cset(mem.id(), H5Tget_cset(stored.id())), where(), "H5Tset_cset");
+    check_read(H5Tset_cset(mem.id(), H5Tget_cset(stored.id())), where(), "the string attribute's character set");
     char* text = nullptr;
-    check(H5Aread(attr.id(), mem.id(), &text), where(), what);
+    check_read(H5Aread(attr.id(), mem.id(), &text), where(), what);
     std::string value = text != nullptr ? text : "";
     if (text != nullptr) H5free_memory(text);
     return value;
   }
   // Fixed length (h5py writes numpy bytes this way): read the bytes, drop the padding.
   const size_t size = H5Tget_size(stored.id());
-  if (size == 0) internal_error(where() + ": attribute '" + name + "': H5Tget_size failed" + hdf5_reason());
+  if (size == 0) corrupt_error(where() + ": attribute '" + name + "': H5Tget_size failed (a damaged file?)" + hdf5_reason());
   std::string value(size, '\0');
-  check(H5Aread(attr.id(), stored.id(), value.data()), where(), what);
+  check_read(H5Aread(attr.id(), stored.id(), value.data()), where(), what);
   value.erase(std::find(value.begin(), value.end(), '\0'), value.end());
   while (!value.empty() && value.back() == ' ') value.pop_back();
   return value;

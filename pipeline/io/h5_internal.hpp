@@ -20,6 +20,15 @@ T check(T rc, const std::string& where, const std::string& what) {
   return rc;
 }
 
+// Checks an HDF5 call that reads a file's structure (links, shapes, types, attributes): its
+// failure means the file is damaged or not what it claims, so it is data corruption (exit 3)
+// naming the object, not an internal error (found by fuzzing the readers with mutated files).
+template <class T>
+T check_read(T rc, const std::string& where, const std::string& what) {
+  if (rc < 0) corrupt_error(where + ": " + what + " failed (a damaged file?)" + hdf5_reason());
+  return rc;
+}
+
 // HDF5 memory types of the C++ element types.
 template <class T> hid_t memory_type();
 template <> inline hid_t memory_type<float>() { return H5T_NATIVE_FLOAT; }

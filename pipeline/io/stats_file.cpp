@@ -69,7 +69,8 @@ ExampleSet get_set(const h5::File& f, const std::string& path, const std::string
   if (!f.exists(g)) user_error(path + ": group /" + g + " is missing");
   ExampleSet s;
   s.per_feature = f.open_group(g).read_int_attribute("per_feature");
-  if (s.per_feature < 0) user_error(path + ": /" + g + " per_feature is negative");
+  if (s.per_feature < 0 || s.per_feature > (int64_t(1) << 24))
+    user_error(path + ": /" + g + " per_feature " + std::to_string(s.per_feature) + " is out of range");
   const bool none = s.per_feature == 0;  // an empty set writes no datasets
   get(f, path, g + "/row", F, {s.per_feature}, s.row, none);
   get(f, path, g + "/activation", F, {s.per_feature}, s.activation, none);
@@ -136,7 +137,9 @@ FeatureStats read_feature_stats(const std::string& path) {
   s.ultralow_threshold = f.read_double_attribute("ultralow_threshold");
   s.quantile_levels = f.read_double_vector_attribute("quantile_levels");
   const int64_t F = s.d_sae, Q = int64_t(s.quantile_levels.size());
-  if (F < 1 || s.hist_bins < 0 || s.n_neighbours < 0 || s.n_logit_tokens < 0)
+  constexpr int64_t kMax = int64_t(1) << 24;  // so that products of these cannot overflow
+  if (F < 1 || F > kMax || s.hist_bins < 0 || s.hist_bins > kMax || s.n_neighbours < 0 || s.n_neighbours > kMax ||
+      s.n_logit_tokens < 0 || s.n_logit_tokens > kMax)
     user_error(path + ": attributes d_sae, hist_bins, n_neighbours, n_logit_tokens out of range");
   get(f, path, "fire_count", F, {}, s.fire_count);
   get(f, path, "density", F, {}, s.density);
@@ -194,7 +197,11 @@ FeatureExamples read_feature_examples(const std::string& path) {
   e.context_after = f.read_int_attribute("context_after");
   e.interval_bins = f.read_int_attribute("interval_bins");
   e.interval_per_bin = f.read_int_attribute("interval_per_bin");
-  if (e.d_sae < 1 || e.context_before < 0 || e.context_after < 0 || e.interval_bins < 0 || e.interval_per_bin < 0)
+  // Bounded, so context() and the slot counts cannot overflow (found by fuzz_h5).
+  constexpr int64_t kMax = int64_t(1) << 24;
+  if (e.d_sae < 1 || e.d_sae > kMax || e.context_before < 0 || e.context_before > kMax || e.context_after < 0 ||
+      e.context_after > kMax || e.interval_bins < 0 || e.interval_bins > kMax || e.interval_per_bin < 0 ||
+      e.interval_per_bin > kMax)
     user_error(path + ": attributes d_sae, context_before/after, interval_bins/per_bin out of range");
   e.top = get_set(f, path, "top", e.d_sae, e.context());
   e.interval = get_set(f, path, "interval", e.d_sae, e.context());

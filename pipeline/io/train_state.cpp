@@ -59,7 +59,10 @@ TrainState read_train_state(const std::string& path) {
   s.input_scale = f.read_double_attribute("input_scale");
   s.threshold_ema = f.read_double_attribute("threshold_ema");
   s.threshold_weight = f.read_double_attribute("threshold_weight");
-  if (s.d_in < 1 || s.d_sae < 1) user_error(path + ": d_in and d_sae must be >= 1");
+  // Bounded, so the parameter count below cannot overflow (found by fuzz_h5).
+  if (s.d_in < 1 || s.d_sae < 1 || s.d_in > (int64_t(1) << 24) || s.d_sae > (int64_t(1) << 30))
+    user_error(path + ": d_in " + std::to_string(s.d_in) + " and d_sae " + std::to_string(s.d_sae) +
+               " must be >= 1 (and below 2^24, 2^30)");
   const int64_t P = 2 * s.d_in * s.d_sae + 2 * s.d_sae + s.d_in;  // SaeParams::size_for
   s.params = read_vector<float>(f, "params", P);
   s.adam_m = read_vector<float>(f, "adam_m", P);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
@@ -23,8 +24,9 @@ int64_t need_positive(const nlohmann::json& j, const char* key, const std::strin
     if (fallback > 0) return fallback;
     user_error(where + ": lacks \"" + key + "\"");
   }
-  if (!j[key].is_number_integer() || j[key].get<int64_t>() < 1)
-    user_error(where + ": \"" + key + "\" must be a positive integer, got " + j[key].dump());
+  // Bounded, so products of sizes (4 * n_embd, ...) cannot overflow.
+  if (!j[key].is_number_integer() || j[key].get<int64_t>() < 1 || j[key].get<int64_t>() > INT32_MAX)
+    user_error(where + ": \"" + key + "\" must be a positive integer below 2^31, got " + j[key].dump());
   return j[key].get<int64_t>();
 }
 
@@ -81,10 +83,14 @@ Gpt2Config read_model_config(const std::string& model_dir) {
     user_error(config_path + ": not valid JSON (" + std::string(e.what()) + ")");
   }
   if (!j.is_object()) user_error(config_path + ": not a JSON object");
-  const std::string type = j.value("model_type", "");
-  if (type != "gpt2")
-    user_error(config_path + ": model_type \"" + type + "\" is not supported (supported: gpt2)");
-  return Gpt2Config::from_json(j, config_path);
+  try {  // a field of the wrong JSON type (found by fuzz_model_files) is a user error too
+    const std::string type = j.value("model_type", "");
+    if (type != "gpt2")
+      user_error(config_path + ": model_type \"" + type + "\" is not supported (supported: gpt2)");
+    return Gpt2Config::from_json(j, config_path);
+  } catch (const nlohmann::json::exception& e) {
+    user_error(config_path + ": a field has the wrong type (" + std::string(e.what()) + ")");
+  }
 }
 
 }  // namespace saepipe
