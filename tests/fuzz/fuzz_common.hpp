@@ -30,6 +30,12 @@ inline std::string scratch_dir() {
   static const std::string dir = [] {
     auto d = std::filesystem::temp_directory_path() / ("saepipe-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
+    std::atexit([] {  // libFuzzer ends with exit(): leave nothing behind in /tmp
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::temp_directory_path() /
+                                      ("saepipe-fuzz-" + std::to_string(::getpid())),
+                                  ec);
+    });
     return d.string();
   }();
   return dir;

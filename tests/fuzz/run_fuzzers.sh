@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang under ASan/UBSan into build-fuzz/ and runs each for
-# a bounded time (FUZZ_SECONDS, default 30) from its seed corpus in tests/fuzz/corpus/<name>/
-# (regression inputs live there too). Exit non-zero on any finding.
+# a bounded time (FUZZ_SECONDS, default 20) from its seed corpus in tests/fuzz/corpus/<name>/
+# (regression inputs live there too, each replayed first). Exit non-zero on any finding.
 # FUZZ_SEED (default 1) fixes libFuzzer's mutation sequence, so a test run repeats a prefix of
-# what a longer run with the same seed already searched; FUZZ_SEED=0 draws a fresh seed to explore.
+# what a longer run with the same seed already searched; tests/fuzz/explore.sh runs longer with
+# fresh seeds and keeps what it finds as regression inputs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seconds=${FUZZ_SECONDS:-30}
+seconds=${FUZZ_SECONDS:-20}
 seed=${FUZZ_SEED:-1}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAEPIPE_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j"$(nproc --all)" --target $(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$//')
