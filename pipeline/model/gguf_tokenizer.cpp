@@ -92,6 +92,16 @@ json gguf_tokenizer_json(const GgufFile& f) {
             {"vocab", vocab}, {"merges", t.merges}}}};
 }
 
+std::string gguf_tokenizer_unsupported(const GgufFile& f) {
+  try {
+    gguf_tokenizer_json(f);
+    return "";
+  } catch (const SaeError& e) {
+    if (e.kind() != ErrorKind::User) throw;
+    return e.what();
+  }
+}
+
 std::unique_ptr<HfTokenizer> open_gguf_tokenizer(const GgufFile& f) {
   return std::make_unique<HfTokenizer>(gguf_tokenizer_json(f).dump(), f.path() + " (tokenizer.ggml.*)");
 }

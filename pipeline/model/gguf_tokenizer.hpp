@@ -22,6 +22,10 @@ namespace saepipe {
 
 nlohmann::json gguf_tokenizer_json(const GgufFile& file);
 
+// Empty when the file's tokenizer can be built, else why not (for the interpret site, which then
+// shows token ids).
+std::string gguf_tokenizer_unsupported(const GgufFile& file);
+
 std::unique_ptr<HfTokenizer> open_gguf_tokenizer(const GgufFile& file);
 
 }  // namespace saepipe

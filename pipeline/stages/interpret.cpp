@@ -29,6 +29,7 @@
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/model/gguf_model.hpp"
+#include "pipeline/model/gguf_tokenizer.hpp"
 #include "pipeline/model/hf_tokenizer.hpp"
 #include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
@@ -64,7 +65,13 @@ void load_tokens(SiteData& site, const Job& job, const nlohmann::json& source) {
                       "feature (⟨" + std::to_string(json_int(source, "n_features", 0)) + "⟩ when none is active).";
     return;
   }
-  if (const auto hf = open_hf_tokenizer(model_dir)) {  // every family's tokenizer.json
+  if (is_gguf_model_path(model_dir)) {
+    if (const std::string why = gguf_tokenizer_unsupported(GgufFile(model_dir)); !why.empty()) {
+      site.token_note = "No tokenizer: " + why + ", so tokens are shown as ids ⟨id⟩.";
+      return;
+    }
+  }
+  if (const auto hf = open_hf_tokenizer(model_dir)) {  // every family's tokenizer.json (or a GGUF file's)
     std::vector<std::string> bytes(size_t(hf->vocab_size()));
     for (int32_t id = 0; id < int32_t(bytes.size()); ++id) bytes[size_t(id)] = hf->token_bytes(id);
     site.tokens = TokenText(std::move(bytes), is_gguf_model_path(model_dir) ? model_dir : model_dir + "/tokenizer.json");

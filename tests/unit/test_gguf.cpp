@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <tuple>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/float16.hpp"
@@ -490,4 +491,18 @@ TEST(GgufModel, ConfigNamesAndQkRows) {
   const auto tok = open_gguf_tokenizer(*f);
   EXPECT_EQ(tok->encode("ab a"), (std::vector<int32_t>{3, 5}));
   EXPECT_EQ(tok->decode({3, 5}), "ab a");
+  EXPECT_EQ(gguf_tokenizer_unsupported(*f), "");
+  // A SentencePiece vocabulary or an unknown pre-tokenizer: named, for harvest (error) and the
+  // interpret site (token ids instead).
+  for (const auto& [key, value, why] : {std::tuple<std::string, std::string, std::string>{"tokenizer.ggml.model", "llama", "tokenizer.ggml.model 'llama' is not supported"},
+                                       {"tokenizer.ggml.pre", "bloom", "tokenizer.ggml.pre 'bloom' is not supported"}}) {
+    Writer v = w;
+    v.kv_str(key, value);
+    if (key == "tokenizer.ggml.model") v.kvs.erase(v.kvs.begin() + 9);  // the first tokenizer.ggml.model
+    const std::string q = scratch("t.gguf");
+    write_bytes(q, v.bytes());
+    GgufFile g(q);
+    EXPECT_NE(gguf_tokenizer_unsupported(g).find(why), std::string::npos) << gguf_tokenizer_unsupported(g);
+    expect_user_error([&] { open_gguf_tokenizer(g); }, {q, why});
+  }
 }
