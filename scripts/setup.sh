@@ -8,7 +8,8 @@ PKGS=(build-essential cmake pkg-config git
       libgtest-dev libbenchmark-dev
       slurm-wlm munge clang libclang-rt-14-dev
       libicu-dev chromium-headless-shell
-      python3 python3-venv python3-numpy python3-h5py python3-torch python3-regex)
+      python3 python3-venv python3-numpy python3-h5py python3-torch python3-regex
+      fortunes)   # English text: the SmolLM2 example (jobs/smollm2_*.toml), e2e_gguf_model, e2e_smollm2_quick
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

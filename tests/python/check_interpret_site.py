@@ -141,9 +141,12 @@ class Ref:
         self.vocab = None
         manifest = json.load(open(f"{run}/activations/manifest.json"))
         src = manifest.get("source", {})
-        if src.get("type") == "model" and os.path.exists(os.path.join(src["model"], "vocab.json")):
+        # A GGUF model holds its vocabulary inside: the test writes it as a vocab.json (with gguf-py)
+        # and names it in SAEPIPE_SITE_VOCAB.
+        vocab = os.environ.get("SAEPIPE_SITE_VOCAB") or os.path.join(src.get("model", ""), "vocab.json")
+        if src.get("type") == "model" and os.path.exists(vocab):
             dec = gpt2_byte_decoder()
-            v = json.load(open(os.path.join(src["model"], "vocab.json"), encoding="utf-8"))
+            v = json.load(open(vocab, encoding="utf-8"))
             self.vocab = {i: bytes(dec[c] for c in tok) for tok, i in v.items()}
 
     def token_text(self, t):  # the token as the page shows it
@@ -180,6 +183,7 @@ def plan(ref):
     qt = text_term(ref)
     if qt is not None:
         pages.append(("index_qtext", f"index.html#q={urllib.parse.quote(qt.upper())}&per=0"))
+        pages.append(("index_top", "index.html#sort=top&dir=asc&per=0"))
     for f in feature_pages(ref):
         pages.append((f"feature_{f}", f"features/{f}.html"))
     return pages
@@ -317,6 +321,24 @@ def check_index(ref, dumps):
         got = [f for f, _ in table_rows(d)]
         check(len(want) > 0 and got == want,
               f"#q={qt.upper()}: the {len(want)} latents whose top token holds '{qt}' in any case ({len(got)} shown)")
+        # Sorted by top token (the page's localeCompare, which Python cannot reproduce in full):
+        # every latent once, the shown tokens those of examples.h5 (check_rows), equal tokens
+        # together and in id order, and the tokens made of lower-case ASCII letters after at most
+        # one space (on which the collation is the code points' order) in that order.
+        d = parse(f"{dumps}/index_top.html")
+        rows = table_rows(d)
+        check(sorted(f for f, _ in rows) == list(range(ref.F)), f"#sort=top: every latent once ({len(rows)} rows)")
+        check_rows(ref, rows, "#sort=top")
+        shown = [(c["top"].text(), f) for f, c in rows]
+        first = {}
+        for i, (t, f) in enumerate(shown):
+            first.setdefault(t, i)
+        grouped = all(first[t] == i or shown[i - 1][0] == t for i, (t, _) in enumerate(shown))
+        ties = all(a[1] < b[1] for a, b in zip(shown, shown[1:]) if a[0] == b[0])
+        letters = [t for t, _ in shown if re.fullmatch(r" ?[a-z]+", t)]
+        check(grouped and ties and letters == sorted(letters),
+              f"#sort=top: equal tokens together in id order ({grouped}, {ties}), "
+              f"{len(set(letters))} lower-case words in order ({letters == sorted(letters)})")
 
 
 # ---- a feature page ----
