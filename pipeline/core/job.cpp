@@ -348,11 +348,21 @@ void check_cross_fields(const Job& job, const toml::table& t) {
   const auto& tr = job.train;
   if (tr.k > tr.d_sae)
     fail("train.k", "must be <= train.d_sae (" + std::to_string(tr.d_sae) + "), got " + std::to_string(tr.k));
+  // matryoshka_prefixes: strictly increasing sizes within [1, d_sae] (d_sae appended when left out).
+  auto check_prefixes = [&](const TrainConfig& v, const std::string& key) {
+    const std::vector<int64_t>& m = v.matryoshka_prefixes;
+    for (size_t j = 0; j < m.size(); ++j)
+      if (m[j] > v.d_sae || (j > 0 && m[j] <= m[j - 1]))
+        fail(key.c_str(), "must be strictly increasing sizes <= d_sae (" + std::to_string(v.d_sae) + "), got " +
+                              std::to_string(m[j]) + " at position " + std::to_string(j));
+  };
+  check_prefixes(tr, "train.matryoshka_prefixes");
   for (size_t i = 0; i < tr.sweep.size(); ++i) {
     const TrainConfig& v = tr.sweep[i];
     const std::string key = "train.sweep[" + std::to_string(i) + "]";
     if (v.k > v.d_sae)
       fail((key + ".k").c_str(), "must be <= its d_sae (" + std::to_string(v.d_sae) + "), got " + std::to_string(v.k));
+    check_prefixes(v, key + ".matryoshka_prefixes");
     for (size_t j = 0; j < i; ++j)
       if (tr.sweep[j].sweep_name == v.sweep_name) fail((key + ".name").c_str(), "\"" + v.sweep_name + "\" is used twice");
   }

@@ -110,6 +110,7 @@ struct TrainConfig {
   double l1_coef = 0, l1_warmup_fraction = 0, l0_coef = 0, jumprelu_bandwidth = 0, jumprelu_threshold_init = 0;
   double lr_decay_fraction = 0, grad_clip = 0;
   int64_t lr_warmup_steps = 0, checkpoint_every = 0, resample_every = 0;
+  std::vector<int64_t> matryoshka_prefixes;  // empty: the default nesting (train_model.cpp)
   // [[train.sweep]]: more models from the same data, each a copy of these settings with some
   // overridden; sweep_name is set in the copies (and empty in the main one).
   std::vector<TrainConfig> sweep;
@@ -146,7 +147,8 @@ struct TrainConfig {
       {"grad_clip", &TrainConfig::grad_clip},
       {"precision", &TrainConfig::precision},
       {"checkpoint_every", &TrainConfig::checkpoint_every},
-      {"resample_every", &TrainConfig::resample_every}};
+      {"resample_every", &TrainConfig::resample_every},
+      {"matryoshka_prefixes", &TrainConfig::matryoshka_prefixes}};
 };
 
 struct StatsConfig {

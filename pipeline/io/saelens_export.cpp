@@ -41,7 +41,9 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensor>& t
 namespace {
 
 // SAELens' name for how the SAE was trained (metadata.training_architecture).
-std::string saelens_training_architecture(const std::string& a) { return a == "relu" ? "standard" : a; }
+std::string saelens_training_architecture(const std::string& a) {
+  return a == "relu" ? "standard" : a == "matryoshka" ? "matryoshka_batchtopk" : a;
+}
 
 // "models/gpt2/" -> "gpt2"
 std::string dir_name(const std::string& path) {
@@ -84,7 +86,7 @@ nlohmann::ordered_json saelens_metadata(const SaeCheckpoint& c, const StoreManif
   return m;
 }
 
-bool saves_as_jumprelu(const std::string& a) { return a == "jumprelu" || a == "batchtopk"; }
+bool saves_as_jumprelu(const std::string& a) { return a == "jumprelu" || a == "batchtopk" || a == "matryoshka"; }
 
 }  // namespace
 

@@ -3,8 +3,8 @@
 // `SAE.load_from_disk("runs/<name>/sae/saelens")` loads the weights and keeps the metadata
 // (ActivationsStore.from_sae, the evals and HookedSAETransformer read metadata.hook_name ...).
 //   topk -> architecture "topk" (k, rescale_acts_by_decoder_norm false); relu -> "standard";
-//   jumprelu and batchtopk -> "jumprelu" (batchtopk infers with its threshold, as SAELens saves
-//   its own BatchTopK SAEs).
+//   jumprelu, batchtopk and matryoshka -> "jumprelu" (batchtopk and matryoshka infer with their
+//   threshold, as SAELens saves its own BatchTopK and MatryoshkaBatchTopK SAEs).
 // cfg.json: the config dataclass' fields in order (d_in, d_sae, dtype, device,
 // apply_b_dec_to_input, normalize_activations, reshape_activations, metadata, then the
 // architecture's own fields) and "architecture" last; "metadata" holds sae_lens_version (a v6

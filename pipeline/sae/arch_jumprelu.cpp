@@ -4,7 +4,7 @@
 // K(u) = 1 for |u| < 1/2, scaled by the bandwidth eps, stands in for the Dirac delta.
 // pre itself gets the plain gradient on active latents (the shared backward does that).
 //
-// Shape legend: N tokens, D d_in, F d_sae.  pre [N,F]; g [N,D]; W_dec [F,D].
+// Shape legend: N tokens, D d_out, F d_sae.  pre [N,F]; g [N,D]; W_dec [F,D].
 #include <cmath>
 
 #include "pipeline/sae/architectures.hpp"
@@ -14,7 +14,7 @@ namespace saepipe {
 double jumprelu_backward(const SaeParams& p, const float* pre, const float* g, int64_t N, double l0_coef,
                          double bandwidth, int64_t global_batch, const int32_t* idx, int64_t W,
                          double* grad_log_threshold) {
-  const int64_t D = p.d_in, F = p.d_sae;
+  const int64_t D = p.d_out, F = p.d_sae;
   const float* W_dec = p.W_dec();
   std::vector<double> theta(static_cast<size_t>(F));
   for (int64_t f = 0; f < F; ++f) theta[f] = std::exp(double(p.log_threshold()[f]));

@@ -1,9 +1,10 @@
 // relu + L1 (Towards Monosemanticity; Anthropic's April 2024 update): z = ReLU(pre) and the
 // penalty coef * sum_f z_f ||W_dec,f||, so shrinking decoder rows cannot dodge the L1 and
-// the decoder needs no unit-norm constraint. Also select_above, the threshold selection
+// the decoder needs no unit-norm constraint. A crosscoder weighs z by the sum of its decoder
+// blocks' norms, one per layer (Lindsey et al. 2024). Also select_above, the threshold selection
 // shared with batchtopk and jumprelu.
 //
-// Shape legend: N tokens, D d_in, F d_sae, W selection width.
+// Shape legend: N tokens, D d_out, F d_sae, W selection width, L layers (blocks of w = D / L).
 //   pre [N,F]; idx, val, dval [N,W]; W_dec, grad_W_dec [F,D].
 #include <algorithm>
 #include <cmath>
@@ -49,14 +50,17 @@ int64_t select_above(const float* pre, int64_t N, int64_t F, const float* thr, f
 double relu_l1_backward(const SaeParams& p, const int32_t* idx, const float* val, int64_t N, int64_t W,
                         double coef, int64_t global_batch, float* dval, double* grad_W_dec) {
   if (coef == 0.0) return 0.0;
-  const int64_t D = p.d_in, F = p.d_sae;
+  const int64_t D = p.d_out, F = p.d_sae, L = p.layers, w = D / L;
   const float* W_dec = p.W_dec();
-  std::vector<double> norm(static_cast<size_t>(F));
-  for (int64_t f = 0; f < F; ++f) {
-    double ss = 0.0;
-    for (int64_t d = 0; d < D; ++d) ss += double(W_dec[f * D + d]) * double(W_dec[f * D + d]);
-    norm[f] = std::sqrt(ss);
-  }
+  // n_f = sum over the L blocks of their norms (one block for an SAE or transcoder).
+  std::vector<double> block_norm(static_cast<size_t>(F * L)), norm(static_cast<size_t>(F), 0.0);
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t l = 0; l < L; ++l) {
+      double ss = 0.0;
+      for (int64_t d = l * w; d < (l + 1) * w; ++d) ss += double(W_dec[f * D + d]) * double(W_dec[f * D + d]);
+      block_norm[f * L + l] = std::sqrt(ss);
+      norm[f] += block_norm[f * L + l];
+    }
   const double c = coef / double(global_batch);
   // Per-latent sum of z in a fixed order (increasing slot) for the decoder-norm gradient.
   std::vector<double> zsum(static_cast<size_t>(F), 0.0);
@@ -70,9 +74,12 @@ double relu_l1_backward(const SaeParams& p, const int32_t* idx, const float* val
   }
 #pragma omp parallel for schedule(static)
   for (int64_t f = 0; f < F; ++f) {
-    if (zsum[f] == 0.0 || norm[f] == 0.0) continue;
-    const double a = c * zsum[f] / norm[f];
-    for (int64_t d = 0; d < D; ++d) grad_W_dec[f * D + d] += a * double(W_dec[f * D + d]);
+    if (zsum[f] == 0.0) continue;
+    for (int64_t l = 0; l < L; ++l) {
+      if (block_norm[f * L + l] == 0.0) continue;
+      const double a = c * zsum[f] / block_norm[f * L + l];
+      for (int64_t d = l * w; d < (l + 1) * w; ++d) grad_W_dec[f * D + d] += a * double(W_dec[f * D + d]);
+    }
   }
   return penalty;
 }

@@ -21,7 +21,7 @@ SaeCheckpoint sae_to_checkpoint(const SaeParams& p, Architecture a, double input
   c.threshold.assign(size_t(F), 0.0f);
   if (a == Architecture::JumpReLU)
     for (int64_t f = 0; f < F; ++f) c.threshold[f] = float(std::exp(double(p.log_threshold()[f])) * inv);
-  if (a == Architecture::BatchTopK) c.threshold.assign(size_t(F), float(threshold_scaled * inv));
+  if (batch_selection(a)) c.threshold.assign(size_t(F), float(threshold_scaled * inv));
   c.architecture = to_string(a);
   return c;
 }
@@ -42,7 +42,7 @@ SaeParams sae_params_from_checkpoint(const SaeCheckpoint& c) {
 SaeConfig sae_inference_config(const SaeCheckpoint& c) {
   SaeConfig cfg;
   const Architecture a = parse_architecture(c.architecture);
-  cfg.architecture = a == Architecture::BatchTopK ? Architecture::JumpReLU : a;
+  cfg.architecture = batch_selection(a) ? Architecture::JumpReLU : a;
   cfg.k = c.k;
   cfg.auxk = 0;
   return cfg;

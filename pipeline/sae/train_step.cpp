@@ -93,7 +93,7 @@ class CpuTrainStep final : public TrainStep {
     totals_.penalty = reduce_[off_scalars + 4];
     totals_.sum_x = reduce_.data() + off_sumx;
     totals_.fire = reduce_.data() + off_fire;
-    totals_.batch_threshold = cfg_.sae.architecture == Architecture::BatchTopK ? ws_.batch_threshold : 0.0f;
+    totals_.batch_threshold = batch_selection(cfg_.sae.architecture) ? ws_.batch_threshold : 0.0f;
     return totals_;
   }
 

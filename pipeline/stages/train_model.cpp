@@ -85,6 +85,7 @@ void TrainModel::make_step(const Backend& backend) {
   c.sae.auxk_coef = tc.auxk_coef;
   c.sae.l0_coef = tc.l0_coef;
   c.sae.bandwidth = tc.jumprelu_bandwidth;
+  if (arch_ == Architecture::Matryoshka) c.sae.prefixes = matryoshka_prefixes_in_force(tc.matryoshka_prefixes, F_);
   c.adam.beta1 = float(tc.adam_beta1);
   c.adam.beta2 = float(tc.adam_beta2);
   c.adam.eps = float(tc.adam_eps);

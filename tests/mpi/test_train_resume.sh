@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Exact resume of training: two ranks, kill -9 one rank after a checkpoint (first a worker,
 # then rank 0, the one that writes), re-run the same command each time: the final weights
-# are bit-identical to an uninterrupted run with the same rank count. OpenBLAS rounds
+# are bit-identical to an uninterrupted run with the same rank count. Matryoshka: batchtopk's
+# selection and threshold state with the nested-prefix loss on top. OpenBLAS rounds
 # differently with its thread count, so every run uses one thread.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -21,7 +22,8 @@ n_features = 256
 mean_active = 5.0
 [train]
 activations = "store/activations"
-architecture = "batchtopk"
+architecture = "matryoshka"
+matryoshka_prefixes = [128, 512]
 d_sae = 2048
 k = 8
 batch_tokens = 2048

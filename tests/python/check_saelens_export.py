@@ -5,7 +5,7 @@ and checks them against sae.h5 and the activation store:
   check_saelens_export.py STORE_DIR MODEL_DIR SAE_DIR...   (each SAE_DIR holds sae.h5 and saelens/)
 
 For every SAE: SAE.load_from_disk gives the class of its architecture (topk -> TopKSAE, relu ->
-StandardSAE, jumprelu and batchtopk -> JumpReLUSAE) with sae.h5's weights bit for bit;
+StandardSAE, jumprelu, batchtopk and matryoshka -> JumpReLUSAE) with sae.h5's weights bit for bit;
 cfg.json is exactly what SAELens' own save_model writes for the loaded SAE (every key and
 value, metadata included); the metadata survives loading (hook_name, context_size,
 seqpos_slice, prepend_bos, model_name, dataset_path, sae_lens_version, ...); SAELens'
@@ -46,7 +46,7 @@ def numpy_forward(W, arch, k, x):
         z = np.where((pre >= kth) & (pre > 0), pre, 0.0)
     elif arch == "relu":
         z = np.maximum(pre, 0.0)
-    else:  # jumprelu, batchtopk: the saved threshold
+    else:  # jumprelu, batchtopk, matryoshka: the saved threshold
         z = np.where(pre > W["threshold"], pre, 0.0)
     return z, z @ W["W_dec"] + W["b_dec"]
 
@@ -59,7 +59,8 @@ def check_sae(sae_dir, store, manifest, x):
     W = {n: f[n][...] for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
     d = f"{sae_dir}/saelens"
     sae = SAE.load_from_disk(d, device="cpu")
-    want_cls = {"topk": "TopKSAE", "relu": "StandardSAE", "jumprelu": "JumpReLUSAE", "batchtopk": "JumpReLUSAE"}[arch]
+    want_cls = {"topk": "TopKSAE", "relu": "StandardSAE", "jumprelu": "JumpReLUSAE", "batchtopk": "JumpReLUSAE",
+               "matryoshka": "JumpReLUSAE"}[arch]
     check(type(sae).__name__ == want_cls, f"{arch}: SAE.load_from_disk gives {type(sae).__name__} (want {want_cls})")
     names = ["W_enc", "b_enc", "W_dec", "b_dec"] + (["threshold"] if want_cls == "JumpReLUSAE" else [])
     same = all(np.array_equal(getattr(sae, n).detach().numpy(), W[n]) for n in names)

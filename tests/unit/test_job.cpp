@@ -10,6 +10,7 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/job.hpp"
+#include "pipeline/sae/sae.hpp"
 #include "pipeline/core/resources.hpp"
 
 using namespace saepipe;
@@ -186,6 +187,27 @@ TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
   EXPECT_DOUBLE_EQ(job.train.sweep[0].lr, 0.003);
   // The default job: d_sae 512.
   EXPECT_DOUBLE_EQ(parse_job(kMinimal, "job.toml").train.lr, 2e-4 * std::sqrt(32.0));
+}
+
+// matryoshka_prefixes: strictly increasing sizes <= d_sae, in [train] and in each sweep entry
+// (one line naming the key); the resolved model gets the default nesting when left empty.
+TEST(Job, MatryoshkaPrefixesAreChecked) {
+  Job job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"matryoshka\"\nd_sae = 64\n"
+                          "matryoshka_prefixes = [8, 32]\n",
+                      "job.toml");
+  EXPECT_EQ(job.train.matryoshka_prefixes, (std::vector<int64_t>{8, 32}));
+  EXPECT_EQ(matryoshka_prefixes_in_force(job.train.matryoshka_prefixes, 64), (std::vector<int64_t>{8, 32, 64}));
+  EXPECT_EQ(matryoshka_prefixes_in_force({}, 64), (std::vector<int64_t>{4, 8, 16, 32, 64}));
+  EXPECT_EQ(matryoshka_prefixes_in_force({}, 20), (std::vector<int64_t>{1, 2, 5, 10, 20}));
+  std::string e = error_of(std::string(kMinimal) + "[train]\nd_sae = 64\nmatryoshka_prefixes = [8, 8]\n");
+  EXPECT_NE(e.find("train.matryoshka_prefixes: must be strictly increasing sizes <= d_sae (64), got 8 at position 1"),
+            std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nd_sae = 64\n[[train.sweep]]\nname = \"m\"\nd_sae = 32\n"
+               "matryoshka_prefixes = [16, 48]\n");
+  EXPECT_NE(e.find("train.sweep[0].matryoshka_prefixes: must be strictly increasing sizes <= d_sae (32), got 48"),
+            std::string::npos) << e;
+  e = error_of(std::string(kMinimal) + "[train]\nmatryoshka_prefixes = [0]\n");
+  EXPECT_NE(e.find("train.matryoshka_prefixes"), std::string::npos) << e;
 }
 
 // The key tables of job.hpp and the schema agree: every key of every section reaches a member

@@ -44,6 +44,10 @@ class CudaBackend final : public Backend {
     return cuda::load_transformer_full_cuda(model_dir, cuda::ActType::F32);
   }
   std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const override {
+    // Architectures with a CPU step only (every rank sees the same setting: one line, exit 2).
+    if (config.sae.architecture == Architecture::Matryoshka || config.sae.architecture == Architecture::Gated)
+      user_error("train.architecture: \"" + to_string(config.sae.architecture) +
+                 "\" is not on the cuda backend yet; set run.device = \"cpu\"");
     return cuda::make_cuda_train_step(config, data_group);
   }
   std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,

@@ -1,0 +1,296 @@
+// Matryoshka, gated, transcoders (with and without the skip), crosscoders, and AuxK held
+// constant: the trained gradient of every parameter block against central finite differences of
+// the float64 reference loss (sae_loss_reference, dense loops written from the definitions),
+// with the parts the step holds constant (AuxK's residual, gated's frozen decoder) frozen at the
+// base point. Also the pieces of each variant's forward against plain formulas.
+//
+// Shape legend: N tokens, D d_in, O d_out, F d_sae, K k.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "pipeline/sae/architectures.hpp"
+#include "pipeline/sae/sae.hpp"
+
+namespace saepipe {
+namespace {
+
+std::vector<float> normal(size_t n, uint64_t seed, float scale = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& e : v) e = dist(rng);
+  return v;
+}
+
+// Untied parameters with non-zero biases (and r_mag, b_mag, W_skip when the shape has them).
+SaeParams random_params(const SaeShape& shape, uint64_t seed) {
+  SaeParams p(shape);
+  init_tied(p, seed);
+  const int64_t D = p.d_in, O = p.d_out, F = p.d_sae;
+  const auto noise = normal(size_t(F * D), seed + 1, 0.3f);
+  for (int64_t i = 0; i < F * D; ++i) p.W_encT()[i] += noise[i];
+  const auto be = normal(size_t(F), seed + 2, 0.2f), bd = normal(size_t(O), seed + 3, 0.2f);
+  std::copy(be.begin(), be.end(), p.b_enc());
+  std::copy(bd.begin(), bd.end(), p.b_dec());
+  if (p.gated) {
+    const auto r = normal(size_t(F), seed + 4, 0.3f), bm = normal(size_t(F), seed + 5, 0.2f);
+    std::copy(r.begin(), r.end(), p.r_mag());
+    std::copy(bm.begin(), bm.end(), p.b_mag());
+  }
+  if (p.skip) {
+    const auto s = normal(size_t(O * D), seed + 6, 0.2f);
+    std::copy(s.begin(), s.end(), p.W_skip());
+  }
+  return p;
+}
+
+struct StepRun {
+  std::vector<double> grad;
+  std::vector<int32_t> idx, gate_idx, aux_idx;  // the selection (gated's gate set, AuxK's)
+  SaeStepSums sums;
+};
+
+StepRun run_step(const SaeParams& p, const SaeConfig& cfg, const std::vector<float>& x, int64_t N, int64_t B,
+                 const std::vector<float>* y, const uint8_t* dead) {
+  StepRun r;
+  SaeWorkspace ws;
+  r.grad.assign(size_t(p.size()), 0.0);
+  r.sums = sae_forward_backward(p, cfg, x.data(), N, B, dead, r.grad.data(), nullptr, ws, 0, 0, y ? y->data() : nullptr);
+  r.idx.assign(ws.idx.begin(), ws.idx.begin() + N * ws.width);
+  if (p.gated) r.gate_idx.assign(ws.gate_idx.begin(), ws.gate_idx.begin() + N * ws.gate_width);
+  if (dead && cfg.auxk > 0) {
+    int64_t n_dead = 0;
+    for (int64_t f = 0; f < p.d_sae; ++f) n_dead += dead[f] != 0;
+    r.aux_idx.assign(ws.aux_idx.begin(), ws.aux_idx.begin() + N * std::min(cfg.auxk, n_dead));
+  }
+  return r;
+}
+
+struct Block {
+  std::string name;
+  int64_t off, rows, cols;
+};
+
+std::vector<Block> blocks_of(const SaeParams& p) {
+  const int64_t D = p.d_in, O = p.d_out, F = p.d_sae;
+  std::vector<Block> b = {{"W_encT", p.off_W_encT(), F, D}, {"b_enc", p.off_b_enc(), F, 1},
+                          {"W_dec", p.off_W_dec(), F, O},   {"b_dec", p.off_b_dec(), 1, O}};
+  if (p.gated) b.push_back({"r_mag", p.off_r_mag(), F, 1}), b.push_back({"b_mag", p.off_b_mag(), F, 1});
+  if (p.skip) b.push_back({"W_skip", p.off_W_skip(), 1, O * D});
+  return b;
+}
+
+// Moves sampled parameters of each block by +-h with the frozen parts held at the base point;
+// where the selection does not change, the loss is smooth and the central difference is exact
+// up to rounding. Latent rows are sampled among the latents the batch uses.
+void check_fd(const SaeConfig& cfg, const SaeParams& p, const std::vector<float>& x, int64_t N, int64_t B,
+              const std::vector<float>* y = nullptr, const uint8_t* dead = nullptr) {
+  const StepRun base = run_step(p, cfg, x, N, B, y, dead);
+  std::vector<int64_t> live;
+  for (int32_t f : base.idx)
+    if (f >= 0) live.push_back(f);
+  for (int32_t f : base.aux_idx)  // AuxK's dead latents too
+    if (f >= 0) live.push_back(f);
+  ASSERT_FALSE(live.empty());
+  std::mt19937_64 rng(5);
+  const float* yp = y ? y->data() : nullptr;
+  for (const Block& b : blocks_of(p)) {
+    int checked = 0;
+    double gmax = 0;
+    std::vector<std::pair<double, double>> pairs;
+    for (int t = 0; t < 30; ++t) {
+      const int64_t row = b.rows == 1 ? 0 : live[rng() % live.size()];
+      const int64_t i = b.off + row * b.cols + int64_t(rng() % uint64_t(b.cols));
+      SaeParams plus = p, minus = p;
+      plus.data[i] += 1.0f / 8192;
+      minus.data[i] -= 1.0f / 8192;
+      const StepRun rp = run_step(plus, cfg, x, N, B, y, dead), rm = run_step(minus, cfg, x, N, B, y, dead);
+      if (rp.idx != base.idx || rm.idx != base.idx || rp.gate_idx != base.gate_idx || rm.gate_idx != base.gate_idx ||
+          rp.aux_idx != base.aux_idx || rm.aux_idx != base.aux_idx)
+        continue;
+      const double fd = (sae_loss_reference(plus, cfg, x.data(), N, B, dead, yp, &p) -
+                         sae_loss_reference(minus, cfg, x.data(), N, B, dead, yp, &p)) /
+                        (double(plus.data[i]) - double(minus.data[i]));
+      pairs.push_back({base.grad[i], fd});
+      gmax = std::max(gmax, std::abs(fd));
+      ++checked;
+    }
+    EXPECT_GE(checked, 15) << b.name << ": too many samples near a selection change";
+    EXPECT_GT(gmax, 1e-3) << b.name << ": vacuous check";
+    for (auto [a, fd] : pairs)
+      EXPECT_LE(std::abs(a - fd), 2e-4 * std::abs(fd) + 5e-5 * gmax) << b.name << ": analytic " << a << ", fd " << fd;
+  }
+  // The loss from the step's sums agrees with the reference at the base point.
+  const double loss = (base.sums.sum_sq_err + base.sums.penalty) / double(B) + cfg.auxk_coef * base.sums.aux_sq_err / double(B);
+  EXPECT_NEAR(loss, sae_loss_reference(p, cfg, x.data(), N, B, dead, yp, &p), 1e-5 * loss);
+}
+
+TEST(MatryoshkaSae, MatchesFiniteDifferences) {
+  const int64_t D = 12, F = 40, N = 24;
+  SaeConfig cfg;
+  cfg.architecture = Architecture::Matryoshka;
+  cfg.k = 4;
+  cfg.auxk = 0;
+  cfg.prefixes = {5, 15};  // groups [0,5) [5,15) [15,40)
+  const auto x = normal(size_t(N * D), 3);
+  const SaeParams p = random_params(SaeShape{D, F}, 7);
+  check_fd(cfg, p, x, N, N);
+  // The prefix errors are in the loss: more than the whole dictionary's error alone.
+  const StepRun r = run_step(p, cfg, x, N, N, nullptr, nullptr);
+  EXPECT_GT(r.sums.penalty, r.sums.sum_sq_err);
+  EXPECT_EQ(r.sums.sum_active, double(N * cfg.k));  // BatchTopK's selection
+}
+
+// With a single prefix (the whole dictionary) matryoshka is batchtopk: the same gradient.
+TEST(MatryoshkaSae, OnePrefixIsBatchTopK) {
+  const int64_t D = 10, F = 30, N = 16;
+  SaeConfig m;
+  m.architecture = Architecture::Matryoshka;
+  m.k = 3;
+  m.auxk = 0;
+  SaeConfig b = m;
+  b.architecture = Architecture::BatchTopK;
+  const auto x = normal(size_t(N * D), 13);
+  const SaeParams p = random_params(SaeShape{D, F}, 17);
+  const StepRun rm = run_step(p, m, x, N, N, nullptr, nullptr), rb = run_step(p, b, x, N, N, nullptr, nullptr);
+  EXPECT_EQ(rm.idx, rb.idx);
+  EXPECT_EQ(rm.sums.penalty, 0.0);
+  double gmax = 0;
+  for (double g : rb.grad) gmax = std::max(gmax, std::abs(g));
+  for (size_t i = 0; i < rb.grad.size(); ++i) ASSERT_NEAR(rm.grad[i], rb.grad[i], 1e-6 * gmax) << i;
+}
+
+TEST(GatedSae, MatchesFiniteDifferences) {
+  const int64_t D = 12, F = 40, N = 24;
+  SaeConfig cfg;
+  cfg.architecture = Architecture::Gated;
+  cfg.l1_coef = 0.4;
+  cfg.auxk = 0;
+  const auto x = normal(size_t(N * D), 4);
+  SaeShape shape{D, F};
+  shape.gated = true;
+  SaeParams p = random_params(shape, 8);
+  for (int64_t f = 0; f < F; ++f) p.b_enc()[f] -= 0.5f;  // fewer open gates
+  check_fd(cfg, p, x, N, 2 * N);
+  const StepRun r = run_step(p, cfg, x, N, 2 * N, nullptr, nullptr);
+  EXPECT_GT(r.sums.penalty, 0.0);
+}
+
+// z = 1[pre > 0] ReLU(exp(r) (pre - b_gate) + b_mag): the magnitude path shares W_enc.
+TEST(GatedSae, CodeIsGateTimesMagnitude) {
+  const int64_t D = 6, F = 9, N = 5;
+  SaeShape shape{D, F};
+  shape.gated = true;
+  SaeParams p = random_params(shape, 21);
+  for (int64_t f = 1; f < F; f += 2) p.b_mag()[f] -= 1.5f;  // some open gates with a negative magnitude
+  SaeConfig cfg;
+  cfg.architecture = Architecture::Gated;
+  const auto x = normal(size_t(N * D), 22);
+  SaeWorkspace ws;
+  sae_encode_decode(p, cfg, x.data(), N, ws);
+  int opened = 0, shut_by_magnitude = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t f = 0; f < F; ++f) {
+      double wx = 0;
+      for (int64_t d = 0; d < D; ++d) wx += double(p.W_encT()[f * D + d]) * (double(x[n * D + d]) - p.b_dec()[d]);
+      const double gate = wx + p.b_enc()[f], mag = std::exp(double(p.r_mag()[f])) * wx + p.b_mag()[f];
+      const double want = gate > 0 ? std::max(mag, 0.0) : 0.0;
+      float got = 0;
+      for (int64_t j = 0; j < ws.width; ++j)
+        if (ws.idx[n * ws.width + j] == f) got = ws.val[n * ws.width + j];
+      EXPECT_NEAR(got, want, 1e-5) << n << "," << f;
+      opened += gate > 0;
+      shut_by_magnitude += gate > 0 && mag <= 0;
+    }
+  EXPECT_GT(opened, 0);
+  EXPECT_GT(shut_by_magnitude, 0);  // both paths decide something here
+}
+
+TEST(Transcoder, MatchesFiniteDifferencesForEverySparsity) {
+  const int64_t D = 10, O = 14, F = 36, N = 20;
+  const auto x = normal(size_t(N * D), 5), y = normal(size_t(N * O), 6);
+  for (bool skip : {false, true})
+    for (Architecture a : {Architecture::TopK, Architecture::BatchTopK, Architecture::ReLU, Architecture::Matryoshka,
+                           Architecture::Gated}) {
+      SCOPED_TRACE(to_string(a) + (skip ? " skip" : ""));
+      SaeShape shape{D, F, O, true, skip, a == Architecture::Gated};
+      SaeParams p = random_params(shape, 9);
+      if (a == Architecture::ReLU || a == Architecture::Gated)
+        for (int64_t f = 0; f < F; ++f) p.b_enc()[f] -= 0.6f;
+      SaeConfig cfg;
+      cfg.architecture = a;
+      cfg.k = 3;
+      cfg.auxk = 0;
+      cfg.l1_coef = 0.2;
+      cfg.prefixes = {6};
+      check_fd(cfg, p, x, N, N, &y);
+    }
+}
+
+// A transcoder's encoder reads x as it is: b_dec (the output's bias) does not move the code.
+TEST(Transcoder, EncoderIgnoresTheOutputBias) {
+  const int64_t D = 8, O = 8, F = 20, N = 6;
+  SaeShape shape{D, F, O, true};
+  SaeParams p = random_params(shape, 31);
+  SaeConfig cfg;
+  cfg.k = 3;
+  const auto x = normal(size_t(N * D), 32);
+  SaeWorkspace a, b;
+  sae_encode_decode(p, cfg, x.data(), N, a);
+  const std::vector<int32_t> idx(a.idx.begin(), a.idx.begin() + N * 3);
+  const std::vector<float> val(a.val.begin(), a.val.begin() + N * 3);
+  for (int64_t o = 0; o < O; ++o) p.b_dec()[o] += 1.0f;
+  sae_encode_decode(p, cfg, x.data(), N, b);
+  EXPECT_EQ(idx, std::vector<int32_t>(b.idx.begin(), b.idx.begin() + N * 3));
+  EXPECT_EQ(val, std::vector<float>(b.val.begin(), b.val.begin() + N * 3));
+}
+
+TEST(Crosscoder, MatchesFiniteDifferencesWithLayerNormL1) {
+  const int64_t L = 3, w = 6, F = 30, N = 20;
+  const auto x = normal(size_t(N * L * w), 7);
+  for (Architecture a : {Architecture::ReLU, Architecture::TopK}) {
+    SCOPED_TRACE(to_string(a));
+    SaeShape shape{L * w, F};
+    shape.layers = L;
+    SaeParams p = random_params(shape, 10);
+    for (int64_t f = 0; f < F; ++f)  // blocks of varied norms, one nearly absent
+      for (int64_t l = 0; l < L; ++l)
+        for (int64_t d = 0; d < w; ++d) p.W_dec()[f * L * w + l * w + d] *= (l == 2 ? 0.1f : 0.5f + float(f % 5) / 4);
+    if (a == Architecture::ReLU)
+      for (int64_t f = 0; f < F; ++f) p.b_enc()[f] -= 0.6f;
+    SaeConfig cfg;
+    cfg.architecture = a;
+    cfg.k = 4;
+    cfg.auxk = 0;
+    cfg.l1_coef = 0.3;
+    check_fd(cfg, p, x, N, N);
+  }
+}
+
+// AuxK's gradient with its residual held constant (the reference freezes r at the base point).
+TEST(AuxK, MatchesFiniteDifferencesWithTheResidualHeld) {
+  const int64_t D = 10, F = 30, N = 20;
+  const auto x = normal(size_t(N * D), 8);
+  std::vector<uint8_t> dead(size_t(F), 0);
+  for (int64_t f = 0; f < F; f += 3) dead[f] = 1;
+  for (Architecture a : {Architecture::TopK, Architecture::Matryoshka}) {
+    SCOPED_TRACE(to_string(a));
+    const SaeParams p = random_params(SaeShape{D, F}, 11);
+    SaeConfig cfg;
+    cfg.architecture = a;
+    cfg.k = 3;
+    cfg.auxk = 4;
+    cfg.auxk_coef = 0.5;
+    cfg.prefixes = {8};
+    check_fd(cfg, p, x, N, N, nullptr, dead.data());
+    EXPECT_GT(run_step(p, cfg, x, N, N, nullptr, dead.data()).sums.aux_sq_err, 0.0);
+  }
+}
+
+}  // namespace
+}  // namespace saepipe
