@@ -6,12 +6,6 @@
 
 namespace saepipe {
 
-uint16_t float_to_bf16(float value) {
-  const uint32_t u = std::bit_cast<uint32_t>(value);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);  // NaN: keep sign, stay quiet
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                    // nearest even; overflow → Inf
-}
-
 uint16_t float_to_f16(float value) {
   const uint32_t u = std::bit_cast<uint32_t>(value);
   const uint16_t sign = uint16_t((u >> 16) & 0x8000u);

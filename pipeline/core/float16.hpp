@@ -8,8 +8,15 @@ namespace saepipe {
 
 // 16-bit conversions done in our own code: round to nearest even, NaN stays NaN (quiet, sign
 // kept), values beyond the range become ±Inf. Widening is exact.
-uint16_t float_to_bf16(float value);
 uint16_t float_to_f16(float value);
+
+// Inline and branch-free (a select) like the widening: harvest encodes every value it stores.
+inline uint16_t float_to_bf16(float value) {
+  const uint32_t u = std::bit_cast<uint32_t>(value);
+  const uint16_t nan = uint16_t((u >> 16) | 0x0040u);                    // NaN: keep sign, stay quiet
+  const uint16_t rounded = uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);  // nearest even; overflow → Inf
+  return (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+}
 
 // Widening is inline: the store reader calls it per element in a loop that must vectorise.
 inline float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(uint32_t(bits) << 16); }

@@ -2,11 +2,15 @@
 // synthetic ground truth. (The manifest is in store_manifest.cpp, reading in store_reader.cpp.)
 #include "pipeline/io/activation_store.hpp"
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/worker_pool.hpp"
 #include "pipeline/io/atomic_h5.hpp"
+#include "pipeline/io/chunk_codec.hpp"
 #include "pipeline/io/h5.hpp"
 
 namespace saepipe {
@@ -54,10 +58,68 @@ ShardStamp read_stamp(const std::string& path) {
   return s;
 }
 
+// Writes one hook's activations [N, D] as whole chunks: a group of chunks is encoded and
+// checksummed on the pool while the previous group is written (H5Dwrite_chunk, this thread).
+// The bytes are what HDF5's Fletcher32 filter would store: elements, then the checksum; an edge
+// chunk's rows past N are zeros, as HDF5 fills them.
+void write_activations(const h5::Dataset& ds, const float* x, int64_t n, int64_t d, int64_t chunk_rows,
+                       StoreDtype dtype, WorkerPool* pool) {
+  const int64_t row_bytes = d * store_dtype_bytes(dtype), data_bytes = chunk_rows * row_bytes;
+  const int64_t n_chunks = (n + chunk_rows - 1) / chunk_rows;
+  const int64_t group = std::max<int64_t>(1, pool ? 2 * pool->size() : 1);
+  const int64_t stride = (data_bytes + 4 + 63) / 64 * 64;
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[size_t(2 * group * stride)]);
+  std::vector<int64_t> overflow(size_t(n_chunks), -1);  // first overflowing element of each chunk
+  auto encode = [&](int64_t c) {
+    uint8_t* out = buf.get() + (c % (2 * group)) * stride;
+    const int64_t rows = std::min(chunk_rows, n - c * chunk_rows);
+    overflow[size_t(c)] = encode_values(x + c * chunk_rows * d, rows * d, dtype, out);
+    std::fill(out + rows * row_bytes, out + data_bytes, uint8_t(0));
+    append_fletcher32(out, size_t(data_bytes));
+  };
+  auto write = [&](int64_t c) {
+    if (overflow[size_t(c)] >= 0) {
+      const int64_t i = c * chunk_rows * d + overflow[size_t(c)];
+      user_error(ds.where() + ": value " + std::to_string(x[i]) + " at row " + std::to_string(i / d) + " overflows " +
+                 to_string(dtype) + (dtype == StoreDtype::Float16 ? "; store as float32 or bfloat16" : "; store as float32"));
+    }
+    ds.write_chunk(c * chunk_rows, buf.get() + (c % (2 * group)) * stride, data_bytes + 4);
+  };
+  if (pool == nullptr) {
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      encode(c);
+      write(c);
+    }
+    return;
+  }
+  // Groups alternate between the two halves of buf: group g+1 encodes while group g is written.
+  std::unique_ptr<WorkerPool::Group> next;
+  auto start = [&](int64_t g) {
+    auto grp = std::make_unique<WorkerPool::Group>(*pool);
+    for (int64_t c = g * group; c < std::min(n_chunks, (g + 1) * group); ++c) grp->post([&encode, c] { encode(c); });
+    return grp;
+  };
+  const int64_t n_groups = (n_chunks + group - 1) / group;
+  next = start(0);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    std::unique_ptr<WorkerPool::Group> current = std::move(next);
+    current->wait();
+    if (g + 1 < n_groups) next = start(g + 1);
+    for (int64_t c = g * group; c < std::min(n_chunks, (g + 1) * group); ++c) write(c);
+  }
+}
+
 }  // namespace
 
+int64_t store_chunk_rows(int64_t d_model, StoreDtype dtype) {
+  const int64_t row_bytes = std::max<int64_t>(1, d_model * store_dtype_bytes(dtype));
+  int64_t rows = kShuffleBlockTokens;
+  while (rows > 1 && rows * row_bytes > (int64_t(4) << 20)) rows /= 2;
+  return rows;
+}
+
 void write_shard(const std::string& path, const ShardData& data, const std::vector<std::string>& hooks,
-                 int64_t d_model, StoreDtype dtype, const std::string& fingerprint) {
+                 int64_t d_model, StoreDtype dtype, const std::string& fingerprint, WorkerPool* pool) {
   const int64_t n = data.n_tokens;
   SAE_ASSERT(n > 0 && d_model > 0, path + ": a shard needs tokens and d_model > 0");
   SAE_ASSERT(data.activations.size() == hooks.size(), path + ": one activation array per hook");
@@ -72,8 +134,11 @@ void write_shard(const std::string& path, const ShardData& data, const std::vect
   {
     h5::File& f = out.file();
     const h5::Type type = to_h5_type(dtype);
-    for (size_t h = 0; h < hooks.size(); ++h)
-      f.create_dataset("activations/" + hooks[h], type, {n, d_model}).write(data.activations[h].data());
+    const int64_t chunk_rows = std::min(n, store_chunk_rows(d_model, dtype));
+    for (size_t h = 0; h < hooks.size(); ++h) {
+      h5::Dataset ds = f.create_dataset("activations/" + hooks[h], type, {n, d_model}, {{chunk_rows, d_model}, true});
+      write_activations(ds, data.activations[h].data(), n, d_model, chunk_rows, dtype, pool);
+    }
     f.create_dataset("tokens", h5::Type::Int32, {n}).write(data.tokens.data());
     f.create_dataset("sequence", h5::Type::Int64, {n}).write(data.sequence.data());
     f.create_dataset("position", h5::Type::Int32, {n}).write(data.position.data());

@@ -9,11 +9,14 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace saepipe {
+
+class WorkerPool;
 
 enum class StoreDtype { Float32, Float16, BFloat16 };
 // "float32" | "float16" | "bfloat16"; anything else is a user error listing those.
@@ -54,10 +57,18 @@ struct ShardData {
   std::vector<int64_t> sequence;                // [N]
 };
 
+// Rows per chunk of a shard's /activations/<hook>: a power of two up to kShuffleBlockTokens
+// (so the shuffle's blocks, and stats' batches, are whole chunks when shards start at a multiple
+// of it), as many as fit in 4 MiB. d 768: 1024 rows (1.5 MiB bf16, 3 MiB fp32).
+inline constexpr int64_t kShuffleBlockTokens = 1024;
+int64_t store_chunk_rows(int64_t d_model, StoreDtype dtype);
+
 // Writes a shard to path + ".tmp" and renames it to `path` once complete (the temporary is
 // removed if anything fails). A finite value that overflows float16 is a user error.
+// Activations are encoded and checksummed chunk by chunk on `pool`'s threads (null: this thread
+// alone) and stored with H5Dwrite_chunk; the file is what HDF5's own Fletcher32 filter writes.
 void write_shard(const std::string& path, const ShardData& data, const std::vector<std::string>& hooks,
-                 int64_t d_model, StoreDtype dtype, const std::string& fingerprint);
+                 int64_t d_model, StoreDtype dtype, const std::string& fingerprint, WorkerPool* pool = nullptr);
 
 // False when the shard is absent, unreadable or incomplete (it is to be rewritten); true when it
 // is complete and was written by this job for these tokens; a user error when it is complete
@@ -93,8 +104,36 @@ std::vector<float> read_ground_truth(const std::string& store_dir, const std::st
 std::vector<int64_t> read_ground_truth_parents(const std::string& store_dir);
 bool has_ground_truth(const std::string& store_dir);
 
+// Rows [first, first + count) of the store.
+struct RowRun {
+  int64_t first = 0, count = 0;
+};
+
+// Rows of one hook in the store's dtype as a load left them (StoreReader::load_rows): whole
+// chunks side by side in one buffer that is reused, grown when short and never cleared. Row k
+// of the load (the k-th row of its runs, in order) starts at row(k).
+class RawRows {
+ public:
+  StoreDtype dtype() const { return dtype_; }
+  int64_t d_model() const { return d_; }
+  int64_t size() const { return int64_t(offsets_.size()); }
+  const void* row(int64_t k) const { return bytes_.get() + offsets_[size_t(k)]; }
+  // Rows [k, k + n) widened to float32 times `scale` into out [n, D].
+  void widen(int64_t k, int64_t n, float scale, float* out) const;
+
+ private:
+  friend class StoreReader;
+  StoreDtype dtype_ = StoreDtype::Float32;
+  int64_t d_ = 0, capacity_ = 0;
+  std::unique_ptr<uint8_t[]> bytes_;  // default-initialised: no page clearing
+  std::vector<int64_t> offsets_;
+};
+
 // Reads rows of one hook across shard boundaries, converted to float32, checking every value is
 // finite. Shards are opened on first use and kept open (at most a few dozen at a time).
+// Activations are read as whole chunks (H5Dread_chunk) on the calling thread; their Fletcher32
+// checksums and the finiteness scan run on the reader's worker pool. Datasets a raw read cannot
+// take (not chunked by whole rows, other filters, big-endian) are read through HDF5 as before.
 // Not thread-safe: use one reader per thread, and since Debian's HDF5 is built without thread
 // safety, never call HDF5 from two threads at once.
 class StoreReader {
@@ -117,6 +156,12 @@ class StoreReader {
   // shard is a user error; a failed read (checksum mismatch) or a NaN/Inf is a corrupt error
   // naming the shard, the dataset and the global row.
   void read_rows(int64_t first, int64_t count, float* out);
+  // The rows of `runs` (ascending, disjoint) into `out` in the store's dtype, with the checks
+  // and errors of read_rows (the error of the lowest row when several chunks are bad). When
+  // h5_mutex is given, each HDF5 call holds it (other threads may then use HDF5 in between).
+  void load_rows(const std::vector<RowRun>& runs, RawRows& out, std::mutex* h5_mutex = nullptr);
+  // The pool load_rows verifies on; callers may run their own work on the loaded rows here.
+  WorkerPool& pool();
   void read_sequence(int64_t first, int64_t count, int64_t* out);
   void read_tokens(int64_t first, int64_t count, int32_t* out);
   void read_position(int64_t first, int64_t count, int32_t* out);
@@ -130,6 +175,8 @@ class StoreReader {
   StoreManifest manifest_;
   std::vector<std::unique_ptr<OpenShard>> open_;  // by shard index; null = closed
   int64_t n_open_ = 0, clock_ = 0;
+  std::unique_ptr<WorkerPool> pool_;  // started on first use
+  RawRows scratch_;                   // read_rows' chunks
 };
 
 }  // namespace saepipe

@@ -552,6 +552,19 @@ bool Dataset::has_fletcher32() const {
   return false;
 }
 
+void Dataset::read_rows_raw(int64_t first, int64_t count, void* out) const {
+  const std::vector<int64_t> dims = this->dims();
+  if (!is_row_selection_valid(dims, first, count))
+    internal_error(where() + ": " + rows_text(first, count) + " out of range (" +
+                   std::to_string(dims.empty() ? 0 : dims[0]) + " rows)");
+  if (count == 0 || row_size(dims) == 0) return;
+  Selection sel = select_rows(*this, dims, first, count, false);
+  Datatype memory = file_type(type());  // our types' little-endian layouts
+  if (H5Dread(id_, memory.id(), sel.memory_id(), sel.file_id(), H5P_DEFAULT, out) < 0)
+    corrupt_error(where() + ": read failed (checksum mismatch or corrupt data) at " + rows_text(first, count) +
+                  hdf5_reason());
+}
+
 template <class T> void Dataset::write(const T* data) const { transfer(*this, true, 0, 0, const_cast<T*>(data), true); }
 template <class T> void Dataset::read(T* out) const { transfer(*this, false, 0, 0, out, true); }
 template <class T> std::vector<T> Dataset::read_all() const {

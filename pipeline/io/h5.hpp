@@ -202,6 +202,26 @@ class Dataset : public Object {
   // Rows [first, first + count); `data` holds count * row_size elements.
   template <class T> void write_rows(int64_t first, int64_t count, const T* data) const;
   template <class T> void read_rows(int64_t first, int64_t count, T* out) const;
+  // Rows [first, first + count) in type()'s own little-endian layout (16-bit floats as their
+  // bits), whatever byte order the file holds; a failed read is a corrupt error.
+  void read_rows_raw(int64_t first, int64_t count, void* out) const;
+
+  // Whole chunks as stored, filters applied (h5_chunks.cpp): what the activation store reads
+  // and writes with its own checksums and conversions. A chunk is named by its first row, a
+  // multiple of chunk_dims()[0]; the other dimensions must be whole (one chunk across).
+  std::vector<int64_t> chunk_dims() const;  // empty when not chunked
+  std::vector<int> filters() const;         // the filter pipeline's ids in order (H5Z_FILTER_*)
+  bool stored_little_endian() const;        // the element type's byte order in the file
+  struct ChunkInfo {
+    int64_t bytes = 0;         // as stored; 0 when never written (it reads as the fill value)
+    uint32_t filter_mask = 0;  // bit i set: filter i was skipped for this chunk
+  };
+  ChunkInfo chunk_info(int64_t first_row) const;
+  // Reads the chunk's stored bytes (chunk_info(first_row).bytes of them) into buf; returns the
+  // filter mask. Failure: corrupt error.
+  uint32_t read_chunk(int64_t first_row, void* buf) const;
+  // Stores `bytes` as the chunk at first_row, filters already applied (mask as above).
+  void write_chunk(int64_t first_row, const void* buf, int64_t bytes, uint32_t filter_mask = 0) const;
 };
 
 }  // namespace saepipe::h5

@@ -1,16 +1,15 @@
 #include "pipeline/io/shuffled_batches.hpp"
 
 #include <algorithm>
-#include <cstring>
+#include <numeric>
 
 #include "pipeline/core/errors.hpp"
-#include "pipeline/io/activation_store.hpp"
 #include "pipeline/core/counter_rng.hpp"
 
 namespace saepipe {
 
 namespace {
-constexpr int64_t kBlockTokens = 1024;  // contiguous rows read together
+constexpr int64_t kBlockTokens = kShuffleBlockTokens;  // contiguous rows read together
 constexpr uint64_t kBlockStream = 11, kTokenStream = 12;
 
 // Fisher-Yates driven by the counter hash: the same permutation on every rank and platform.
@@ -25,7 +24,7 @@ void permute(std::vector<int64_t>& v, uint64_t seed, uint64_t stream, uint64_t k
 
 ShuffledBatches::ShuffledBatches(StoreReader& reader, int64_t train_tokens, int64_t window_tokens,
                                  uint64_t seed)
-    : reader_(reader), train_tokens_(train_tokens), seed_(seed), d_(reader.d_model()) {
+    : reader_(reader), train_tokens_(train_tokens), seed_(seed) {
   SAE_ASSERT(train_tokens > 0, "no training tokens");
   block_ = std::min(kBlockTokens, train_tokens);
   n_blocks_ = (train_tokens + block_ - 1) / block_;
@@ -33,75 +32,97 @@ ShuffledBatches::ShuffledBatches(StoreReader& reader, int64_t train_tokens, int6
   n_windows_ = (n_blocks_ + blocks_per_window_ - 1) / blocks_per_window_;
 }
 
-std::vector<int64_t> ShuffledBatches::window_tokens_of(int64_t epoch, int64_t window) const {
+void ShuffledBatches::permute_epoch(int64_t epoch) {
+  if (perm_epoch_ == epoch) return;
+  epoch_perm_.resize(size_t(n_blocks_));
+  std::iota(epoch_perm_.begin(), epoch_perm_.end(), int64_t(0));
+  permute(epoch_perm_, seed_, kBlockStream, uint64_t(epoch));
+  perm_epoch_ = epoch;
+  window_start_.assign(size_t(n_windows_ + 1), 0);
+  for (int64_t w = 0; w < n_windows_; ++w) {
+    int64_t b0 = w * blocks_per_window_, b1 = std::min(n_blocks_, b0 + blocks_per_window_);
+    int64_t n = 0;
+    for (int64_t b = b0; b < b1; ++b) n += std::min(block_, train_tokens_ - epoch_perm_[b] * block_);
+    window_start_[w + 1] = window_start_[w] + n;
+  }
+}
+
+int64_t ShuffledBatches::window_at(int64_t pos) {
+  const int64_t epoch = pos / train_tokens_, in_epoch = pos % train_tokens_;
+  permute_epoch(epoch);
+  const int64_t w = int64_t(std::upper_bound(window_start_.begin(), window_start_.end(), in_epoch) - window_start_.begin()) - 1;
+  return epoch * n_windows_ + w;
+}
+
+void ShuffledBatches::plan(int64_t index, StreamWindow& out) {
+  const int64_t epoch = index / n_windows_, window = index % n_windows_;
+  permute_epoch(epoch);
+  // The window's tokens, then their in-window permutation (the stream order).
   std::vector<int64_t> tokens;
-  int64_t b0 = window * blocks_per_window_, b1 = std::min(n_blocks_, b0 + blocks_per_window_);
+  tokens.reserve(size_t(window_start_[window + 1] - window_start_[window]));
+  const int64_t b0 = window * blocks_per_window_, b1 = std::min(n_blocks_, b0 + blocks_per_window_);
   for (int64_t b = b0; b < b1; ++b) {
-    int64_t block = epoch_perm_[b];
-    int64_t t0 = block * block_, t1 = std::min(train_tokens_, t0 + block_);
+    const int64_t t0 = epoch_perm_[b] * block_, t1 = std::min(train_tokens_, t0 + block_);
     for (int64_t t = t0; t < t1; ++t) tokens.push_back(t);
   }
   permute(tokens, seed_, kTokenStream, uint64_t(epoch) * 1000003ull + uint64_t(window));
-  return tokens;
-}
-
-void ShuffledBatches::load_window(int64_t epoch, int64_t window) {
-  if (perm_epoch_ != epoch) {
-    epoch_perm_.resize(n_blocks_);
-    for (int64_t b = 0; b < n_blocks_; ++b) epoch_perm_[b] = b;
-    permute(epoch_perm_, seed_, kBlockStream, uint64_t(epoch));
-    perm_epoch_ = epoch;
-    window_start_.assign(n_windows_ + 1, 0);
-    for (int64_t w = 0; w < n_windows_; ++w) {
-      int64_t b0 = w * blocks_per_window_, b1 = std::min(n_blocks_, b0 + blocks_per_window_);
-      int64_t n = 0;
-      for (int64_t b = b0; b < b1; ++b) n += std::min(block_, train_tokens_ - epoch_perm_[b] * block_);
-      window_start_[w + 1] = window_start_[w] + n;
-    }
+  out.index = index;
+  out.begin = epoch * train_tokens_ + window_start_[window];
+  out.end = epoch * train_tokens_ + window_start_[window + 1];
+  // Rows are loaded in token order, and a window is whole blocks: the load row of token t is the
+  // tokens of the window's blocks before t's block plus t's place in its block.
+  std::vector<int64_t> blocks(epoch_perm_.begin() + b0, epoch_perm_.begin() + b1);
+  std::sort(blocks.begin(), blocks.end());
+  std::vector<int64_t> before(blocks.size());  // load rows before each sorted block
+  out.runs.clear();
+  int64_t rows = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const int64_t t0 = blocks[i] * block_, n = std::min(train_tokens_, t0 + block_) - t0;
+    before[i] = rows;
+    rows += n;
+    if (!out.runs.empty() && out.runs.back().first + out.runs.back().count == t0)
+      out.runs.back().count += n;
+    else
+      out.runs.push_back({t0, n});
   }
-  cur_order_ = window_tokens_of(epoch, window);
-  cur_epoch_ = epoch;
-  cur_window_ = window;
-  cur_start_ = epoch * train_tokens_ + window_start_[window];
-  cur_rows_.clear();
+  out.order.resize(tokens.size());
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    const int64_t block = tokens[k] / block_;
+    const size_t i = size_t(std::lower_bound(blocks.begin(), blocks.end(), block) - blocks.begin());
+    out.order[k] = int32_t(before[i] + tokens[k] - block * block_);
+  }
 }
 
 int64_t ShuffledBatches::token_at(int64_t pos) {
-  int64_t epoch = pos / train_tokens_, in_epoch = pos % train_tokens_;
-  if (epoch != cur_epoch_ || in_epoch < window_start_[cur_window_] || in_epoch >= window_start_[cur_window_ + 1]) {
-    if (epoch != perm_epoch_) load_window(epoch, 0);
-    int64_t w = int64_t(std::upper_bound(window_start_.begin(), window_start_.end(), in_epoch) - window_start_.begin()) - 1;
-    load_window(epoch, w);
+  const int64_t w = window_at(pos);
+  if (w != cur_.index) {
+    plan(w, cur_);
+    cur_loaded_ = false;
   }
-  return cur_order_[in_epoch - window_start_[cur_window_]];
+  // The k-th load row is the k-th smallest token of the window.
+  int64_t row = cur_.order[size_t(pos - cur_.begin)];
+  for (const RowRun& r : cur_.runs) {
+    if (row < r.count) return r.first + row;
+    row -= r.count;
+  }
+  internal_error("token_at: row outside its window");
 }
 
 void ShuffledBatches::read(int64_t first, int64_t n, float* out) {
+  const int64_t D = reader_.d_model();
   for (int64_t i = 0; i < n;) {
-    int64_t pos = first + i;
-    token_at(pos);  // makes the window holding `pos` current
-    // Rows of the whole window are read once, in sorted order (contiguous runs), then
-    // permuted in memory.
-    if (cur_rows_.empty()) {
-      std::vector<int64_t> sorted = cur_order_;
-      std::sort(sorted.begin(), sorted.end());
-      std::vector<float> by_token(sorted.size() * size_t(d_));
-      size_t r = 0;
-      while (r < sorted.size()) {
-        size_t e = r + 1;
-        while (e < sorted.size() && sorted[e] == sorted[e - 1] + 1) ++e;
-        reader_.read_rows(sorted[r], int64_t(e - r), by_token.data() + r * d_);
-        r = e;
-      }
-      cur_rows_.resize(by_token.size());
-      for (size_t k = 0; k < cur_order_.size(); ++k) {
-        size_t src = size_t(std::lower_bound(sorted.begin(), sorted.end(), cur_order_[k]) - sorted.begin());
-        std::memcpy(cur_rows_.data() + k * d_, by_token.data() + src * d_, sizeof(float) * d_);
-      }
+    const int64_t pos = first + i;
+    const int64_t w = window_at(pos);
+    if (w != cur_.index) {
+      plan(w, cur_);
+      cur_loaded_ = false;
     }
-    int64_t offset = pos - cur_start_;
-    int64_t take = std::min<int64_t>(n - i, int64_t(cur_order_.size()) - offset);
-    std::memcpy(out + i * d_, cur_rows_.data() + offset * d_, sizeof(float) * size_t(take * d_));
+    if (!cur_loaded_) {
+      reader_.load_rows(cur_.runs, cur_rows_);
+      cur_loaded_ = true;
+    }
+    const int64_t take = std::min(n - i, cur_.end - pos);
+    for (int64_t k = 0; k < take; ++k) cur_rows_.widen(cur_.order[size_t(pos - cur_.begin + k)], 1, 1.0f, out + (i + k) * D);
     i += take;
   }
 }

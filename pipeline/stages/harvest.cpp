@@ -4,7 +4,8 @@
 // for any number of ranks. Complete shards are kept on a re-run; rank 0 writes the source's
 // extra files, the manifest (last: its presence means the store is complete) and the VDS.
 // While a shard is computed, the previous one is written by a second thread (HDF5 is only ever
-// called from one thread at a time: completeness checks happen before the loop). Ranks go
+// called from one thread at a time: completeness checks happen before the loop), its chunks
+// encoded and checksummed on a worker pool; the two shard buffers are reused, not reallocated. Ranks go
 // through the shards in rounds (round r: shard r*P + rank) and agree on errors after each, so
 // an error several ranks meet at once (a full disk) is reported once and all exit cleanly.
 #include <chrono>
@@ -19,6 +20,7 @@
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/core/stage_record.hpp"
+#include "pipeline/core/worker_pool.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/stages/activation_source.hpp"
@@ -133,6 +135,10 @@ void HarvestStage::run(const std::string& fingerprint) {
   const auto t0 = std::chrono::steady_clock::now();
   double wait_s = 0, write_s = 0;  // the compute thread waiting for the writer; the writer busy
   int64_t rows = 0;
+  // Declared before the writer's future, whose destructor waits for a write still using them.
+  WorkerPool pool;
+  ShardData buffers[2];  // one filled while the other is written
+  int64_t filled = 0;
   std::future<double> writing;  // the previous shard's write; yields its duration
   auto finish_write = [&] {
     const auto w0 = std::chrono::steady_clock::now();
@@ -145,13 +151,13 @@ void HarvestStage::run(const std::string& fingerprint) {
     env.all_or_none([&] {
       const int64_t s = r * env.size() + env.rank();
       if (s >= n_shards || !todo[size_t(s)]) return;
-      auto data = std::make_shared<ShardData>();
-      source->fill(s * seq_per_shard, shard_seqs(s), *data);
-      rows += data->n_tokens;
+      ShardData& data = buffers[filled++ % 2];
+      source->fill(s * seq_per_shard, shard_seqs(s), data);
+      rows += data.n_tokens;
       finish_write();
-      writing = std::async(std::launch::async, [data, path = dir + "/" + shard_name(s), &h, D, dtype, &fingerprint] {
+      writing = std::async(std::launch::async, [&data, path = dir + "/" + shard_name(s), &h, D, dtype, &fingerprint, &pool] {
         const auto start = std::chrono::steady_clock::now();
-        write_shard(path, *data, h.hooks, D, dtype, fingerprint);
+        write_shard(path, data, h.hooks, D, dtype, fingerprint, &pool);
         return seconds_since(start);
       });
       log.progress(++done_here, n_todo, "shards of rank 0");

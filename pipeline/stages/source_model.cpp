@@ -91,7 +91,8 @@ class ModelSource final : public ActivationSource {
     const int64_t n_rows = n_seq * R;
     data.first_token = first_seq * R;
     data.n_tokens = n_rows;
-    data.activations.assign(hooks_.size(), std::vector<float>(size_t(n_rows * D)));
+    data.activations.resize(hooks_.size());  // harvest reuses `data`: resizing keeps its memory
+    for (std::vector<float>& a : data.activations) a.resize(size_t(n_rows * D));
     data.tokens.resize(size_t(n_rows));
     data.sequence.resize(size_t(n_rows));
     data.position.resize(size_t(n_rows));

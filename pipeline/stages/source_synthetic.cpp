@@ -44,7 +44,8 @@ class SyntheticSource final : public ActivationSource {
     const int64_t first = first_seq * h_.context, n = n_seq * h_.context, D = d_model();
     data.first_token = first;
     data.n_tokens = n;
-    data.activations.assign(h_.hooks.size(), std::vector<float>(size_t(n * D)));
+    data.activations.resize(h_.hooks.size());  // harvest reuses `data`: resizing keeps its memory
+    for (auto& a : data.activations) a.resize(size_t(n * D));
     data.tokens.resize(size_t(n));
     data.sequence.resize(size_t(n));
     data.position.resize(size_t(n));

@@ -11,8 +11,8 @@
 // data stream and the schedules are functions of the step, so re-running the same command
 // continues and ends with the same bits as an uninterrupted run on the same number of ranks.
 //
-// Memory per rank: the shuffle window (2 x shuffle_tokens x d_in floats while it is
-// loaded) + 2 read-ahead buffers of the local batch + per model, on its step's device:
+// Memory per rank: two shuffle windows in the store's dtype (2 x shuffle_tokens x d_in x 2 or
+// 4 bytes) + 2 read-ahead buffers of the local batch + per model, on its step's device:
 // parameters, Adam moments, gradient (float and float64) and the [N, d_sae] pre-activations.
 #include <algorithm>
 #include <cmath>
@@ -153,13 +153,13 @@ void TrainStage::run(const std::string&) {
 
   // From here on a reader thread reads the batches ahead; HDF5 calls hold h5_mutex.
   std::mutex h5_mutex;
-  BatchPrefetcher prefetch(stream, B, lo_al, hi_al - lo_al, D, first_step, n_steps, h5_mutex);
+  BatchPrefetcher prefetch(stream, B, lo_al, hi_al - lo_al, first_step, n_steps, h5_mutex);
   std::vector<float> scaled(size_t(std::max<int64_t>(hi_al - lo_al, 1) * D));
   for (int64_t step = first_step; step < n_steps; ++step) {
     float* x = nullptr;
     // Every rank reads whole shuffle windows, so a corrupt shard is found by all of them:
     // agree on it (one small reduction) so it is reported once and every rank exits cleanly.
-    env.all_or_none([&] { x = prefetch.get(step); });
+    env.all_or_none([&] { x = static_cast<float*>(prefetch.get(step)); });
     const int64_t n_ext = hi_al - lo_al;
     // Each model scales from the same raw rows (a resumed model carries its own scale).
     for (auto& m : models) {
