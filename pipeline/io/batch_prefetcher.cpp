@@ -10,7 +10,9 @@
 namespace saepipe {
 
 namespace {
-constexpr int64_t kGatherRows = 256;  // rows per task of a gather
+// A gather is split over the pool in parts of at least this many bytes (waking a worker for less
+// costs more than it saves, and small batches stay on the gatherer thread).
+constexpr int64_t kGatherPartBytes = 1 << 20;
 }  // namespace
 
 BatchPrefetcher::BatchPrefetcher(ShuffledBatches& stream, int64_t batch, int64_t first_row, int64_t count,
@@ -110,9 +112,9 @@ void BatchPrefetcher::gather(int64_t step, void* out) {
     const int64_t take = std::min(first + count_ - pos, w->plan.end - pos), k0 = pos - first;
     const int32_t* order = w->plan.order.data() + (pos - w->plan.begin);
     const RawRows& rows = *w->rows;
-    const int64_t row_bytes = d_ * value_bytes_;
+    const int64_t row_bytes = d_ * value_bytes_, part_rows = std::max<int64_t>(1, kGatherPartBytes / row_bytes);
     auto part = [&](int64_t b) {
-      const int64_t lo = b * kGatherRows, hi = std::min(take, lo + kGatherRows);
+      const int64_t lo = b * part_rows, hi = std::min(take, lo + part_rows);
       if (delivery_ == Delivery::Float32) {
         float* dst = static_cast<float*>(out) + (k0 + lo) * d_;
         for (int64_t i = lo; i < hi; ++i, dst += d_) rows.widen(order[i], 1, 1.0f, dst);
@@ -121,7 +123,7 @@ void BatchPrefetcher::gather(int64_t step, void* out) {
         for (int64_t i = lo; i < hi; ++i, dst += row_bytes) std::memcpy(dst, rows.row(order[i]), size_t(row_bytes));
       }
     };
-    const int64_t parts = (take + kGatherRows - 1) / kGatherRows;
+    const int64_t parts = (take + part_rows - 1) / part_rows;
     if (parts <= 1) {
       part(0);
     } else {

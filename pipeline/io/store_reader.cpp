@@ -313,6 +313,7 @@ void StoreReader::load_rows(const std::vector<RowRun>& runs, RawRows& out, std::
 
 void StoreReader::read_rows(int64_t first, int64_t count, float* out) {
   load_rows({{first, count}}, scratch_);
+  // Widened in parts of >= 1 MiB of floats on the pool (a smaller read stays on this thread).
   const int64_t D = manifest_.d_model, block = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, D));
   const int64_t n_blocks = (count + block - 1) / block;
   auto widen = [&](int64_t b) {
