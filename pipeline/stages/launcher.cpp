@@ -162,6 +162,9 @@ int run_stages(const Job& job, const std::string& job_arg, const LaunchOptions& 
       unsigned hw = std::max(1u, std::thread::hardware_concurrency());
       extra_env.push_back("OMP_NUM_THREADS=" + std::to_string(std::max(1u, hw / unsigned(ranks))));
     }
+    // Idle OpenMP threads sleep instead of spinning unless the user chose: beside one busy
+    // process on 2 cores, spinning threads made the quickstart's train 2-6x slower (README).
+    if (!std::getenv("OMP_WAIT_POLICY")) extra_env.push_back("OMP_WAIT_POLICY=passive");
     auto cmd = stage_command(stage, job_arg, ranks, opt.launcher);
     std::string line;
     for (const auto& c : cmd) line += (line.empty() ? "" : " ") + c;

@@ -87,6 +87,7 @@ std::string sbatch_script(const Job& job, const std::string& stage, const std::s
     << "trap 'forwarded=1 stop=1; [ -n \"$pid\" ] && kill -USR1 \"$pid\" 2>/dev/null' USR1\n"
     << "cd " << shell_quote(fs::current_path().string()) << " || exit 2\n"
     << "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}\n"
+    << "export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}\n"
     << "export SAEPIPE_SIGNAL_GRACE=" << r.signal_grace << "\n"
     << "JOB=" << shell_quote(job_snapshot) << "\n"
     << "PROG=" << shell_quote(program_dir() + "/saepipe-" + stage) << "\n"
