@@ -15,13 +15,15 @@
 # Writes OUT/io_bench.jsonl and prints markdown tables.
 #   bash bench/bench_io.sh [--build build] [--out DIR] [--gb 2] [--dims "768 2304"]
 #        [--dtypes "bfloat16 float32"] [--ranks "1 2"] [--no-cold] [--no-train] [--baseline DIR]
+#        [--train-dsae "64 24576"]
 set -euo pipefail
-BUILD=build OUT=/tmp/saepipe_bench_io GB=2 DIMS="768 2304" DTYPES="bfloat16 float32" RANKS="1 2" COLD=1 TRAIN=1 BASELINE=""
+BUILD=build OUT=/tmp/saepipe_bench_io GB=2 DIMS="768 2304" DTYPES="bfloat16 float32" RANKS="1 2" COLD=1 TRAIN=1 BASELINE="" TRAIN_DSAE="64 24576"
 while (($#)); do
   case "$1" in
     --build) BUILD=$2; shift 2 ;; --out) OUT=$2; shift 2 ;; --gb) GB=$2; shift 2 ;; --dims) DIMS=$2; shift 2 ;;
     --dtypes) DTYPES=$2; shift 2 ;; --ranks) RANKS=$2; shift 2 ;; --no-cold) COLD=0; shift ;;
     --no-train) TRAIN=0; shift ;; --baseline) BASELINE=$(realpath "$2"); shift 2 ;;
+    --train-dsae) TRAIN_DSAE=$2; shift 2 ;;
     *) echo "bench_io.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -91,8 +93,8 @@ for D in $DIMS; do
     # Train on the d 768 bf16 store: data-bound and compute-bound.
     if [ "$TRAIN" = 1 ] && [ "$D" = 768 ] && [ "$DT" = bfloat16 ]; then
       for R in $RANKS; do
-        for FK in "64 4 $N" "24576 32 $(( 4096 * 6 ))"; do
-          read -r F K TT <<< "$FK"
+        for F in $TRAIN_DSAE; do
+          K=$( ((F >= 1024)) && echo 32 || echo 4 ); TT=$( ((F >= 1024)) && echo $(( 4096 * 6 )) || echo "$N" )
           for which in new baseline; do
             [ "$which" = baseline ] && [ -z "$BASELINE" ] && continue
             bin=$([ "$which" = baseline ] && echo "$BASELINE/saepipe-train" || echo "$BUILD/saepipe-train")
