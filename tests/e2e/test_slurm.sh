@@ -24,7 +24,7 @@ mean_active = 2.0
 [train]
 d_sae = 256
 k = 2
-n_tokens = 3072000
+n_tokens = 24576000
 batch_tokens = 2048
 lr = 0.003
 checkpoint_every = 100
@@ -138,7 +138,7 @@ wait_idle 300
 [ "$(grep -c ' complete .*COMPLETED' status-crash2.log)" = 4 ] && pass "re-submitted chain completed" || fail "re-submitted chain"
 grep -q "is complete; nothing to do" runs/crash/slurm/harvest-"$(job_of harvest submit-crash2.log)".out \
   && pass "re-submission: the complete harvest did nothing" || fail "harvest redone"
-grep -qE "resuming runs/crash/sae at step [1-9]00$" runs/crash/slurm/train-"$(job_of train submit-crash2.log)".out \
+grep -qE "resuming runs/crash/sae at step [1-9][0-9]*00$" runs/crash/slurm/train-"$(job_of train submit-crash2.log)".out \
   && pass "re-submission: train resumed from its last periodic checkpoint" || fail "train not resumed"
 same_h5 runs/slurmjob/sae/sae.h5 runs/crash/sae/sae.h5 W_enc b_enc W_dec b_dec \
   && pass "weights after the failure and re-submission equal the uninterrupted run's"
