@@ -70,6 +70,7 @@ void dequantize_ggml(uint32_t type, const unsigned char* src, int64_t n, float* 
     user_error("GGUF tensors of type " + ggml_type_name(type) +
                " cannot be read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
   SAE_ASSERT(n % t.block == 0, "dequantize_ggml: a partial block");
+  if (n == 0) return;  // a tensor with a zero dimension: out may be null, memcpy(null, ...) is UB
   const int64_t blocks = n / t.block;
   switch (type) {
     case 0:  // F32: little-endian, like the host
