@@ -19,6 +19,7 @@
 #include "pipeline/model/bpe_tokenizer.hpp"
 #include "pipeline/model/gguf_model.hpp"
 #include "pipeline/model/gguf_tokenizer.hpp"
+#include "pipeline/model/tokenizer_split.hpp"
 
 namespace saepipe {
 
@@ -40,86 +41,6 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   if (from.empty()) return s;
   for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
   return s;
-}
-
-// A pattern object {"String": s} or {"Regex": r}.
-struct Pattern {
-  std::string literal;
-  std::unique_ptr<icu::RegexPattern> regex;
-};
-
-Pattern parse_pattern(const json& p, const std::string& where) {
-  Pattern out;
-  if (!p.is_object()) user_error(where + ": pattern must be {\"String\": ...} or {\"Regex\": ...}");
-  if (p.contains("String") && p["String"].is_string()) {
-    out.literal = p["String"].get<std::string>();
-    if (out.literal.empty()) user_error(where + ": empty pattern");
-    return out;
-  }
-  if (!p.contains("Regex") || !p["Regex"].is_string()) user_error(where + ": pattern must be {\"String\": ...} or {\"Regex\": ...}");
-  UErrorCode status = U_ZERO_ERROR;
-  UParseError pe;
-  out.regex.reset(icu::RegexPattern::compile(icu::UnicodeString::fromUTF8(p["Regex"].get<std::string>()), 0, pe, status));
-  if (U_FAILURE(status)) user_error(where + ": regex " + p["Regex"].dump() + " does not compile (" + u_errorName(status) + ")");
-  return out;
-}
-
-// Byte ranges [begin, end) of the pattern's matches in s (non-empty matches only).
-std::vector<std::pair<size_t, size_t>> find_all(const Pattern& p, const std::string& s) {
-  std::vector<std::pair<size_t, size_t>> m;
-  if (p.regex) {
-    icu::UnicodeString u;
-    std::vector<size_t> byte_at;  // UTF-16 index -> byte offset
-    for (const CodePoint& c : decode_utf8(s, "text")) {
-      const int32_t before = u.length();
-      u.append(UChar32(c.cp));
-      for (int32_t k = before; k < u.length(); ++k) byte_at.push_back(c.begin);
-    }
-    byte_at.push_back(s.size());
-    UErrorCode status = U_ZERO_ERROR;
-    std::unique_ptr<icu::RegexMatcher> rm(p.regex->matcher(u, status));
-    if (U_SUCCESS(status)) rm->setTimeLimit(200, status);  // a pathological pattern fails, never hangs
-    while (U_SUCCESS(status) && rm->find(status)) {
-      const int32_t a = rm->start(status), b = rm->end(status);
-      if (b > a) m.emplace_back(byte_at[size_t(a)], byte_at[size_t(b)]);
-    }
-    if (U_FAILURE(status)) user_error(std::string("tokenizer.json: a Split regex failed (") + u_errorName(status) + ")");
-  } else {
-    for (size_t pos = s.find(p.literal); pos != std::string::npos; pos = s.find(p.literal, pos + p.literal.size()))
-      m.emplace_back(pos, pos + p.literal.size());
-  }
-  return m;
-}
-
-enum class Behavior { Isolated, Removed, MergedWithPrevious, MergedWithNext };
-
-std::vector<std::string> split_by(const std::string& s, const std::vector<std::pair<size_t, size_t>>& m, Behavior b) {
-  std::vector<std::string> out;
-  size_t last = 0;
-  std::string carry;  // MergedWithNext: a match waiting for the text after it
-  for (auto [a, e] : m) {
-    std::string gap = s.substr(last, a - last), match = s.substr(a, e - a);
-    switch (b) {
-      case Behavior::Isolated:
-        if (!gap.empty()) out.push_back(gap);
-        out.push_back(match);
-        break;
-      case Behavior::Removed:
-        if (!gap.empty()) out.push_back(gap);
-        break;
-      case Behavior::MergedWithPrevious:
-        out.push_back(gap + match);
-        break;
-      case Behavior::MergedWithNext:
-        if (!(carry + gap).empty()) out.push_back(carry + gap);
-        carry = match;
-        break;
-    }
-    last = e;
-  }
-  const std::string tail = carry + s.substr(last);
-  if (!tail.empty()) out.push_back(tail);
-  return out;
 }
 
 // Bytes as text, invalid sequences replaced as Rust's from_utf8_lossy does (tokenizers'
@@ -165,8 +86,8 @@ struct HfTokenizer::Impl {
   };
   struct PreTok {
     std::string type;
-    Pattern pattern;
-    Behavior behavior = Behavior::Isolated;
+    SplitPattern pattern;
+    SplitBehavior behavior = SplitBehavior::Isolated;
     bool add_prefix_space = false, use_regex = true, split = true, individual_digits = false;
     std::string replacement = "\xE2\x96\x81", prepend_scheme = "always";
   };
@@ -229,12 +150,12 @@ void HfTokenizer::Impl::parse_pretokenizer(const json& p) {
     s.use_regex = flag(p, "use_regex", true);
     byte_level = true;
   } else if (t == "Split") {
-    s.pattern = parse_pattern(p.value("pattern", json()), where + ": Split");
+    s.pattern = parse_split_pattern(p.value("pattern", json()), where + ": Split");
     const std::string b = str(p, "behavior", where, "Isolated");
-    if (b == "Isolated") s.behavior = Behavior::Isolated;
-    else if (b == "Removed") s.behavior = Behavior::Removed;
-    else if (b == "MergedWithPrevious") s.behavior = Behavior::MergedWithPrevious;
-    else if (b == "MergedWithNext") s.behavior = Behavior::MergedWithNext;
+    if (b == "Isolated") s.behavior = SplitBehavior::Isolated;
+    else if (b == "Removed") s.behavior = SplitBehavior::Removed;
+    else if (b == "MergedWithPrevious") s.behavior = SplitBehavior::MergedWithPrevious;
+    else if (b == "MergedWithNext") s.behavior = SplitBehavior::MergedWithNext;
     else user_error(where + ": Split behavior \"" + b + "\" is not supported");
     if (flag(p, "invert", false)) user_error(where + ": Split with invert = true is not supported");
   } else if (t == "Metaspace") {
@@ -324,15 +245,15 @@ std::vector<Piece> HfTokenizer::Impl::pretokenize(Piece first) const {
           if (!s.individual_digits && !m.empty() && m.back().second == c.begin) m.back().second = c.end;
           else m.emplace_back(c.begin, c.end);
         }
-        parts = split_by(p.text, m, Behavior::Isolated);
+        parts = split_by(p.text, m, SplitBehavior::Isolated);
       } else if (s.type == "Metaspace") {
         std::string t = replace_all(p.text, " ", s.replacement);
         const bool prepend = s.prepend_scheme == "always" || (s.prepend_scheme == "first" && p.at_start);
         if (prepend && t.rfind(s.replacement, 0) != 0) t = s.replacement + t;
         if (s.split) {
-          Pattern lit;
+          SplitPattern lit;
           lit.literal = s.replacement;
-          parts = split_by(t, find_all(lit, t), Behavior::MergedWithNext);
+          parts = split_by(t, find_all(lit, t), SplitBehavior::MergedWithNext);
         } else {
           parts = {t};
         }
