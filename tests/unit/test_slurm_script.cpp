@@ -6,8 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/stages/slurm_script.hpp"
 
@@ -74,4 +78,34 @@ TEST(SlurmScript, AsksForTheWarningRequeueAndOneRankPerGpu) {
   write_file_atomic(path, s);
   EXPECT_EQ(std::system(("bash -n " + path).c_str()), 0);
   std::filesystem::remove(path);
+}
+
+// SLURM's warning can come while the script is still choosing its launcher, before the launcher
+// has a pid for the trap to pass the signal on to. Fake srun/mpirun/scontrol on PATH make that
+// moment certain: `srun --mpi=list` sends USR1 to the script; the fake mpirun runs for 20 s
+// unless it gets USR1. The script must still stop the stage and requeue the job.
+TEST(SlurmScript, WarningBeforeTheLaunchIsPassedOn) {
+  namespace fs = std::filesystem;
+  Job job = parse_job("[run]\nname = \"s\"\n[resources.train]\nranks = 1\nmax_requeues = 2\n", "job.toml");
+  const fs::path dir = fs::temp_directory_path() / ("saepipe-early-usr1-" + std::to_string(::getpid()));
+  fs::create_directories(dir / "bin");
+  write_file_atomic((dir / "job.sbatch").string(), sbatch_script(job, "train", (dir / "job.toml").string()));
+  auto tool = [&](const std::string& name, const std::string& body) {
+    const fs::path p = dir / "bin" / name;
+    write_file_atomic(p.string(), "#!/bin/bash\n" + body);
+    fs::permissions(p, fs::perms::owner_all);
+  };
+  tool("srun", "kill -USR1 $PPID; sleep 1\n");  // the warning, while the script asks srun for PMIx
+  tool("mpirun", "trap 'exit 75' USR1\nfor i in $(seq 200); do sleep 0.1; done\necho ran-to-the-end > \"" +
+                     (dir / "mpirun.out").string() + "\"\n");
+  tool("scontrol", "echo \"$@\" > \"" + (dir / "requeued").string() + "\"\n");
+  const std::string cmd = "cd '" + dir.string() + "' && env PATH='" + (dir / "bin").string() +
+                          "':\"$PATH\" SLURM_JOB_ID=7 SLURM_NTASKS=1 SLURM_JOB_NODELIST=n1 SAEPIPE_LAUNCH=auto "
+                          "bash job.sbatch 2>/dev/null";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), kExitInterrupted);
+  EXPECT_FALSE(fs::exists(dir / "mpirun.out")) << "the stage ran to its end: the warning was lost";
+  EXPECT_EQ(read_file((dir / "requeued").string()), "requeue 7\n");
+  fs::remove_all(dir);
 }
