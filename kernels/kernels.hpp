@@ -27,6 +27,10 @@ void topk_rows(const float* x, int64_t N, int64_t F, int64_t K, const uint8_t* a
 // idx = -1 are skipped. W_dec is [F,D].
 void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
                    const float* W_dec, const float* b_dec, int64_t D, float* out);
+// The same sum without b_dec, accumulated in float64: out[N,D] = sum_j val[n,j] * W_dec[idx[n,j], :]
+// (partial sums of latent shards then add up to the whole in any order, up to float64 rounding).
+void sparse_decode_f64(const int32_t* idx, const float* val, int64_t N, int64_t K,
+                       const float* W_dec, int64_t D, double* out);
 
 // Gradient of a sparse code through the decoder. g is dLoss/d(out) [N,D]:
 //   dval[n,j]          = dot(W_dec[idx[n,j]], g[n])                    ([N,K], float)

@@ -29,4 +29,22 @@ void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
   }
 }
 
+void sparse_decode_f64(const int32_t* idx, const float* val, int64_t N, int64_t K,
+                       const float* W_dec, int64_t D, double* out) {
+  SAE_ASSERT(N >= 0 && K >= 0 && D >= 0, "negative size");
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    double* o = out + n * D;
+    for (int64_t d = 0; d < D; ++d) o[d] = 0.0;
+    for (int64_t j = 0; j < K; ++j) {
+      const int32_t f = idx[n * K + j];
+      if (f < 0) continue;  // empty slot
+      const double a = val[n * K + j];
+      const float* w = W_dec + int64_t(f) * D;
+#pragma omp simd
+      for (int64_t d = 0; d < D; ++d) o[d] += a * double(w[d]);
+    }
+  }
+}
+
 }  // namespace saepipe::cpu

@@ -371,6 +371,23 @@ void check_cross_fields(const Job& job, const toml::table& t) {
     for (const auto& x : h.hooks) found = found || x == tr.hook;
     if (!found) fail("train.hook", "\"" + tr.hook + "\" is not among harvest.hooks");
   }
+  // Latent sharding: equal latent ranges (the rank count is checked when train starts).
+  const int64_t S = job.resources_train.latent_shards;
+  auto check_shards = [&](int64_t d_sae, const std::string& which) {
+    const std::string key = "resources.train.latent_shards";
+    if (S > d_sae)
+      fail(key.c_str(), "= " + std::to_string(S) + " is more than " + which + " = " + std::to_string(d_sae));
+    if (d_sae % S != 0)
+      fail(key.c_str(), "= " + std::to_string(S) + " does not divide " + which + " = " + std::to_string(d_sae) +
+                            " (every shard holds d_sae / latent_shards latents)");
+  };
+  check_shards(tr.d_sae, "train.d_sae");
+  for (size_t i = 0; i < tr.sweep.size(); ++i)
+    check_shards(tr.sweep[i].d_sae, "train.sweep[" + std::to_string(i) + "].d_sae");
+  for (const char* stage : {"harvest", "stats", "interpret"})
+    if (job.resources(stage).latent_shards != 1)
+      fail(("resources." + std::string(stage) + ".latent_shards").c_str(),
+           "only [resources.train] shards latents so far; must be 1");
 }
 
 }  // namespace

@@ -203,6 +203,7 @@ struct InterpretConfig {
 struct StageResources {
   int64_t ranks = 1, nodes = 1, gpus_per_node = 0, cpus_per_task = 1;
   int64_t signal_grace = 120, max_requeues = 3;  // seconds; SLURM requeues of the stage
+  int64_t latent_shards = 1;  // train: S latent shards per data group (pipeline/core/latent_grid.hpp)
   std::string time, partition, account, launcher;
 
   static inline const JobKeys<StageResources> keys = {
@@ -210,7 +211,8 @@ struct StageResources {
       {"gpus_per_node", &StageResources::gpus_per_node}, {"cpus_per_task", &StageResources::cpus_per_task},
       {"time", &StageResources::time},           {"partition", &StageResources::partition},
       {"account", &StageResources::account},     {"launcher", &StageResources::launcher},
-      {"signal_grace", &StageResources::signal_grace}, {"max_requeues", &StageResources::max_requeues}};
+      {"signal_grace", &StageResources::signal_grace}, {"max_requeues", &StageResources::max_requeues},
+      {"latent_shards", &StageResources::latent_shards}};
 };
 
 struct Job {

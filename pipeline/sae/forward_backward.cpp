@@ -26,14 +26,16 @@ using sae_detail::grow;
 
 namespace {
 
-// out[n, :] = a[n, :] W^T for n < M, W [R, C] (a [M, C], out [M, R]) in blocks of `block`
-// rows counted from the first (0: one call), like the encoder: rank-invariant rounding.
+// out[n, :] = a[n, :] W^T for n < M, W [R, C] (a [M, C], out [M, R], rows ld_out apart; 0: R)
+// in blocks of `block` rows counted from the first (0: one call), like the encoder:
+// rank-invariant rounding.
 void blocked_matmul_nt(const float* a, int64_t M, int64_t C, const float* W, int64_t R, int64_t block, float beta,
-                       float* out) {
+                       float* out, int64_t ld_out = 0) {
   const int64_t G = block > 0 ? block : M;
+  const int64_t ld = ld_out > 0 ? ld_out : R;
   for (int64_t r = 0; r < M; r += G) {
     const int64_t m = std::min(G, M - r);
-    cpu::matmul(false, true, m, R, C, 1.0f, a + r * C, C, W, C, beta, out + r * R, R);
+    cpu::matmul(false, true, m, R, C, 1.0f, a + r * C, C, W, C, beta, out + r * ld, ld);
   }
 }
 
@@ -64,6 +66,44 @@ void add_latent_sums(const int32_t* idx, const float* dpre, int64_t slots, std::
     if (idx[s] >= 0) s_f[idx[s]] += dpre[s];
 }
 
+// Per row the best K of the allowed latents over every shard of the group (the same ones
+// topk_rows picks from the whole row), this shard's among them in idx/val [N,K]: this shard
+// offers its best min(K, F) with global indices, and the group merges them.
+void shard_top_rows(const float* pre, int64_t N, int64_t F, int64_t K, const uint8_t* allowed, const LatentShard& sh,
+                    SaeWorkspace& ws, int32_t* idx, float* val) {
+  const int64_t W = std::min(K, F);
+  grow(ws.shard_idx, N * W);
+  grow(ws.shard_val, N * W);
+  int32_t* ci = ws.shard_idx.data();
+  if (N > 0) cpu::topk_rows(pre, N, F, W, allowed, ci, ws.shard_val.data());
+  for (int64_t s = 0; s < N * W; ++s)
+    if (ci[s] >= 0) ci[s] += int32_t(sh.first);
+  sh.merge_top(ci, ws.shard_val.data(), N, W, K, idx, val);
+}
+
+// out [N,O] = b_dec (nullable) + the selected decoder rows, summed in float64 and rounded once:
+// a sharded reconstruction (each shard's partial sum, added over the group) then rounds as the
+// unsharded one does, and the grid does not change the weights beyond float64 rounding.
+void decode_rows(const SaeParams& p, const int32_t* idx, const float* val, int64_t N, int64_t W, const float* b_dec,
+                 const LatentShard* shard, std::vector<double>& acc, float* out) {
+  const int64_t D = p.d_out;
+  grow(acc, N * D);
+  if (N > 0) cpu::sparse_decode_f64(idx, val, N, W, p.W_dec(), D, acc.data());
+  if (shard) shard->sum_rows(acc.data(), N, D);  // a collective: also with no rows
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t d = 0; d < D; ++d) out[n * D + d] = float(acc[n * D + d] + (b_dec ? double(b_dec[d]) : 0.0));
+}
+
+// ReLU on a selection: a non-positive slot is not active (the kernels skip idx = -1).
+void empty_nonpositive(int32_t* idx, float* val, int64_t n) {
+  for (int64_t s = 0; s < n; ++s)
+    if (!(val[s] > 0.0f)) {
+      idx[s] = -1;
+      val[s] = 0.0f;
+    }
+}
+
 }  // namespace
 
 void sae_encode_decode(const SaeParams& p, const SaeConfig& cfg, const float* x, int64_t N,
@@ -85,8 +125,11 @@ void sae_encode_decode(const SaeParams& p, const SaeConfig& cfg, const float* x,
       for (int64_t d = 0; d < D; ++d) xc[n * D + d] = center ? x[n * D + d] - b_dec[d] : x[n * D + d];
       std::copy(b_enc, b_enc + F, pre + n * F);  // the sgemm below adds onto b_enc
     }
-    // pre[N,F] = xc[N,D] * W_encT[F,D]^T + b_enc, in blocks of encoder_block rows
-    blocked_matmul_nt(xc, N_ext, D, p.W_encT(), F, cfg.encoder_block, 1.0f, pre);
+    // pre[N,F] = xc[N,D] * W_encT[F,D]^T + b_enc, in blocks of encoder_block rows x
+    // encoder_cols latents (pre's rows are F apart: the column blocks write into them)
+    const int64_t C = cfg.encoder_cols > 0 ? cfg.encoder_cols : F;
+    for (int64_t c = 0; c < F; c += C)
+      blocked_matmul_nt(xc, N_ext, D, p.W_encT() + c * D, std::min(C, F - c), cfg.encoder_block, 1.0f, pre + c, F);
     if (p.skip) {  // x W_skip^T over the same blocks, so its rounding is rank-invariant too
       grow(ws.skip_out, N_ext * O);
       blocked_matmul_nt(x, N_ext, D, p.W_skip(), O, cfg.encoder_block, 0.0f, ws.skip_out.data());
@@ -102,7 +145,12 @@ void sae_encode_decode(const SaeParams& p, const SaeConfig& cfg, const float* x,
       grow(ws.idx, N * cfg.k);
       grow(ws.val, N * cfg.k);
       ws.width = cfg.k;
-      if (N > 0) select_topk(pre, N, F, cfg.k, ws.idx.data(), ws.val.data());
+      if (cfg.shard) {  // a collective: every shard calls it, also with no rows
+        shard_top_rows(pre, N, F, cfg.k, nullptr, *cfg.shard, ws, ws.idx.data(), ws.val.data());
+        empty_nonpositive(ws.idx.data(), ws.val.data(), N * cfg.k);
+      } else if (N > 0) {
+        select_topk(pre, N, F, cfg.k, ws.idx.data(), ws.val.data());
+      }
       break;
     case Architecture::BatchTopK:
     case Architecture::Matryoshka: {
@@ -126,8 +174,9 @@ void sae_encode_decode(const SaeParams& p, const SaeConfig& cfg, const float* x,
       ws.width = gated_select(p, pre, N, ws);
       break;
   }
+  // Sharded: each shard decodes its latents and the group sums them (a collective).
+  decode_rows(p, ws.idx.data(), ws.val.data(), N, ws.width, p.b_dec(), cfg.shard, ws.recon64, ws.recon.data());
   if (N > 0) {
-    cpu::sparse_decode(ws.idx.data(), ws.val.data(), N, ws.width, p.W_dec(), p.b_dec(), O, ws.recon.data());
     if (p.skip)
       for (int64_t i = 0; i < N * O; ++i) ws.recon[i] += ws.skip_out[i];
   }
@@ -144,7 +193,10 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
   sae_encode_decode(p, cfg, x, N, global_batch, ws, lead, tail);
   x += lead * p.d_in;  // this call's tokens
   const float* y = target ? target : x;
-  if (N == 0) return sums;
+  if (N == 0) return sums;  // sharded: the shards of a group hold the same rows, so all return
+  const LatentShard* shard = cfg.shard;
+  // Sharded, the reconstruction (and so g) is the group's: one shard adds what depends on it only.
+  const bool lead_shard = !shard || shard->lead;
   const Architecture arch = cfg.architecture;
   const int64_t D = p.d_in, O = p.d_out, F = p.d_sae, K = ws.width;  // K: selection width
   const double two_over_B = 2.0 / double(global_batch);
@@ -170,7 +222,8 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
       }
       row_sq[n] = ss;
     }
-    for (int64_t n = 0; n < N; ++n) sums.sum_sq_err += row_sq[n];
+    if (lead_shard)
+      for (int64_t n = 0; n < N; ++n) sums.sum_sq_err += row_sq[n];
   }
   for (int64_t s = 0; s < N * K; ++s) {
     const int32_t f = ws.idx[s];
@@ -191,7 +244,7 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
     cpu::sparse_decode_backward(ws.idx.data(), ws.val.data(), ws.g.data(), N, K, p.W_dec(), O, F,
                                 ws.dval.data(), g_W_dec);
   }
-  add_column_sums(g_out, N, O, 1.0, g_b_dec);  // x_hat = ... + b_dec
+  if (lead_shard) add_column_sums(g_out, N, O, 1.0, g_b_dec);  // x_hat = ... + b_dec
   if (p.skip) add_outer_products(g_out, x, N, O, D, grad + p.off_W_skip());
   // d pre = d z on active slots (every selection passes the gradient through); 0 elsewhere.
   for (int64_t s = 0; s < N * K; ++s)
@@ -207,10 +260,12 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
                                   cfg.l1_coef, ws, grad);
 
   // ---- AuxK: dead latents reconstruct the residual r = y - x_hat (a constant) ----
+  // Sharded, `dead` spans every shard's latents: A is the same on each shard of the group.
   int64_t A = 0;
+  const uint8_t* dead_here = dead && shard ? dead + shard->first : dead;
   if (cfg.auxk > 0 && dead) {
     int64_t n_dead = 0;
-    for (int64_t f = 0; f < F; ++f) n_dead += dead[f] != 0;
+    for (int64_t f = 0; f < (shard ? shard->total : F); ++f) n_dead += dead[f] != 0;
     A = std::min<int64_t>(cfg.auxk, n_dead);
   }
   if (A > 0) {
@@ -219,13 +274,12 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
     grow(ws.aux_recon, N * O);
     grow(ws.aux_g, N * O);
     grow(ws.aux_dval, N * A);
-    cpu::topk_rows(ws.pre.data(), N, F, A, dead, ws.aux_idx.data(), ws.aux_val.data());
-    for (int64_t s = 0; s < N * A; ++s)  // ReLU on the aux selection
-      if (!(ws.aux_val[s] > 0.0f)) {
-        ws.aux_idx[s] = -1;
-        ws.aux_val[s] = 0.0f;
-      }
-    cpu::sparse_decode(ws.aux_idx.data(), ws.aux_val.data(), N, A, p.W_dec(), nullptr, O, ws.aux_recon.data());
+    if (shard)
+      shard_top_rows(ws.pre.data(), N, F, A, dead_here, *shard, ws, ws.aux_idx.data(), ws.aux_val.data());
+    else
+      cpu::topk_rows(ws.pre.data(), N, F, A, dead, ws.aux_idx.data(), ws.aux_val.data());
+    empty_nonpositive(ws.aux_idx.data(), ws.aux_val.data(), N * A);  // ReLU on the aux selection
+    decode_rows(p, ws.aux_idx.data(), ws.aux_val.data(), N, A, nullptr, shard, ws.recon64, ws.aux_recon.data());
     const double coef = cfg.auxk_coef * two_over_B;
     const float* recon = ws.recon.data();
     const float* e_hat = ws.aux_recon.data();
@@ -241,7 +295,8 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
       }
       row_sq[n] = ss;
     }
-    for (int64_t n = 0; n < N; ++n) sums.aux_sq_err += row_sq[n];
+    if (lead_shard)
+      for (int64_t n = 0; n < N; ++n) sums.aux_sq_err += row_sq[n];
     cpu::sparse_decode_backward(ws.aux_idx.data(), ws.aux_val.data(), ga, N, A, p.W_dec(), O, F,
                                 ws.aux_dval.data(), g_W_dec);
     for (int64_t s = 0; s < N * A; ++s)

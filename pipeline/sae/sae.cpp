@@ -41,9 +41,16 @@ void add_column_sums(const float* a, int64_t N, int64_t D, double scale, double*
 void check_config(const SaeParams& p, const SaeConfig& cfg) {
   SAE_ASSERT(p.d_in > 0 && p.d_sae > 0 && p.d_out > 0, "SAE parameters not sized");
   SAE_ASSERT(p.size() == SaeParams::size_for(p.shape()), "parameter buffer size");
+  const int64_t total = cfg.shard ? cfg.shard->total : p.d_sae;
+  if (cfg.shard) {
+    SAE_ASSERT(cfg.shard->first >= 0 && cfg.shard->first + p.d_sae <= total, "latent shard range");
+    SAE_ASSERT(latent_shardable(cfg.architecture) && p.shape().d_out == p.d_in && !p.transcoder && !p.skip &&
+                   !p.gated && p.layers == 1,
+               "latent sharding takes an SAE of topk, batchtopk, relu or jumprelu");
+  }
   const Architecture a = cfg.architecture;
   if (a == Architecture::TopK || batch_selection(a))
-    SAE_ASSERT(cfg.k >= 1 && cfg.k <= p.d_sae, "k must be in [1, d_sae], got " + std::to_string(cfg.k));
+    SAE_ASSERT(cfg.k >= 1 && cfg.k <= total, "k must be in [1, d_sae], got " + std::to_string(cfg.k));
   SAE_ASSERT(cfg.auxk >= 0, "auxk must be >= 0");
   SAE_ASSERT(cfg.bandwidth > 0, "jumprelu bandwidth must be > 0");
   SAE_ASSERT((a == Architecture::Gated) == p.gated, "gated parameters belong to the gated architecture");

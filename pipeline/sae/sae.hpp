@@ -52,6 +52,12 @@ inline bool unit_norm_decoder(Architecture a) { return a != Architecture::ReLU; 
 // `given` with d_sae appended when it is not the last; empty: d_sae/16, d_sae/8, d_sae/4, d_sae/2,
 // d_sae (those >= 1, without repeats).
 std::vector<int64_t> matryoshka_prefixes_in_force(const std::vector<int64_t>& given, int64_t d_sae);
+// Architectures whose CPU step can split the latents over ranks (latent_shards > 1); the others
+// need every latent's reconstruction per prefix (matryoshka) or a second decoder pass (gated).
+inline bool latent_shardable(Architecture a) {
+  return a == Architecture::TopK || a == Architecture::BatchTopK || a == Architecture::ReLU ||
+         a == Architecture::JumpReLU;
+}
 // Architectures that keep the B*k largest pre-activations of the global batch (and a threshold
 // at inference).
 inline bool batch_selection(Architecture a) { return a == Architecture::BatchTopK || a == Architecture::Matryoshka; }
@@ -129,6 +135,27 @@ std::vector<float> row_mean(const float* x, int64_t N, int64_t D);
 using KthLargestFn = std::function<float(std::vector<float>& candidates, int64_t kth)>;
 float local_kth_largest(std::vector<float>& candidates, int64_t kth);
 
+// Latent sharding (pipeline/sae/train_step_sharded.cpp): this call holds latents [first,
+// first + d_sae) of a dictionary of `total` latents; the other shards of its group hold the
+// rest, for the same rows. Selections and reconstructions are exchanged by these hooks, so
+// that every shard ends with exactly the unsharded selection of its latents and the whole
+// reconstruction. Null in SaeConfig: the call holds every latent.
+struct LatentShard {
+  int64_t first = 0, total = 0;
+  // Adds the terms every shard computes alike from the shared reconstruction (b_dec's
+  // reconstruction gradient, the squared errors): one shard of the group does.
+  bool lead = true;
+  // Each row's best K over every shard, by (value, then lower latent index) as topk_rows:
+  // in: this shard's best W_in per row (global latent indices, best first, empty slots -1);
+  // out [N,K]: the row's global best K restricted to this shard (local indices; the other
+  // shards' slots empty). Collective over the group.
+  std::function<void(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W_in, int64_t K,
+                     int32_t* idx_out, float* val_out)>
+      merge_top;
+  // Sums a [N,D] buffer over the group (the float64 partial reconstructions). Collective.
+  std::function<void(double* rows, int64_t N, int64_t D)> sum_rows;
+};
+
 struct SaeConfig {
   Architecture architecture = Architecture::TopK;
   int64_t k = 32;             // topk / batchtopk / matryoshka
@@ -145,6 +172,13 @@ struct SaeConfig {
   // globally aligned blocks: every row is then computed by the same call whatever the
   // number of ranks, and the weights do not depend on it (see lead/tail below).
   int64_t encoder_block = 0;
+  // Encoder latents per BLAS call, in blocks counted from this call's first latent (0 = one
+  // call): BLAS also rounds differently with the number of columns, so the trainer uses
+  // fixed blocks, and a latent shard starts on a block boundary (the same calls as unsharded).
+  int64_t encoder_cols = 0;
+  // Latent sharding; null: unsharded. With a shard, `dead` passed to sae_forward_backward
+  // spans all `total` latents (AuxK picks among every shard's dead latents).
+  const LatentShard* shard = nullptr;
 };
 using TopKConfig = SaeConfig;  // the name the first (TopK-only) interface used
 
@@ -156,6 +190,9 @@ struct SaeWorkspace {
   std::vector<float> aux_val, aux_recon, aux_g, aux_dval;  // [N,A] [N,O] [N,O] [N,A]
   std::vector<int32_t> aux_idx;                            // [N,A]
   std::vector<float> candidates;                           // batchtopk
+  std::vector<double> recon64;                             // [N,D] a decode's float64 sum
+  std::vector<int32_t> shard_idx;                          // latent sharding: this shard's
+  std::vector<float> shard_val;                            //   best per row [N, min(K, F)]
   float batch_threshold = 0.0f;  // batchtopk: the threshold of the last forward
   // gated: the gate set (pre > 0) [N, gate_width] with ReLU(pre), and its gradient
   int64_t gate_width = 0;

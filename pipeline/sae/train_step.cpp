@@ -22,9 +22,13 @@ class CpuTrainStep final : public TrainStep {
   CpuTrainStep(const TrainStepConfig& c, const MpiEnv& env)
       : cfg_(c), env_(env), params_(c.d_in, c.d_sae), unit_norm_(unit_norm_decoder(c.sae.architecture)) {
     cfg_.sae.encoder_block = kTrainEncoderBlock;
+    cfg_.sae.encoder_cols = kTrainEncoderCols;
     if (env.size() > 1)
-      cfg_.sae.kth_largest = [&env](std::vector<float>& cand, int64_t kth) {
-        std::vector<float> all = env.allgather(cand);
+      cfg_.sae.kth_largest = [this](std::vector<float>& cand, int64_t kth) {
+        const double t = MPI_Wtime();
+        std::vector<float> all = env_.allgather(cand);
+        totals_.comm_s += MPI_Wtime() - t;
+        totals_.comm_bytes += double(all.size()) * sizeof(float);
         return local_kth_largest(all, kth);
       };
     const int64_t P = params_.size(), F = c.d_sae, D = c.d_in;
@@ -50,6 +54,8 @@ class CpuTrainStep final : public TrainStep {
     SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
     const int64_t P = params_.size(), D = params_.d_in, F = params_.d_sae;
     const int64_t off_fire = P, off_sumx = P + F, off_scalars = P + F + D, n_reduce = off_scalars + 5;
+    const double t0 = MPI_Wtime();
+    totals_.comm_s = totals_.comm_bytes = 0;
     std::fill(reduce_.begin(), reduce_.end(), 0.0);
     std::fill(fire_.begin(), fire_.end(), 0);
     cfg_.sae.l1_coef = s.l1_coef;
@@ -70,7 +76,12 @@ class CpuTrainStep final : public TrainStep {
     reduce_[off_scalars + 2] = sums.aux_sq_err;
     reduce_[off_scalars + 3] = sum_x2;
     reduce_[off_scalars + 4] = sums.penalty;
-    env_.allreduce_sum(reduce_.data(), n_reduce);
+    if (env_.size() > 1) {
+      const double t = MPI_Wtime();
+      env_.allreduce_sum(reduce_.data(), n_reduce);
+      totals_.comm_s += MPI_Wtime() - t;
+      totals_.comm_bytes += double(n_reduce) * sizeof(double);
+    }
 
     double clip = 1.0;
     if (cfg_.grad_clip > 0) {
@@ -94,22 +105,12 @@ class CpuTrainStep final : public TrainStep {
     totals_.sum_x = reduce_.data() + off_sumx;
     totals_.fire = reduce_.data() + off_fire;
     totals_.batch_threshold = batch_selection(cfg_.sae.architecture) ? ws_.batch_threshold : 0.0f;
+    totals_.step_s = MPI_Wtime() - t0;
     return totals_;
   }
 
   std::vector<float> row_errors(const StepBatch& b) const override {
-    const int64_t D = params_.d_in;
-    const float* x_own = b.x + b.lead * D;
-    std::vector<float> err(static_cast<size_t>(b.n));
-    for (int64_t n = 0; n < b.n; ++n) {
-      double e2 = 0;
-      for (int64_t d = 0; d < D; ++d) {
-        const double e = double(ws_.recon[n * D + d]) - double(x_own[n * D + d]);
-        e2 += e * e;
-      }
-      err[n] = float(e2);
-    }
-    return err;
+    return row_squared_errors(ws_.recon.data(), b.x + b.lead * params_.d_in, b.n, params_.d_in);
   }
 
  private:
@@ -126,6 +127,19 @@ class CpuTrainStep final : public TrainStep {
 };
 
 }  // namespace
+
+std::vector<float> row_squared_errors(const float* recon, const float* x, int64_t n_rows, int64_t D) {
+  std::vector<float> err(static_cast<size_t>(n_rows));
+  for (int64_t n = 0; n < n_rows; ++n) {
+    double e2 = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double e = double(recon[n * D + d]) - double(x[n * D + d]);
+      e2 += e * e;
+    }
+    err[n] = float(e2);
+  }
+  return err;
+}
 
 std::unique_ptr<TrainStep> make_cpu_train_step(const TrainStepConfig& config, const MpiEnv& data_group) {
   return std::make_unique<CpuTrainStep>(config, data_group);

@@ -10,9 +10,14 @@
 //   cuda  cuda/train_step.cu    the same on one GPU, float64 gradient summed over the group
 //                               (NCCL, or MPI through host memory when ranks share a GPU)
 //
+//   cpu   train_step_sharded.cpp  latent sharding ([resources.train] latent_shards = S > 1):
+//                               this rank's latent range on the grid (latent_grid.hpp); the
+//                               exact global selections and the summed reconstruction are
+//                               exchanged within the data group's shards, gradients summed
+//                               over the data groups (float64, as above)
+//
 // Room for what comes next, not implemented here: a step reads an input batch and reconstructs
-// a target batch (StepBatch::target; transcoders), and takes its communicators from the caller
-// (the data group now; latent sharding will add the shard group and a latent range).
+// a target batch (StepBatch::target; transcoders).
 //
 // Shape legend: N this rank's rows, D d_in, F d_sae, P parameters (SaeParams::size_for).
 #pragma once
@@ -25,6 +30,7 @@
 
 namespace saepipe {
 
+class LatentGrid;
 class MpiEnv;
 
 // Encoder rows per GEMM call, counted from the start of the global batch. A GEMM may round a
@@ -32,6 +38,12 @@ class MpiEnv;
 // from the same call for any number of ranks. 1024: as fast as one call on the CPU bench shape
 // (smaller blocks re-pack W_enc more often).
 inline constexpr int64_t kTrainEncoderBlock = 1024;
+// Encoder latents per GEMM call (CPU), for the same reason across latent shards: a GEMM also
+// rounds by its column count, so both steps compute the encoder in blocks of 256 latents from
+// latent 0, and a shard holds whole blocks (d_sae a multiple of latent_shards x 256): every
+// pre-activation comes from the same call on any grid. 256: within the noise of one call on
+// the CPU bench shape (the packed rows are reused across the blocks of a row block).
+inline constexpr int64_t kTrainEncoderCols = 256;
 
 struct TrainStepConfig {
   int64_t d_in = 0, d_sae = 0;
@@ -76,6 +88,9 @@ struct StepTotals {
   const double* sum_x = nullptr;  // [D] sum_n x_n
   const double* fire = nullptr;   // [F] tokens on which each latent fired
   float batch_threshold = 0;      // batchtopk: this batch's threshold (0: none)
+  // This rank's share of the step: bytes it handed to collectives (allreduce: the buffer;
+  // allgather: what it received), seconds in them and in the whole step (0: not measured).
+  double comm_bytes = 0, comm_s = 0, step_s = 0;
 };
 
 class TrainStep {
@@ -85,6 +100,8 @@ class TrainStep {
 
   // The parameters and optimiser state, in (fresh start, resume, after resampling) and out
   // (checkpoints, resampling, the final export). An empty AdamState starts the moments at 0.
+  // Always the whole dictionary: a sharded step takes its range from set_state and gathers
+  // the others' in get_state (then a collective over the grid).
   virtual void set_state(const SaeParams& params, const AdamState& adam) = 0;
   virtual void get_state(SaeParams& params, AdamState& adam) const = 0;
 
@@ -98,5 +115,10 @@ class TrainStep {
 
 // The CPU step (train_step.cpp); `data_group` sums the gradients.
 std::unique_ptr<TrainStep> make_cpu_train_step(const TrainStepConfig& config, const MpiEnv& data_group);
+// The CPU step of this rank's latent range on `grid` (train_step_sharded.cpp).
+std::unique_ptr<TrainStep> make_cpu_sharded_train_step(const TrainStepConfig& config, const LatentGrid& grid);
+
+// Squared reconstruction error of each row, [n]: recon [n, D] against x [n, D] (row_errors).
+std::vector<float> row_squared_errors(const float* recon, const float* x, int64_t n, int64_t D);
 
 }  // namespace saepipe

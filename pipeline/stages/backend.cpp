@@ -25,6 +25,10 @@ class CpuBackend final : public Backend {
   std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const override {
     return make_cpu_train_step(config, data_group);
   }
+  std::unique_ptr<TrainStep> make_sharded_train_step(const TrainStepConfig& config,
+                                                     const LatentGrid& grid) const override {
+    return make_cpu_sharded_train_step(config, grid);
+  }
   std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                      int64_t hist_bins, const ExampleOptions& opt) const override {
     return make_cpu_feature_passes(params, config, hist_bins, opt);
@@ -32,6 +36,11 @@ class CpuBackend final : public Backend {
 };
 
 }  // namespace
+
+std::unique_ptr<TrainStep> Backend::make_sharded_train_step(const TrainStepConfig&, const LatentGrid&) const {
+  user_error("[resources.train] latent_shards > 1 is not implemented on the " + device() +
+             " backend yet; use run.device = \"cpu\" or latent_shards = 1");
+}
 
 std::string decide_device(const std::string& requested, bool built, int min_devices) {
   if (requested == "cpu") return "cpu";

@@ -18,6 +18,7 @@
 namespace saepipe {
 
 class FeaturePasses;
+class LatentGrid;
 class MpiEnv;
 class TrainStep;
 class TransformerModel;
@@ -41,6 +42,10 @@ class Backend {
   // The training step of one SAE (pipeline/sae/train_step.hpp); `data_group` are the ranks
   // whose gradients it sums (every rank, unsharded).
   virtual std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const = 0;
+  // The training step of this rank's latent range on `grid` ([resources.train] latent_shards
+  // > 1). Implemented by the CPU backend; the others refuse (a user error) until they are.
+  virtual std::unique_ptr<TrainStep> make_sharded_train_step(const TrainStepConfig& config,
+                                                             const LatentGrid& grid) const;
   // The encoder and the two passes of stats (pipeline/stats/feature_passes.hpp) for an SAE in
   // its inference configuration; `params` must outlive the passes.
   virtual std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,

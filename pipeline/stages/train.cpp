@@ -1,4 +1,6 @@
-// train: SAEs (topk, batchtopk, relu or jumprelu), data parallel. Every rank takes its slice
+// train: SAEs (topk, batchtopk, relu or jumprelu), data parallel, and with
+// [resources.train] latent_shards = S each model's latents split over S ranks of a data group
+// (pipeline/core/latent_grid.hpp: the rows below are then the data group's). Every rank takes its slice
 // of each global batch from the shared shuffled stream (read ahead on a separate thread) and
 // every model of the job — the main one and any [[train.sweep]] variants — takes a step on
 // the same rows (one pass over the data for all of them). train_model.cpp is a model's host
@@ -23,6 +25,7 @@
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
+#include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/core/stage_record.hpp"
@@ -30,6 +33,7 @@
 #include "pipeline/io/batch_prefetcher.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/shuffled_batches.hpp"
+#include "pipeline/stages/backend.hpp"
 #include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
 #include "pipeline/stages/train_model.hpp"
@@ -101,23 +105,49 @@ void TrainStage::run(const std::string&) {
   for (const std::string& dir : done_) log.info(dir + "/sae.h5 is complete; not trained again");
   const int64_t D = reader->d_model(), B = tc.batch_tokens;
   const int64_t n_steps = std::max<int64_t>(1, tc.n_tokens / B);
+  // The grid (every rank sees the same facts: agreed, so rank 0 prints one line). The job's
+  // checks already made S divide every d_sae.
+  const int64_t S = job.resources_train.latent_shards;
+  const std::string shards_key = job.path + ": [resources.train] latent_shards = " + std::to_string(S) + ": ";
+  env.all_or_none([&] {
+    if (env.size() % S != 0)
+      user_error(shards_key + "does not divide the " + std::to_string(env.size()) + " ranks of this run");
+    for (const auto& m : models) {
+      const int64_t F = m->spec().config.d_sae, unit = S * kTrainEncoderCols;
+      const std::string& arch = m->spec().config.architecture;
+      if (S > 1 && !latent_shardable(parse_architecture(arch)))
+        user_error(shards_key + (m->spec().name.empty() ? "train" : "sweep " + m->spec().name) + ": architecture \"" +
+                   arch + "\" is not sharded yet (topk, batchtopk, relu and jumprelu are); latent_shards = 1 trains it");
+      if (S > 1 && F % unit != 0)
+        user_error(shards_key + (m->spec().name.empty() ? "train" : "sweep " + m->spec().name) + ": d_sae = " +
+                   std::to_string(F) + " must be a multiple of latent_shards x " + std::to_string(kTrainEncoderCols) +
+                   " = " + std::to_string(unit) + " (each shard holds whole encoder blocks of " +
+                   std::to_string(kTrainEncoderCols) + " latents, so the weights do not depend on the grid)");
+    }
+    if (S > 1 && backend_.device() != "cpu")
+      user_error(shards_key + "not implemented on the " + backend_.device() + " backend yet (run.device = \"cpu\")");
+  });
+  const LatentGrid grid(env, int(S));
   // This rank's rows of every global batch: [lo, hi). The encoder runs on the aligned
   // blocks of kTrainEncoderBlock rows around them, [lo_al, hi_al), so each row's
   // pre-activation comes from the same BLAS call for any number of ranks (the cost: up to
   // two partial blocks computed twice when B / ranks is not a multiple of the block).
   const int64_t G = kTrainEncoderBlock;
-  const int64_t lo = B * env.rank() / env.size(), hi = B * (env.rank() + 1) / env.size();
+  // Sharded, the shards of a data group read the same rows.
+  const int64_t groups = grid.data_groups(), group = grid.data_group_index();
+  const int64_t lo = B * group / groups, hi = B * (group + 1) / groups;
   const int64_t lo_al = hi > lo ? lo / G * G : lo;
   const int64_t hi_al = hi > lo ? std::min(B, (hi + G - 1) / G * G) : hi;
   for (const auto& m : models) {
-    env.all_or_none([&] { m->make_step(backend_); });  // parameters on the device from here on
+    env.all_or_none([&] { m->make_step(backend_, grid); });  // parameters on the device from here on
     const TrainConfig& c = m->spec().config;
     log.info((m->spec().name.empty() ? "" : "sweep " + m->spec().name + ": ") + c.architecture + " SAE d_in " +
              std::to_string(D) + " d_sae " + std::to_string(c.d_sae) + " k " + std::to_string(c.k) + " lr " +
              std::to_string(c.lr) + " on hook " + reader->hook() + "; step on " + m->train_step().describe());
   }
   log.info(std::to_string(models.size()) + " model(s), " + std::to_string(n_steps) + " steps of " +
-           std::to_string(B) + " tokens over " + std::to_string(env.size()) + " rank(s); " +
+           std::to_string(B) + " tokens over " + std::to_string(env.size()) + " rank(s)" +
+           (S > 1 ? ", a grid of " + grid.describe() : "") + "; " +
            std::to_string(split.train_tokens) + " training tokens, " + std::to_string(split.heldout_tokens) +
            " held out");
 
@@ -170,12 +200,11 @@ void TrainStage::run(const std::string&) {
               uint64_t(job.run.seed), log);
       // The same steps on every rank: rank 0 writes, and a failure (a full disk) is agreed on.
       if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps)
-        env.all_or_none([&] { if (env.is_root()) m->save_state(step + 1, h5_mutex); });
+        env.all_or_none([&] { m->save_state(step + 1, h5_mutex); });  // rank 0 writes
     }
     // A safe point: asked to stop (a signal on any rank), every model that took this step saves it.
     stop_if_interrupted(env, [&] {
-      env.all_or_none([&] {
-        if (!env.is_root()) return;
+      env.all_or_none([&] {  // rank 0 writes
         for (auto& m : models)
           if (step >= m->first_step()) m->save_state(step + 1, h5_mutex);
       });
@@ -183,8 +212,7 @@ void TrainStage::run(const std::string&) {
     });
   }
   log.end_progress();
-  env.all_or_none([&] {
-    if (!env.is_root()) return;
+  env.all_or_none([&] {  // rank 0 writes
     SaeCheckpoint meta;
     meta.hook = reader->hook();
     meta.store = job.store_dir();

@@ -12,6 +12,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
+#include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/saelens_export.hpp"
@@ -74,7 +75,8 @@ TrainModel::TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env)
   log_path_ = spec_.out_dir + "/train_log.jsonl";
 }
 
-void TrainModel::make_step(const Backend& backend) {
+void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
+  grid_ = &grid;
   const TrainConfig& tc = spec_.config;
   TrainStepConfig c;
   c.d_in = D_;
@@ -91,7 +93,7 @@ void TrainModel::make_step(const Backend& backend) {
   c.adam.eps = float(tc.adam_eps);
   c.grad_clip = tc.grad_clip;
   c.precision = tc.precision;
-  step_ = backend.make_train_step(c, env_);
+  step_ = grid.shards() > 1 ? backend.make_sharded_train_step(c, grid) : backend.make_train_step(c, env_);
   if (resumed_) {
     SaeParams p(D_, F_);
     p.data = std::move(resumed_->params);
@@ -158,6 +160,10 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
   var_ += t.sum_x2 - batch_sumx2 / double(B);
   penalty_ += t.penalty;
   window_tokens_ += B;
+  comm_bytes_ += t.comm_bytes;
+  comm_s_ += t.comm_s;
+  step_s_ += t.step_s;
+  ++window_steps_;
 
   if ((step + 1) % tc.log_every == 0 || step + 1 == n_steps) {
     const double now = log.elapsed_s();
@@ -174,6 +180,10 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
                           {"dead_fraction", double(n_dead) / double(F)},
                           {"tokens_per_s", tok_s},
                           {"elapsed_s", now}};
+    if (step_s_ > 0) {  // the step measures its collectives (rank 0's share)
+      rec["comm_bytes_per_step"] = comm_bytes_ / double(window_steps_);
+      rec["comm_fraction"] = comm_s_ / step_s_;
+    }
     if (env_.is_root()) {
       metrics_ << rec.dump() << "\n";
       metrics_.flush();
@@ -184,8 +194,8 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
         log.progress(step + 1, n_steps, buf);
       }
     }
-    sse_ = active_ = aux_ = var_ = penalty_ = 0;
-    window_tokens_ = 0;
+    sse_ = active_ = aux_ = var_ = penalty_ = comm_bytes_ = comm_s_ = step_s_ = 0;
+    window_tokens_ = window_steps_ = 0;
     t_start_ = now;
   }
 }
@@ -193,12 +203,14 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
 // Anthropic-style resampling: every dead latent points at an input of this global batch,
 // drawn with probability proportional to its squared reconstruction error squared, by a
 // counter-based draw from (seed, step, latent): the same choice on every rank. The rank
-// holding a chosen row contributes it to one allreduce.
+// holding a chosen row contributes it to one allreduce over the data group (a row's latent
+// shards hold it alike).
 void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t seed, Logger& log) {
   const int64_t D = D_, F = F_;
   const float* x_own = rows.x + rows.lead * D;
   const std::vector<float> err = step_->row_errors(rows);
-  const std::vector<float> all = env_.size() > 1 ? env_.allgather(err) : err;  // rank order = batch order
+  const MpiEnv& rows_env = grid_->data_group();  // one rank per slice of the batch
+  const std::vector<float> all = rows_env.size() > 1 ? rows_env.allgather(err) : err;  // rank order = batch order
   std::vector<double> prefix(all.size());
   double acc = 0;
   for (size_t i = 0; i < all.size(); ++i) prefix[i] = acc += double(all[i]) * double(all[i]);
@@ -216,7 +228,7 @@ void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t see
     if (t >= 0 && t < rows.n)
       for (int64_t d = 0; d < D; ++d) picked[j * D + d] = double(x_own[t * D + d]) - double(params.b_dec()[d]);
   }
-  env_.allreduce_sum(picked.data(), int64_t(picked.size()));
+  rows_env.allreduce_sum(picked.data(), int64_t(picked.size()));
   const std::vector<float> inputs(picked.begin(), picked.end());
   resample_latents(params, adam, latents, inputs.data(), dead_);
   step_->set_state(params, adam);
@@ -229,14 +241,17 @@ void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t see
 }
 
 void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
+  const bool gather = grid_->shards() > 1;  // then every rank takes part
+  if (!gather && !env_.is_root()) return;
+  SaeParams params;
+  AdamState adam;
+  step_->get_state(params, adam);
+  if (!env_.is_root()) return;
   TrainState st;
   st.fingerprint = spec_.fingerprint;
   st.step = steps_done;
   st.d_in = D_;
   st.d_sae = F_;
-  SaeParams params;
-  AdamState adam;
-  step_->get_state(params, adam);
   st.adam_t = adam.t;
   st.params = std::move(params.data);
   st.adam_m = std::move(adam.m);
@@ -250,12 +265,16 @@ void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
 }
 
 void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex) {
-  metrics_.close();
-  if (!metrics_) user_error(log_path_ + ": write failed (disk full?)");
-  const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
+  const bool gather = grid_->shards() > 1;  // then every rank takes part
+  if (!gather && !env_.is_root()) return;
   SaeParams params;
   AdamState adam;
   step_->get_state(params, adam);
+  if (spec_.config.checkpoint_every > 0) save_state(n_steps, h5_mutex);
+  if (!env_.is_root()) return;
+  metrics_.close();
+  if (!metrics_) user_error(log_path_ + ": write failed (disk full?)");
+  const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
   SaeCheckpoint ck = sae_to_checkpoint(params, arch_, input_scale_, thr);
   ck.hook = meta.hook;
   ck.store = meta.store;
@@ -268,7 +287,6 @@ void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const St
   ck.fingerprint = spec_.fingerprint;
   write_training_plot(log_path_, spec_.out_dir + "/train_curves.svg");
   write_saelens_export(spec_.out_dir + "/saelens", ck, store);
-  if (spec_.config.checkpoint_every > 0) save_state(n_steps, h5_mutex);
   std::lock_guard<std::mutex> h5(h5_mutex);
   write_sae_checkpoint(spec_.out_dir + "/sae.h5", ck);  // last: its presence marks the model complete
 }

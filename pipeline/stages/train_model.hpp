@@ -24,6 +24,7 @@
 namespace saepipe {
 
 class Backend;
+class LatentGrid;
 class Logger;
 class MpiEnv;
 
@@ -44,8 +45,10 @@ class TrainModel {
   const ModelSpec& spec() const { return spec_; }
   double input_scale() const { return input_scale_; }
 
-  // Makes the backend's training step, with the resumed state when there is one.
-  void make_step(const Backend& backend);
+  // Makes the backend's training step on `grid` (latent_shards = 1: every rank a data-parallel
+  // rank), with the resumed state when there is one. The files hold the whole dictionary, so a
+  // state saved on one grid resumes on any other.
+  void make_step(const Backend& backend, const LatentGrid& grid);
   const TrainStep& train_step() const { return *step_; }
   // Fresh start: tied init, b_dec from the (scaled) sample, JumpReLU thresholds.
   void init(const std::vector<float>& sample, int64_t n_sample, double input_scale, uint64_t seed);
@@ -54,8 +57,10 @@ class TrainModel {
   // One step for global batch `step` of size B over n_steps (collective: the step's sums, one
   // allgather for batchtopk, one more allreduce when resampling).
   void step(int64_t step, int64_t n_steps, int64_t B, const StepBatch& rows, uint64_t seed, Logger& log);
+  // Collective (a sharded step gathers its parameters); rank 0 writes.
   void save_state(int64_t steps_done, std::mutex& h5_mutex) const;
-  // Rank 0: sae.h5 (raw units), saelens/, curves; written last so sae.h5 marks completion.
+  // Collective as save_state; rank 0 writes sae.h5 (raw units), saelens/, curves; sae.h5 last,
+  // so it marks completion.
   void finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex);
 
  private:
@@ -63,6 +68,7 @@ class TrainModel {
 
   ModelSpec spec_;
   const MpiEnv& env_;
+  const LatentGrid* grid_ = nullptr;  // from make_step
   Architecture arch_;
   int64_t D_, F_;
   bool done_ = false;
@@ -76,6 +82,8 @@ class TrainModel {
   std::ofstream metrics_;
   std::string log_path_;
   double sse_ = 0, active_ = 0, aux_ = 0, var_ = 0, penalty_ = 0, t_start_ = 0;
+  double comm_bytes_ = 0, comm_s_ = 0, step_s_ = 0;  // the step's own measure, this window
+  int64_t window_steps_ = 0;
   int64_t window_tokens_ = 0;
 };
 

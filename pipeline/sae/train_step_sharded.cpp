@@ -1,0 +1,309 @@
+// The CPU training step of one latent shard (train_step.hpp; the grid: latent_grid.hpp).
+// This rank holds latents [first, first + Fs) of W_enc, b_enc, W_dec, the thresholds and
+// their Adam moments, and all of b_dec. A step:
+//   1. pre-activations of its latents on its data group's rows (the encoder's aligned blocks
+//      as unsharded); topk / AuxK: every shard offers its best per row and the shard group
+//      keeps the global best (merge_top below; ties to the lower latent, as topk_rows);
+//      batchtopk: the threshold from every rank's candidates; relu / jumprelu: local;
+//   2. the reconstruction summed over the shard group (sum_rows), so g = dLoss/dx_hat is the
+//      unsharded one on every shard; backward of its own latents;
+//   3. float64 sums: this shard's gradient, fire counts and metrics over its data groups
+//      (ranks with the same latents), then b_dec's gradient, the metrics and the squared
+//      gradient norm over the shard group; every rank clips by the global norm and applies
+//      the same Adam update to its latents (b_dec alike on every rank).
+// The pre-activations are bit-identical to the unsharded step's (the same encoder blocks:
+// kTrainEncoderCols), so the selections are too; the weights equal the unsharded ones up to
+// float64 rounding: the reconstruction and the gradients are float64 sums (in another order)
+// rounded once to float.
+//
+// Shape legend: N this rank's rows, D d_in, F d_sae (all shards), Fs = F / S this shard's
+// latents, K a selection's width, P_s this shard's parameters (SaeParams::size_for(D, Fs)).
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/latent_grid.hpp"
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/train_step.hpp"
+
+namespace saepipe {
+
+namespace {
+
+struct Candidate {
+  float val;
+  int32_t idx;  // global latent; -1: empty
+};
+
+// The parameter segments that hold one value (or row of D) per latent, as offsets in the whole
+// dictionary's layout and in a shard's, with their row length; b_dec is shared.
+struct Segment {
+  int64_t full_off, shard_off, row;
+};
+// SaeParams' offsets for an SAE of D inputs and F latents, without its buffer.
+SaeParams layout_of(int64_t D, int64_t F) {
+  SaeParams p;
+  p.d_in = p.d_out = D;
+  p.d_sae = F;
+  return p;
+}
+// W_encT [F,D] | b_enc [F] | W_dec [F,D] | log_threshold [F] (b_dec [D] between: shared).
+std::vector<Segment> latent_segments(int64_t D, int64_t F, int64_t Fs) {
+  const SaeParams w = layout_of(D, F), s = layout_of(D, Fs);
+  return {{w.off_W_encT(), s.off_W_encT(), D},
+          {w.off_b_enc(), s.off_b_enc(), 1},
+          {w.off_W_dec(), s.off_W_dec(), D},
+          {w.off_log_threshold(), s.off_log_threshold(), 1}};
+}
+int64_t off_b_dec(int64_t D, int64_t F) { return layout_of(D, F).off_b_dec(); }
+
+class CpuShardedTrainStep final : public TrainStep {
+ public:
+  CpuShardedTrainStep(const TrainStepConfig& c, const LatentGrid& grid)
+      : cfg_(c), grid_(grid), S_(grid.shards()), F_(c.d_sae), Fs_(c.d_sae / grid.shards()),
+        first_(int64_t(grid.shard()) * Fs_), params_(c.d_in, Fs_),
+        unit_norm_(unit_norm_decoder(c.sae.architecture)) {
+    SAE_ASSERT(c.d_sae % S_ == 0, "latent shards must divide d_sae (checked with the job)");
+    SAE_ASSERT(Fs_ % kTrainEncoderCols == 0, "a latent shard holds whole encoder blocks (checked by the train stage)");
+    cfg_.sae.encoder_block = kTrainEncoderBlock;
+    cfg_.sae.encoder_cols = kTrainEncoderCols;
+    shard_.first = first_;
+    shard_.total = F_;
+    shard_.lead = grid.shard() == 0;
+    shard_.merge_top = [this](const int32_t* ii, const float* vi, int64_t N, int64_t W, int64_t K, int32_t* io,
+                              float* vo) { merge_top(ii, vi, N, W, K, io, vo); };
+    shard_.sum_rows = [this](double* rows, int64_t N, int64_t D) {
+      timed(double(N * D) * sizeof(double), [&] { grid_.shard_group().allreduce_sum(rows, N * D); });
+    };
+    cfg_.sae.shard = &shard_;
+    // batchtopk: one threshold over the whole global batch and every latent, so every rank.
+    if (grid.world().size() > 1)
+      cfg_.sae.kth_largest = [this](std::vector<float>& cand, int64_t kth) {
+        std::vector<float> all;
+        timed(0, [&] { all = grid_.world().allgather(cand); });
+        comm_bytes_ += double(all.size()) * sizeof(float);
+        return local_kth_largest(all, kth);
+      };
+    const int64_t P = params_.size(), D = c.d_in;
+    reduce_.resize(size_t(P + Fs_ + D + 5));  // gradient | fire counts | sum x | 5 scalars
+    group_.resize(size_t(2 * D + 6));          // g b_dec | sum x | 5 scalars | squared norm
+    fire_.resize(size_t(Fs_));
+    fire_all_.resize(size_t(F_));
+    grad_.resize(size_t(P));
+  }
+
+  std::string describe() const override {
+    return "cpu (fp32, float64 gradient sums), latents " + std::to_string(first_) + ".." +
+           std::to_string(first_ + Fs_ - 1) + " of " + std::to_string(F_) + " on a grid of " + grid_.describe();
+  }
+
+  void set_state(const SaeParams& p, const AdamState& a) override {
+    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == F_, "parameter shapes");
+    take_range(p.data, params_.data);
+    adam_.t = a.t;
+    adam_.m.clear();
+    adam_.v.clear();
+    if (!a.m.empty()) {
+      adam_.m.resize(params_.data.size());
+      adam_.v.resize(params_.data.size());
+      take_range(a.m, adam_.m);
+      take_range(a.v, adam_.v);
+    }
+  }
+
+  void get_state(SaeParams& p, AdamState& a) const override {
+    p = SaeParams(params_.d_in, F_);
+    gather_range(params_.data, p.data);
+    a = AdamState{};
+    a.t = adam_.t;
+    if (!adam_.m.empty()) {  // the same on every shard: they step together
+      a.m.resize(p.data.size());
+      a.v.resize(p.data.size());
+      gather_range(adam_.m, a.m);
+      gather_range(adam_.v, a.v);
+    }
+  }
+
+  const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
+    SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
+    const double t0 = MPI_Wtime();
+    comm_bytes_ = comm_s_ = 0;
+    const int64_t P = params_.size(), D = params_.d_in, Fs = Fs_;
+    const int64_t off_fire = P, off_sumx = P + Fs, off_scalars = P + Fs + D, n_reduce = off_scalars + 5;
+    std::fill(reduce_.begin(), reduce_.end(), 0.0);
+    std::fill(fire_.begin(), fire_.end(), 0);
+    cfg_.sae.l1_coef = s.l1_coef;
+    // Collective over the shard group and, for batchtopk, every rank: called also with no rows.
+    const SaeStepSums sums = sae_forward_backward(params_, cfg_.sae, b.x, b.n, b.global_batch, dead, reduce_.data(),
+                                                  fire_.data(), ws_, b.lead, b.tail);
+    double sum_x2 = 0;
+    if (shard_.lead) {  // the shard group's rows are the same: one shard counts them
+      const float* x_own = b.x + b.lead * D;
+      for (int64_t n = 0; n < b.n; ++n)
+        for (int64_t d = 0; d < D; ++d) {
+          const double v = x_own[n * D + d];
+          reduce_[off_sumx + d] += v;
+          sum_x2 += v * v;
+        }
+    }
+    for (int64_t f = 0; f < Fs; ++f) reduce_[off_fire + f] = double(fire_[f]);
+    reduce_[off_scalars + 0] = sums.sum_sq_err;
+    reduce_[off_scalars + 1] = sums.sum_active;
+    reduce_[off_scalars + 2] = sums.aux_sq_err;
+    reduce_[off_scalars + 3] = sum_x2;
+    reduce_[off_scalars + 4] = sums.penalty;
+    if (grid_.data_groups() > 1)
+      timed(double(n_reduce) * sizeof(double), [&] { grid_.data_group().allreduce_sum(reduce_.data(), n_reduce); });
+
+    // The shard group: b_dec's gradient (the lead's reconstruction term plus every shard's
+    // encoder term), sum x and the scalars (the lead's and every shard's own), and the squared
+    // norm of the shard's own gradient for clipping.
+    const int64_t off_b_dec = params_.off_b_dec();
+    double own_sq = 0;
+    if (cfg_.grad_clip > 0)
+      for (int64_t i = 0; i < P; ++i)
+        if (i < off_b_dec || i >= off_b_dec + D) own_sq += reduce_[i] * reduce_[i];
+    std::copy(reduce_.begin() + off_b_dec, reduce_.begin() + off_b_dec + D, group_.begin());
+    std::copy(reduce_.begin() + off_sumx, reduce_.begin() + off_sumx + D + 5, group_.begin() + D);
+    group_[2 * D + 5] = own_sq;
+    timed(double(group_.size()) * sizeof(double),
+          [&] { grid_.shard_group().allreduce_sum(group_.data(), int64_t(group_.size())); });
+    std::copy(group_.begin(), group_.begin() + D, reduce_.begin() + off_b_dec);
+    std::copy(group_.begin() + D, group_.begin() + 2 * D + 5, reduce_.begin() + off_sumx);
+
+    double clip = 1.0;
+    if (cfg_.grad_clip > 0) {
+      double ss = group_[2 * D + 5];
+      for (int64_t d = 0; d < D; ++d) ss += reduce_[off_b_dec + d] * reduce_[off_b_dec + d];
+      const double norm = std::sqrt(ss);
+      if (norm > cfg_.grad_clip) clip = cfg_.grad_clip / norm;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < P; ++i) grad_[i] = float(reduce_[i] * clip);
+    AdamConfig adam = cfg_.adam;
+    adam.lr = s.lr;
+    sae_apply_gradient(params_, grad_, adam_, adam, unit_norm_);
+
+    // Every latent's fire count, for the host's dead-latent counters.
+    timed(double(F_) * sizeof(double), [&] {
+      const std::vector<char> all = grid_.shard_group().allgather_bytes(reduce_.data() + off_fire, Fs * 8);
+      std::memcpy(fire_all_.data(), all.data(), all.size());
+    });
+
+    totals_.sum_sq_err = reduce_[off_scalars + 0];
+    totals_.active = reduce_[off_scalars + 1];
+    totals_.aux_sq_err = reduce_[off_scalars + 2];
+    totals_.sum_x2 = reduce_[off_scalars + 3];
+    totals_.penalty = reduce_[off_scalars + 4];
+    totals_.sum_x = reduce_.data() + off_sumx;
+    totals_.fire = fire_all_.data();
+    totals_.batch_threshold = cfg_.sae.architecture == Architecture::BatchTopK ? ws_.batch_threshold : 0.0f;
+    totals_.comm_bytes = comm_bytes_;
+    totals_.comm_s = comm_s_;
+    totals_.step_s = MPI_Wtime() - t0;
+    return totals_;
+  }
+
+  std::vector<float> row_errors(const StepBatch& b) const override {
+    return row_squared_errors(ws_.recon.data(), b.x + b.lead * params_.d_in, b.n, params_.d_in);
+  }
+
+ private:
+  template <class Fn>
+  void timed(double bytes, Fn&& fn) {
+    const double t = MPI_Wtime();
+    fn();
+    comm_s_ += MPI_Wtime() - t;
+    comm_bytes_ += bytes;
+  }
+
+  // merge_top (sae.hpp LatentShard): every shard's best W per row to every shard, then per row
+  // the best K by (value, lower latent) — the order topk_rows keeps — of which this shard's.
+  void merge_top(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W, int64_t K, int32_t* idx_out,
+                 float* val_out) {
+    mine_.resize(size_t(N * W));
+    for (int64_t s = 0; s < N * W; ++s) mine_[s] = Candidate{val_in[s], idx_in[s]};
+    std::vector<char> all;
+    const int64_t bytes = N * W * int64_t(sizeof(Candidate));
+    timed(0, [&] { all = grid_.shard_group().allgather_bytes(mine_.data(), bytes); });
+    comm_bytes_ += double(all.size());
+    const auto* cand = reinterpret_cast<const Candidate*>(all.data());
+    const auto better = [](const Candidate& a, const Candidate& b) {
+      return a.val > b.val || (a.val == b.val && a.idx < b.idx);
+    };
+#pragma omp parallel
+    {
+      std::vector<Candidate> row;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < N; ++n) {
+        row.clear();
+        for (int s = 0; s < S_; ++s)
+          for (int64_t j = 0; j < W; ++j) {
+            const Candidate& c = cand[(int64_t(s) * N + n) * W + j];
+            if (c.idx >= 0) row.push_back(c);
+          }
+        const int64_t keep = std::min<int64_t>(K, int64_t(row.size()));
+        std::partial_sort(row.begin(), row.begin() + keep, row.end(), better);
+        for (int64_t j = 0; j < K; ++j) {
+          const bool here = j < keep && row[j].idx >= first_ && row[j].idx < first_ + Fs_;
+          idx_out[n * K + j] = here ? int32_t(row[j].idx - first_) : -1;
+          val_out[n * K + j] = here ? row[j].val : 0.0f;
+        }
+      }
+    }
+  }
+
+  // This shard's latents of a whole-dictionary vector (parameters or a moment).
+  void take_range(const std::vector<float>& full, std::vector<float>& mine) const {
+    const int64_t D = params_.d_in;
+    for (const Segment& g : latent_segments(D, F_, Fs_))
+      std::copy(full.begin() + g.full_off + first_ * g.row, full.begin() + g.full_off + (first_ + Fs_) * g.row,
+                mine.begin() + g.shard_off);
+    std::copy(full.begin() + off_b_dec(D, F_), full.begin() + off_b_dec(D, F_) + D, mine.begin() + params_.off_b_dec());
+  }
+  // The whole-dictionary vector from every shard's (collective over the shard group; pieces of
+  // at most 256 MiB per rank, MPI counts being int).
+  void gather_range(const std::vector<float>& mine, std::vector<float>& full) const {
+    constexpr int64_t kPiece = int64_t(1) << 26;  // floats
+    const int64_t D = params_.d_in;
+    for (const Segment& g : latent_segments(D, F_, Fs_)) {
+      const int64_t len = Fs_ * g.row;
+      for (int64_t off = 0; off < len; off += kPiece) {
+        const int64_t n = std::min(kPiece, len - off);
+        const std::vector<char> all =
+            grid_.shard_group().allgather_bytes(mine.data() + g.shard_off + off, n * int64_t(sizeof(float)));
+        for (int s = 0; s < S_; ++s)
+          std::memcpy(full.data() + g.full_off + int64_t(s) * len + off, all.data() + size_t(s) * size_t(n) * 4,
+                      size_t(n) * 4);
+      }
+    }
+    std::copy(mine.begin() + params_.off_b_dec(), mine.begin() + params_.off_b_dec() + D, full.begin() + off_b_dec(D, F_));
+  }
+
+  TrainStepConfig cfg_;
+  const LatentGrid& grid_;
+  const int S_;
+  const int64_t F_, Fs_, first_;
+  SaeParams params_;  // this shard's: [D, Fs] in SaeParams' layout, b_dec whole
+  AdamState adam_;
+  const bool unit_norm_;
+  LatentShard shard_;
+  SaeWorkspace ws_;
+  std::vector<double> reduce_, group_, fire_all_;
+  std::vector<int64_t> fire_;
+  std::vector<float> grad_;
+  std::vector<Candidate> mine_;
+  double comm_bytes_ = 0, comm_s_ = 0;
+  StepTotals totals_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_cpu_sharded_train_step(const TrainStepConfig& config, const LatentGrid& grid) {
+  return std::make_unique<CpuShardedTrainStep>(config, grid);
+}
+
+}  // namespace saepipe

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The train stage with [resources.train] latent_shards on the toy store: one job trains every
+# architecture (topk, and batchtopk, relu, jumprelu as sweep entries, AuxK, resampling,
+# checkpoints) on grids 1x2, 2x2 and 1x4; every sae.h5 is within 1e-5 relative of the
+# unsharded 1-rank run's, in the same layout, and train_log.jsonl reports the bytes and the
+# share of step time spent communicating. Errors, one line and exit 2 each: the rank count not
+# divisible by latent_shards, latent_shards > d_sae, d_sae not divisible by it or not a
+# multiple of latent_shards x 256 (whole encoder blocks per shard), an architecture not sharded
+# yet (matryoshka).
+# (The step itself, and exact resume, under every grid: tests/mpi/test_latent_shards.cpp.)
+source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+job() {  # job FILE RUN_DIR SHARDS [D_SAE]
+  cat > "$1" <<T
+[run]
+name = "shards"
+dir = "$2"
+seed = 4
+[harvest]
+n_tokens = 16384
+context = 64
+shard_tokens = 8192
+[harvest.synthetic]
+d_model = 16
+n_features = 48
+mean_active = 3.0
+[resources.train]
+latent_shards = $3
+[train]
+activations = "store/activations"
+architecture = "topk"
+d_sae = ${4:-1024}
+k = 4
+batch_tokens = 512
+n_tokens = 12288
+lr = 0.003
+auxk = 16
+dead_tokens = 512
+resample_every = 10
+checkpoint_every = 8
+log_every = 4
+l1_coef = 0.3
+l0_coef = 0.01
+[[train.sweep]]
+name = "batchtopk"
+architecture = "batchtopk"
+[[train.sweep]]
+name = "relu"
+architecture = "relu"
+[[train.sweep]]
+name = "jumprelu"
+architecture = "jumprelu"
+T
+}
+job store.toml store 1
+mpirun_np 1 "$BIN/saepipe-harvest" --job store.toml >harvest.log 2>&1 || { fail "harvest"; cat harvest.log; }
+for grid in 1x1 1x2 2x2 1x4; do
+  g=${grid%x*} s=${grid#*x}
+  job "t$grid.toml" "run$grid" "$s"
+  mpirun_np $((g * s)) "$BIN/saepipe-train" --job "t$grid.toml" >"train$grid.log" 2>&1 || { fail "train on grid $grid"; cat "train$grid.log"; }
+done
+$PY - <<'P' && pass "every architecture: sae.h5 of grids 1x2, 2x2, 1x4 within 1e-5 relative of 1 rank unsharded" || fail "sharded weights differ"
+import h5py, numpy as np, sys
+ok = True
+for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/"):
+    ref = h5py.File(f"run1x1/sae/{model}sae.h5")
+    for grid in ("1x2", "2x2", "1x4"):
+        f = h5py.File(f"run{grid}/sae/{model}sae.h5")
+        assert set(f.keys()) == set(ref.keys()), (grid, model, set(f.keys()) ^ set(ref.keys()))
+        worst = 0.0
+        for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+            a, b = ref[k][...], f[k][...]
+            assert a.shape == b.shape
+            worst = max(worst, np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))
+        print(f"{model or 'topk/'} grid {grid}: max relative difference {worst:.3g}")
+        ok &= bool(worst <= 1e-5)
+    st = h5py.File(f"run1x4/sae/{model}train_state.h5")
+    ok &= st.attrs["step"] == ref.attrs["step"]
+sys.exit(0 if ok else 1)
+P
+grep -q "resampled" train1x4.log && grep -q "resampled" train1x1.log && pass "resampling (and AuxK over dead latents) ran sharded and unsharded" || fail "no resampling"
+$PY - <<'P' && pass "train_log.jsonl: comm_bytes_per_step and comm_fraction" || fail "no communication figures in the log"
+import json, sys
+rec = [json.loads(l) for l in open("run1x4/sae/train_log.jsonl")][-1]
+print("1x4 topk last window:", rec["comm_bytes_per_step"], "bytes/step,", rec["comm_fraction"], "of step time")
+sys.exit(0 if rec["comm_bytes_per_step"] > 0 and 0 <= rec["comm_fraction"] <= 1 else 1)
+P
+job e_ranks.toml erun 4; job e_big.toml erun 128 64; job e_div.toml erun 3 64; job e_align.toml erun 2 256
+job e_arch.toml erun 2 && sed -i '0,/architecture = "topk"/s//architecture = "matryoshka"/' e_arch.toml
+expect_error 2 "latent_shards = 4: does not divide the 2 ranks" -- mpirun_np 2 "$BIN/saepipe-train" --job e_ranks.toml
+expect_error 2 "resources.train.latent_shards: = 128 is more than train.d_sae = 64" -- mpirun_np 2 "$BIN/saepipe-train" --job e_big.toml
+expect_error 2 "resources.train.latent_shards: = 3 does not divide train.d_sae = 64" -- mpirun_np 3 "$BIN/saepipe-train" --job e_div.toml
+expect_error 2 "latent_shards = 2: train: d_sae = 256 must be a multiple of latent_shards x 256 = 512" -- mpirun_np 2 "$BIN/saepipe-train" --job e_align.toml
+expect_error 2 "latent_shards = 2: train: architecture \"matryoshka\" is not sharded yet" -- mpirun_np 2 "$BIN/saepipe-train" --job e_arch.toml
+finish
