@@ -9,11 +9,11 @@
 //
 // FILE: float32 [batch, d], raw little-endian (the batch every implementation trains on).
 // One step is what the train stage's TrainModel::step does on one rank: the gradient zeroed,
-// sae_forward_backward (encoder rows in blocks of kTrainEncoderBlock, as the trainer passes
-// them), the gradient to float, decoder-gradient projection + Adam + decoder renormalisation
-// (sae_apply_gradient), and the dead-latent counters updated. Not included: the trainer's
-// metrics record, its single-rank allreduce, gradient clipping (off by default) and the LR
-// schedule (a constant lr here).
+// sae_forward_backward (encoder rows in blocks of kTrainEncoderBlock and latents in blocks of
+// kTrainEncoderCols, as the trainer passes them), the gradient to float, decoder-gradient
+// projection + Adam + decoder renormalisation (sae_apply_gradient), and the dead-latent
+// counters updated. Not included: the trainer's metrics record, its single-rank allreduce,
+// gradient clipping (off by default) and the LR schedule (a constant lr here).
 // The dead set: latent f is dead when (f * 997) mod 1000 < 1000 * fraction (bench/peers uses
 // the same rule), held fixed over the steps (the trainer would revive a dead latent that
 // fires) so that AuxK does the same work on every step for every implementation. The
@@ -113,6 +113,7 @@ int run(int argc, char** argv) {
     cfg.auxk = auxk;
     cfg.auxk_coef = auxk_coef;
     cfg.encoder_block = kTrainEncoderBlock;
+    cfg.encoder_cols = kTrainEncoderCols;
     AdamConfig adam;
     adam.lr = float(lr);
     AdamState opt;
