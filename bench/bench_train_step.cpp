@@ -22,6 +22,7 @@
 
 #include "kernels/kernels.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/model/blas_threads.hpp"
 #include "pipeline/sae/topk_sae.hpp"
 #include "pipeline/sae/train_step.hpp"
 
@@ -119,6 +120,7 @@ void BM_cpu_train_step(benchmark::State& state) {
   cfg.d_sae = F;
   cfg.sae.k = K;
   const MpiEnv env;
+  const SingleThreadedBlas one_blas_thread;  // as the train stage holds it
   const auto step = make_cpu_train_step(cfg, env);
   step->set_state(p, AdamState{});
   const StepBatch batch{x.data(), nullptr, 0, N, 0, 0, N};

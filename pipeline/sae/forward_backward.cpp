@@ -8,6 +8,9 @@
 // Convention: a slot whose z is 0 is not active, so it is stored as idx = -1, val = 0 (the
 // same "empty slot" the kernels skip).
 // Every gradient sum runs in an order fixed by token and latent indices, never by thread.
+#include <cblas.h>
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,13 +32,29 @@ namespace {
 // out[n, :] = a[n, :] W^T for n < M, W [R, C] (a [M, C], out [M, R], rows ld_out apart; 0: R)
 // in blocks of `block` rows counted from the first (0: one call), like the encoder:
 // rank-invariant rounding.
+// When BLAS is single-threaded (the train stage holds a SingleThreadedBlas) the blocks, cut
+// into column slabs where there are fewer blocks than threads, go over the OpenMP threads: an
+// element's sum over C is the same in any slab (BLAS splits rows and columns, never C), and
+// BLAS's own threads no longer spin (sched_yield) beside OpenMP's between the step's calls.
 void blocked_matmul_nt(const float* a, int64_t M, int64_t C, const float* W, int64_t R, int64_t block, float beta,
                        float* out, int64_t ld_out = 0) {
   const int64_t G = block > 0 ? block : M;
   const int64_t ld = ld_out > 0 ? ld_out : R;
-  for (int64_t r = 0; r < M; r += G) {
-    const int64_t m = std::min(G, M - r);
-    cpu::matmul(false, true, m, R, C, 1.0f, a + r * C, C, W, C, beta, out + r * ld, ld);
+  const int threads = omp_get_max_threads();
+  if (threads <= 1 || openblas_get_num_threads() > 1 || M == 0) {
+    for (int64_t r = 0; r < M; r += G) {
+      const int64_t m = std::min(G, M - r);
+      cpu::matmul(false, true, m, R, C, 1.0f, a + r * C, C, W, C, beta, out + r * ld, ld);
+    }
+    return;
+  }
+  const int64_t blocks = (M + G - 1) / G, slabs = std::min<int64_t>((threads + blocks - 1) / blocks, (R + 15) / 16);
+  const int64_t slab = (R + slabs - 1) / slabs;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t t = 0; t < blocks * slabs; ++t) {
+    const int64_t r = t / slabs * G, m = std::min(G, M - r), c0 = t % slabs * slab, c1 = std::min(R, c0 + slab);
+    if (c0 < c1)
+      cpu::matmul(false, true, m, c1 - c0, C, 1.0f, a + r * C, C, W + c0 * C, C, beta, out + r * ld + c0, ld);
   }
 }
 

@@ -33,6 +33,7 @@
 #include "pipeline/io/batch_prefetcher.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/io/shuffled_batches.hpp"
+#include "pipeline/model/blas_threads.hpp"
 #include "pipeline/stages/backend.hpp"
 #include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
@@ -184,6 +185,8 @@ void TrainStage::run(const std::string&) {
   // From here on a reader thread reads the batches ahead; HDF5 calls hold h5_mutex.
   std::mutex h5_mutex;
   BatchPrefetcher prefetch(stream, B, lo_al, hi_al - lo_al, first_step, n_steps, h5_mutex);
+  // The step spreads its matmul blocks over the OpenMP threads, each a single-threaded BLAS call.
+  const SingleThreadedBlas one_blas_thread;
   std::vector<float> scaled(size_t(std::max<int64_t>(hi_al - lo_al, 1) * D));
   for (int64_t step = first_step; step < n_steps; ++step) {
     float* x = nullptr;
@@ -195,6 +198,7 @@ void TrainStage::run(const std::string&) {
     for (auto& m : models) {
       if (step < m->first_step()) continue;
       const float s = float(m->input_scale());
+#pragma omp parallel for schedule(static)
       for (int64_t i = 0; i < n_ext * D; ++i) scaled[i] = x[i] * s;
       m->step(step, n_steps, B, StepBatch{scaled.data(), nullptr, lo - lo_al, hi - lo, hi_al - hi, lo, B},
               uint64_t(job.run.seed), log);
