@@ -7,6 +7,8 @@
 # divisible by latent_shards, latent_shards > d_sae, d_sae not divisible by it or not a
 # multiple of latent_shards x 256 (whole encoder blocks per shard), an architecture not sharded
 # yet (matryoshka).
+# Kill -9 a rank (a shard of the second data group) of a 2x2 run after a checkpoint and re-run
+# the same command: the weights are bit-identical to the uninterrupted 2x2 run.
 # (The step itself, and exact resume, under every grid: tests/mpi/test_latent_shards.cpp.)
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -84,6 +86,41 @@ import json, sys
 rec = [json.loads(l) for l in open("run1x4/sae/train_log.jsonl")][-1]
 print("1x4 topk last window:", rec["comm_bytes_per_step"], "bytes/step,", rec["comm_fraction"], "of step time")
 sys.exit(0 if rec["comm_bytes_per_step"] > 0 and 0 <= rec["comm_fraction"] <= 1 else 1)
+P
+# A 2x2 run killed after a checkpoint and re-run, against the same run uninterrupted (topk only,
+# 240 steps so that the kill lands mid-run).
+kjob() { job "$1" "$2" 2 && sed -i -e '/^\[\[train.sweep\]\]/,$d' -e 's/^n_tokens = 12288/n_tokens = 122880/' \
+  -e 's/^checkpoint_every = 8/checkpoint_every = 20/' "$1"; }
+kjob kfull.toml kfull; kjob kpart.toml kpart
+mpirun_np 4 "$BIN/saepipe-train" --job kfull.toml >kfull.log 2>&1 || { fail "uninterrupted 2x2 run"; cat kfull.log; }
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+rank_pid() {  # rank_pid LAUNCHER_PID RANK: the saepipe-train process of that rank
+  local p
+  for p in $(descendants "$1"); do
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = saepipe-train ] || continue
+    tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+state_step() { $PY -c "import h5py; print(h5py.File('kpart/sae/train_state.h5')['/'].attrs['step'])" 2>/dev/null || echo 0; }
+mpirun_np 4 "$BIN/saepipe-train" --job kpart.toml >kpart-kill.log 2>&1 &
+launcher=$! t=0
+while kill -0 $launcher 2>/dev/null && [ "$(state_step)" -lt 40 ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t + 1)); done
+victim=$(rank_pid $launcher 3)
+if [ -n "$victim" ]; then kill -9 "$victim"; else fail "rank 3 not found (finished already?)"; fi
+wait $launcher && fail "2x2 run with rank 3 killed exited 0" || pass "2x2: rank 3 killed by SIGKILL at checkpoint step $(state_step)"
+[ ! -e kpart/sae/sae.h5 ] && pass "no sae.h5 after the kill" || fail "sae.h5 exists after the kill"
+mpirun_np 4 "$BIN/saepipe-train" --job kpart.toml >kresume.log 2>&1 || { fail "resumed 2x2 run"; cat kresume.log; }
+grep -q "resuming kpart/sae at step" kresume.log && pass "resumed ($(grep -o 'at step [0-9]*' kresume.log))" || { fail "did not resume"; cat kresume.log; }
+$PY - <<'P' && pass "killed and resumed 2x2: weights bit-identical to the uninterrupted 2x2 run" || fail "resumed 2x2 weights differ"
+import h5py, numpy as np, sys
+a, b = h5py.File("kfull/sae/sae.h5"), h5py.File("kpart/sae/sae.h5")
+ok = True
+for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+    same = np.array_equal(a[k][...], b[k][...])
+    print(k, "identical" if same else f"differs by {np.abs(a[k][...] - b[k][...]).max():.3g}")
+    ok &= same
+ok &= len(open("kfull/sae/train_log.jsonl").readlines()) == len(open("kpart/sae/train_log.jsonl").readlines())
+sys.exit(0 if ok else 1)
 P
 job e_ranks.toml erun 4; job e_big.toml erun 128 64; job e_div.toml erun 3 64; job e_align.toml erun 2 256
 job e_arch.toml erun 2 && sed -i '0,/architecture = "topk"/s//architecture = "matryoshka"/' e_arch.toml
