@@ -17,6 +17,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -133,6 +134,71 @@ void BM_cpu_train_step(benchmark::State& state) {
   state.counters["tokens"] = benchmark::Counter(double(N), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One train step of each architecture (forward + backward + Adam, the functions the CPU
+// TrainStep calls) at the same shape, for the variant table's "tokens/s next to TopK": read the
+// ratios of one run. Arguments: architecture (the Architecture enum's order: topk, batchtopk,
+// relu, jumprelu, matryoshka, gated), D, F, K, N. Weights as at a trained state's sparsity:
+// relu and gated get b_enc = -t and jumprelu thresholds t, with t the (256 K)th largest encoder
+// pre-activation over 256 rows of the batch, so about K latents fire per token as with TopK
+// (at init half of them would, and the sparse backward would dominate). matryoshka uses its
+// default prefixes (F/16 .. F). No latent is dead (AuxK idle, the same for every variant).
+void BM_variant_step(benchmark::State& state) {
+  const auto arch = Architecture(state.range(0));
+  const int64_t D = state.range(1), F = state.range(2), K = state.range(3), N = state.range(4);
+  SaeShape shape{D, F};
+  shape.gated = arch == Architecture::Gated;
+  SaeParams p(shape);
+  init_tied(p, 1);
+  const auto x = random_normal(size_t(N * D), 3);
+  const auto mean = row_mean(x.data(), N, D);
+  std::copy(mean.begin(), mean.end(), p.b_dec());
+  SaeConfig cfg;
+  cfg.architecture = arch;
+  cfg.k = K;
+  cfg.l1_coef = 1e-3;
+  cfg.l0_coef = 1e-3;
+  cfg.encoder_block = kTrainEncoderBlock;
+  if (arch == Architecture::Matryoshka) cfg.prefixes = matryoshka_prefixes_in_force({}, F);
+  if (arch == Architecture::ReLU || arch == Architecture::JumpReLU || arch == Architecture::Gated) {
+    const int64_t R = std::min<int64_t>(N, 256);
+    SaeParams plain(D, F);  // the common parameters (they lead the layout) for a ReLU forward
+    std::copy(p.data.begin(), p.data.begin() + plain.size(), plain.data.begin());
+    SaeConfig probe;
+    probe.architecture = Architecture::ReLU;
+    SaeWorkspace pw;
+    sae_encode_decode(plain, probe, x.data(), R, pw);
+    std::vector<float> vals(pw.pre.begin(), pw.pre.begin() + R * F);
+    const float t = local_kth_largest(vals, R * K);
+    if (arch == Architecture::JumpReLU)
+      std::fill(p.log_threshold(), p.log_threshold() + F, std::log(t));
+    else
+      std::fill(p.b_enc(), p.b_enc() + F, -t);
+  }
+  const std::vector<uint8_t> dead(static_cast<size_t>(F), 0);
+  AdamConfig adam;
+  AdamState opt;
+  SaeWorkspace ws;
+  std::vector<double> grad(size_t(p.size()));
+  std::vector<float> gradf(size_t(p.size()));
+  double active = 0;
+  auto step = [&]() {
+    std::fill(grad.begin(), grad.end(), 0.0);
+    active = sae_forward_backward(p, cfg, x.data(), N, N, dead.data(), grad.data(), nullptr, ws).sum_active;
+    const int64_t n = p.size();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) gradf[size_t(i)] = float(grad[size_t(i)]);
+    sae_apply_gradient(p, gradf, opt, adam, unit_norm_decoder(arch));
+  };
+  step();  // first touch of the workspace and the Adam moments stays out of the timing
+  for (auto _ : state) {
+    step();
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(to_string(arch));
+  state.counters["tokens"] = benchmark::Counter(double(N), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["L0"] = active / double(N);
+}
+
 // Wall time (UseRealTime): the work runs on several threads.
 BENCHMARK(BM_sgemm_peak)
     ->Args({4096, 768, 24576})
@@ -160,6 +226,12 @@ BENCHMARK(BM_cpu_train_step)
     ->UseRealTime()
     ->MeasureProcessCPUTime()
     ->MinTime(2.0);
+
+BENCHMARK(BM_variant_step)
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {768}, {24576}, {32}, {4096}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
 
 }  // namespace
 }  // namespace saepipe
