@@ -300,14 +300,35 @@ void add_sweep_keys(json& schema) {
 // value (an entry with another d_sae gets another lr).
 double derived_lr(int64_t d_sae) { return 2e-4 / std::sqrt(double(d_sae) / 16384.0); }
 
-void fill_derived_defaults(toml::table& t) {
+//
+// target_l0 (relu, jumprelu): the model's k when the job gives neither target_l0 nor the
+// model's sparsity coefficient (l1_coef for relu, l0_coef for jumprelu), else 0 (a fixed
+// coefficient). `given` is the job as written, before the schema's defaults were filled.
+double derived_target_l0(const std::string& arch, int64_t k, bool l1_given, bool l0_given) {
+  if (arch == "relu") return l1_given ? 0.0 : double(k);
+  if (arch == "jumprelu") return l0_given ? 0.0 : double(k);
+  return 0.0;
+}
+
+void fill_derived_defaults(toml::table& t, const toml::table& given) {
   toml::table& train = *t.at_path("train").as_table();
+  const toml::table* given_train = given["train"].as_table();
+  auto main_given = [&](const char* key) { return given_train && given_train->contains(key); };
   const int64_t main_d_sae = *train["d_sae"].value<int64_t>();
   const bool main_lr = train.contains("lr");
   if (!main_lr) train.insert_or_assign("lr", derived_lr(main_d_sae));
+  const std::string main_arch = *train["architecture"].value<std::string>();
+  const int64_t main_k = *train["k"].value<int64_t>();
+  const bool main_target = main_given("target_l0");
+  if (!main_target)
+    train.insert_or_assign("target_l0", derived_target_l0(main_arch, main_k, main_given("l1_coef"), main_given("l0_coef")));
   for (toml::node& e : *train["sweep"].as_array()) {
     toml::table& entry = *e.as_table();
     if (!main_lr && !entry.contains("lr")) entry.insert_or_assign("lr", derived_lr(entry["d_sae"].value_or(main_d_sae)));
+    if (!main_target && !entry.contains("target_l0"))
+      entry.insert_or_assign("target_l0", derived_target_l0(entry["architecture"].value_or(main_arch), entry["k"].value_or(main_k),
+                                                            main_given("l1_coef") || entry.contains("l1_coef"),
+                                                            main_given("l0_coef") || entry.contains("l0_coef")));
   }
 }
 
@@ -402,8 +423,9 @@ Job parse_job(const std::string& text, const std::string& path) {
   }
   json schema = json::parse(embedded_resource("job.schema.json"));
   add_sweep_keys(schema);
+  const toml::table given = t;
   SchemaValidator(schema, path).validate_table(t, schema, "");
-  fill_derived_defaults(t);
+  fill_derived_defaults(t, given);
 
   Job job;
   job.path = path;

@@ -108,6 +108,7 @@ struct TrainConfig {
   // Architectures and recipe (pipeline/sae, pipeline/stages/train.cpp).
   std::string input_scaling, precision;
   double l1_coef = 0, l1_warmup_fraction = 0, l0_coef = 0, jumprelu_bandwidth = 0, jumprelu_threshold_init = 0;
+  double target_l0 = 0;  // relu/jumprelu: > 0 adapts l1_coef / l0_coef to this L0
   double lr_decay_fraction = 0, grad_clip = 0;
   int64_t lr_warmup_steps = 0, checkpoint_every = 0, resample_every = 0;
   std::vector<int64_t> matryoshka_prefixes;  // empty: the default nesting (train_model.cpp)
@@ -139,6 +140,7 @@ struct TrainConfig {
       {"l1_coef", &TrainConfig::l1_coef},
       {"l1_warmup_fraction", &TrainConfig::l1_warmup_fraction},
       {"l0_coef", &TrainConfig::l0_coef},
+      {"target_l0", &TrainConfig::target_l0},
       {"jumprelu_bandwidth", &TrainConfig::jumprelu_bandwidth},
       {"jumprelu_threshold_init", &TrainConfig::jumprelu_threshold_init},
       {"input_scaling", &TrainConfig::input_scaling},

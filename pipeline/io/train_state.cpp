@@ -40,6 +40,7 @@ void write_train_state(const std::string& path, const TrainState& s) {
     f.write_double_attribute("input_scale", s.input_scale);
     f.write_double_attribute("threshold_ema", s.threshold_ema);
     f.write_double_attribute("threshold_weight", s.threshold_weight);
+    f.write_double_attribute("sparsity_log_scale", s.sparsity_log_scale);
   }
   out.commit();
 }
@@ -59,6 +60,7 @@ TrainState read_train_state(const std::string& path) {
   s.input_scale = f.read_double_attribute("input_scale");
   s.threshold_ema = f.read_double_attribute("threshold_ema");
   s.threshold_weight = f.read_double_attribute("threshold_weight");
+  if (f.has_attribute("sparsity_log_scale")) s.sparsity_log_scale = f.read_double_attribute("sparsity_log_scale");
   // Bounded, so the parameter count below cannot overflow (found by fuzz_h5).
   if (s.d_in < 1 || s.d_sae < 1 || s.d_in > (int64_t(1) << 24) || s.d_sae > (int64_t(1) << 30))
     user_error(path + ": d_in " + std::to_string(s.d_in) + " and d_sae " + std::to_string(s.d_sae) +

@@ -4,7 +4,8 @@
 //
 // File train_state.h5: /params, /adam_m, /adam_v [P] float32 (P = SaeParams::size_for),
 // /since_fired [F] int64; attributes schema = "saepipe.train_state", version = 1, step,
-// adam_t, d_in, d_sae, fingerprint, input_scale, threshold_ema (batchtopk), threshold_weight.
+// adam_t, d_in, d_sae, fingerprint, input_scale, threshold_ema (batchtopk), threshold_weight,
+// sparsity_log_scale (relu/jumprelu with train.target_l0; absent in older files: 0).
 // Written to path + ".tmp" and renamed, so a kill leaves the previous state intact.
 #pragma once
 #include <cstdint>
@@ -21,6 +22,7 @@ struct TrainState {
   std::vector<int64_t> since_fired;           // [F] tokens since each latent last fired
   double input_scale = 1.0;
   double threshold_ema = 0.0, threshold_weight = 0.0;  // bias-corrected EMA = ema / weight
+  double sparsity_log_scale = 0.0;  // log of the factor on l1_coef / l0_coef (target_l0)
 };
 
 void write_train_state(const std::string& path, const TrainState& s);

@@ -48,7 +48,7 @@ inline constexpr int64_t kTrainEncoderCols = 256;
 struct TrainStepConfig {
   int64_t d_in = 0, d_sae = 0;
   // Architecture, k, AuxK and penalty settings; the step sets encoder_block and kth_largest
-  // (batchtopk across its data group), and l1_coef per step (StepSchedule).
+  // (batchtopk across its data group), and l1_coef and l0_coef per step (StepSchedule).
   SaeConfig sae;
   AdamConfig adam;       // betas and eps; lr per step (StepSchedule)
   double grad_clip = 0;  // global gradient norm cap; 0: off
@@ -75,6 +75,7 @@ struct StepBatch {
 struct StepSchedule {
   float lr = 0;
   double l1_coef = 0;  // relu
+  double l0_coef = 0;  // jumprelu
 };
 
 // A step's sums over every rank of the data group (the same on every rank); valid until the

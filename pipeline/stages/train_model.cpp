@@ -29,6 +29,10 @@ namespace saepipe {
 namespace {
 
 constexpr double kThresholdDecay = 0.99;  // batchtopk inference threshold: EMA of batch thresholds
+// train.target_l0: each step the log of the factor on l1_coef / l0_coef moves by this rate times
+// log(batch L0 / target), the log clamped to [-1, 1]: a factor of e in 50 steps at most, so the
+// coefficient follows the slow response of the weights without oscillating.
+constexpr double kSparsityRate = 0.02;
 
 // Keeps the records of train_log.jsonl up to `step` (a resumed run rewrites the rest).
 void truncate_log(const std::string& path, int64_t step) {
@@ -68,6 +72,7 @@ TrainModel::TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env)
     input_scale_ = st.input_scale;
     thr_ema_ = st.threshold_ema;
     thr_weight_ = st.threshold_weight;
+    sparsity_log_scale_ = st.sparsity_log_scale;
     first_step_ = st.step;
   }
   dead_.assign(size_t(F_), 0);
@@ -85,7 +90,6 @@ void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
   c.sae.k = tc.k;
   c.sae.auxk = tc.auxk;
   c.sae.auxk_coef = tc.auxk_coef;
-  c.sae.l0_coef = tc.l0_coef;
   c.sae.bandwidth = tc.jumprelu_bandwidth;
   if (arch_ == Architecture::Matryoshka) c.sae.prefixes = matryoshka_prefixes_in_force(tc.matryoshka_prefixes, F_);
   c.adam.beta1 = float(tc.adam_beta1);
@@ -132,13 +136,23 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
   const TrainConfig& tc = spec_.config;
   const int64_t D = D_, F = F_;
   StepSchedule schedule;
-  schedule.l1_coef = tc.l1_coef * l1_factor(step, n_steps, tc.l1_warmup_fraction);
+  // With a target L0 the coefficient adapts (from l1_coef / l0_coef), which warms it up anyway.
+  const bool adaptive = tc.target_l0 > 0;
+  const double factor = std::exp(sparsity_log_scale_);
+  schedule.l1_coef = adaptive ? tc.l1_coef * factor : tc.l1_coef * l1_factor(step, n_steps, tc.l1_warmup_fraction);
+  schedule.l0_coef = adaptive ? tc.l0_coef * factor : tc.l0_coef;
+  sparsity_coef_ = arch_ == Architecture::JumpReLU ? schedule.l0_coef : schedule.l1_coef;
   schedule.lr = float(tc.lr * lr_factor(step, n_steps, tc.lr_warmup_steps, tc.lr_decay_fraction));
   lr_ = schedule.lr;
   const StepTotals& t = step_->step(rows, dead_.data(), schedule);
   if (t.batch_threshold > 0) {  // batchtopk; the same on every rank
     thr_ema_ = kThresholdDecay * thr_ema_ + (1 - kThresholdDecay) * double(t.batch_threshold);
     thr_weight_ = kThresholdDecay * thr_weight_ + (1 - kThresholdDecay);
+  }
+
+  if (adaptive && B > 0) {  // the totals are the same on every rank, so is the factor
+    const double l0 = t.active / double(B);
+    sparsity_log_scale_ += kSparsityRate * std::clamp(std::log(std::max(l0, 1e-3) / tc.target_l0), -1.0, 1.0);
   }
 
   int64_t n_dead = 0;
@@ -184,6 +198,7 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
       rec["comm_bytes_per_step"] = comm_bytes_ / double(window_steps_);
       rec["comm_fraction"] = comm_s_ / step_s_;
     }
+    if (arch_ == Architecture::ReLU || arch_ == Architecture::JumpReLU) rec["sparsity_coef"] = sparsity_coef_;
     if (env_.is_root()) {
       metrics_ << rec.dump() << "\n";
       metrics_.flush();
@@ -260,6 +275,7 @@ void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
   st.input_scale = input_scale_;
   st.threshold_ema = thr_ema_;
   st.threshold_weight = thr_weight_;
+  st.sparsity_log_scale = sparsity_log_scale_;
   std::lock_guard<std::mutex> h5(h5_mutex);
   write_train_state(spec_.out_dir + "/train_state.h5", st);
 }

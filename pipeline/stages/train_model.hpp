@@ -79,6 +79,8 @@ class TrainModel {
   std::vector<uint8_t> dead_;
   double input_scale_ = 1.0, thr_ema_ = 0.0, thr_weight_ = 0.0;
   float lr_ = 0;  // the last step's
+  double sparsity_log_scale_ = 0.0;  // target_l0: log of the factor on l1_coef / l0_coef
+  double sparsity_coef_ = 0.0;       // the last step's l1_coef (relu) / l0_coef (jumprelu)
   std::ofstream metrics_;
   std::string log_path_;
   double sse_ = 0, active_ = 0, aux_ = 0, var_ = 0, penalty_ = 0, t_start_ = 0;

@@ -175,7 +175,7 @@ TrainRun train(TrainStep& step, const SaeParams& p, const std::vector<float>& x,
   for (int s = 0; s < steps; ++s) {
     const int64_t off = (s * B) % (int64_t(x.size()) / D - B + 1);
     StepBatch b{x.data() + off * D, nullptr, 0, B, 0, 0, B};
-    const StepTotals& t = step.step(b, dead.data(), StepSchedule{1e-3f, 0.3});
+    const StepTotals& t = step.step(b, dead.data(), StepSchedule{1e-3f, 0.3, 0.05});
     r.totals.push_back(t);
     r.fire.emplace_back(t.fire, t.fire + p.d_sae);
   }

@@ -49,6 +49,10 @@ architecture = \"$arch\"
 matryoshka_prefixes = [16, 48]
 l1_coef = 0.3
 l0_coef = 0.01"
+  # relu and jumprelu with a sparsity target: the coefficient's factor follows the batch L0
+  # summed over the ranks, so it too must not depend on the rank count.
+  case $arch in relu|jumprelu) extra="$extra
+target_l0 = 3" ;; esac
   ranks="1 2 3 4"; [ $arch = matryoshka ] && ranks="1 3"
   for n in $ranks; do
     job t$arch$n run$arch$n "$extra"

@@ -189,6 +189,34 @@ TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
   EXPECT_DOUBLE_EQ(parse_job(kMinimal, "job.toml").train.lr, 2e-4 * std::sqrt(32.0));
 }
 
+// target_l0 left out: the model's k for relu / jumprelu when the job gives neither target_l0 nor
+// the model's coefficient (l1_coef / l0_coef, in [train] or the entry), else 0; written into the
+// resolved job, which re-reads to the same values (the written coefficient starts the adaptation).
+TEST(Job, SparsityTargetDefaultsToK) {
+  Job job = parse_job(std::string(kMinimal) +
+                          "[train]\narchitecture = \"relu\"\nk = 6\n"
+                          "[[train.sweep]]\nname = \"jr\"\narchitecture = \"jumprelu\"\nk = 3\n"
+                          "[[train.sweep]]\nname = \"fixed\"\narchitecture = \"jumprelu\"\nl0_coef = 0.02\n"
+                          "[[train.sweep]]\nname = \"tk\"\narchitecture = \"topk\"\n",
+                      "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.target_l0, 6.0);
+  ASSERT_EQ(job.train.sweep.size(), 3u);
+  EXPECT_DOUBLE_EQ(job.train.sweep[0].target_l0, 3.0);
+  EXPECT_DOUBLE_EQ(job.train.sweep[1].target_l0, 0.0);
+  EXPECT_DOUBLE_EQ(job.train.sweep[2].target_l0, 0.0);
+  EXPECT_NE(job.resolved_toml.find("target_l0 = 6.0"), std::string::npos) << job.resolved_toml;
+  const Job again = parse_job(job.resolved_toml, "job.toml");
+  EXPECT_EQ(again.resolved_toml, job.resolved_toml);
+  for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(again.train.sweep[i].target_l0, job.train.sweep[i].target_l0) << i;
+  // A coefficient in [train] fixes it for every entry that leaves target_l0 out.
+  job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"relu\"\nl1_coef = 0.3\n", "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.target_l0, 0.0);
+  // Given: kept, with the given coefficient as the starting value.
+  job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"relu\"\nl1_coef = 0.3\ntarget_l0 = 4\n", "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.target_l0, 4.0);
+  EXPECT_DOUBLE_EQ(job.train.l1_coef, 0.3);
+}
+
 // matryoshka_prefixes: strictly increasing sizes <= d_sae, in [train] and in each sweep entry
 // (one line naming the key); the resolved model gets the default nesting when left empty.
 TEST(Job, MatryoshkaPrefixesAreChecked) {

@@ -46,7 +46,7 @@ class DeviceSae {
   // with sum_over_ranks.
   DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision);
   const SaeLayout& layout() const { return layout_; }
-  SaeConfig& config() { return cfg_; }  // l1_coef changes per step
+  SaeConfig& config() { return cfg_; }  // l1_coef and l0_coef change per step
 
   // Forward + backward for this call's N rows, which are rows [lead, lead + N) of
   // x [lead + N + tail, D] (the others complete the encoder blocks around them): grad [P] +=

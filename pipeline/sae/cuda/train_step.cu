@@ -175,6 +175,7 @@ class CudaTrainStep final : public TrainStep {
     fire_.zero(stream_);
     sums_.zero(stream_);
     sae_.config().l1_coef = s.l1_coef;
+    sae_.config().l0_coef = s.l0_coef;
     // Every rank, also with no rows: batchtopk's threshold is a collective.
     sae_.forward_backward(params_.data(), x_.data(), b.lead, b.n, b.tail, b.global_batch, dead_.data(), n_dead,
                           reduce_.data(), fire_.data(), sums_.data(), sum_over_ranks_, blas_, stream_);
