@@ -136,6 +136,7 @@ class CpuShardedTrainStep final : public TrainStep {
     std::fill(reduce_.begin(), reduce_.end(), 0.0);
     std::fill(fire_.begin(), fire_.end(), 0);
     cfg_.sae.l1_coef = s.l1_coef;
+    cfg_.sae.l0_coef = s.l0_coef;
     // Collective over the shard group and, for batchtopk, every rank: called also with no rows.
     const SaeStepSums sums = sae_forward_backward(params_, cfg_.sae, b.x, b.n, b.global_batch, dead, reduce_.data(),
                                                   fire_.data(), ws_, b.lead, b.tail);

@@ -121,7 +121,30 @@ void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_
     std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, D_) : geometric_median(sample.data(), n, D_);
     std::copy(b.begin(), b.end(), p.b_dec());
   }
+  if (tc.target_l0 > 0 && (arch_ == Architecture::ReLU || arch_ == Architecture::JumpReLU))
+    start_at_target_l0(p, sample.data(), n, tc.target_l0);
   step_->set_state(p, AdamState{});
+}
+
+// A sparsity target: start at it. t = the (rows * target)th largest encoder pre-activation of
+// (up to 2^24 / F rows of) the init sample under the initial weights becomes every jumprelu
+// threshold / minus every relu b_enc, so the first steps fire about target latents per token
+// and the adapting coefficient only has to hold that (a threshold learns slowly through the
+// straight-through estimator: from 0.01 to the ~0.2 the toy store needs took thousands of steps).
+void TrainModel::start_at_target_l0(SaeParams& p, const float* sample, int64_t n, double target) const {
+  const int64_t rows = std::min(n, std::max<int64_t>(64, (int64_t(1) << 24) / F_));
+  SaeConfig probe;
+  probe.architecture = Architecture::ReLU;
+  SaeWorkspace ws;
+  sae_encode_decode(p, probe, sample, rows, ws);  // ws.pre [rows, F]
+  std::vector<float> pre(ws.pre.begin(), ws.pre.begin() + rows * F_);
+  const auto kth = std::clamp<int64_t>(std::llround(double(rows) * target), 1, rows * F_);
+  const float t = local_kth_largest(pre, kth);
+  if (!(t > 0)) return;  // fewer positive pre-activations than the target: nothing to cut
+  if (arch_ == Architecture::JumpReLU)
+    std::fill(p.log_threshold(), p.log_threshold() + F_, std::log(t));
+  else
+    std::fill(p.b_enc(), p.b_enc() + F_, -t);
 }
 
 void TrainModel::open_log(const Logger& log) {

@@ -65,6 +65,7 @@ class TrainModel {
 
  private:
   void resample_dead(int64_t step, const StepBatch& rows, uint64_t seed, Logger& log);
+  void start_at_target_l0(SaeParams& p, const float* sample, int64_t n, double target) const;
 
   ModelSpec spec_;
   const MpiEnv& env_;
