@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The activation store's data path next to the machine's bound, in one run. For d_model 768 and
 # 2304, bfloat16 and float32, 1 and 2 ranks:
-#   write  bench_io write (write_shard on a worker pool, as harvest) vs dd of the same bytes;
+#   write  bench_io write (write_shard on a worker pool, as harvest) vs dd of the same bytes (and
+#          dd of them into /dev/shm: the cost of fresh page-cache pages alone);
 #   read   train's shuffled stream (float32 batches, and batches in the store's dtype) and stats'
 #          sequential reads, from a warm page cache and a cold one, vs cat of the same files.
 # Then the train stage on the d 768 bf16 store at d_sae 64, k 4 (data-bound) and d_sae 24576,
@@ -67,10 +68,15 @@ for D in $DIMS; do
       sync
       dd_s=$(parallel_time "$R" "dd if=/dev/zero of=$OUT/dd.{} bs=4M count=$(( BYTES / R / 4194304 + 1 )) status=none")
       rm -f "$OUT"/dd.*; sync
+      # The same bytes into tmpfs (/dev/shm: page cache with no disk under it): what fresh page-cache
+      # pages cost here, the bound of any writer (on a VM that hands freed memory back to the host,
+      # e.g. free page reporting, each fresh page is a host fault).
+      shm_s=$(parallel_time "$R" "dd if=/dev/zero of=/dev/shm/saepipe_bench_dd.{} bs=4M count=$(( BYTES / R / 4194304 + 1 )) status=none")
+      rm -f /dev/shm/saepipe_bench_dd.*
       rm -rf "$STORE"; mkdir -p "$STORE"
       w=$(mpi "$R" "$IO" write "$STORE" "$D" "$DT" "$N" "$SHARD")
       sync
-      record "{$tag, \"what\": \"write\", \"dd_gb_s_per_rank\": $(rate $((BYTES / R)) "$dd_s"), \"result\": $w}"
+      record "{$tag, \"what\": \"write\", \"dd_gb_s_per_rank\": $(rate $((BYTES / R)) "$dd_s"), \"dd_shm_gb_s_per_rank\": $(rate $((BYTES / R)) "$shm_s"), \"result\": $w}"
       # Warm reads: the store was just written; cat once to be sure, then the cat bound.
       cat "$STORE"/shard-*.h5 > /dev/null
       cat_s=$(parallel_time "$R" "cat $STORE/shard-*.h5 > /dev/null")
@@ -131,6 +137,8 @@ for r in rows:
     gb = res["loaded_gb_s_per_rank"]
     bound, bgb = ("dd", r["dd_gb_s_per_rank"]) if r["what"] == "write" else ("cat", r["cat_gb_s_per_rank"])
     what = r["what"] + ("" if r["what"] == "write" else " " + res["op"])
+    if r["what"] == "write":
+        what += f" (dd to /dev/shm {r['dd_shm_gb_s_per_rank']:.2f})"
     if r["what"] == "read_cold":
         what += f" (resident after evict {r['resident_after_evict']:.0%})"
     print(f"| {r['d_model']} | {r['dtype']} | {r['ranks']} | {what} | {gb:.2f} | {res['tokens_per_s_per_rank']:.0f} | {bound} | {bgb:.2f} | {gb / max(bgb, 1e-9):.0%} |")
