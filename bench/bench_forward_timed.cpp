@@ -14,6 +14,7 @@
 //
 // Shape legend: B sequences, T positions, D d_model.
 #include <CLI/CLI.hpp>
+#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -87,6 +88,7 @@ int run(int argc, char** argv) {
   for (float v : act) checksum += double(v) * v;
   if (!std::isfinite(checksum)) internal_error("non-finite activations from " + model_dir);
   nlohmann::json j = {{"impl", "saepipe"}, {"family", model->family()}, {"threads", omp_get_max_threads()},
+                      {"blas_kernels", openblas_get_corename()},
                       {"hook", hook}, {"context", T}, {"batch_sequences", B}, {"warmup", warmup},
                       {"tokens_per_batch", B * T}, {"seconds", seconds}, {"mean_square_activation", checksum / double(act.size())},
                       {"peak_rss_after_load_mib", rss_after_load_mib}, {"peak_rss_mib", peak_rss_mib()}};

@@ -43,11 +43,11 @@ MODELS = [
         },
     },
     {
-        "name": "Gemma-2-2B cut after block 5",
+        "name": "Gemma-2-2B cut after block 12",
         "model_type": "gemma2",
-        "hook_layer": 5,  # 6 of its 26 blocks: local and global attention both run
+        "hook_layer": 12,  # 13 of its 26 blocks (Gemma Scope's layer 12; jobs/ example): local and global attention
         "dims": {"d": 2304, "heads": 8, "kv_heads": 4, "head_dim": 256, "ffn": 9216, "gated": True},
-        "config": {"hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 6, "num_attention_heads": 8,
+        "config": {"hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 13, "num_attention_heads": 8,
                    "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 4096,
                    "vocab_size": 256000, "max_position_embeddings": 8192},
         "n_seq": 16, "batch": 4, "save_dtype": "bfloat16",

@@ -18,11 +18,36 @@ WHAT_IS_TIMED = [
     "model, no LM head), `model(input_ids, use_cache=False)` under `torch.inference_mode()`, a forward hook on "
     "the hooked block copying its output into a host buffer; transformers' default attention implementation. "
     "It also runs its final norm after the last block (not counted in the bound; one norm per token).",
+    "- Where the environment pins OpenBLAS's kernels (OPENBLAS_CORETYPE), saepipe's forward and harvest stage "
+    "also run without the pin (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset: the kernels Debian's OpenBLAS picks "
+    "for this CPU); each row names its kernels. `bench/blas_vs_torch.py` compares the matrix products alone.",
     "- The model directory holds only the blocks up to the hooked one (written by transformers' "
     "`save_pretrained` from a random `from_config` model), so both run the same blocks.",
     "- **saepipe harvest stage**: `saepipe-harvest` on the same model and token stream, its own tokens/s "
     "(forward + the hooked activations written to HDF5 shards, writes overlapping the next shard's forward).",
 ]
+
+
+# The machine's environment may pin OpenBLAS's kernels (OPENBLAS_CORETYPE, with OPENBLAS_L2_SIZE:
+# this project's machines set Haswell, AVX2, on an AVX-512 CPU, against older OpenBLAS builds
+# that fail on it). saepipe's rows then run twice: as the environment says, and with both unset,
+# the kernels Debian's OpenBLAS picks itself for this CPU. transformers' torch uses its own MKL.
+# Not with --quick: that is what CI runs (ctest e2e_bench_report), where the pin stays.
+PINNED = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def own_kernels_differ(ctx):
+    return "OPENBLAS_CORETYPE" in os.environ and not ctx.quick
+
+
+def own_kernels_env(ctx):
+    return {k: v for k, v in ctx.env().items() if k not in PINNED}
+
+
+def kernels_text(name, own):
+    if own:
+        return f"OpenBLAS's own kernels: {name}"
+    return f"OpenBLAS {name}" + (" set by OPENBLAS_CORETYPE" if "OPENBLAS_CORETYPE" in os.environ else "")
 
 
 def settings(ctx):
@@ -33,9 +58,10 @@ def settings(ctx):
     return {"n_seq": 48, "batch": 8, "context": 128, "warmup": 1}
 
 
-def stage_row(ctx, m, s, model_dir, group):
-    run_dir = ctx.path("harvest", m["model_type"], "run")
-    job = ctx.path("harvest", m["model_type"], "job.toml")
+def stage_row(ctx, m, s, model_dir, group, own_kernels=False):
+    tag = "_own_kernels" if own_kernels else ""
+    run_dir = ctx.path("harvest", m["model_type"], "run" + tag)
+    job = ctx.path("harvest", m["model_type"], f"job{tag}.toml")
     open(job, "w").write(f"""[run]
 name = "bench_harvest"
 dir = "{run_dir}"
@@ -49,33 +75,39 @@ context = {s['context']}
 shard_tokens = {s['batch'] * s['context'] * 2}
 batch_sequences = {s['batch']}
 """)
-    log = ctx.path("harvest", m["model_type"], "stage.log")
+    log = ctx.path("harvest", m["model_type"], f"stage{tag}.log")
+    what = "saepipe harvest stage" + (" with OpenBLAS's own kernels" if own_kernels else "")
     try:
-        run([os.path.join(ctx.build, "saepipe-harvest"), "--job", job], ctx, log)
+        run([os.path.join(ctx.build, "saepipe-harvest"), "--job", job], ctx, log,
+            env=own_kernels_env(ctx) if own_kernels else None)
     except RunError as e:
-        return Row(group, "saepipe harvest stage", error=str(e))
+        return Row(group, what, error=str(e))
     import re
     found = re.findall(r"([0-9.]+) s, ([0-9]+) tokens/s", open(log).read())
     if not found:
-        return Row(group, "saepipe harvest stage", error="no tokens/s in its log")
+        return Row(group, what, error="no tokens/s in its log")
     tok = float(found[-1][1])
-    return Row(group, "saepipe harvest stage (forward + HDF5 writes)",
+    return Row(group, what + " (forward + HDF5 writes)",
                {"tokens_per_s": tok, "min": tok, "max": tok, "n": 1})
 
 
 def cpu_rows(ctx, m, s, model_dir, commit, group):
     hook = f"blocks.{m['hook_layer']}.hook_resid_post"
     rows, ms = [], {}
-    ours = ctx.path("harvest", m["model_type"], "saepipe.json")
-    try:
-        r = run_json([os.path.join(ctx.build, "bench", "bench_forward_timed"), "--model", model_dir, "--hook", hook,
-                      "--ids", os.path.join(model_dir, "ids.i32"), "--context", s["context"], "--batch", s["batch"],
-                      "--warmup", s["warmup"], "--json", ours], ours, ctx)
-        ms["saepipe"] = r["mean_square_activation"]
-        ms["saepipe_rss"] = (r["peak_rss_after_load_mib"], r["peak_rss_mib"])
-        rows.append(Row(group, f"saepipe {commit} forward", summarize(r["seconds"], s["warmup"], r["tokens_per_batch"]), saepipe=True))
-    except (RunError, KeyError) as e:
-        rows.append(Row(group, "saepipe forward", error=str(e), saepipe=True))
+    for own in [False] + ([True] if own_kernels_differ(ctx) else []):
+        ours = ctx.path("harvest", m["model_type"], "saepipe_own_kernels.json" if own else "saepipe.json")
+        try:
+            r = run_json([os.path.join(ctx.build, "bench", "bench_forward_timed"), "--model", model_dir, "--hook", hook,
+                          "--ids", os.path.join(model_dir, "ids.i32"), "--context", s["context"], "--batch", s["batch"],
+                          "--warmup", s["warmup"], "--json", ours], ours, ctx, env=own_kernels_env(ctx) if own else None)
+            ms["saepipe_own_kernels" if own else "saepipe"] = r["mean_square_activation"]
+            if not own:
+                ms["saepipe_rss"] = (r["peak_rss_after_load_mib"], r["peak_rss_mib"])
+            rows.append(Row(group, f"saepipe {commit} forward ({kernels_text(r['blas_kernels'], own)})",
+                            summarize(r["seconds"], s["warmup"], r["tokens_per_batch"]), saepipe=not own))
+        except (RunError, KeyError) as e:
+            rows.append(Row(group, "saepipe forward" + (" (OpenBLAS's own kernels)" if own else ""), error=str(e),
+                            saepipe=not own))
     theirs = ctx.path("harvest", m["model_type"], "transformers.json")
     try:
         r = run_json([ctx.py, os.path.join(PEERS, "harvest_transformers.py"), "--model", model_dir, "--ids",
@@ -90,6 +122,8 @@ def cpu_rows(ctx, m, s, model_dir, commit, group):
     except (RunError, KeyError) as e:
         rows.append(Row(group, "transformers forward", error=str(e)))
     rows.append(stage_row(ctx, m, s, model_dir, group))
+    if own_kernels_differ(ctx):
+        rows.append(stage_row(ctx, m, s, model_dir, group, own_kernels=True))
     return rows, ms
 
 
@@ -153,6 +187,10 @@ def harvest_table(ctx, commit, peak_gflops):
             rel = abs(ms["saepipe"] - ms["transformers"]) / max(abs(ms["transformers"]), 1e-30)
             notes.append(f"Activations check, {group}: mean square of the hooked activations, saepipe "
                          f"{ms['saepipe']:.6g}, transformers {ms['transformers']:.6g}, relative difference {rel:.1e}.")
+            if "saepipe_own_kernels" in ms:
+                own = ms["saepipe_own_kernels"]
+                notes.append(f"Activations check, {group}, saepipe with OpenBLAS's own kernels: {own:.6g}, relative "
+                             f"difference to transformers {abs(own - ms['transformers']) / max(abs(ms['transformers']), 1e-30):.1e}.")
         flop = forward_flops_per_token(m["dims"], m["hook_layer"] + 1, s["context"])
         bounds.append((group, flop))
         if not ctx.quick:
