@@ -32,10 +32,11 @@ namespace {
 // out[n, :] = a[n, :] W^T for n < M, W [R, C] (a [M, C], out [M, R], rows ld_out apart; 0: R)
 // in blocks of `block` rows counted from the first (0: one call), like the encoder:
 // rank-invariant rounding.
-// When BLAS is single-threaded (the train stage holds a SingleThreadedBlas) the blocks, cut
-// into column slabs where there are fewer blocks than threads, go over the OpenMP threads: an
-// element's sum over C is the same in any slab (BLAS splits rows and columns, never C), and
-// BLAS's own threads no longer spin (sched_yield) beside OpenMP's between the step's calls.
+// When BLAS is single-threaded (the train stage holds a SingleThreadedBlas) the blocks go over
+// the OpenMP threads, each the same call as on one thread, so the rounding does not depend on
+// the thread count (OpenBLAS's result for an element depends on the columns of the call, so
+// neither its own threads nor column slabs keep it), and BLAS's own threads no longer spin
+// (sched_yield) beside OpenMP's between the step's calls.
 void blocked_matmul_nt(const float* a, int64_t M, int64_t C, const float* W, int64_t R, int64_t block, float beta,
                        float* out, int64_t ld_out = 0) {
   const int64_t G = block > 0 ? block : M;
@@ -48,13 +49,11 @@ void blocked_matmul_nt(const float* a, int64_t M, int64_t C, const float* W, int
     }
     return;
   }
-  const int64_t blocks = (M + G - 1) / G, slabs = std::min<int64_t>((threads + blocks - 1) / blocks, (R + 15) / 16);
-  const int64_t slab = (R + slabs - 1) / slabs;
+  const int64_t blocks = (M + G - 1) / G;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < blocks * slabs; ++t) {
-    const int64_t r = t / slabs * G, m = std::min(G, M - r), c0 = t % slabs * slab, c1 = std::min(R, c0 + slab);
-    if (c0 < c1)
-      cpu::matmul(false, true, m, c1 - c0, C, 1.0f, a + r * C, C, W + c0 * C, C, beta, out + r * ld + c0, ld);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t r = b * G, m = std::min(G, M - r);
+    cpu::matmul(false, true, m, R, C, 1.0f, a + r * C, C, W, C, beta, out + r * ld, ld);
   }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The store is the same for 1 and 3 harvest ranks; for every architecture the trained
-# weights are the same for 1, 2, 3 and 4 train ranks (matryoshka: 1 and 3) (global batch 1000: uneven slices for
+# weights are the same for 1, 2, 3 and 4 train ranks (topk also for 1 rank of 2 threads) (matryoshka: 1 and 3) (global batch 1000: uneven slices for
 # 3 and 4 ranks; batchtopk's threshold is found across ranks). A global batch smaller than
 # the rank count (a rank with no rows) must not hang.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
@@ -73,6 +73,16 @@ for n in [int(r) for r in os.environ["RANKS"].split()[1:]]:
 sys.exit(0 if ok else 1)
 P
 done
+# Nor on the threads per rank, bit for bit: topk on 1 rank with 2 OpenMP threads equals 2 ranks of
+# 1 thread (the train stage's encoder blocks are single-threaded BLAS calls spread over the OpenMP
+# threads; OpenBLAS's own threads rounded differently).
+sed 's/runtopk1/runtopk1t2/' ttopk1.toml > ttopk1t2.toml
+OMP_NUM_THREADS=2 mpirun_np 1 "$BIN/saepipe-train" --job ttopk1t2.toml >train1t2.log 2>&1 || { fail "train topk 1 rank 2 threads"; cat train1t2.log; }
+$PY - <<'P' && pass "topk: 1 rank x 2 threads equals 2 ranks x 1 thread bit for bit" || fail "topk: weights depend on the threads per rank"
+import h5py, numpy as np, sys
+a, b = h5py.File("runtopk1t2/sae/sae.h5"), h5py.File("runtopk2/sae/sae.h5")
+sys.exit(0 if all(np.array_equal(a[k][...], b[k][...]) for k in ("W_enc", "W_dec", "b_enc", "b_dec")) else 1)
+P
 # batchtopk with a global batch of 3 over 4 ranks: rank 3 has no rows but joins the threshold.
 for n in 1 4; do
   job tiny$n runtiny$n 'architecture = "batchtopk"
