@@ -15,23 +15,43 @@ double row_norm(const float* r, int64_t D) {
 }
 }  // namespace
 
-void resample_latents(SaeParams& p, AdamState& adam, const std::vector<int32_t>& latents, const float* inputs,
-                      const std::vector<uint8_t>& dead) {
-  const int64_t D = p.d_in, F = p.d_sae;
+void latent_row_norms(const SaeParams& p, double* enc, double* dec) {
+  const int64_t D = p.d_in;
+  for (int64_t f = 0; f < p.d_sae; ++f) {
+    enc[f] = row_norm(p.W_encT() + f * D, D);
+    dec[f] = row_norm(p.W_dec() + f * D, D);
+  }
+}
+
+ResampleScales resample_scales(const double* enc, const double* dec, const std::vector<uint8_t>& dead) {
   double enc_sum = 0, dec_sum = 0;
   int64_t live = 0;
-  for (int64_t f = 0; f < F; ++f)
+  for (size_t f = 0; f < dead.size(); ++f)
     if (!dead[f]) {
-      enc_sum += row_norm(p.W_encT() + f * D, D);
-      dec_sum += row_norm(p.W_dec() + f * D, D);
+      enc_sum += enc[f];
+      dec_sum += dec[f];
       ++live;
     }
-  const double enc_scale = 0.2 * (live > 0 ? enc_sum / double(live) : 1.0);
-  const double dec_scale = live > 0 ? dec_sum / double(live) : 1.0;
+  return {0.2 * (live > 0 ? enc_sum / double(live) : 1.0), live > 0 ? dec_sum / double(live) : 1.0};
+}
+
+void resample_latents(SaeParams& p, AdamState& adam, const std::vector<int32_t>& latents, const float* inputs,
+                      const std::vector<uint8_t>& dead) {
+  SAE_ASSERT(int64_t(dead.size()) == p.d_sae, "dead flags for every latent");
+  for (int32_t f : latents) SAE_ASSERT(f >= 0 && f < p.d_sae, "resampled latent out of range");
+  std::vector<double> enc(size_t(p.d_sae)), dec(size_t(p.d_sae));
+  latent_row_norms(p, enc.data(), dec.data());
+  resample_rows(p, adam, latents, inputs, 0, resample_scales(enc.data(), dec.data(), dead));
+}
+
+void resample_rows(SaeParams& p, AdamState& adam, const std::vector<int32_t>& latents, const float* inputs,
+                   int64_t first, ResampleScales scales) {
+  const int64_t D = p.d_in, F = p.d_sae;
+  const double enc_scale = scales.enc, dec_scale = scales.dec;
   const bool have_moments = int64_t(adam.m.size()) == p.size();
   for (size_t r = 0; r < latents.size(); ++r) {
-    const int64_t f = latents[r];
-    SAE_ASSERT(f >= 0 && f < F, "resampled latent out of range");
+    const int64_t f = latents[r] - first;
+    if (f < 0 || f >= F) continue;  // another shard's
     const float* in = inputs + int64_t(r) * D;
     const double n = row_norm(in, D);
     if (n == 0) continue;

@@ -12,6 +12,7 @@
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/resample.hpp"
 
 namespace saepipe {
 
@@ -128,6 +129,22 @@ class CpuTrainStep final : public TrainStep {
 };
 
 }  // namespace
+
+void TrainStep::resample(const std::vector<int32_t>& latents, const std::vector<double>& rows,
+                         const std::vector<uint8_t>& dead) {
+  SaeParams params;
+  AdamState adam;
+  get_state(params, adam);
+  const std::vector<float> inputs = resample_inputs(rows, params.b_dec(), params.d_in);
+  resample_latents(params, adam, latents, inputs.data(), dead);
+  set_state(params, adam);
+}
+
+std::vector<float> resample_inputs(const std::vector<double>& rows, const float* b_dec, int64_t D) {
+  std::vector<float> inputs(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) inputs[i] = float(rows[i] - double(b_dec[i % size_t(D)]));
+  return inputs;
+}
 
 std::vector<float> row_squared_errors(const float* recon, const float* x, int64_t n_rows, int64_t D) {
   std::vector<float> err(static_cast<size_t>(n_rows));

@@ -112,12 +112,22 @@ class TrainStep {
 
   // Squared reconstruction error of each of this rank's rows in the last step, [n] (resampling).
   virtual std::vector<float> row_errors(const StepBatch& batch) const = 0;
+
+  // Resampling (pipeline/sae/resample.hpp): latents[r] takes the direction of rows[r] - b_dec
+  // (rows [R, D]: the chosen inputs, scaled, the same on every rank). `dead` [d_sae] flags every
+  // latent. Collective over a sharded step's shard group. The default gathers the state
+  // (get_state), resamples and sets it back; the sharded step rewrites its own latents only.
+  virtual void resample(const std::vector<int32_t>& latents, const std::vector<double>& rows,
+                        const std::vector<uint8_t>& dead);
 };
 
 // The CPU step (train_step.cpp); `data_group` sums the gradients.
 std::unique_ptr<TrainStep> make_cpu_train_step(const TrainStepConfig& config, const MpiEnv& data_group);
 // The CPU step of this rank's latent range on `grid` (train_step_sharded.cpp).
 std::unique_ptr<TrainStep> make_cpu_sharded_train_step(const TrainStepConfig& config, const LatentGrid& grid);
+
+// Encoder inputs of resampled latents: rows [R, D] minus b_dec [D], rounded to float.
+std::vector<float> resample_inputs(const std::vector<double>& rows, const float* b_dec, int64_t D);
 
 // Squared reconstruction error of each row, [n]: recon [n, D] against x [n, D] (row_errors).
 std::vector<float> row_squared_errors(const float* recon, const float* x, int64_t n, int64_t D);

@@ -27,6 +27,7 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/resample.hpp"
 #include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
@@ -206,6 +207,23 @@ class CpuShardedTrainStep final : public TrainStep {
     totals_.comm_s = comm_s_;
     totals_.step_s = MPI_Wtime() - t0;
     return totals_;
+  }
+
+  // Only this shard's latents are rewritten; the scales come from every latent's norms, gathered
+  // in latent order over the shard group, so they equal the unsharded ones.
+  void resample(const std::vector<int32_t>& latents, const std::vector<double>& rows,
+                const std::vector<uint8_t>& dead) override {
+    std::vector<double> mine(size_t(2 * Fs_));
+    latent_row_norms(params_, mine.data(), mine.data() + Fs_);
+    const std::vector<char> all = grid_.shard_group().allgather_bytes(mine.data(), 2 * Fs_ * int64_t(sizeof(double)));
+    const auto* per_shard = reinterpret_cast<const double*>(all.data());  // [S][enc Fs | dec Fs]
+    std::vector<double> enc(static_cast<size_t>(F_)), dec(static_cast<size_t>(F_));
+    for (int s = 0; s < S_; ++s) {
+      std::copy(per_shard + 2 * s * Fs_, per_shard + (2 * s + 1) * Fs_, enc.begin() + s * Fs_);
+      std::copy(per_shard + (2 * s + 1) * Fs_, per_shard + (2 * s + 2) * Fs_, dec.begin() + s * Fs_);
+    }
+    const std::vector<float> inputs = resample_inputs(rows, params_.b_dec(), params_.d_in);
+    resample_rows(params_, adam_, latents, inputs.data(), first_, resample_scales(enc.data(), dec.data(), dead));
   }
 
   std::vector<float> row_errors(const StepBatch& b) const override {

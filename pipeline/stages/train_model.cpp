@@ -253,9 +253,6 @@ void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t see
   double acc = 0;
   for (size_t i = 0; i < all.size(); ++i) prefix[i] = acc += double(all[i]) * double(all[i]);
   if (!(acc > 0)) return;
-  SaeParams params;
-  AdamState adam;
-  step_->get_state(params, adam);
   std::vector<int32_t> latents;
   for (int64_t f = 0; f < F; ++f)
     if (dead_[f]) latents.push_back(int32_t(f));
@@ -264,12 +261,11 @@ void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t see
     const double u = uniform01(counter_hash(seed, 41, uint64_t(step), uint64_t(latents[j])));
     const int64_t t = sample_proportional(prefix, u) - rows.first;
     if (t >= 0 && t < rows.n)
-      for (int64_t d = 0; d < D; ++d) picked[j * D + d] = double(x_own[t * D + d]) - double(params.b_dec()[d]);
+      for (int64_t d = 0; d < D; ++d) picked[j * D + d] = double(x_own[t * D + d]);
   }
   rows_env.allreduce_sum(picked.data(), int64_t(picked.size()));
-  const std::vector<float> inputs(picked.begin(), picked.end());
-  resample_latents(params, adam, latents, inputs.data(), dead_);
-  step_->set_state(params, adam);
+  // The step subtracts b_dec and rewrites the latents it holds (a sharded step: its range only).
+  step_->resample(latents, picked, dead_);
   for (int32_t f : latents) {
     since_fired_[f] = 0;
     dead_[f] = 0;
