@@ -18,6 +18,7 @@ parent's direction (the parent's latent silent when a child fires) scores 1.
 
   python3 bench/variants_table.py [--build build] [--out /tmp/saepipe_variants] [--seed 2024]
       [--tokens 1000000] [--archs topk,batchtopk,matryoshka,relu,jumprelu] [--threads 1] [--lr 0]
+      [--child-probability 0.5]
 """
 import argparse
 import json
@@ -82,6 +83,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=1000000)
     ap.add_argument("--archs", default="topk,batchtopk,matryoshka,relu,jumprelu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--child-probability", type=float, default=CHILD_P,
+                    help="harvest.synthetic.child_probability (a parent alone is rarer as it grows)")
     ap.add_argument("--lr", type=float, default=0.0, help="train.lr for every model (0: the default rule)")
     a = ap.parse_args()
     saepipe = os.path.join(os.path.realpath(a.build), "saepipe")
@@ -105,7 +108,7 @@ n_features = {G}
 mean_active = {MEAN_ACTIVE}
 decay = 0.99
 children = {CHILDREN}
-child_probability = {CHILD_P}
+child_probability = {a.child_probability}
 seed = {a.seed}
 [train]
 architecture = "{archs[0]}"
@@ -121,7 +124,7 @@ heldout_fraction = 0.1
     path = os.path.join(a.out, "variants.toml")
     open(path, "w").write(job)
     print(f"store: d_in {D}, {G} true features ({G // (CHILDREN + 1)} parents x {CHILDREN} children, "
-          f"child_probability {CHILD_P}), mean active {MEAN_ACTIVE}, seed {a.seed}; d_sae {D_SAE}, k {K}, "
+          f"child_probability {a.child_probability}), mean active {MEAN_ACTIVE}, seed {a.seed}; d_sae {D_SAE}, k {K}, "
           f"{a.tokens} training tokens", flush=True)
     run([saepipe, "run", path, "--only", "harvest,train"], os.path.join(a.out, "train.log"), env)
     src = json.load(open(os.path.join(run_dir, "activations", "manifest.json")))["source"]
