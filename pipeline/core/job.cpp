@@ -387,10 +387,33 @@ void check_cross_fields(const Job& job, const toml::table& t) {
     for (size_t j = 0; j < i; ++j)
       if (tr.sweep[j].sweep_name == v.sweep_name) fail((key + ".name").c_str(), "\"" + v.sweep_name + "\" is used twice");
   }
-  if (!tr.hook.empty() && tr.activations.empty()) {
-    bool found = false;
-    for (const auto& x : h.hooks) found = found || x == tr.hook;
-    if (!found) fail("train.hook", "\"" + tr.hook + "\" is not among harvest.hooks");
+  auto in_harvest = [&](const std::string& hook) {
+    return std::find(h.hooks.begin(), h.hooks.end(), hook) != h.hooks.end();
+  };
+  if (!tr.hook.empty() && tr.activations.empty() && !in_harvest(tr.hook))
+    fail("train.hook", "\"" + tr.hook + "\" is not among harvest.hooks");
+  // Transcoders (target_hook) and crosscoders (hooks).
+  if (!tr.target_hook.empty() && tr.activations.empty() && !in_harvest(tr.target_hook))
+    fail("train.target_hook", "\"" + tr.target_hook + "\" is not among harvest.hooks");
+  if (!tr.target_hook.empty() && tr.target_hook == tr.hook)
+    fail("train.target_hook", "is train.hook itself; a transcoder reconstructs another hook");
+  auto check_skip = [&](const TrainConfig& v, const std::string& key) {
+    if (v.skip && tr.target_hook.empty()) fail(key.c_str(), "a skip connection needs a transcoder (train.target_hook)");
+    if (!tr.target_hook.empty() && v.resample_every > 0)
+      fail("train.resample_every", "resampling is not implemented for transcoders (set 0)");
+  };
+  check_skip(tr, "train.skip");
+  for (size_t i = 0; i < tr.sweep.size(); ++i) check_skip(tr.sweep[i], "train.sweep[" + std::to_string(i) + "].skip");
+  if (!tr.hooks.empty()) {
+    if (tr.hooks.size() < 2) fail("train.hooks", "a crosscoder reads two or more hooks; for one, set train.hook");
+    if (!tr.hook.empty() || !tr.target_hook.empty())
+      fail("train.hooks", "a crosscoder's hooks replace train.hook and train.target_hook; leave those out");
+    for (size_t i = 0; i < tr.hooks.size(); ++i) {
+      if (tr.activations.empty() && !in_harvest(tr.hooks[i]))
+        fail("train.hooks", "\"" + tr.hooks[i] + "\" is not among harvest.hooks");
+      for (size_t j = 0; j < i; ++j)
+        if (tr.hooks[i] == tr.hooks[j]) fail("train.hooks", "hook \"" + tr.hooks[i] + "\" is listed twice");
+    }
   }
   // Latent sharding: equal latent ranges (the rank count is checked when train starts).
   const int64_t S = job.resources_train.latent_shards;

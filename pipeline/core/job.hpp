@@ -102,6 +102,9 @@ struct HarvestConfig {
 
 struct TrainConfig {
   std::string activations, hook, architecture, b_dec_init;
+  std::string target_hook;         // transcoders: the hook reconstructed from `hook`
+  bool skip = false;               // transcoders: the learned linear skip
+  std::vector<std::string> hooks;  // crosscoders: the hooks read side by side
   int64_t d_sae = 0, k = 0, batch_tokens = 0, n_tokens = 0, auxk = 0, dead_tokens = 0;
   int64_t init_tokens = 0, shuffle_tokens = 0, log_every = 0;
   double lr = 0, adam_beta1 = 0, adam_beta2 = 0, adam_eps = 0, heldout_fraction = 0, auxk_coef = 0;
@@ -120,6 +123,9 @@ struct TrainConfig {
   static inline const JobKeys<TrainConfig> keys = {
       {"activations", &TrainConfig::activations},
       {"hook", &TrainConfig::hook},
+      {"target_hook", &TrainConfig::target_hook},
+      {"skip", &TrainConfig::skip},
+      {"hooks", &TrainConfig::hooks},
       {"architecture", &TrainConfig::architecture},
       {"d_sae", &TrainConfig::d_sae},
       {"k", &TrainConfig::k},

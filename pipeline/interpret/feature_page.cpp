@@ -48,6 +48,12 @@ void stats_table(std::ostringstream& h, const SiteData& site, int64_t f) {
     const int64_t g = s.gt_match_index[i];
     row("gt_match", "matched true feature", g < 0 ? "none" : std::to_string(g) + " (cosine " + fmt_num(s.gt_match_cosine[i], 4) + ")");
   }
+  if (s.n_layers > 0) {  // crosscoders: how strongly the latent writes to each hook
+    std::string norms;
+    for (int64_t l = 0; l < s.n_layers; ++l)
+      norms += (l ? ", " : "") + fmt_num(s.decoder_norm_per_layer[i * size_t(s.n_layers) + size_t(l)], 4);
+    row("decoder_norm_per_layer", "decoder norm per layer", norms);
+  }
   h << "</table>\n";
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/io/atomic_h5.hpp"
@@ -41,20 +42,36 @@ std::vector<float> read_weights(const h5::File& f, const std::string& name, cons
 }  // namespace
 
 void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& c) {
-  const int64_t D = c.d_in, F = c.d_sae;
+  const int64_t D = c.d_in, F = c.d_sae, O = c.d_out > 0 ? c.d_out : c.d_in;
   SAE_ASSERT(D > 0 && F > 0, path + ": d_in and d_sae must be positive");
-  SAE_ASSERT(int64_t(c.W_enc.size()) == D * F && int64_t(c.W_dec.size()) == F * D, path + ": W_enc/W_dec sizes");
-  SAE_ASSERT(int64_t(c.b_enc.size()) == F && int64_t(c.b_dec.size()) == D, path + ": b_enc/b_dec sizes");
+  SAE_ASSERT(int64_t(c.W_enc.size()) == D * F && int64_t(c.W_dec.size()) == F * O, path + ": W_enc/W_dec sizes");
+  SAE_ASSERT(int64_t(c.b_enc.size()) == F && int64_t(c.b_dec.size()) == O, path + ": b_enc/b_dec sizes");
   SAE_ASSERT(c.threshold.empty() || int64_t(c.threshold.size()) == F, path + ": threshold size");
+  SAE_ASSERT((c.architecture == "gated") == (int64_t(c.r_mag.size()) == F && int64_t(c.b_mag.size()) == F),
+             path + ": r_mag/b_mag belong to gated");
+  SAE_ASSERT(c.W_skip.empty() || int64_t(c.W_skip.size()) == O * D, path + ": W_skip size");
+  const bool kind = c.transcoder || c.layers > 1;  // a transcoder or crosscoder records its kind
 
   h5::AtomicFile out(path);
   {
     const h5::File& f = out.file();
     write_matrix(f, "W_enc", {D, F}, c.W_enc);
     write_matrix(f, "b_enc", {F}, c.b_enc);
-    write_matrix(f, "W_dec", {F, D}, c.W_dec);
-    write_matrix(f, "b_dec", {D}, c.b_dec);
+    write_matrix(f, "W_dec", {F, O}, c.W_dec);
+    write_matrix(f, "b_dec", {O}, c.b_dec);
     write_matrix(f, "threshold", {F}, c.threshold.empty() ? std::vector<float>(size_t(F), 0.0f) : c.threshold);
+    if (!c.r_mag.empty()) {
+      write_matrix(f, "r_mag", {F}, c.r_mag);
+      write_matrix(f, "b_mag", {F}, c.b_mag);
+    }
+    if (!c.W_skip.empty()) write_matrix(f, "W_skip", {O, D}, c.W_skip);
+    if (kind) {
+      f.write_int_attribute("d_out", O);
+      f.write_int_attribute("transcoder", c.transcoder);
+      f.write_string_attribute("target_hook", c.target_hook);
+      f.write_int_attribute("layers", c.layers);
+      f.write_string_attribute("hooks", nlohmann::json(c.hooks).dump());
+    }
     f.write_string_attribute("schema", kSchema);
     f.write_int_attribute("version", kVersion);
     f.write_string_attribute("architecture", c.architecture);
@@ -99,12 +116,42 @@ SaeCheckpoint read_sae_checkpoint(const std::string& path) {
   c.heldout_first_token = f.has_attribute("heldout_first_token") ? f.read_int_attribute("heldout_first_token") : 0;
   c.heldout_n_tokens = f.has_attribute("heldout_n_tokens") ? f.read_int_attribute("heldout_n_tokens") : 0;
 
-  const int64_t D = c.d_in, F = c.d_sae;
-  c.W_enc = read_weights(f, "W_enc", {D, F}, "[d_in, d_sae] = [" + std::to_string(D) + ", " + std::to_string(F) + "]");
-  c.b_enc = read_weights(f, "b_enc", {F}, "[d_sae] = [" + std::to_string(F) + "]");
-  c.W_dec = read_weights(f, "W_dec", {F, D}, "[d_sae, d_in] = [" + std::to_string(F) + ", " + std::to_string(D) + "]");
-  c.b_dec = read_weights(f, "b_dec", {D}, "[d_in] = [" + std::to_string(D) + "]");
-  c.threshold = read_weights(f, "threshold", {F}, "[d_sae] = [" + std::to_string(F) + "]");
+  // Transcoders and crosscoders (absent: an SAE).
+  c.d_out = f.has_attribute("d_out") ? f.read_int_attribute("d_out") : c.d_in;
+  c.transcoder = f.has_attribute("transcoder") && f.read_int_attribute("transcoder") != 0;
+  c.target_hook = f.has_attribute("target_hook") ? f.read_string_attribute("target_hook") : "";
+  c.layers = f.has_attribute("layers") ? f.read_int_attribute("layers") : 1;
+  if (c.d_out < 1 || c.d_out > (int64_t(1) << 24))
+    user_error(path + ": attribute 'd_out' must be in [1, 2^24], got " + std::to_string(c.d_out));
+  if (!c.transcoder && c.d_out != c.d_in)
+    user_error(path + ": attribute 'd_out' (" + std::to_string(c.d_out) + ") differs from d_in but 'transcoder' is not set");
+  if (c.layers < 1 || c.d_in % c.layers != 0)
+    user_error(path + ": attribute 'layers' must divide d_in, got " + std::to_string(c.layers));
+  if (f.has_attribute("hooks")) {
+    const auto j = nlohmann::json::parse(f.read_string_attribute("hooks"), nullptr, false);
+    if (!j.is_array() || !std::all_of(j.begin(), j.end(), [](const auto& h) { return h.is_string(); }))
+      user_error(path + ": attribute 'hooks' is not a JSON array of hook names");
+    c.hooks = j.get<std::vector<std::string>>();
+  }
+  if (c.layers > 1 && int64_t(c.hooks.size()) != c.layers)
+    user_error(path + ": attribute 'hooks' lists " + std::to_string(c.hooks.size()) + " hooks for " +
+               std::to_string(c.layers) + " layers");
+
+  const int64_t D = c.d_in, F = c.d_sae, O = c.d_out;
+  const std::string sF = std::to_string(F), sD = std::to_string(D), sO = std::to_string(O);
+  c.W_enc = read_weights(f, "W_enc", {D, F}, "[d_in, d_sae] = [" + sD + ", " + sF + "]");
+  c.b_enc = read_weights(f, "b_enc", {F}, "[d_sae] = [" + sF + "]");
+  c.W_dec = read_weights(f, "W_dec", {F, O}, "[d_sae, d_out] = [" + sF + ", " + sO + "]");
+  c.b_dec = read_weights(f, "b_dec", {O}, "[d_out] = [" + sO + "]");
+  c.threshold = read_weights(f, "threshold", {F}, "[d_sae] = [" + sF + "]");
+  if (c.architecture == "gated") {
+    c.r_mag = read_weights(f, "r_mag", {F}, "[d_sae] = [" + sF + "]");
+    c.b_mag = read_weights(f, "b_mag", {F}, "[d_sae] = [" + sF + "]");
+  }
+  if (f.exists("W_skip")) {
+    if (!c.transcoder) user_error(path + ": /W_skip belongs to a transcoder, but attribute 'transcoder' is not set");
+    c.W_skip = read_weights(f, "W_skip", {O, D}, "[d_out, d_in] = [" + sO + ", " + sD + "]");
+  }
   return c;
 }
 

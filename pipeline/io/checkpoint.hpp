@@ -1,5 +1,6 @@
 // The SAE checkpoint sae.h5 (DESIGN.md "SAE checkpoint", schemas/sae.schema.json).
-// Shapes: D d_in, F d_sae. Weights are float32 in the units of the raw activations.
+// Shapes: D d_in, O d_out (= D but for transcoders), F d_sae. Weights are float32 in the units
+// of the raw activations.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,9 +12,17 @@ struct SaeCheckpoint {
   int64_t d_in = 0, d_sae = 0;
   std::vector<float> W_enc;      // [D, F]
   std::vector<float> b_enc;      // [F]
-  std::vector<float> W_dec;      // [F, D]
-  std::vector<float> b_dec;      // [D]
+  std::vector<float> W_dec;      // [F, O]
+  std::vector<float> b_dec;      // [O]
   std::vector<float> threshold;  // [F] (JumpReLU); empty is written as zeros
+  std::vector<float> r_mag, b_mag;  // [F] gated: magnitude path exp(r_mag) (W_enc^T xc) + b_mag; b_enc is b_gate
+  std::vector<float> W_skip;        // [O, D] skip transcoders: x_hat += W_skip x; empty otherwise
+  // Transcoders: d_out and the hook reconstructed (x is read from `hook`, not centred by b_dec).
+  // Crosscoders: `hooks` (layers > 1), whose rows side by side are the input and the output.
+  int64_t d_out = 0, layers = 1;  // d_out 0: d_in
+  bool transcoder = false;
+  std::string target_hook;
+  std::vector<std::string> hooks;
   std::string architecture, hook, resolved_job, store;
   // What determined these weights (train settings, seed, store); a re-run with the same
   // fingerprint finds the checkpoint complete. May be absent ("") in checkpoints from elsewhere.
@@ -21,14 +30,17 @@ struct SaeCheckpoint {
   int64_t k = 0, tokens_seen = 0, step = 0, heldout_first_token = 0, heldout_n_tokens = 0;
 };
 
-// Datasets /W_enc /b_enc /W_dec /b_dec /threshold (float32, chunked, Fletcher32); root attributes
-// schema = "saepipe.sae", version = 1, architecture, k, d_in, d_sae, hook, tokens_seen, step,
-// store, heldout_first_token, heldout_n_tokens, resolved_job. Written to path + ".tmp", renamed.
+// Datasets /W_enc /b_enc /W_dec /b_dec /threshold (float32, chunked, Fletcher32), with /r_mag
+// /b_mag (gated) and /W_skip (skip transcoders); root attributes schema = "saepipe.sae",
+// version = 1, architecture, k, d_in, d_sae, hook, tokens_seen, step, store, heldout_first_token,
+// heldout_n_tokens, resolved_job, and for transcoders and crosscoders d_out, transcoder,
+// target_hook, layers, hooks (a JSON array). Written to path + ".tmp", renamed.
 void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& checkpoint);
 
 // Checks schema, version and shapes (user error naming the file and the dataset or attribute);
 // a failed read or a NaN/Inf weight is a corrupt error. store and heldout_* may be absent
-// (checkpoints made elsewhere): they read as "" and 0.
+// (checkpoints made elsewhere): they read as "" and 0; so may the transcoder and crosscoder
+// attributes (an SAE).
 SaeCheckpoint read_sae_checkpoint(const std::string& path);
 
 }  // namespace saepipe

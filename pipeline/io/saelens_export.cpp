@@ -67,6 +67,7 @@ nlohmann::ordered_json saelens_metadata(const SaeCheckpoint& c, const StoreManif
   m["sae_lens_training_version"] = nullptr;  // not trained by SAELens
   m["dataset_path"] = model ? src.value("tokens", "") : c.store;
   m["hook_name"] = c.hook;
+  if (c.transcoder) m["hook_name_out"] = c.target_hook;
   m["model_name"] = model ? json(dir_name(src.value("model", ""))) : json(nullptr);
   m["model_class_name"] = model ? json("HookedTransformer") : json(nullptr);
   m["hook_head_index"] = nullptr;
@@ -90,18 +91,34 @@ bool saves_as_jumprelu(const std::string& a) { return a == "jumprelu" || a == "b
 
 }  // namespace
 
+std::string saelens_architecture(const SaeCheckpoint& c) {
+  if (c.layers > 1) return "";  // crosscoders: SAELens has none
+  if (c.transcoder) {
+    // SAELens' Transcoder (ReLU) and JumpReLUTranscoder, each with a skip variant; TopK and gated
+    // transcoders have no SAELens class.
+    const std::string skip = c.W_skip.empty() ? "" : "skip_";
+    if (c.architecture == "relu") return skip + "transcoder";
+    if (saves_as_jumprelu(c.architecture)) return "jumprelu_" + skip + "transcoder";
+    return "";
+  }
+  return saves_as_jumprelu(c.architecture) ? "jumprelu"
+         : c.architecture == "relu"        ? "standard"
+         : c.architecture == "gated"       ? "gated"
+                                           : "topk";
+}
+
 nlohmann::ordered_json saelens_config(const SaeCheckpoint& c, const StoreManifest& store) {
-  const std::string arch = saves_as_jumprelu(c.architecture) ? "jumprelu"
-                           : c.architecture == "relu"       ? "standard"
-                                                            : "topk";
+  const std::string arch = saelens_architecture(c);
+  SAE_ASSERT(!arch.empty(), "no SAELens architecture for this dictionary");
   nlohmann::ordered_json cfg = {{"d_in", c.d_in},
                                 {"d_sae", c.d_sae},
                                 {"dtype", "float32"},
                                 {"device", "cpu"},
-                                {"apply_b_dec_to_input", true},
+                                {"apply_b_dec_to_input", !c.transcoder},  // a transcoder reads x as it is
                                 {"normalize_activations", "none"},
                                 {"reshape_activations", "none"},
                                 {"metadata", saelens_metadata(c, store)}};
+  if (c.transcoder) cfg["d_out"] = c.d_out;
   if (arch == "topk") {
     cfg["k"] = c.k;
     cfg["rescale_acts_by_decoder_norm"] = false;
@@ -116,11 +133,18 @@ void write_saelens_export(const std::string& dir, const SaeCheckpoint& c, const 
   std::error_code ec;
   fs::remove_all(tmp, ec);
   make_dirs(tmp);
-  std::vector<SafeTensor> tensors = {{"W_dec", {c.d_sae, c.d_in}, &c.W_dec},
+  const int64_t O = c.d_out > 0 ? c.d_out : c.d_in;
+  std::vector<SafeTensor> tensors = {{"W_dec", {c.d_sae, O}, &c.W_dec},
                                      {"W_enc", {c.d_in, c.d_sae}, &c.W_enc},
-                                     {"b_dec", {c.d_in}, &c.b_dec},
-                                     {"b_enc", {c.d_sae}, &c.b_enc}};
+                                     {"b_dec", {O}, &c.b_dec}};
+  // gated: b_enc is the gate's bias, b_gate in SAELens
+  tensors.push_back({c.architecture == "gated" ? "b_gate" : "b_enc", {c.d_sae}, &c.b_enc});
   if (saves_as_jumprelu(c.architecture)) tensors.push_back({"threshold", {c.d_sae}, &c.threshold});
+  if (c.architecture == "gated") {
+    tensors.push_back({"r_mag", {c.d_sae}, &c.r_mag});
+    tensors.push_back({"b_mag", {c.d_sae}, &c.b_mag});
+  }
+  if (!c.W_skip.empty()) tensors.push_back({"W_skip", {O, c.d_in}, &c.W_skip});
   write_safetensors(tmp + "/sae_weights.safetensors", tensors);
   write_file_atomic(tmp + "/cfg.json", saelens_config(c, store).dump(2) + "\n");
   fs::remove_all(dir, ec);

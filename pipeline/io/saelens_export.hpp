@@ -4,7 +4,12 @@
 // (ActivationsStore.from_sae, the evals and HookedSAETransformer read metadata.hook_name ...).
 //   topk -> architecture "topk" (k, rescale_acts_by_decoder_norm false); relu -> "standard";
 //   jumprelu, batchtopk and matryoshka -> "jumprelu" (batchtopk and matryoshka infer with their
-//   threshold, as SAELens saves its own BatchTopK and MatryoshkaBatchTopK SAEs).
+//   threshold, as SAELens saves its own BatchTopK and MatryoshkaBatchTopK SAEs); gated ->
+//   "gated" (b_enc saved as b_gate, with r_mag and b_mag).
+//   Transcoders: relu -> "transcoder", the threshold rules -> "jumprelu_transcoder" ("skip_" before
+//   "transcoder" with W_skip [d_out, d_in]); apply_b_dec_to_input false, d_out after metadata,
+//   metadata.hook_name_out the target hook. TopK and gated transcoders and crosscoders have no
+//   SAELens class: no export (sae.h5 holds them, schemas/sae.schema.json).
 // cfg.json: the config dataclass' fields in order (d_in, d_sae, dtype, device,
 // apply_b_dec_to_input, normalize_activations, reshape_activations, metadata, then the
 // architecture's own fields) and "architecture" last; "metadata" holds sae_lens_version (a v6
@@ -25,6 +30,9 @@ namespace saepipe {
 
 // The SAELens version whose save_model layout the export follows.
 inline constexpr const char* kSaeLensFormatVersion = "6.54.12";
+
+// SAELens' architecture name for the checkpoint, "" when SAELens has none (no export).
+std::string saelens_architecture(const SaeCheckpoint& c);
 
 // cfg.json for a checkpoint trained on the store described by `store` (its manifest).
 nlohmann::ordered_json saelens_config(const SaeCheckpoint& c, const StoreManifest& store);

@@ -113,6 +113,10 @@ void write_feature_stats(const std::string& path, const FeatureStats& s, const s
     put(f, "neighbour_cosine", s.neighbour_cosine, {s.n_neighbours});
     put(f, "gt_match_index", s.gt_match_index);
     put(f, "gt_match_cosine", s.gt_match_cosine);
+    if (s.n_layers > 0) {
+      f.write_int_attribute("n_layers", s.n_layers);
+      put(f, "decoder_norm_per_layer", s.decoder_norm_per_layer, {s.n_layers});
+    }
     put(f, "logit_top_ids", s.logit_top_ids, {s.n_logit_tokens});
     put(f, "logit_top_values", s.logit_top_values, {s.n_logit_tokens});
     put(f, "logit_bottom_ids", s.logit_bottom_ids, {s.n_logit_tokens});
@@ -159,6 +163,11 @@ FeatureStats read_feature_stats(const std::string& path) {
   get(f, path, "neighbour_cosine", F, {s.n_neighbours}, s.neighbour_cosine, s.n_neighbours == 0);
   get(f, path, "gt_match_index", F, {}, s.gt_match_index, true);
   get(f, path, "gt_match_cosine", F, {}, s.gt_match_cosine, s.gt_match_index.empty());
+  if (f.has_attribute("n_layers")) {
+    s.n_layers = f.read_int_attribute("n_layers");
+    if (s.n_layers < 1 || s.n_layers > 4096) user_error(path + ": attribute n_layers out of range");
+    get(f, path, "decoder_norm_per_layer", F, {s.n_layers}, s.decoder_norm_per_layer);
+  }
   const int64_t L = s.n_logit_tokens;
   get(f, path, "logit_top_ids", F, {L}, s.logit_top_ids, L == 0);
   get(f, path, "logit_top_values", F, {L}, s.logit_top_values, L == 0);

@@ -45,6 +45,10 @@ struct FeatureStats {
   std::vector<int64_t> gt_match_index;   // [F]
   std::vector<float> gt_match_cosine;    // [F]
 
+  // Crosscoders only (else n_layers = 0, empty): the norm of each latent's decoder block per hook.
+  int64_t n_layers = 0;                      // L
+  std::vector<float> decoder_norm_per_layer; // [F, L]
+
   // With a model only (else n_logit_tokens = 0, arrays empty): direct logit effect of each
   // decoder row, W_dec[f] . diag(ln_final.w) . W_U (the final LayerNorm's scale folded in, its
   // centering applied to the row, its normalisation by the token's norm ignored).

@@ -41,6 +41,11 @@ void write_train_state(const std::string& path, const TrainState& s) {
     f.write_double_attribute("threshold_ema", s.threshold_ema);
     f.write_double_attribute("threshold_weight", s.threshold_weight);
     f.write_double_attribute("sparsity_log_scale", s.sparsity_log_scale);
+    f.write_int_attribute("d_out", s.d_out > 0 ? s.d_out : s.d_in);
+    f.write_int_attribute("layers", s.layers);
+    f.write_int_attribute("transcoder", s.transcoder);
+    f.write_int_attribute("skip", s.skip);
+    f.write_int_attribute("gated", s.gated);
   }
   out.commit();
 }
@@ -65,7 +70,18 @@ TrainState read_train_state(const std::string& path) {
   if (s.d_in < 1 || s.d_sae < 1 || s.d_in > (int64_t(1) << 24) || s.d_sae > (int64_t(1) << 30))
     user_error(path + ": d_in " + std::to_string(s.d_in) + " and d_sae " + std::to_string(s.d_sae) +
                " must be >= 1 (and below 2^24, 2^30)");
-  const int64_t P = 2 * s.d_in * s.d_sae + 2 * s.d_sae + s.d_in;  // SaeParams::size_for
+  auto opt_int = [&](const char* name, int64_t absent) { return f.has_attribute(name) ? f.read_int_attribute(name) : absent; };
+  s.d_out = opt_int("d_out", s.d_in);
+  s.layers = opt_int("layers", 1);
+  s.transcoder = opt_int("transcoder", 0) != 0;
+  s.skip = opt_int("skip", 0) != 0;
+  s.gated = opt_int("gated", 0) != 0;
+  if (s.d_out < 1 || s.d_out > (int64_t(1) << 24) || s.layers < 1 || s.d_out % s.layers != 0)
+    user_error(path + ": d_out " + std::to_string(s.d_out) + " and layers " + std::to_string(s.layers) +
+               " must be >= 1 (d_out below 2^24, a multiple of layers)");
+  // SaeParams::size_for (pipeline/sae/sae.hpp)
+  const int64_t D = s.d_in, F = s.d_sae, O = s.d_out;
+  const int64_t P = D * F + F + F * O + O + F + (s.gated ? 2 * F : 0) + (s.skip ? O * D : 0);
   s.params = read_vector<float>(f, "params", P);
   s.adam_m = read_vector<float>(f, "adam_m", P);
   s.adam_v = read_vector<float>(f, "adam_v", P);

@@ -5,7 +5,9 @@
 // File train_state.h5: /params, /adam_m, /adam_v [P] float32 (P = SaeParams::size_for),
 // /since_fired [F] int64; attributes schema = "saepipe.train_state", version = 1, step,
 // adam_t, d_in, d_sae, fingerprint, input_scale, threshold_ema (batchtopk), threshold_weight,
-// sparsity_log_scale (relu/jumprelu with train.target_l0; absent in older files: 0).
+// sparsity_log_scale (relu/jumprelu with train.target_l0; absent in older files: 0),
+// and the dictionary's kind: d_out, transcoder, skip, gated, layers (absent: an SAE, as the
+// files written before them).
 // Written to path + ".tmp" and renamed, so a kill leaves the previous state intact.
 #pragma once
 #include <cstdint>
@@ -18,6 +20,9 @@ struct TrainState {
   std::string fingerprint;  // of the job settings that produced it; resume requires a match
   int64_t step = 0;         // steps completed
   int64_t d_in = 0, d_sae = 0, adam_t = 0;
+  // The dictionary's kind (SaeShape): d_out 0 means d_in.
+  int64_t d_out = 0, layers = 1;
+  bool transcoder = false, skip = false, gated = false;
   std::vector<float> params, adam_m, adam_v;  // [P]
   std::vector<int64_t> since_fired;           // [F] tokens since each latent last fired
   double input_scale = 1.0;

@@ -2,7 +2,9 @@
 // trainer works on inputs scaled by `input_scale` (x' = s x); the checkpoint is in raw units.
 // Folding keeps z in raw units and the decoder rows as trained:
 //   W_enc, W_dec unchanged; b_enc /= s; b_dec /= s; threshold = theta / s
-// so pre_raw = pre' / s and x_hat_raw = x_hat' / s exactly in real arithmetic.
+// (gated: b_mag /= s, r_mag unchanged; skip transcoders: W_skip unchanged)
+// so pre_raw = pre' / s and x_hat_raw = x_hat' / s exactly in real arithmetic. A transcoder's
+// input and target are scaled by the same s (the input's), so the same folding holds.
 #pragma once
 #include "pipeline/io/checkpoint.hpp"
 #include "pipeline/sae/sae.hpp"

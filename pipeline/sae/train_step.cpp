@@ -21,7 +21,7 @@ namespace {
 class CpuTrainStep final : public TrainStep {
  public:
   CpuTrainStep(const TrainStepConfig& c, const MpiEnv& env)
-      : cfg_(c), env_(env), params_(c.d_in, c.d_sae), unit_norm_(unit_norm_decoder(c.sae.architecture)) {
+      : cfg_(c), env_(env), params_(c.shape()), unit_norm_(unit_norm_decoder(c.sae.architecture)) {
     cfg_.sae.encoder_block = kTrainEncoderBlock;
     cfg_.sae.encoder_cols = kTrainEncoderCols;
     if (env.size() > 1)
@@ -32,9 +32,9 @@ class CpuTrainStep final : public TrainStep {
         totals_.comm_bytes += double(all.size()) * sizeof(float);
         return local_kth_largest(all, kth);
       };
-    const int64_t P = params_.size(), F = c.d_sae, D = c.d_in;
-    // One reduction buffer: gradient | fire counts | sum x | [sse, active, aux, sum x^2, penalty].
-    reduce_.resize(size_t(P + F + D + 5));
+    const int64_t P = params_.size(), F = c.d_sae, O = params_.d_out;
+    // One reduction buffer: gradient | fire counts | sum y | [sse, active, aux, sum y^2, penalty].
+    reduce_.resize(size_t(P + F + O + 5));
     fire_.resize(size_t(F));
     grad_.resize(size_t(P));
   }
@@ -42,7 +42,10 @@ class CpuTrainStep final : public TrainStep {
   std::string describe() const override { return "cpu (fp32, float64 gradient sums)"; }
 
   void set_state(const SaeParams& p, const AdamState& a) override {
-    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == params_.d_sae, "parameter shapes");
+    SAE_ASSERT(p.size() == params_.size() && p.d_in == params_.d_in && p.d_sae == params_.d_sae &&
+                   p.d_out == params_.d_out && p.gated == params_.gated && p.skip == params_.skip &&
+                   p.transcoder == params_.transcoder && p.layers == params_.layers,
+               "parameter shapes");
     params_ = p;
     adam_ = a;
   }
@@ -52,9 +55,9 @@ class CpuTrainStep final : public TrainStep {
   }
 
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
-    SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
-    const int64_t P = params_.size(), D = params_.d_in, F = params_.d_sae;
-    const int64_t off_fire = P, off_sumx = P + F, off_scalars = P + F + D, n_reduce = off_scalars + 5;
+    SAE_ASSERT((b.target != nullptr) == params_.transcoder, "a transcoder, and only a transcoder, has a target batch");
+    const int64_t P = params_.size(), D = params_.d_in, O = params_.d_out, F = params_.d_sae;
+    const int64_t off_fire = P, off_sumx = P + F, off_scalars = P + F + O, n_reduce = off_scalars + 5;
     const double t0 = MPI_Wtime();
     totals_.comm_s = totals_.comm_bytes = 0;
     std::fill(reduce_.begin(), reduce_.end(), 0.0);
@@ -63,12 +66,12 @@ class CpuTrainStep final : public TrainStep {
     cfg_.sae.l0_coef = s.l0_coef;
     // Always called: batchtopk's threshold is a collective, even for a rank with no rows.
     const SaeStepSums sums = sae_forward_backward(params_, cfg_.sae, b.x, b.n, b.global_batch, dead, reduce_.data(),
-                                                  fire_.data(), ws_, b.lead, b.tail);
-    const float* x_own = b.x + b.lead * D;
+                                                  fire_.data(), ws_, b.lead, b.tail, b.target);
+    const float* y = b.target ? b.target : b.x + b.lead * D;
     double sum_x2 = 0;
     for (int64_t n = 0; n < b.n; ++n)
-      for (int64_t d = 0; d < D; ++d) {
-        const double v = x_own[n * D + d];
+      for (int64_t d = 0; d < O; ++d) {
+        const double v = y[n * O + d];
         reduce_[off_sumx + d] += v;
         sum_x2 += v * v;
       }
@@ -112,7 +115,8 @@ class CpuTrainStep final : public TrainStep {
   }
 
   std::vector<float> row_errors(const StepBatch& b) const override {
-    return row_squared_errors(ws_.recon.data(), b.x + b.lead * params_.d_in, b.n, params_.d_in);
+    return row_squared_errors(ws_.recon.data(), b.target ? b.target : b.x + b.lead * params_.d_in, b.n,
+                              params_.d_out);
   }
 
  private:

@@ -16,10 +16,10 @@
 //                               exchanged within the data group's shards, gradients summed
 //                               over the data groups (float64, as above)
 //
-// Room for what comes next, not implemented here: a step reads an input batch and reconstructs
-// a target batch (StepBatch::target; transcoders).
+// A transcoder's step reads an input batch and reconstructs a target batch (StepBatch::target);
+// a crosscoder's rows are its layers' rows side by side (d_in = layers x the hook's width).
 //
-// Shape legend: N this rank's rows, D d_in, F d_sae, P parameters (SaeParams::size_for).
+// Shape legend: N this rank's rows, D d_in, O d_out, F d_sae, P parameters (SaeParams::size_for).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -47,6 +47,12 @@ inline constexpr int64_t kTrainEncoderCols = 256;
 
 struct TrainStepConfig {
   int64_t d_in = 0, d_sae = 0;
+  // The dictionary's kind beyond an SAE (SaeShape): d_out 0 means d_in.
+  int64_t d_out = 0, layers = 1;
+  bool transcoder = false, skip = false;
+  SaeShape shape() const {
+    return {d_in, d_sae, d_out, transcoder, skip, sae.architecture == Architecture::Gated, layers};
+  }
   // Architecture, k, AuxK and penalty settings; the step sets encoder_block and kth_largest
   // (batchtopk across its data group), and l1_coef and l0_coef per step (StepSchedule).
   SaeConfig sae;
@@ -63,8 +69,8 @@ struct TrainStepConfig {
 // first row in the global batch.
 struct StepBatch {
   const float* x = nullptr;  // [lead + n + tail, D]
-  // The rows to reconstruct, [n, D]; null: this rank's rows of x (an SAE). Only null is
-  // implemented; transcoders will pass their target hook here.
+  // The rows to reconstruct, [n, O] (a transcoder's target hook, scaled as x); null: this
+  // rank's rows of x (an SAE, a crosscoder).
   const float* target = nullptr;
   int64_t lead = 0, n = 0, tail = 0;
   int64_t first = 0;
@@ -81,12 +87,12 @@ struct StepSchedule {
 // A step's sums over every rank of the data group (the same on every rank); valid until the
 // next step.
 struct StepTotals {
-  double sum_sq_err = 0;    // sum_n ||x_hat_n - x_n||^2
+  double sum_sq_err = 0;    // sum_n ||x_hat_n - y_n||^2 (y: the target, or x)
   double active = 0;        // (token, latent) pairs with z > 0
   double aux_sq_err = 0;    // AuxK's sum of squared errors
-  double sum_x2 = 0;        // sum_n ||x_n||^2
+  double sum_x2 = 0;        // sum_n ||y_n||^2
   double penalty = 0;       // sum_n of the L1 / L0 term
-  const double* sum_x = nullptr;  // [D] sum_n x_n
+  const double* sum_x = nullptr;  // [O] sum_n y_n
   const double* fire = nullptr;   // [F] tokens on which each latent fired
   float batch_threshold = 0;      // batchtopk: this batch's threshold (0: none)
   // This rank's share of the step: bytes it handed to collectives (allreduce: the buffer;
@@ -110,7 +116,8 @@ class TrainStep {
   // group: every rank calls it, also with no rows.
   virtual const StepTotals& step(const StepBatch& batch, const uint8_t* dead, const StepSchedule& schedule) = 0;
 
-  // Squared reconstruction error of each of this rank's rows in the last step, [n] (resampling).
+  // Squared reconstruction error of each of this rank's rows (against the target) in the last
+  // step, [n] (resampling).
   virtual std::vector<float> row_errors(const StepBatch& batch) const = 0;
 
   // Resampling (pipeline/sae/resample.hpp): latents[r] takes the direction of rows[r] - b_dec

@@ -58,6 +58,75 @@ int64_t stats_output_bytes(int64_t F, const StatsConfig& sc) {
   return F * per_feature + (int64_t(16) << 20);
 }
 
+// Latent rows of decoder block l [F, w] of a crosscoder (w = d_out / layers).
+std::vector<float> decoder_block(const SaeParams& p, int64_t l) {
+  const int64_t F = p.d_sae, O = p.d_out, w = O / p.layers;
+  std::vector<float> b(static_cast<size_t>(F * w));
+  for (int64_t f = 0; f < F; ++f) std::copy_n(p.W_dec() + f * O + l * w, w, &b[f * w]);
+  return b;
+}
+
+// Transcoders and crosscoders in summary.json: the hooks; for crosscoders each hook's FVU and MSE
+// and, in features.h5, each latent's decoder norm per hook.
+void add_variant_summary(const SaeCheckpoint& ck, const SaeParams& p, const ReconstructionSums& rs,
+                         nlohmann::json& summary, FeatureStats& fs) {
+  summary["d_out"] = p.d_out;
+  if (ck.transcoder) {
+    summary["target_hook"] = ck.target_hook;
+    summary["skip"] = p.skip;
+    return;
+  }
+  const int64_t L = p.layers, w = p.d_out / L, F = p.d_sae;
+  const double N = double(rs.n_tokens);
+  summary["hooks"] = ck.hooks;
+  nlohmann::json fvu = nlohmann::json::array(), mse = nlohmann::json::array();
+  for (int64_t l = 0; l < L; ++l) {
+    double mean_norm2 = 0;
+    for (int64_t d = l * w; d < (l + 1) * w; ++d) mean_norm2 += std::pow(rs.sums.value(size_t(4 + d)) / N, 2);
+    const double sse = rs.sums.value(size_t(4 + p.d_out + 2 * l));
+    const double var = rs.sums.value(size_t(4 + p.d_out + 2 * l + 1)) - N * mean_norm2;
+    fvu.push_back(var > 0 ? sse / var : 0.0);
+    mse.push_back(sse / (N * double(w)));
+  }
+  summary["fvu_per_layer"] = fvu;
+  summary["mse_per_layer"] = mse;
+  fs.n_layers = L;
+  fs.decoder_norm_per_layer.assign(size_t(F * L), 0.0f);
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t l = 0; l < L; ++l) {
+      double ss = 0;
+      for (int64_t d = 0; d < w; ++d) ss += std::pow(double(p.W_dec()[f * p.d_out + l * w + d]), 2);
+      fs.decoder_norm_per_layer[size_t(f * L + l)] = float(std::sqrt(ss));
+    }
+}
+
+// Synthetic stores, beyond the decoder's MMCS against the hook it writes: a transcoder's encoder
+// (the columns of W_enc) against the input hook's directions ("mmcs_encoder"); a crosscoder's
+// decoder block of each hook against that hook's directions ("mmcs_per_layer"; "mmcs" is the
+// first hook's).
+void add_variant_ground_truth(const std::string& store_dir, const SaeCheckpoint& ck, const SaeParams& p,
+                              nlohmann::json& summary) {
+  const int64_t F = p.d_sae, D = p.d_in;
+  if (ck.transcoder) {
+    int64_t G = 0, gd = 0;
+    const std::vector<float> gt = read_ground_truth(store_dir, ck.hook, &G, &gd);
+    if (gd != D) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(D));
+    summary["mmcs_encoder"] = match_ground_truth(gt, G, p.W_encT(), F, D).mmcs;
+  }
+  if (p.layers > 1) {
+    nlohmann::json per = nlohmann::json::array();
+    for (int64_t l = 0; l < p.layers; ++l) {
+      int64_t G = 0, gd = 0;
+      const std::vector<float> gt = read_ground_truth(store_dir, ck.hooks[size_t(l)], &G, &gd);
+      const int64_t w = p.d_out / p.layers;
+      if (gd != w) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(w));
+      const std::vector<float> block = decoder_block(p, l);
+      per.push_back(match_ground_truth(gt, G, block.data(), F, w).mmcs);
+    }
+    summary["mmcs_per_layer"] = per;
+  }
+}
+
 class StatsStage final : public StageBody {
  public:
   StatsStage(const Job& job, const MpiEnv& env, const Backend& backend, Logger& log)
@@ -76,6 +145,8 @@ class StatsStage final : public StageBody {
   Logger& log_;
   const std::string store_dir_, sae_path_, out_dir_;
   std::unique_ptr<StoreReader> reader_;
+  // Crosscoders: the other layers' hooks (reader_ reads the first); transcoders: the target hook.
+  std::vector<std::unique_ptr<StoreReader>> more_;
   SaeCheckpoint ck_;
   int64_t first_ = 0, count_ = 0;
 };
@@ -84,9 +155,16 @@ std::string StatsStage::open_inputs() {
   if (!path_exists(sae_path_)) user_error(sae_path_ + ": SAE checkpoint not found (run the train stage first)");
   ck_ = read_sae_for_evaluation(sae_path_);  // sae.h5 or a SAELens directory
   reader_ = std::make_unique<StoreReader>(store_dir_, ck_.hook);
-  if (reader_->d_model() != ck_.d_in)
+  for (size_t l = 1; ck_.layers > 1 && l < ck_.hooks.size(); ++l)
+    more_.push_back(std::make_unique<StoreReader>(store_dir_, ck_.hooks[l]));
+  if (ck_.transcoder) more_.push_back(std::make_unique<StoreReader>(store_dir_, ck_.target_hook));
+  if (reader_->d_model() * ck_.layers != ck_.d_in)
     user_error(sae_path_ + ": d_in " + std::to_string(ck_.d_in) + " does not match d_model " +
-               std::to_string(reader_->d_model()) + " of the store " + store_dir_);
+               std::to_string(reader_->d_model()) + " of the store " + store_dir_ +
+               (ck_.layers > 1 ? " times its " + std::to_string(ck_.layers) + " hooks" : ""));
+  if (ck_.transcoder && more_.back()->d_model() != ck_.d_out)
+    user_error(sae_path_ + ": d_out " + std::to_string(ck_.d_out) + " does not match d_model " +
+               std::to_string(more_.back()->d_model()) + " of the store " + store_dir_);
   if (ck_.heldout_n_tokens > 0 && ck_.heldout_first_token + ck_.heldout_n_tokens <= reader_->n_tokens()) {
     first_ = ck_.heldout_first_token;
     count_ = ck_.heldout_n_tokens;
@@ -141,14 +219,17 @@ void StatsStage::run(const std::string& fingerprint) {
     if (model_dir.empty() || (job.stats.ce_loss_tokens == 0 && job.stats.logit_tokens == 0)) return;
     model = backend_.load_transformer_full(model_dir);
     if (job.stats.ce_loss_tokens > 0) model->hook(ck.hook);  // one the family has (user error otherwise)
-    if (model->d_model() != ck.d_in)
+    if (model->d_model() * ck.layers != ck.d_in)
       user_error(model_dir + ": d_model " + std::to_string(model->d_model()) + " does not match the SAE's d_in " +
-                 std::to_string(ck.d_in) + " (" + sae_path + ")");
+                 std::to_string(ck.d_in) + (ck.layers > 1 ? " over " + std::to_string(ck.layers) + " hooks" : "") +
+                 " (" + sae_path + ")");
   });
   if (ck.heldout_n_tokens <= 0) log.info("warning: " + sae_path + " records no held-out split; using the whole store");
 
   const SaeParams params = sae_params_from_checkpoint(ck);
-  const int64_t D = params.d_in, F = params.d_sae;
+  // D: what the encoder reads (a crosscoder's hooks side by side); O: what is reconstructed.
+  const int64_t D = params.d_in, O = params.d_out, F = params.d_sae, Dm = reader->d_model();
+  const int64_t n_layers = params.layers;
   const SaeConfig cfg = sae_inference_config(ck);  // by architecture (threshold for batchtopk/jumprelu)
   const StatsConfig& sc = job.stats;
   // Batches of whole sequences, so an example's context never leaves its batch.
@@ -172,6 +253,8 @@ void StatsStage::run(const std::string& fingerprint) {
   std::unique_ptr<FeaturePasses> passes;
   env.all_or_none([&] { passes = backend_.make_feature_passes(params, cfg, sc.histogram_bins, eo); });
   std::vector<float> x(static_cast<size_t>(batch * D));
+  std::vector<float> part(n_layers > 1 ? static_cast<size_t>(batch * Dm) : 0);  // one layer's rows
+  std::vector<float> y(ck.transcoder ? static_cast<size_t>(batch * O) : 0);      // a transcoder's target
   std::vector<int32_t> tokens(static_cast<size_t>(batch));
   // The second pass reads the first pass's codes back from a per-rank scratch file rather than
   // encoding again, unless that file would pass scratch_codes_gib or leave too little room for
@@ -203,7 +286,15 @@ void StatsStage::run(const std::string& fingerprint) {
           eb = spill->read(L);
           return;
         }
-        reader->read_rows(a, n, x.data());
+        if (n_layers > 1) {
+          for (int64_t l = 0; l < n_layers; ++l) {
+            (l == 0 ? *reader : *more_[l - 1]).read_rows(a, n, part.data());
+            for (int64_t i = 0; i < n; ++i) std::copy_n(&part[i * Dm], Dm, &x[(i * n_layers + l) * Dm]);
+          }
+        } else {
+          reader->read_rows(a, n, x.data());
+        }
+        if (ck.transcoder) more_.back()->read_rows(a, n, y.data());
         reader->read_tokens(a, n, tokens.data());
       });
       if (n > 0 && !from_spill) eb = passes->encode(x.data(), tokens.data(), a, n, L);
@@ -231,7 +322,7 @@ void StatsStage::run(const std::string& fingerprint) {
     log.end_progress();
   };
 
-  pass("batches, pass 1/2", true, [&](const EncodedBatch&) { passes->first_add(x.data()); });
+  pass("batches, pass 1/2", true, [&](const EncodedBatch&) { passes->first_add(ck.transcoder ? y.data() : x.data()); });
   passes->first_reduce(env);
   FeatureExamples ex;
   ex.d_sae = F;
@@ -265,7 +356,12 @@ void StatsStage::run(const std::string& fingerprint) {
     in.bos_excluded = src.value("exclude_bos", false);
     in.bos_token = int32_t(src.value("bos_token", model->bos_token()));
     in.max_tokens = sc.ce_loss_tokens;
-    if (in.bos_excluded && !src.value("prepend_bos", false)) {
+    if (ck.transcoder || ck.layers > 1) {
+      // Splicing needs the input hook's rows and the output hook replaced in the same forward
+      // pass (a transcoder in place of the MLP, a crosscoder at every layer); not built yet.
+      log.info(std::string("CE loss skipped: splicing a ") + (ck.transcoder ? "transcoder" : "crosscoder") +
+               " into the model is not implemented");
+    } else if (in.bos_excluded && !src.value("prepend_bos", false)) {
       log.info("CE loss skipped: the store left out each sequence's first token, which is not a BOS it could restore");
     } else {
       log.info("CE loss recovered on up to " + std::to_string(sc.ce_loss_tokens) + " held-out tokens (" + model_dir + ")");
@@ -279,12 +375,12 @@ void StatsStage::run(const std::string& fingerprint) {
     FeatureStats fs;
     passes->finish(fs, sc.dense_threshold, sc.ultralow_threshold, sc.quantiles);
     fs.n_neighbours = std::min<int64_t>(sc.neighbours, F - 1);
-    decoder_neighbours(params.W_dec(), F, D, fs.n_neighbours, fs.neighbour_index, fs.neighbour_cosine);
-    if (model && sc.logit_tokens > 0) {
+    decoder_neighbours(params.W_dec(), F, O, fs.n_neighbours, fs.neighbour_index, fs.neighbour_cosine);
+    if (model && sc.logit_tokens > 0 && n_layers == 1) {  // a crosscoder's rows span several hooks
       LogitEffects le;
       {
         SingleThreadedBlas one_blas_thread;
-        logit_effects(*model, params.W_dec(), F, D, std::min<int64_t>(sc.logit_tokens, model->vocab_size()),
+        logit_effects(*model, params.W_dec(), F, O, std::min<int64_t>(sc.logit_tokens, model->vocab_size()),
                       sc.histogram_bins, le);
       }
       fs.n_logit_tokens = le.n_logit_tokens;
@@ -300,7 +396,7 @@ void StatsStage::run(const std::string& fingerprint) {
     const ReconstructionSums& rs = passes->recon();
     const double N = double(rs.n_tokens);
     double mean_norm2 = 0;
-    for (int64_t d = 0; d < D; ++d) mean_norm2 += std::pow(rs.sums.value(size_t(4 + d)) / N, 2);
+    for (int64_t d = 0; d < O; ++d) mean_norm2 += std::pow(rs.sums.value(size_t(4 + d)) / N, 2);
     const double sse = rs.sums.value(0), total_var = rs.sums.value(1) - N * mean_norm2;
     int64_t n_dead = 0, n_dense = 0, n_ultralow = 0;
     for (int64_t f = 0; f < F; ++f) n_dead += fs.dead[size_t(f)], n_dense += fs.dense[size_t(f)], n_ultralow += fs.ultralow[size_t(f)];
@@ -316,7 +412,7 @@ void StatsStage::run(const std::string& fingerprint) {
                               {"d_in", D},
                               {"d_sae", F},
                               {"k", ck.k},
-                              {"mse", sse / (N * double(D))},
+                              {"mse", sse / (N * double(O))},
                               {"fvu", total_var > 0 ? sse / total_var : 0.0},
                               {"explained_variance", total_var > 0 ? 1.0 - sse / total_var : 0.0},
                               {"cosine", rs.sums.value(3) / N},
@@ -324,17 +420,22 @@ void StatsStage::run(const std::string& fingerprint) {
                               {"dead_fraction", double(n_dead) / double(F)},
                               {"dense_fraction", double(n_dense) / double(F)},
                               {"ultralow_fraction", double(n_ultralow) / double(F)}};
+    if (ck.transcoder || n_layers > 1) add_variant_summary(ck, params, rs, summary, fs);
     if (has_ground_truth(store_dir)) {
       int64_t G = 0, gd = 0;
-      std::vector<float> gt = read_ground_truth(store_dir, ck.hook, &G, &gd);  // this hook's directions
-      if (gd != D) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(D));
-      GroundTruthMatch m = match_ground_truth(gt, G, params.W_dec(), F, D);
+      // The directions the decoder writes: this hook's (a transcoder's target's).
+      std::vector<float> gt = read_ground_truth(store_dir, ck.transcoder ? ck.target_hook : ck.hook, &G, &gd);
+      const int64_t w = O / n_layers;  // a crosscoder's decoder block per hook
+      if (gd != w) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(w));
+      std::vector<float> block = n_layers > 1 ? decoder_block(params, 0) : std::vector<float>();
+      GroundTruthMatch m = match_ground_truth(gt, G, n_layers > 1 ? block.data() : params.W_dec(), F, w);
       summary["n_true_features"] = G;
       summary["mmcs"] = m.mmcs;
       summary["frac_recovered_09"] = m.frac_09;
       summary["frac_recovered_099"] = m.frac_099;
       fs.gt_match_index = m.latent_best;
       fs.gt_match_cosine = m.latent_cos;
+      add_variant_ground_truth(store_dir, ck, params, summary);
     }
     add_ce_loss_summary(ce, summary);
     if (!model_dir.empty()) summary["model"] = model_dir;

@@ -1,4 +1,5 @@
-// train: SAEs (topk, batchtopk, relu or jumprelu), data parallel, and with
+// train: SAEs (every architecture of pipeline/sae/sae.hpp), transcoders (train.target_hook) and
+// crosscoders (train.hooks), data parallel, and with
 // [resources.train] latent_shards = S each model's latents split over S ranks of a data group
 // (pipeline/core/latent_grid.hpp: the rows below are then the data group's). Every rank takes its slice
 // of each global batch from the shared shuffled stream (read ahead on a separate thread) and
@@ -13,7 +14,11 @@
 // data stream and the schedules are functions of the step, so re-running the same command
 // continues and ends with the same bits as an uninterrupted run on the same number of ranks.
 //
-// Memory per rank: two shuffle windows in the store's dtype (2 x shuffle_tokens x d_in x 2 or
+// Several hooks (a transcoder's input and target, a crosscoder's layers) are read by one
+// shuffled stream each: the streams have the same seed and split, so the same stream position is
+// the same token in each, and a step's rows of every hook are the same tokens.
+//
+// Memory per rank: per hook read, two shuffle windows in the store's dtype (2 x shuffle_tokens x d_in x 2 or
 // 4 bytes) + 2 read-ahead buffers of the local batch + per model, on its step's device:
 // parameters, Adam moments, gradient (float and float64) and the [N, d_sae] pre-activations.
 #include <algorithm>
@@ -50,7 +55,13 @@ class TrainStage final : public StageBody {
       : job_(job), env_(env), backend_(backend), log_(log) {}
 
   std::string open_inputs() override {
-    reader_ = std::make_unique<StoreReader>(job_.store_dir(), job_.train.hook);
+    const TrainConfig& tc = job_.train;
+    // The hooks read: a crosscoder's, else the input and (transcoders) the target.
+    std::vector<std::string> hooks = tc.hooks;
+    if (hooks.empty()) hooks.push_back(tc.hook);
+    if (!tc.target_hook.empty()) hooks.push_back(tc.target_hook);
+    for (const std::string& h : hooks) readers_.push_back(std::make_unique<StoreReader>(job_.store_dir(), h));
+    reader_ = readers_.front().get();
     split_ = train_split(reader_->manifest(), job_.train.heldout_fraction);
     if (split_.train_tokens <= 0)
       user_error(job_.path + ": train.heldout_fraction: leaves no training tokens in " + job_.store_dir());
@@ -81,7 +92,8 @@ class TrainStage final : public StageBody {
   const MpiEnv& env_;
   const Backend& backend_;
   Logger& log_;
-  std::unique_ptr<StoreReader> reader_;
+  std::vector<std::unique_ptr<StoreReader>> readers_;  // one per hook read
+  StoreReader* reader_ = nullptr;                      // the first
   TrainSplit split_;
   std::vector<std::unique_ptr<TrainModel>> models_;  // those still to train
   std::vector<std::string> done_;                    // output directories of finished ones
@@ -100,11 +112,14 @@ void TrainStage::run(const std::string&) {
   const MpiEnv& env = env_;
   Logger& log = log_;
   const TrainConfig& tc = job.train;
-  StoreReader* reader = reader_.get();
+  StoreReader* reader = reader_;
+  const int64_t H = int64_t(readers_.size());  // hooks read
+  const bool transcoder = !tc.target_hook.empty(), crosscoder = !tc.hooks.empty();
   const TrainSplit& split = split_;
   std::vector<std::unique_ptr<TrainModel>>& models = models_;
   for (const std::string& dir : done_) log.info(dir + "/sae.h5 is complete; not trained again");
-  const int64_t D = reader->d_model(), B = tc.batch_tokens;
+  const int64_t Dm = reader->d_model(), B = tc.batch_tokens;
+  const int64_t D = crosscoder ? H * Dm : Dm;  // the dictionary's input width; its output's is Dm or D
   const int64_t n_steps = std::max<int64_t>(1, tc.n_tokens / B);
   // The grid (every rank sees the same facts: agreed, so rank 0 prints one line). The job's
   // checks already made S divide every d_sae.
@@ -125,6 +140,9 @@ void TrainStage::run(const std::string&) {
                    " = " + std::to_string(unit) + " (each shard holds whole encoder blocks of " +
                    std::to_string(kTrainEncoderCols) + " latents, so the weights do not depend on the grid)");
     }
+    if (S > 1 && (transcoder || crosscoder))
+      user_error(shards_key + (transcoder ? "transcoders (train.target_hook)" : "crosscoders (train.hooks)") +
+                 " are not sharded; latent_shards = 1 trains them");
     if (S > 1 && backend_.device() != "cpu")
       user_error(shards_key + "not implemented on the " + backend_.device() + " backend yet (run.device = \"cpu\")");
   });
@@ -142,9 +160,13 @@ void TrainStage::run(const std::string&) {
   for (const auto& m : models) {
     env.all_or_none([&] { m->make_step(backend_, grid); });  // parameters on the device from here on
     const TrainConfig& c = m->spec().config;
-    log.info((m->spec().name.empty() ? "" : "sweep " + m->spec().name + ": ") + c.architecture + " SAE d_in " +
-             std::to_string(D) + " d_sae " + std::to_string(c.d_sae) + " k " + std::to_string(c.k) + " lr " +
-             std::to_string(c.lr) + " on hook " + reader->hook() + "; step on " + m->train_step().describe());
+    std::string on = "on hook " + reader->hook();
+    if (transcoder) on += " -> " + readers_[1]->hook() + (m->shape().skip ? " (skip)" : "");
+    if (crosscoder) on = "on " + std::to_string(H) + " hooks";
+    log.info((m->spec().name.empty() ? "" : "sweep " + m->spec().name + ": ") + c.architecture +
+             (transcoder ? " transcoder" : crosscoder ? " crosscoder" : " SAE") + " d_in " + std::to_string(D) +
+             " d_sae " + std::to_string(c.d_sae) + " k " + std::to_string(c.k) + " lr " + std::to_string(c.lr) + " " +
+             on + "; step on " + m->train_step().describe());
   }
   log.info(std::to_string(models.size()) + " model(s), " + std::to_string(n_steps) + " steps of " +
            std::to_string(B) + " tokens over " + std::to_string(env.size()) + " rank(s)" +
@@ -152,24 +174,35 @@ void TrainStage::run(const std::string&) {
            std::to_string(split.train_tokens) + " training tokens, " + std::to_string(split.heldout_tokens) +
            " held out");
 
-  ShuffledBatches stream(*reader, split.train_tokens, tc.shuffle_tokens, uint64_t(job.run.seed));
+  std::vector<std::unique_ptr<ShuffledBatches>> streams;
+  for (auto& r : readers_)
+    streams.push_back(std::make_unique<ShuffledBatches>(*r, split.train_tokens, tc.shuffle_tokens, uint64_t(job.run.seed)));
   // Initialisation: identical on every rank (same seed, same sample). The input scale is
-  // estimated once and shared by every model.
+  // estimated once (from the input: a crosscoder's rows side by side, a transcoder's input hook)
+  // and shared by every model; a transcoder's target is scaled by the same factor.
   double input_scale = 1.0;
   if (std::any_of(models.begin(), models.end(), [](const auto& m) { return m->first_step() == 0; })) {
     const int64_t n = std::min(tc.init_tokens, split.train_tokens);
-    std::vector<float> sample(size_t(n * D));
-    ShuffledBatches init_stream(*reader, split.train_tokens, tc.shuffle_tokens, uint64_t(job.run.seed) + 1);
-    env.all_or_none([&] { init_stream.read(0, n, sample.data()); });
+    std::vector<std::vector<float>> read(size_t(H), std::vector<float>(size_t(n * Dm)));
+    for (int64_t h = 0; h < H; ++h) {
+      ShuffledBatches init_stream(*readers_[h], split.train_tokens, tc.shuffle_tokens, uint64_t(job.run.seed) + 1);
+      env.all_or_none([&] { init_stream.read(0, n, read[h].data()); });
+    }
+    std::vector<float> sample = crosscoder ? std::vector<float>(size_t(n * D)) : read[0];
+    if (crosscoder)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < H; ++h) std::copy_n(&read[h][i * Dm], Dm, &sample[(i * H + h) * Dm]);
     if (tc.input_scaling == "unit_mean_squared_norm") {
       double ss = 0;
       for (float v : sample) ss += double(v) * double(v);
       const double msn = ss / double(n);
       if (msn > 0) input_scale = 1.0 / std::sqrt(msn);
-      for (float& v : sample) v = float(double(v) * input_scale);
     }
+    // b_dec starts from what the model reconstructs: a transcoder's target rows.
+    std::vector<float>& out = transcoder ? read[1] : sample;
+    for (float& v : out) v = float(double(v) * input_scale);
     for (auto& m : models)
-      if (m->first_step() == 0) m->init(sample, n, input_scale, uint64_t(job.run.seed));
+      if (m->first_step() == 0) m->init(out, n, input_scale, uint64_t(job.run.seed));
   }
   int64_t first_step = n_steps;
   for (auto& m : models) {
@@ -184,23 +217,37 @@ void TrainStage::run(const std::string&) {
 
   // From here on a reader thread reads the batches ahead; HDF5 calls hold h5_mutex.
   std::mutex h5_mutex;
-  BatchPrefetcher prefetch(stream, B, lo_al, hi_al - lo_al, first_step, n_steps, h5_mutex);
+  std::vector<std::unique_ptr<BatchPrefetcher>> prefetch;
+  for (auto& st : streams)
+    prefetch.push_back(std::make_unique<BatchPrefetcher>(*st, B, lo_al, hi_al - lo_al, first_step, n_steps, h5_mutex));
   // The step spreads its matmul blocks over the OpenMP threads, each a single-threaded BLAS call.
   const SingleThreadedBlas one_blas_thread;
   std::vector<float> scaled(size_t(std::max<int64_t>(hi_al - lo_al, 1) * D));
+  std::vector<float> target(transcoder ? size_t(std::max<int64_t>(hi - lo, 1) * Dm) : 0);
+  std::vector<float*> rows(static_cast<size_t>(H));
   for (int64_t step = first_step; step < n_steps; ++step) {
-    float* x = nullptr;
     // Every rank reads whole shuffle windows, so a corrupt shard is found by all of them:
     // agree on it (one small reduction) so it is reported once and every rank exits cleanly.
-    env.all_or_none([&] { x = static_cast<float*>(prefetch.get(step)); });
+    env.all_or_none([&] {
+      for (int64_t h = 0; h < H; ++h) rows[h] = static_cast<float*>(prefetch[h]->get(step));
+    });
     const int64_t n_ext = hi_al - lo_al;
     // Each model scales from the same raw rows (a resumed model carries its own scale).
     for (auto& m : models) {
       if (step < m->first_step()) continue;
       const float s = float(m->input_scale());
+      if (crosscoder) {
+        for (int64_t i = 0; i < n_ext; ++i)
+          for (int64_t h = 0; h < H; ++h)
+            for (int64_t d = 0; d < Dm; ++d) scaled[(i * H + h) * Dm + d] = rows[h][i * Dm + d] * s;
+      } else {
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n_ext * D; ++i) scaled[i] = x[i] * s;
-      m->step(step, n_steps, B, StepBatch{scaled.data(), nullptr, lo - lo_al, hi - lo, hi_al - hi, lo, B},
+        for (int64_t i = 0; i < n_ext * D; ++i) scaled[i] = rows[0][i] * s;
+      }
+      if (transcoder)  // this rank's own rows of the target
+        for (int64_t i = 0; i < (hi - lo) * Dm; ++i) target[i] = rows[1][(lo - lo_al) * Dm + i] * s;
+      m->step(step, n_steps, B,
+              StepBatch{scaled.data(), transcoder ? target.data() : nullptr, lo - lo_al, hi - lo, hi_al - hi, lo, B},
               uint64_t(job.run.seed), log);
       // The same steps on every rank: rank 0 writes, and a failure (a full disk) is agreed on.
       if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps)
@@ -219,6 +266,9 @@ void TrainStage::run(const std::string&) {
   env.all_or_none([&] {  // rank 0 writes
     SaeCheckpoint meta;
     meta.hook = reader->hook();
+    if (transcoder) meta.target_hook = readers_[1]->hook();
+    if (crosscoder)
+      for (auto& r : readers_) meta.hooks.push_back(r->hook());
     meta.store = job.store_dir();
     meta.heldout_first_token = split.train_tokens;
     meta.heldout_n_tokens = split.heldout_tokens;

@@ -50,9 +50,23 @@ void truncate_log(const std::string& path, int64_t step) {
 
 }  // namespace
 
-TrainModel::TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env)
-    : spec_(std::move(spec)), env_(env), arch_(parse_architecture(spec_.config.architecture)), D_(d_in),
-      F_(spec_.config.d_sae) {
+// The dictionary a job's train settings describe, over a store of width d_model.
+static SaeShape shape_of(const TrainConfig& tc, Architecture arch, int64_t d_model) {
+  SaeShape s;
+  const int64_t layers = std::max<int64_t>(1, int64_t(tc.hooks.size()));
+  s.d_in = layers * d_model;
+  s.d_sae = tc.d_sae;
+  s.d_out = s.d_in;
+  s.layers = layers;
+  s.transcoder = !tc.target_hook.empty();
+  s.skip = s.transcoder && tc.skip;
+  s.gated = arch == Architecture::Gated;
+  return s;
+}
+
+TrainModel::TrainModel(ModelSpec spec, int64_t d_model, const MpiEnv& env)
+    : spec_(std::move(spec)), env_(env), arch_(parse_architecture(spec_.config.architecture)),
+      shape_(shape_of(spec_.config, arch_, d_model)), D_(shape_.d_in), O_(shape_.d_out), F_(spec_.config.d_sae) {
   const TrainConfig& tc = spec_.config;
   const std::string out_path = spec_.out_dir + "/sae.h5", state_path = spec_.out_dir + "/train_state.h5";
   make_dirs(spec_.out_dir);
@@ -67,7 +81,9 @@ TrainModel::TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env)
     const TrainState& st = *resumed_;
     if (st.fingerprint != spec_.fingerprint)
       user_error(state_path + ": was written by a different job; remove it or change run.name");
-    if (st.d_in != D_ || st.d_sae != F_) user_error(state_path + ": shapes do not match this job");
+    if (st.d_in != D_ || st.d_sae != F_ || st.d_out != O_ || st.layers != shape_.layers ||
+        st.transcoder != shape_.transcoder || st.skip != shape_.skip || st.gated != shape_.gated)
+      user_error(state_path + ": shapes do not match this job");
     since_fired_ = st.since_fired;
     input_scale_ = st.input_scale;
     thr_ema_ = st.threshold_ema;
@@ -86,6 +102,10 @@ void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
   TrainStepConfig c;
   c.d_in = D_;
   c.d_sae = F_;
+  c.d_out = O_;
+  c.layers = shape_.layers;
+  c.transcoder = shape_.transcoder;
+  c.skip = shape_.skip;
   c.sae.architecture = arch_;
   c.sae.k = tc.k;
   c.sae.auxk = tc.auxk;
@@ -99,7 +119,7 @@ void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
   c.precision = tc.precision;
   step_ = grid.shards() > 1 ? backend.make_sharded_train_step(c, grid) : backend.make_train_step(c, env_);
   if (resumed_) {
-    SaeParams p(D_, F_);
+    SaeParams p(shape_);
     p.data = std::move(resumed_->params);
     AdamState a;
     a.m = std::move(resumed_->adam_m);
@@ -113,12 +133,12 @@ void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
 void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_scale, uint64_t seed) {
   const TrainConfig& tc = spec_.config;
   input_scale_ = input_scale;
-  SaeParams p(D_, F_);
+  SaeParams p(shape_);
   init_tied(p, seed * 2654435761ull + 17);
   if (arch_ == Architecture::JumpReLU)
     std::fill(p.log_threshold(), p.log_threshold() + F_, float(std::log(tc.jumprelu_threshold_init)));
   if (tc.b_dec_init != "zeros") {
-    std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, D_) : geometric_median(sample.data(), n, D_);
+    std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, O_) : geometric_median(sample.data(), n, O_);
     std::copy(b.begin(), b.end(), p.b_dec());
   }
   if (tc.target_l0 > 0 && (arch_ == Architecture::ReLU || arch_ == Architecture::JumpReLU))
@@ -157,7 +177,7 @@ void TrainModel::open_log(const Logger& log) {
 
 void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch& rows, uint64_t seed, Logger& log) {
   const TrainConfig& tc = spec_.config;
-  const int64_t D = D_, F = F_;
+  const int64_t O = O_, F = F_;
   StepSchedule schedule;
   // With a target L0 the coefficient adapts (from l1_coef / l0_coef), which warms it up anyway.
   const bool adaptive = tc.target_l0 > 0;
@@ -190,7 +210,7 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
     for (int64_t f = 0; f < F; ++f) n_dead += dead_[f];
   }
   double batch_sumx2 = 0;
-  for (int64_t d = 0; d < D; ++d) batch_sumx2 += t.sum_x[d] * t.sum_x[d];
+  for (int64_t d = 0; d < O; ++d) batch_sumx2 += t.sum_x[d] * t.sum_x[d];
   sse_ += t.sum_sq_err;
   active_ += t.active;
   aux_ += t.aux_sq_err;
@@ -207,10 +227,10 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
     const double tok_s = double(window_tokens_) / std::max(1e-9, now - t_start_);
     nlohmann::json rec = {{"step", step + 1},
                           {"tokens", (step + 1) * B},
-                          {"mse", sse_ / double(window_tokens_ * D)},  // in scaled units
+                          {"mse", sse_ / double(window_tokens_ * O)},  // in scaled units
                           {"fvu", var_ > 0 ? sse_ / var_ : 0.0},
                           {"l0", active_ / double(window_tokens_)},
-                          {"aux_mse", aux_ / double(window_tokens_ * D)},
+                          {"aux_mse", aux_ / double(window_tokens_ * O)},
                           {"penalty", penalty_ / double(window_tokens_)},
                           {"loss", (sse_ + penalty_) / double(window_tokens_)},
                           {"lr", lr_},
@@ -286,6 +306,11 @@ void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
   st.step = steps_done;
   st.d_in = D_;
   st.d_sae = F_;
+  st.d_out = O_;
+  st.layers = shape_.layers;
+  st.transcoder = shape_.transcoder;
+  st.skip = shape_.skip;
+  st.gated = shape_.gated;
   st.adam_t = adam.t;
   st.params = std::move(params.data);
   st.adam_m = std::move(adam.m);
@@ -312,6 +337,8 @@ void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const St
   const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
   SaeCheckpoint ck = sae_to_checkpoint(params, arch_, input_scale_, thr);
   ck.hook = meta.hook;
+  ck.target_hook = meta.target_hook;
+  ck.hooks = meta.hooks;
   ck.store = meta.store;
   ck.heldout_first_token = meta.heldout_first_token;
   ck.heldout_n_tokens = meta.heldout_n_tokens;
@@ -321,7 +348,7 @@ void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const St
   ck.step = n_steps;
   ck.fingerprint = spec_.fingerprint;
   write_training_plot(log_path_, spec_.out_dir + "/train_curves.svg");
-  write_saelens_export(spec_.out_dir + "/saelens", ck, store);
+  if (!saelens_architecture(ck).empty()) write_saelens_export(spec_.out_dir + "/saelens", ck, store);
   std::lock_guard<std::mutex> h5(h5_mutex);
   write_sae_checkpoint(spec_.out_dir + "/sae.h5", ck);  // last: its presence marks the model complete
 }

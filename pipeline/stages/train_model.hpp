@@ -38,8 +38,9 @@ struct ModelSpec {
 class TrainModel {
  public:
   // Checks for a finished checkpoint (done()) or a training state to resume from; errors
-  // (user errors naming the file) are the caller's to agree on across ranks.
-  TrainModel(ModelSpec spec, int64_t d_in, const MpiEnv& env);
+  // (user errors naming the file) are the caller's to agree on across ranks. `d_model`: the
+  // store's width (a crosscoder reads its hooks side by side: d_in = hooks x d_model).
+  TrainModel(ModelSpec spec, int64_t d_model, const MpiEnv& env);
   bool done() const { return done_; }
   int64_t first_step() const { return first_step_; }
   const ModelSpec& spec() const { return spec_; }
@@ -50,8 +51,10 @@ class TrainModel {
   // state saved on one grid resumes on any other.
   void make_step(const Backend& backend, const LatentGrid& grid);
   const TrainStep& train_step() const { return *step_; }
-  // Fresh start: tied init, b_dec from the (scaled) sample, JumpReLU thresholds.
+  // Fresh start: tied init, b_dec from the (scaled) sample of what it reconstructs (a
+  // transcoder's target rows, else the input rows), JumpReLU thresholds.
   void init(const std::vector<float>& sample, int64_t n_sample, double input_scale, uint64_t seed);
+  const SaeShape& shape() const { return shape_; }
   // Opens train_log.jsonl (rank 0), keeping records up to first_step when resuming.
   void open_log(const Logger& log);
   // One step for global batch `step` of size B over n_steps (collective: the step's sums, one
@@ -71,7 +74,8 @@ class TrainModel {
   const MpiEnv& env_;
   const LatentGrid* grid_ = nullptr;  // from make_step
   Architecture arch_;
-  int64_t D_, F_;
+  SaeShape shape_;
+  int64_t D_, O_, F_;
   bool done_ = false;
   int64_t first_step_ = 0;
   std::unique_ptr<TrainStep> step_;

@@ -8,6 +8,7 @@
 namespace saepipe {
 
 void ReconstructionSums::add(const float* x, const float* recon, int64_t N, int64_t active) {
+  const int64_t w = D / L;
   for (int64_t t = 0; t < N; ++t) {
     double e2 = 0, x2 = 0, r2 = 0, xr = 0;
     for (int64_t d = 0; d < D; ++d) {
@@ -18,6 +19,16 @@ void ReconstructionSums::add(const float* x, const float* recon, int64_t N, int6
       xr += xv * rv;
       sums.add(size_t(4 + d), xv);
     }
+    for (int64_t l = 0; L > 1 && l < L; ++l) {
+      double el = 0, xl = 0;
+      for (int64_t d = l * w; d < (l + 1) * w; ++d) {
+        const double xv = x[t * D + d], rv = recon[t * D + d];
+        el += (rv - xv) * (rv - xv);
+        xl += xv * xv;
+      }
+      sums.add(size_t(4 + D + 2 * l), el);
+      sums.add(size_t(4 + D + 2 * l + 1), xl);
+    }
     sums.add(0, e2);
     sums.add(1, x2);
     sums.add(3, (x2 > 0 && r2 > 0) ? xr / std::sqrt(x2 * r2) : 0.0);
@@ -26,8 +37,8 @@ void ReconstructionSums::add(const float* x, const float* recon, int64_t N, int6
   n_tokens += N;
 }
 
-FirstPass::FirstPass(int64_t d_in, int64_t d_sae, const ExampleOptions& opt)
-    : F_(d_sae), recon_(d_in), fire_(size_t(d_sae), 0), act_sum_(size_t(d_sae)), max_(size_t(d_sae), 0.0f),
+FirstPass::FirstPass(int64_t d_out, int64_t d_sae, const ExampleOptions& opt, int64_t layers)
+    : F_(d_sae), recon_(d_out, layers), fire_(size_t(d_sae), 0), act_sum_(size_t(d_sae)), max_(size_t(d_sae), 0.0f),
       top_(d_sae, opt.top, opt.before, opt.after) {}
 
 void FirstPass::add(const EncodedBatch& b, const float* x, const float* recon) {
@@ -157,7 +168,7 @@ namespace {
 class CpuFeaturePasses final : public FeaturePasses {
  public:
   CpuFeaturePasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt)
-      : params_(p), cfg_(cfg), hist_bins_(hist_bins), opt_(opt), first_(p.d_in, p.d_sae, opt) {}
+      : params_(p), cfg_(cfg), hist_bins_(hist_bins), opt_(opt), first_(p.d_out, p.d_sae, opt, p.layers) {}
 
   EncodedBatch encode(const float* x, const int32_t* tokens, int64_t first_row, int64_t n, int64_t L) override {
     sae_encode_decode(params_, cfg_, x, n, ws_);

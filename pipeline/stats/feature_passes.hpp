@@ -24,19 +24,22 @@ struct ExampleOptions {
   uint64_t seed = 0;
 };
 
-// Reconstruction metrics over the held-out tokens (sums, exact and order-independent).
+// Reconstruction metrics over the held-out tokens (sums, exact and order-independent), against
+// what the dictionary reconstructs (a transcoder's target; D is then d_out). With L > 1 layers
+// (crosscoders: D = L blocks of D / L) also each layer's sse and sum |x|^2.
 struct ReconstructionSums {
-  explicit ReconstructionSums(int64_t D) : D(D), sums(size_t(4 + D)) {}
+  explicit ReconstructionSums(int64_t D, int64_t L = 1) : D(D), L(L), sums(size_t(4 + D + (L > 1 ? 2 * L : 0))) {}
   // x, recon [N, D]; active = number of (token, latent) pairs with z > 0 in the batch.
   void add(const float* x, const float* recon, int64_t N, int64_t active);
-  int64_t D;
-  ExactSums sums;  // sse, sum |x|^2, active, sum cos(x, x_hat), sum x [D]
+  int64_t D, L;
+  ExactSums sums;  // sse, sum |x|^2, active, sum cos(x, x_hat), sum x [D], (L > 1) [sse_l, sum |x_l|^2] [L]
   int64_t n_tokens = 0;
 };
 
 class FirstPass {
  public:
-  FirstPass(int64_t d_in, int64_t d_sae, const ExampleOptions& opt);
+  // d_out: the width of what is reconstructed; layers: a crosscoder's (per-layer sums).
+  FirstPass(int64_t d_out, int64_t d_sae, const ExampleOptions& opt, int64_t layers = 1);
   void add(const EncodedBatch& b, const float* x, const float* recon);
   void reduce(const MpiEnv& env);  // collective
   // Fills counts, densities, means, maxima and flags; returns the top examples (collective).
@@ -82,8 +85,9 @@ class FeaturePasses {
   // Encodes rows [first_row, first_row + n) of the store (x [n, D] and tokens [n] on the host,
   // whole sequences of L rows); the codes, on the host, valid until the next call.
   virtual EncodedBatch encode(const float* x, const int32_t* tokens, int64_t first_row, int64_t n, int64_t L) = 0;
-  // Pass 1 on the batch just encoded (x as given to encode: the reconstruction metrics).
-  virtual void first_add(const float* x) = 0;
+  // Pass 1 on the batch just encoded; y: what it reconstructs (x as given to encode, or a
+  // transcoder's target rows [n, d_out]) for the reconstruction metrics.
+  virtual void first_add(const float* y) = 0;
   // Collective: pass 1's totals over every rank; then the examples (collective too).
   virtual void first_reduce(const MpiEnv& env) = 0;
   virtual ExampleSet top_examples(const MpiEnv& env) = 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # saepipe's outputs in the real clients, from PyPI (the venv of scripts/python_env.sh; a failed
 # install fails this test): a tiny GPT-2 store (BOS position excluded), SAEs of every
-# architecture (topk + batchtopk, relu, jumprelu, matryoshka as a sweep), stats and interpret; then
+# architecture (topk + batchtopk, relu, jumprelu, matryoshka, gated as a sweep), stats and interpret; then
 #  - SAELens loads each saelens/ export with sae.h5's weights, cfg.json is what its save_model
 #    writes, the metadata survives, encode/decode match sae.h5, and ActivationsStore.from_sae
 #    reproduces the store at metadata.hook_name (tests/python/check_saelens_export.py);
@@ -54,6 +54,9 @@ architecture = "jumprelu"
 name = "matryoshka"
 architecture = "matryoshka"
 matryoshka_prefixes = [16, 32]
+[[train.sweep]]
+name = "gated"
+architecture = "gated"
 [stats]
 ce_loss_tokens = 1024
 [interpret]
@@ -62,7 +65,7 @@ T
 if "$BIN/saepipe" run job.toml > run.log 2>&1; then pass "pipeline ran"; else fail "pipeline: $(tail -5 run.log)"; finish; fi
 
 $VPY "$SRC/tests/python/check_saelens_export.py" run/activations tiny run/sae run/sae/sweep/batchtopk run/sae/sweep/relu \
-  run/sae/sweep/jumprelu run/sae/sweep/matryoshka && pass "SAELens loads every export with its metadata" || fail "SAELens export checks"
+  run/sae/sweep/jumprelu run/sae/sweep/matryoshka run/sae/sweep/gated && pass "SAELens loads every export with its metadata" || fail "SAELens export checks"
 $VPY "$SRC/tests/python/check_neuronpedia_dashboard.py" run && pass "SAEDashboard's classes round-trip the batches" \
   || fail "Neuronpedia batch checks"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The store is the same for 1 and 3 harvest ranks; for every architecture the trained
-# weights are the same for 1, 2, 3 and 4 train ranks (topk also for 1 rank of 2 threads) (matryoshka: 1 and 3) (global batch 1000: uneven slices for
+# weights are the same for 1, 2, 3 and 4 train ranks (topk also for 1 rank of 2 threads) (matryoshka, gated: 1 and 3) (global batch 1000: uneven slices for
 # 3 and 4 ranks; batchtopk's threshold is found across ranks). A global batch smaller than
 # the rank count (a rank with no rows) must not hang.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
@@ -42,8 +42,8 @@ b = h5py.File("store3/activations/activations.h5")["activations/blocks.0.hook_re
 sys.exit(0 if a.shape == (40960, 32) and np.array_equal(a, b) else 1)
 P
 # matryoshka (batchtopk's selection, its own loss) on 1 and 3 ranks only: uneven slices and the
-# threshold across ranks at a third of the cost.
-for arch in topk batchtopk relu jumprelu matryoshka; do
+# threshold across ranks at a third of the cost; gated (two encoder paths, r_mag and b_mag) the same.
+for arch in topk batchtopk relu jumprelu matryoshka gated; do
   extra="$base
 architecture = \"$arch\"
 matryoshka_prefixes = [16, 48]
@@ -53,7 +53,7 @@ l0_coef = 0.01"
   # summed over the ranks, so it too must not depend on the rank count.
   case $arch in relu|jumprelu) extra="$extra
 target_l0 = 3" ;; esac
-  ranks="1 2 3 4"; [ $arch = matryoshka ] && ranks="1 3"
+  ranks="1 2 3 4"; case $arch in matryoshka|gated) ranks="1 3";; esac
   for n in $ranks; do
     job t$arch$n run$arch$n "$extra"
     if mpirun_np $n "$BIN/saepipe-train" --job t$arch$n.toml >train$arch$n.log 2>&1; then :; else fail "train $arch $n ranks"; cat train$arch$n.log; fi
@@ -65,7 +65,7 @@ ok = True
 ref = h5py.File(f"run{arch}1/sae/sae.h5")
 for n in [int(r) for r in os.environ["RANKS"].split()[1:]]:
     f = h5py.File(f"run{arch}{n}/sae/sae.h5")
-    for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+    for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold") + (("r_mag", "b_mag") if arch == "gated" else ()):
         a, b = ref[k][...], f[k][...]
         rel = np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)
         print(f"{arch} ranks {n} {k}: max relative difference {rel:.3g}")

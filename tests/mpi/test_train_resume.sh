@@ -2,7 +2,8 @@
 # Exact resume of training: two ranks, kill -9 one rank after a checkpoint (first a worker,
 # then rank 0, the one that writes), re-run the same command each time: the final weights
 # are bit-identical to an uninterrupted run with the same rank count. Matryoshka: batchtopk's
-# selection and threshold state with the nested-prefix loss on top. OpenBLAS rounds
+# selection and threshold state with the nested-prefix loss on top; a gated sweep entry beside it
+# (its r_mag and b_mag in train_state.h5 and sae.h5). OpenBLAS rounds
 # differently with its thread count, so every run uses one thread.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -36,6 +37,11 @@ dead_tokens = 8192
 checkpoint_every = 20
 resample_every = 30
 log_every = 10
+[[train.sweep]]
+name = "gated"
+architecture = "gated"
+d_sae = 512
+l1_coef = 0.3
 T
 }
 job store.toml store; job full.toml full; job part.toml part
@@ -68,16 +74,17 @@ mpirun_np 2 "$BIN/saepipe-train" --job part.toml >resume.log 2>&1 || { fail "res
 grep -q "resuming part/sae at step" resume.log && pass "resumed ($(grep -o 'at step [0-9]*' resume.log))" || { fail "did not resume"; cat resume.log; }
 $PY - <<'P' && pass "weights bit-identical to the uninterrupted run" || fail "resumed weights differ"
 import h5py, numpy as np, sys
-a, b = h5py.File("full/sae/sae.h5"), h5py.File("part/sae/sae.h5")
 ok = True
-for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
-    same = np.array_equal(a[k][...], b[k][...])
-    print(k, "identical" if same else f"differs by {np.abs(a[k][...] - b[k][...]).max():.3g}")
-    ok &= same
-la = [l for l in open("full/sae/train_log.jsonl")]
-lb = [l for l in open("part/sae/train_log.jsonl")]
-print("log records", len(la), len(lb))
-ok &= len(la) == len(lb)
+for sub, extra in (("", ()), ("/sweep/gated", ("r_mag", "b_mag"))):
+    a, b = h5py.File(f"full/sae{sub}/sae.h5"), h5py.File(f"part/sae{sub}/sae.h5")
+    for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold") + extra:
+        same = np.array_equal(a[k][...], b[k][...])
+        print(sub or "main", k, "identical" if same else f"differs by {np.abs(a[k][...] - b[k][...]).max():.3g}")
+        ok &= same
+    la = [l for l in open(f"full/sae{sub}/train_log.jsonl")]
+    lb = [l for l in open(f"part/sae{sub}/train_log.jsonl")]
+    print(sub or "main", "log records", len(la), len(lb))
+    ok &= len(la) == len(lb)
 sys.exit(0 if ok else 1)
 P
 finish

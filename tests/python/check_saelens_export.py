@@ -5,7 +5,8 @@ and checks them against sae.h5 and the activation store:
   check_saelens_export.py STORE_DIR MODEL_DIR SAE_DIR...   (each SAE_DIR holds sae.h5 and saelens/)
 
 For every SAE: SAE.load_from_disk gives the class of its architecture (topk -> TopKSAE, relu ->
-StandardSAE, jumprelu, batchtopk and matryoshka -> JumpReLUSAE) with sae.h5's weights bit for bit;
+StandardSAE, jumprelu, batchtopk and matryoshka -> JumpReLUSAE, gated -> GatedSAE with sae.h5's
+b_enc as b_gate) with sae.h5's weights bit for bit;
 cfg.json is exactly what SAELens' own save_model writes for the loaded SAE (every key and
 value, metadata included); the metadata survives loading (hook_name, context_size,
 seqpos_slice, prepend_bos, model_name, dataset_path, sae_lens_version, ...); SAELens'
@@ -41,7 +42,10 @@ def check(ok, what):
 def numpy_forward(W, arch, k, x):
     """saepipe's inference rule on sae.h5, in float64."""
     pre = (x - W["b_dec"]) @ W["W_enc"] + W["b_enc"]
-    if arch == "topk":
+    if arch == "gated":  # gate: pre > 0; magnitude: exp(r_mag) (pre - b_gate) + b_mag, ReLU
+        mag = np.exp(W["r_mag"]) * (pre - W["b_enc"]) + W["b_mag"]
+        z = np.where(pre > 0, np.maximum(mag, 0.0), 0.0)
+    elif arch == "topk":
         kth = -np.sort(-pre, axis=1)[:, k - 1:k]
         z = np.where((pre >= kth) & (pre > 0), pre, 0.0)
     elif arch == "relu":
@@ -56,14 +60,16 @@ def check_sae(sae_dir, store, manifest, x):
     arch = f.attrs["architecture"]
     arch = arch.decode() if isinstance(arch, bytes) else str(arch)
     k = int(f.attrs["k"])
-    W = {n: f[n][...] for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+    W = {n: f[n][...] for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "r_mag", "b_mag") if n in f}
     d = f"{sae_dir}/saelens"
     sae = SAE.load_from_disk(d, device="cpu")
     want_cls = {"topk": "TopKSAE", "relu": "StandardSAE", "jumprelu": "JumpReLUSAE", "batchtopk": "JumpReLUSAE",
-               "matryoshka": "JumpReLUSAE"}[arch]
+               "matryoshka": "JumpReLUSAE", "gated": "GatedSAE"}[arch]
     check(type(sae).__name__ == want_cls, f"{arch}: SAE.load_from_disk gives {type(sae).__name__} (want {want_cls})")
     names = ["W_enc", "b_enc", "W_dec", "b_dec"] + (["threshold"] if want_cls == "JumpReLUSAE" else [])
-    same = all(np.array_equal(getattr(sae, n).detach().numpy(), W[n]) for n in names)
+    names += ["r_mag", "b_mag"] if arch == "gated" else []
+    theirs = {"b_enc": "b_gate"} if arch == "gated" else {}
+    same = all(np.array_equal(getattr(sae, theirs.get(n, n)).detach().numpy(), W[n]) for n in names)
     check(same, f"{arch}: SAELens holds sae.h5's {', '.join(names)} bit for bit")
     if arch == "topk":
         check(sae.cfg.k == k and sae.cfg.rescale_acts_by_decoder_norm is False, f"topk: k = {sae.cfg.k}")

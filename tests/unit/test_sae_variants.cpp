@@ -13,8 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/io/checkpoint.hpp"
 #include "pipeline/sae/architectures.hpp"
 #include "pipeline/sae/sae.hpp"
+#include "pipeline/sae/sae_checkpoint.hpp"
+#include "tests/unit/h5_test_util.hpp"
 
 namespace saepipe {
 namespace {
@@ -289,6 +292,67 @@ TEST(AuxK, MatchesFiniteDifferencesWithTheResidualHeld) {
     cfg.prefixes = {8};
     check_fd(cfg, p, x, N, N, nullptr, dead.data());
     EXPECT_GT(run_step(p, cfg, x, N, N, nullptr, dead.data()).sums.aux_sq_err, 0.0);
+  }
+}
+
+// Gated, a skip transcoder and a crosscoder through sae.h5 on disk: the checkpoint in raw units
+// (inputs scaled by s in training) gives the code / s and the reconstruction / s of the trained
+// parameters on the scaled input, and every extra block (r_mag, b_mag, W_skip, d_out, layers,
+// hooks) survives the file.
+TEST(VariantCheckpoint, RawUnitsThroughTheFile) {
+  const int64_t D = 6, F = 14, N = 12;
+  const double s = 0.41;
+  struct Case {
+    Architecture arch;
+    SaeShape shape;
+  };
+  const std::vector<Case> cases = {{Architecture::Gated, {D, F, 0, false, false, true, 1}},
+                                   {Architecture::ReLU, {D, F, 5, true, true, false, 1}},
+                                   {Architecture::TopK, {D, F, 0, false, false, false, 3}}};
+  TempDir dir;
+  for (const Case& c : cases) {
+    SaeParams p = random_params(c.shape, 40);
+    SaeConfig cfg;
+    cfg.architecture = c.arch;
+    cfg.k = 3;
+    cfg.auxk = 0;
+    const auto x = normal(size_t(N * D), 41, 2.0f);
+    std::vector<float> xs(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xs[i] = float(double(x[i]) * s);
+    SaeWorkspace ws;
+    sae_encode_decode(p, cfg, xs.data(), N, ws);
+    const int64_t W = ws.width, O = p.d_out;
+
+    SaeCheckpoint ck = sae_to_checkpoint(p, c.arch, s, 0.0);
+    ck.k = 3;
+    ck.hook = "in";
+    if (c.shape.transcoder) ck.target_hook = "out";
+    if (c.shape.layers > 1) ck.hooks = {"a", "b", "c"};
+    const std::string path = dir / (to_string(c.arch) + ".h5");
+    write_sae_checkpoint(path, ck);
+    const SaeCheckpoint back = read_sae_checkpoint(path);
+    EXPECT_EQ(back.d_out, O);
+    EXPECT_EQ(back.transcoder, c.shape.transcoder);
+    EXPECT_EQ(back.layers, c.shape.layers);
+    EXPECT_EQ(back.hooks, ck.hooks);
+    EXPECT_EQ(back.target_hook, ck.target_hook);
+    EXPECT_EQ(back.r_mag, ck.r_mag);
+    EXPECT_EQ(back.b_mag, ck.b_mag);
+    EXPECT_EQ(back.W_skip, ck.W_skip);
+    const SaeParams raw = sae_params_from_checkpoint(back);
+    ASSERT_EQ(raw.size(), p.size()) << to_string(c.arch);
+    SaeWorkspace ws2;
+    sae_encode_decode(raw, sae_inference_config(back), x.data(), N, ws2);
+    ASSERT_EQ(ws2.width, W) << to_string(c.arch);
+    int64_t active = 0;
+    for (int64_t i = 0; i < N * W; ++i) {
+      EXPECT_EQ(ws2.idx[i], ws.idx[i]) << to_string(c.arch);
+      EXPECT_NEAR(ws2.val[i], ws.val[i] / s, 1e-4 * (1 + std::abs(ws.val[i] / s))) << to_string(c.arch);
+      active += ws.idx[i] >= 0;
+    }
+    EXPECT_GT(active, N) << to_string(c.arch) << ": vacuous";
+    for (int64_t i = 0; i < N * O; ++i)
+      EXPECT_NEAR(ws2.recon[i], ws.recon[i] / s, 1e-4 * (1 + std::abs(ws.recon[i] / s))) << to_string(c.arch);
   }
 }
 

@@ -48,10 +48,17 @@ class CudaBackend final : public Backend {
     if (config.sae.architecture == Architecture::Matryoshka || config.sae.architecture == Architecture::Gated)
       user_error("train.architecture: \"" + to_string(config.sae.architecture) +
                  "\" is not on the cuda backend yet; set run.device = \"cpu\"");
+    if (config.transcoder || config.layers > 1)
+      user_error(std::string(config.transcoder ? "train.target_hook: transcoders" : "train.hooks: crosscoders") +
+                 " are not on the cuda backend yet; set run.device = \"cpu\"");
     return cuda::make_cuda_train_step(config, data_group);
   }
   std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                      int64_t hist_bins, const ExampleOptions& opt) const override {
+    // Dictionaries whose encoder the device passes do not have (every rank: one line, exit 2).
+    if (params.gated || params.transcoder || params.layers > 1)
+      user_error(std::string(params.gated ? "gated SAEs" : params.transcoder ? "transcoders" : "crosscoders") +
+                 " are evaluated by the cpu backend only for now; set run.device = \"cpu\"");
     return cuda::make_cuda_feature_passes(params, config, hist_bins, opt);
   }
 
