@@ -101,17 +101,29 @@ void add_variant_summary(const SaeCheckpoint& ck, const SaeParams& p, const Reco
 }
 
 // Synthetic stores, beyond the decoder's MMCS against the hook it writes: a transcoder's encoder
-// (the columns of W_enc) against the input hook's directions ("mmcs_encoder"); a crosscoder's
-// decoder block of each hook against that hook's directions ("mmcs_per_layer"; "mmcs" is the
-// first hook's).
+// against the input hook's directions A; a crosscoder's decoder block of each hook against that
+// hook's directions ("mmcs_per_layer"; "mmcs" is the first hook's).
+// The encoder: latent f reads x through its row e_f, and with features in superposition the
+// best detector of feature i is not A_i but C^-1 A_i (C the covariance of the input: the least
+// squares fit of the code from x), so e_f itself is compared ("mmcs_encoder_rows") and so is the
+// input direction the latent reads, Cov(x, e_f . x) = C e_f, which is A_i when e_f = C^-1 A_i
+// ("mmcs_encoder"). `cov` is C [D, D] over the held-out input rows (transcoders only).
 void add_variant_ground_truth(const std::string& store_dir, const SaeCheckpoint& ck, const SaeParams& p,
-                              nlohmann::json& summary) {
+                              const std::vector<double>& cov, nlohmann::json& summary) {
   const int64_t F = p.d_sae, D = p.d_in;
   if (ck.transcoder) {
     int64_t G = 0, gd = 0;
     const std::vector<float> gt = read_ground_truth(store_dir, ck.hook, &G, &gd);
     if (gd != D) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(D));
-    summary["mmcs_encoder"] = match_ground_truth(gt, G, p.W_encT(), F, D).mmcs;
+    summary["mmcs_encoder_rows"] = match_ground_truth(gt, G, p.W_encT(), F, D).mmcs;
+    std::vector<float> read(static_cast<size_t>(F * D));
+    for (int64_t f = 0; f < F; ++f)
+      for (int64_t i = 0; i < D; ++i) {
+        double acc = 0;
+        for (int64_t j = 0; j < D; ++j) acc += cov[size_t(i * D + j)] * double(p.W_encT()[f * D + j]);
+        read[size_t(f * D + i)] = float(acc);
+      }
+    summary["mmcs_encoder"] = match_ground_truth(gt, G, read.data(), F, D).mmcs;
   }
   if (p.layers > 1) {
     nlohmann::json per = nlohmann::json::array();
@@ -322,7 +334,32 @@ void StatsStage::run(const std::string& fingerprint) {
     log.end_progress();
   };
 
-  pass("batches, pass 1/2", true, [&](const EncodedBatch&) { passes->first_add(ck.transcoder ? y.data() : x.data()); });
+  // A transcoder on a synthetic store: the input's covariance (sum x, sum x x^T), for its
+  // encoder's match to the true input directions (add_variant_ground_truth).
+  const bool want_cov = ck.transcoder && has_ground_truth(store_dir);
+  std::vector<double> xx(want_cov ? static_cast<size_t>(D * D + D + 1) : 0, 0.0);
+  pass("batches, pass 1/2", true, [&](const EncodedBatch& eb) {
+    passes->first_add(ck.transcoder ? y.data() : x.data());
+    if (!want_cov) return;
+    for (int64_t t = 0; t < eb.n; ++t) {
+      const float* r = x.data() + t * D;
+      for (int64_t i = 0; i < D; ++i) {
+        xx[size_t(D * D + i)] += r[i];
+        for (int64_t j = 0; j < D; ++j) xx[size_t(i * D + j)] += double(r[i]) * double(r[j]);
+      }
+    }
+    xx[size_t(D * D + D)] += double(eb.n);
+  });
+  if (want_cov) env.allreduce_sum(xx.data(), int64_t(xx.size()));
+  auto input_covariance = [&] {
+    if (!want_cov) return std::vector<double>();
+    std::vector<double> c(static_cast<size_t>(D * D));
+    const double n = std::max(1.0, xx[size_t(D * D + D)]);
+    for (int64_t i = 0; i < D; ++i)
+      for (int64_t j = 0; j < D; ++j)
+        c[size_t(i * D + j)] = xx[size_t(i * D + j)] / n - (xx[size_t(D * D + i)] / n) * (xx[size_t(D * D + j)] / n);
+    return c;
+  };
   passes->first_reduce(env);
   FeatureExamples ex;
   ex.d_sae = F;
@@ -435,7 +472,7 @@ void StatsStage::run(const std::string& fingerprint) {
       summary["frac_recovered_099"] = m.frac_099;
       fs.gt_match_index = m.latent_best;
       fs.gt_match_cosine = m.latent_cos;
-      add_variant_ground_truth(store_dir, ck, params, summary);
+      add_variant_ground_truth(store_dir, ck, params, input_covariance(), summary);
     }
     add_ce_loss_summary(ce, summary);
     if (!model_dir.empty()) summary["model"] = model_dir;

@@ -107,8 +107,8 @@ expect_error 2 "manifest.json: no hook 'blocks.9.hook_resid_post' in this store"
 job bigk.toml run_bigk 'k = 65'
 sed -i 's/^k = 2$//' bigk.toml
 expect_error 2 "train.k: must be <= train.d_sae" -- mpirun_np 2 "$BIN/saepipe-train" --job bigk.toml
-job arch.toml run_arch 'architecture = "gated"'
-expect_error 2 "arch.toml:[0-9]*: train.architecture: \"gated\" is not one of" -- mpirun_np 2 "$BIN/saepipe-train" --job arch.toml
+job arch.toml run_arch 'architecture = "matching_pursuit"'
+expect_error 2 "arch.toml:[0-9]*: train.architecture: \"matching_pursuit\" is not one of" -- mpirun_np 2 "$BIN/saepipe-train" --job arch.toml
 # A training state left by a different job (here: another lr) is not resumed.
 mkdir -p run_other/sae && cp run_topk/sae/train_state.h5 run_other/sae/
 job other.toml run_other 'architecture = "topk"

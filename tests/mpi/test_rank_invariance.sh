@@ -2,7 +2,7 @@
 # The store is the same for 1 and 3 harvest ranks; for every architecture the trained
 # weights are the same for 1, 2, 3 and 4 train ranks (topk also for 1 rank of 2 threads) (matryoshka, gated: 1 and 3) (global batch 1000: uneven slices for
 # 3 and 4 ranks; batchtopk's threshold is found across ranks). A global batch smaller than
-# the rank count (a rank with no rows) must not hang.
+# the rank count (a rank with no rows) must not hang. Transcoders and crosscoders on 1 and 3 ranks.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
 job() {  # job NAME RUN_DIR [extra train lines]
   cat > "$1.toml" <<T
@@ -96,4 +96,53 @@ import h5py, numpy as np, sys
 a, b = h5py.File("runtiny1/sae/sae.h5"), h5py.File("runtiny4/sae/sae.h5")
 sys.exit(0 if all(np.allclose(a[k][...], b[k][...], rtol=1e-5, atol=1e-7) for k in ("W_enc", "W_dec", "b_enc", "b_dec")) else 1)
 P
+# Transcoders (batchtopk with the skip: a target batch, W_skip) and crosscoders (relu: the
+# per-layer L1) read several hooks of one store, each through its own shuffled stream: 1 and 3 ranks.
+hooks='["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]'
+cat > hv.toml <<T
+[run]
+name = "invv"
+dir = "storev"
+seed = 3
+[harvest]
+hooks = $hooks
+n_tokens = 40960
+context = 64
+shard_tokens = 8192
+[harvest.synthetic]
+d_model = 16
+n_features = 32
+mean_active = 3.0
+hook_similarity = 0.5
+hook_linear = 0.3
+hook_noise = 0.01
+T
+mpirun_np 2 "$BIN/saepipe-harvest" --job hv.toml >hv.log 2>&1 || { fail "harvest of the 3-hook store"; cat hv.log; }
+for v in transcoder crosscoder; do
+  if [ $v = transcoder ]; then extra='architecture = "batchtopk"
+hook = "blocks.0.hook_resid_post"
+target_hook = "blocks.1.hook_resid_post"
+skip = true'
+  else extra="architecture = \"relu\"
+l1_coef = 0.3
+hooks = $hooks"; fi
+  for n in 1 3; do
+    job v$v$n run$v$n "$base
+$extra"
+    sed -i 's|store1/activations|storev/activations|; s|^d_sae = 128|d_sae = 64|' v$v$n.toml
+    mpirun_np $n "$BIN/saepipe-train" --job v$v$n.toml >v$v$n.log 2>&1 || { fail "train $v $n ranks"; cat v$v$n.log; }
+  done
+  V=$v $PY - <<'P' && pass "$v: weights of 3 ranks equal 1 rank within 1e-5 relative" || fail "$v: weights depend on the rank count"
+import h5py, numpy as np, os, sys
+v = os.environ["V"]
+a, b = h5py.File(f"run{v}1/sae/sae.h5"), h5py.File(f"run{v}3/sae/sae.h5")
+ok = True
+for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold") + (("W_skip",) if v == "transcoder" else ()):
+    x, y = a[k][...], b[k][...]
+    rel = np.abs(x - y).max() / max(np.abs(x).max(), 1e-30)
+    print(f"{v} ranks 3 {k}: max relative difference {rel:.3g} (shape {x.shape})")
+    ok &= bool(rel <= 1e-5)
+sys.exit(0 if ok else 1)
+P
+done
 finish
