@@ -14,6 +14,7 @@
 #    of the features absent from each later layer): a TopK crosscoder recovers each layer's
 #    directions with its decoder block of that layer (MMCS >= 0.98 per layer); summary.json has
 #    each layer's FVU, features.h5 and the interpret pages each latent's decoder norm per layer.
+#  - SAELens (the venv of scripts/python_env.sh) loads relu skip and jumprelu transcoder exports.
 # About 60 s of CPU.
 source "$(dirname "$0")/lib.sh" "$1"
 export OMP_NUM_THREADS=1
@@ -85,6 +86,35 @@ ok = f["W_skip"].shape == (64, 64) and a["target_hook"] == "blocks.1.hook_mlp_ou
 ok &= a["hook"] == "blocks.1.hook_resid_mid" and "W_skip" not in h5py.File("runs/transcoder/sae/sae.h5")
 sys.exit(0 if ok else 1)
 P
+
+# SAELens' transcoder classes load the exports (a short training on the same store: relu with the
+# skip -> SkipTranscoder, jumprelu -> JumpReLUTranscoder), as SAELens' own save_model writes them,
+# and their forward matches sae.h5 (tests/python/check_saelens_transcoders.py).
+cat > exports.toml <<T
+[run]
+name = "exports"
+seed = 31
+device = "cpu"
+[train]
+activations = "runs/transcoder/activations"
+hook = "blocks.1.hook_resid_mid"
+target_hook = "blocks.1.hook_mlp_out"
+architecture = "relu"
+skip = true
+l1_coef = 0.3
+d_sae = 96
+batch_tokens = 1024
+n_tokens = 200000
+[[train.sweep]]
+name = "jumprelu"
+architecture = "jumprelu"
+skip = false
+T
+if "$BIN/saepipe" run exports.toml --ranks 2 --only train >exports.log 2>&1; then
+  VPY=$(bash "$SRC/scripts/python_env.sh") || fail "scripts/python_env.sh could not build the venv of real clients"
+  "$VPY" "$SRC/tests/python/check_saelens_transcoders.py" runs/transcoder/activations runs/exports/sae \
+    runs/exports/sae/sweep/jumprelu && pass "SAELens loads the skip and JumpReLU transcoder exports" || fail "SAELens transcoder exports"
+else fail "exports: exit $?"; tail -5 exports.log; fi
 
 hooks='["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]'
 job crosscoder "$hooks" \
