@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 import synthetic_reference as ref  # noqa: E402
+from absorption import absorption  # noqa: E402
 
 D, G, CHILDREN, CHILD_P, MEAN_ACTIVE, D_SAE, K = 64, 256, 3, 0.5, 5.0, 512, 5
 STORE_TOKENS = 262144 + 32768
@@ -43,38 +44,6 @@ def run(cmd, log, env):
         sys.exit(f"{' '.join(cmd)} failed (exit {r.returncode}); see {log}")
 
 
-def encode(W, arch, k, x):
-    """saepipe's inference rule on sae.h5 (raw units), float64."""
-    pre = (x - W["b_dec"]) @ W["W_enc"] + W["b_enc"]
-    if arch == "topk":
-        kth = -np.sort(-pre, axis=1)[:, k - 1:k]
-        return np.where((pre >= kth) & (pre > 0), pre, 0.0)
-    if arch == "relu":
-        return np.maximum(pre, 0.0)
-    return np.where(pre > W["threshold"], pre, 0.0)  # jumprelu, batchtopk, matryoshka
-
-
-def absorption(gen, W, arch, k, first, n, min_tokens=20):
-    active, _ = gen.codes(first, n)
-    x = gen.tokens(first, n)[0][0]
-    z = encode(W, arch, k, x)
-    dec = W["W_dec"] / np.maximum(np.linalg.norm(W["W_dec"], axis=1, keepdims=True), 1e-30)
-    P, C = gen.P, gen.C
-    latent = (gen.feats[0][:P] @ dec.T).argmax(1)  # l_p
-    kids = active[:, P:P + P * C].reshape(n, P, C).any(2)
-    per = []
-    for p in range(P):
-        on = active[:, p]
-        alone, with_child = on & ~kids[:, p], on & kids[:, p]
-        if alone.sum() < min_tokens or with_child.sum() < min_tokens:
-            continue
-        fired = z[:, latent[p]] > 0
-        ra, rc = fired[alone].mean(), fired[with_child].mean()
-        per.append(1.0 if ra == 0 else float(np.clip(1 - rc / ra, 0, 1)))
-    per = np.array(per)
-    return (float(per.mean()) if len(per) else float("nan")), (float((per >= 0.5).mean()) if len(per) else float("nan")), len(per), P
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -85,6 +54,13 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--child-probability", type=float, default=CHILD_P,
                     help="harvest.synthetic.child_probability (a parent alone is rarer as it grows)")
+    ap.add_argument("--child-coefficient", default="own", choices=["own", "parent"],
+                    help="harvest.synthetic.child_coefficient (parent: a child moves with its parent)")
+    ap.add_argument("--k", type=int, default=K, help="train.k of every model")
+    ap.add_argument("--d-sae", type=int, default=D_SAE)
+    ap.add_argument("--features", type=int, default=G)
+    ap.add_argument("--children", type=int, default=CHILDREN)
+    ap.add_argument("--mean-active", type=float, default=MEAN_ACTIVE)
     ap.add_argument("--lr", type=float, default=0.0, help="train.lr for every model (0: the default rule)")
     a = ap.parse_args()
     saepipe = os.path.join(os.path.realpath(a.build), "saepipe")
@@ -104,16 +80,17 @@ context = 128
 shard_tokens = 65536
 [harvest.synthetic]
 d_model = {D}
-n_features = {G}
-mean_active = {MEAN_ACTIVE}
+n_features = {a.features}
+mean_active = {a.mean_active}
 decay = 0.99
-children = {CHILDREN}
+children = {a.children}
 child_probability = {a.child_probability}
+child_coefficient = "{a.child_coefficient}"
 seed = {a.seed}
 [train]
 architecture = "{archs[0]}"
-d_sae = {D_SAE}
-k = {K}
+d_sae = {a.d_sae}
+k = {a.k}
 n_tokens = {a.tokens}
 heldout_fraction = 0.1
 """
@@ -123,8 +100,9 @@ heldout_fraction = 0.1
         job += f'[[train.sweep]]\nname = "{arch}"\narchitecture = "{arch}"\n'
     path = os.path.join(a.out, "variants.toml")
     open(path, "w").write(job)
-    print(f"store: d_in {D}, {G} true features ({G // (CHILDREN + 1)} parents x {CHILDREN} children, "
-          f"child_probability {a.child_probability}), mean active {MEAN_ACTIVE}, seed {a.seed}; d_sae {D_SAE}, k {K}, "
+    print(f"store: d_in {D}, {a.features} true features ({a.features // (a.children + 1)} parents x {a.children} children, "
+          f"child_probability {a.child_probability}, child_coefficient {a.child_coefficient}), mean active {a.mean_active}, "
+          f"seed {a.seed}; d_sae {a.d_sae}, k {a.k}, "
           f"{a.tokens} training tokens", flush=True)
     run([saepipe, "run", path, "--only", "harvest,train"], os.path.join(a.out, "train.log"), env)
     src = json.load(open(os.path.join(run_dir, "activations", "manifest.json")))["source"]
@@ -149,7 +127,7 @@ interval_bins = 0
         s = json.load(open(os.path.join(a.out, name, "stats", "summary.json")))
         with h5py.File(sae, "r") as f:
             W = {n: f[n][...].astype(np.float64) for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
-        ab, absorbed, measured, P = absorption(gen, W, arch, K, STORE_TOKENS + 1000, 60000)
+        ab, absorbed, measured, P = absorption(gen, W, arch, a.k, STORE_TOKENS + 1000, 60000)
         rows.append({"architecture": arch, "mmcs": s["mmcs"], "fvu": s["fvu"], "l0": s["l0"],
                      "dead_fraction": s["dead_fraction"], "absorption": ab, "absorbed_fraction": absorbed,
                      "parents_measured": measured, "parents": P})

@@ -52,6 +52,7 @@ struct SyntheticConfig {
   // Ground truth for absorption, transcoders and crosscoders (pipeline/model/synthetic.hpp).
   int64_t children = 0;          // children per parent feature (0: no hierarchy)
   double child_probability = 0;  // P(one child active | its parent active)
+  std::string child_coefficient;  // "own" | "parent": an active child's coefficient
   double hook_similarity = 0, hook_noise = 0, hook_linear = 0, hook_absent = 0;  // hooks after the first
 
   static inline const JobKeys<SyntheticConfig> keys = {
@@ -63,6 +64,7 @@ struct SyntheticConfig {
       {"seed", &SyntheticConfig::seed},
       {"children", &SyntheticConfig::children},
       {"child_probability", &SyntheticConfig::child_probability},
+      {"child_coefficient", &SyntheticConfig::child_coefficient},
       {"hook_similarity", &SyntheticConfig::hook_similarity},
       {"hook_noise", &SyntheticConfig::hook_noise},
       {"hook_linear", &SyntheticConfig::hook_linear},

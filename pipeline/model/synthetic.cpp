@@ -68,6 +68,9 @@ SyntheticModel::SyntheticModel(const SyntheticConfig& cfg, int64_t n_hooks)
   SAE_ASSERT(n_hooks >= 1, "the synthetic source needs a hook");
   children_ = cfg.children;
   child_probability_ = cfg.child_probability;
+  if (cfg.child_coefficient != "own" && cfg.child_coefficient != "parent")
+    user_error("harvest.synthetic.child_coefficient must be \"own\" or \"parent\", got \"" + cfg.child_coefficient + "\"");
+  child_takes_parent_coef_ = cfg.child_coefficient == "parent";
   hook_linear_ = cfg.hook_linear;
   hook_noise_ = cfg.hook_noise;
   rho_ = cfg.correlation;
@@ -140,6 +143,7 @@ void SyntheticModel::codes(int64_t t_, std::vector<int32_t>& feature, std::vecto
   coef.clear();
   // Parents come first (indices < P), so a child's parent is decided before the child.
   std::vector<uint8_t> parent_active(size_t(n_parents_), 0);
+  std::vector<double> parent_coef(size_t(n_parents_), 0.0);
   for (int64_t i = 0; i < g_; ++i) {
     const int64_t p = parent_[i];
     if (p >= 0) {
@@ -157,9 +161,10 @@ void SyntheticModel::codes(int64_t t_, std::vector<int32_t>& feature, std::vecto
     } else if (uniform01(counter_hash(seed_, kActiveStream, t, uint64_t(i))) >= prob_[i]) {
       continue;
     }
-    if (i < n_parents_) parent_active[i] = 1;
+    const double c = p >= 0 && child_takes_parent_coef_ ? parent_coef[p] : uniform01(counter_hash(seed_, kCoefStream, t, uint64_t(i)));
+    if (i < n_parents_) parent_active[i] = 1, parent_coef[i] = c;
     feature.push_back(int32_t(i));
-    coef.push_back(uniform01(counter_hash(seed_, kCoefStream, t, uint64_t(i))));
+    coef.push_back(c);
   }
 }
 
@@ -216,6 +221,7 @@ SyntheticConfig synthetic_config_from_source(const nlohmann::json& src) {
   c.correlation = src.value("correlation", 0.0);
   c.children = src.value("children", int64_t(0));
   c.child_probability = src.value("child_probability", 0.0);
+  c.child_coefficient = src.value("child_coefficient", std::string("own"));
   c.hook_similarity = src.value("hook_similarity", 0.0);
   c.hook_noise = src.value("hook_noise", 0.0);
   c.hook_linear = src.value("hook_linear", 0.0);

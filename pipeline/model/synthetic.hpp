@@ -20,8 +20,12 @@
 // parent p are features P + p C + c, c < C; features from P (C + 1) on are roots without
 // children. A child can be active only with its parent, and at most one child of a parent is:
 // with v = u(stream 10, t, p), child c = floor(v / child_probability * C) is active when the
-// parent is and v < child_probability. (Feature absorption: an SAE may fold the parent's
-// direction into each child's latent and leave the parent's latent silent when a child fires.)
+// parent is and v < child_probability. An active child's coefficient is its own u(stream 3, t, i)
+// (child_coefficient = "own") or its parent's (= "parent": parent and child move together, as the
+// unit magnitudes of the toy models of Chanin et al. 2024 do, so a latent reading A_p + A_c
+// reconstructs the pair exactly with one active latent instead of two). (Feature absorption: an
+// SAE under sparsity pressure may fold the parent's direction into each child's latent and leave
+// the parent's latent silent when a child fires.)
 //
 // Hooks. The first hook is x_0 = sum_i coef_i A_i (unchanged from the first generator). Each
 // later hook l >= 1 reads the same codes through its own dictionary, plus an optional linear map
@@ -76,6 +80,7 @@ class SyntheticModel {
   std::vector<int64_t> parent_;
   int64_t children_ = 0, n_parents_ = 0;
   double child_probability_ = 0, hook_linear_ = 0, hook_noise_ = 0;
+  bool child_takes_parent_coef_ = false;
   double rho_ = 0;
   std::vector<double> quantile_;  // Phi^-1(p_i) of the roots, when rho_ > 0
 };

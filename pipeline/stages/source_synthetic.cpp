@@ -31,6 +31,7 @@ class SyntheticSource final : public ActivationSource {
     if (c.correlation > 0) d["correlation"] = c.correlation;
     // Hierarchy and later hooks: recorded only when used, so such a store names its generator.
     if (c.children > 0) d["children"] = c.children, d["child_probability"] = c.child_probability;
+    if (c.children > 0 && c.child_coefficient != "own") d["child_coefficient"] = c.child_coefficient;
     if (h_.hooks.size() > 1) {
       d["hook_similarity"] = c.hook_similarity;
       d["hook_noise"] = c.hook_noise;

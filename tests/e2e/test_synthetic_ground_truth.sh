@@ -4,7 +4,8 @@
 # (tests/python/check_synthetic_store.py): paired hooks for transcoders (x_in from A, x_out the
 # same codes through B + a dense linear map of x_in + noise), three "layers" for crosscoders
 # (per-layer directions mixing the first layer's, some features absent from a layer), and a
-# hierarchical store with correlated roots (children only with their parent). A one-hook
+# hierarchical store with correlated roots (children only with their parent), and one whose
+# children take their parent's coefficient (child_coefficient = "parent"). A one-hook
 # store keeps the first generator's bytes (its manifest says saepipe.synthetic.v1), and bad
 # settings are one-line user errors. A few seconds.
 source "$(dirname "$0")/lib.sh" "$1"
@@ -34,9 +35,11 @@ harvest layers '["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks
   $'n_features = 60\nmean_active = 3.0\nhook_similarity = 0.6\nhook_absent = 0.25\ndecay = 0.97'
 harvest hierarchy '["blocks.0.hook_resid_post"]' \
   $'mean_active = 5.0\nchildren = 3\nchild_probability = 0.6\ncorrelation = 0.3\nn_features = 62'
+harvest tied '["blocks.0.hook_resid_post"]' \
+  $'mean_active = 4.0\nchildren = 3\nchild_probability = 0.9\nchild_coefficient = "parent"\nn_features = 64'
 harvest plain '["blocks.0.hook_resid_post"]' $'n_features = 60\nmean_active = 4.0'
 
-for r in paired layers hierarchy plain; do
+for r in paired layers hierarchy tied plain; do
   if $PY "$SRC/tests/python/check_synthetic_store.py" "runs/$r/activations"; then pass "$r: equals the NumPy generator"
   else fail "$r: differs from the NumPy generator"; fi
 done
@@ -57,5 +60,6 @@ T
 }
 bad 'children = 10' 'harvest.synthetic.children (10) needs n_features >= children + 1'
 bad $'children = 4\nmean_active = 4.0' 'harvest.synthetic.mean_active (4.000000) cannot exceed'
+bad $'children = 2\nchild_coefficient = "tied"' 'harvest.synthetic.child_coefficient'
 bad 'hook_absent = 1.0' 'harvest.synthetic.hook_absent: must be < 1'
 finish

@@ -67,10 +67,14 @@ def main(store):
 
     # The specification's promises, on the reference's own codes (many tokens).
     n = 200000
-    active, _ = gen.codes(0, n)
+    active, coef = gen.codes(0, n)
     if gen.C > 0:
         P, C = gen.P, gen.C
         kids = active[:, P:P + P * C].reshape(n, P, C)
+        if src.get("child_coefficient", "own") == "parent":
+            kc = coef[:, P:P + P * C].reshape(n, P, C).sum(2)
+            on = kids.any(2)
+            check(np.array_equal(kc[on], coef[:, :P][on]), "a child's coefficient is not its parent's")
         check(not (kids.any(2) & ~active[:, :P]).any(), "a child is active without its parent")
         check(kids.sum(2).max() <= 1, "two children of one parent are active together")
         with_parent = kids.any(2)[active[:, :P]].mean()

@@ -94,6 +94,7 @@ class Synthetic:
         C = src.get("children", 0)
         q = src.get("child_probability", 0.0)
         self.C, self.q = C, q
+        self.child_coefficient = src.get("child_coefficient", "own")
         self.P = G // (C + 1) if C > 0 else 0
         self.parent = np.full(G, -1, dtype=np.int64)
         for p in range(self.P):
@@ -162,6 +163,9 @@ class Synthetic:
             rows, ps = np.nonzero(on)
             active[rows, P + ps * C + pick[rows, ps]] = True
         coef = uniform01(counter_hash(seed, 3, t, i)) * active
+        if self.C > 0 and self.child_coefficient == "parent":  # a child moves with its parent
+            kids = np.arange(self.P * self.C)
+            coef[:, self.P + kids] = coef[:, kids // self.C] * active[:, self.P + kids]
         return active, coef
 
     def tokens(self, first, n):
