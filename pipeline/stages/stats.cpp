@@ -225,12 +225,14 @@ void StatsStage::run(const std::string& fingerprint) {
   const int64_t first = first_, count = count_;
   std::string model_dir;
   std::unique_ptr<TransformerModel> model;
+  std::string ce_splice_problem;  // why a transcoder cannot be spliced (empty: it can)
   // With a model: CE loss recovered and logit effects. An unreadable model is a user error.
   env.all_or_none([&] {
     model_dir = model_dir_of(job, reader->manifest());
     if (model_dir.empty() || (job.stats.ce_loss_tokens == 0 && job.stats.logit_tokens == 0)) return;
     model = backend_.load_transformer_full(model_dir);
     if (job.stats.ce_loss_tokens > 0) model->hook(ck.hook);  // one the family has (user error otherwise)
+    if (job.stats.ce_loss_tokens > 0 && ck.transcoder) ce_splice_problem = transcoder_splice_problem(*model, ck.hook, ck.target_hook);
     if (model->d_model() * ck.layers != ck.d_in)
       user_error(model_dir + ": d_model " + std::to_string(model->d_model()) + " does not match the SAE's d_in " +
                  std::to_string(ck.d_in) + (ck.layers > 1 ? " over " + std::to_string(ck.layers) + " hooks" : "") +
@@ -393,15 +395,17 @@ void StatsStage::run(const std::string& fingerprint) {
     in.bos_excluded = src.value("exclude_bos", false);
     in.bos_token = int32_t(src.value("bos_token", model->bos_token()));
     in.max_tokens = sc.ce_loss_tokens;
-    if (ck.transcoder || ck.layers > 1) {
-      // Splicing needs the input hook's rows and the output hook replaced in the same forward
-      // pass (a transcoder in place of the MLP, a crosscoder at every layer); not built yet.
-      log.info(std::string("CE loss skipped: splicing a ") + (ck.transcoder ? "transcoder" : "crosscoder") +
-               " into the model is not implemented");
+    if (ck.transcoder) in.hook = ck.target_hook, in.input_hook = ck.hook;
+    if (ck.layers > 1) {
+      // A crosscoder would replace every layer it reads in one forward pass; not built yet.
+      log.info("CE loss skipped: splicing a crosscoder into the model is not implemented");
+    } else if (!ce_splice_problem.empty()) {
+      log.info("CE loss skipped: " + ce_splice_problem);
     } else if (in.bos_excluded && !src.value("prepend_bos", false)) {
       log.info("CE loss skipped: the store left out each sequence's first token, which is not a BOS it could restore");
     } else {
-      log.info("CE loss recovered on up to " + std::to_string(sc.ce_loss_tokens) + " held-out tokens (" + model_dir + ")");
+      log.info("CE loss recovered on up to " + std::to_string(sc.ce_loss_tokens) + " held-out tokens (" + model_dir + ")" +
+               (ck.transcoder ? ", the transcoder in place of the MLP: " + ck.target_hook + " from " + ck.hook : ""));
       ce = heldout_spliced_loss(in, params, cfg, env);
     }
   }

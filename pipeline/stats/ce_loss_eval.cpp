@@ -11,17 +11,20 @@ namespace saepipe {
 SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& params, const SaeConfig& cfg,
                                      const MpiEnv& env) {
   const int64_t R = in.rows_per_sequence, skip = in.bos_excluded ? 1 : 0, T = R + skip, D = params.d_in;
+  const int64_t O = params.d_out;  // what the replaced hook holds (= D for an SAE)
   const int64_t n_seq = std::min(in.n_rows, in.max_tokens) / R;
   const int64_t kBatch = 8;  // sequences per forward pass, the same for any number of ranks
   const int64_t n_batches = (n_seq + kBatch - 1) / kBatch;
   const int64_t b_lo = n_batches * env.rank() / env.size(), b_hi = n_batches * (env.rank() + 1) / env.size();
   const int64_t rounds = (n_batches + env.size() - 1) / env.size();
   const HookPoint hook = in.model->hook(in.hook);
+  const bool transcoder = !in.input_hook.empty();
+  const HookPoint input_hook = transcoder ? in.model->hook(in.input_hook) : hook;
   ExactSums sums(5);
   int64_t n_pred = 0, n_pos = 0;
   std::vector<int32_t> rows(static_cast<size_t>(kBatch * R)), tokens(static_cast<size_t>(kBatch * T));
   SaeWorkspace ws;
-  std::vector<float> kept;
+  std::vector<float> kept, input;  // input [B*T, D]: a transcoder's input rows
   for (int64_t r = 0; r < rounds; ++r) {
     const int64_t b = b_lo + r;
     const int64_t s0 = b * kBatch, B = b < b_hi ? std::min(kBatch, n_seq - s0) : 0;
@@ -31,21 +34,25 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
       if (skip) tokens[size_t(s * T)] = in.bos_token;
       std::copy_n(rows.begin() + s * R, R, tokens.begin() + s * T + skip);
     }
-    // The SAE replaces what the hook sees, except at BOS rows the store left out (the SAE never
-    // saw them).
+    // The SAE replaces what the hook sees (a transcoder: from its input hook's rows), except at
+    // BOS rows the store left out (the SAE never saw them).
     auto reconstruct = [&](float* acts, int64_t N) {
       if (skip) {
-        kept.resize(size_t(B * D));
-        for (int64_t s = 0; s < B; ++s) std::copy_n(acts + s * T * D, D, kept.begin() + s * D);
+        kept.resize(size_t(B * O));
+        for (int64_t s = 0; s < B; ++s) std::copy_n(acts + s * T * O, O, kept.begin() + s * O);
       }
-      sae_encode_decode(params, cfg, acts, N, ws);
-      std::copy_n(ws.recon.begin(), N * D, acts);
+      sae_encode_decode(params, cfg, transcoder ? input.data() : acts, N, ws);
+      std::copy_n(ws.recon.begin(), N * O, acts);
       if (skip)
-        for (int64_t s = 0; s < B; ++s) std::copy_n(kept.begin() + s * D, D, acts + s * T * D);
+        for (int64_t s = 0; s < B; ++s) std::copy_n(kept.begin() + s * O, O, acts + s * T * O);
     };
     SplicedLossSums part;
     {
       SingleThreadedBlas one_blas_thread;  // the model parallelises over OpenMP itself
+      if (transcoder) {  // the input hook's rows of the same tokens (the splice comes after it)
+        input.resize(size_t(B * T * D));
+        in.model->forward(tokens.data(), B, T, {input_hook}, {input.data()});
+      }
       part = spliced_loss(*in.model, tokens.data(), B, T, hook, reconstruct);
     }
     sums.add(0, part.clean_loss);
@@ -66,6 +73,15 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
   out.n_predictions = env.allreduce_sum(n_pred);
   out.n_positions = env.allreduce_sum(n_pos);
   return out;
+}
+
+std::string transcoder_splice_problem(const TransformerModel& model, const std::string& input_hook,
+                                      const std::string& target_hook) {
+  const HookPoint in = model.hook(input_hook), out = model.hook(target_hook);
+  if (out.kind == HookKind::MlpOut && in.kind == HookKind::ResidMid && in.layer == out.layer) return "";
+  return "the transcoder reads " + input_hook + " and writes " + target_hook +
+         "; it is spliced in place of an MLP, so it must write blocks.L.hook_mlp_out from blocks.L.hook_resid_mid "
+         "of the same block";
 }
 
 void add_ce_loss_summary(const SplicedLossSums& s, nlohmann::json& summary) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stats with a model (tiny random GPT-2): CE loss recovered against a float64 PyTorch splice of
 # the same SAE, identical figures for 1 and 3 ranks, logit effects present and checked by
-# `saepipe inspect`; an unreadable model is one clear line, exit 2.
+# `saepipe inspect`; a transcoder spliced in place of an MLP against transformers; an
+# unreadable model is one clear line, exit 2.
 source "$(dirname "$0")/lib.sh" "$1"
 $PY "$SRC/tests/python/make_tiny_gpt2.py" tiny --layers 2 --d 64 --heads 4 --vocab 512 --positions 64 --tokens 20000 >mk.log 2>&1 || { fail "make tiny model"; cat mk.log; finish; }
 cat > m.toml <<T
@@ -42,6 +43,32 @@ sys.exit(0 if ok else 1)
 P
 "$BIN/saepipe" inspect run/stats >inspect.log 2>&1 && grep -q "5 logit tokens" inspect.log && grep -q ce_loss_recovered inspect.log \
   && pass "inspect shows logit effects and CE loss" || { fail "inspect"; cat inspect.log; }
+# A transcoder spliced in place of block 1's MLP (blocks.1.hook_resid_mid -> hook_mlp_out), plain
+# and with W_skip, against transformers' GPT-2 (the venv of scripts/python_env.sh) with the MLP's
+# output replaced by a forward hook (tests/python/check_transcoder_ce.py), on 2 ranks; one whose
+# input is another block's cannot stand in for an MLP: stats says so and skips CE loss.
+VPY=$(bash "$SRC/scripts/python_env.sh") || fail "scripts/python_env.sh could not build the venv of real clients"
+sed 's|dir = "run"|dir = "tc"|; s|^hooks = .*|hooks = ["blocks.0.hook_resid_mid", "blocks.1.hook_resid_mid", "blocks.1.hook_mlp_out"]|' m.toml \
+  | sed 's|^\[train\]|[train]\nhook = "blocks.1.hook_resid_mid"\ntarget_hook = "blocks.1.hook_mlp_out"|' > tc.toml
+printf '[[train.sweep]]\nname = "skip"\nskip = true\n' >> tc.toml
+if "$BIN/saepipe" run tc.toml --ranks 2 --only harvest,train,stats >tc.log 2>&1; then
+  sed "s|dir = \"tc\"|dir = \"tcs\"|" tc.toml | sed "s|^\[stats\]|[stats]\nactivations = \"$WORK/tc/activations\"\nsae = \"$WORK/tc/sae/sweep/skip/sae.h5\"|" > tcs.toml
+  "$BIN/saepipe" run tcs.toml --ranks 2 --only stats >tcs.log 2>&1 || { fail "stats of the skip transcoder"; tail -5 tcs.log; }
+  grep -q "CE loss recovered on up to 600 held-out tokens.*in place of the MLP: blocks.1.hook_mlp_out from blocks.1.hook_resid_mid" tc.log \
+    && pass "stats logs the transcoder spliced in place of the MLP" || fail "no splice line in tc.log"
+  for r in tc:tc/sae/sae.h5 tcs:tc/sae/sweep/skip/sae.h5; do
+    "$VPY" "$SRC/tests/python/check_transcoder_ce.py" tiny "${r%%:*}" "${r#*:}" tc/activations/activations.h5 >"${r%%:*}_ce.log" 2>&1 \
+      && pass "$(tail -1 "${r%%:*}_ce.log")" || { fail "transcoder CE loss vs transformers (${r%%:*})"; cat "${r%%:*}_ce.log"; }
+  done
+else fail "transcoder harvest/train/stats"; tail -5 tc.log; fi
+sed 's|dir = "tc"|dir = "tcx"|; s|^hook = .*|hook = "blocks.0.hook_resid_mid"|' tc.toml | grep -v '^\[\[train.sweep\]\]\|^name = "skip"\|^skip = true' \
+  | sed 's|^n_tokens = 16384|n_tokens = 2048|' | sed "s|^\[train\]|[train]\nactivations = \"$WORK/tc/activations\"|" > tcx.toml
+if "$BIN/saepipe" run tcx.toml --only train,stats >tcx.log 2>&1; then
+  grep -q "CE loss skipped: the transcoder reads blocks.0.hook_resid_mid and writes blocks.1.hook_mlp_out; it is spliced in place of an MLP" tcx.log \
+    && ! grep -q ce_loss_spliced tcx/stats/summary.json && pass "a transcoder across blocks: CE loss skipped with the reason" \
+    || { fail "cross-block transcoder"; grep -i "ce loss" tcx.log; }
+else fail "cross-block transcoder: exit $?"; tail -5 tcx.log; fi
+
 # An unreadable model: one line naming it, exit 2, on every rank.
 mkdir -p broken && echo '{"model_type": "gpt2"' > broken/config.json
 sed "s|model = \"$WORK/tiny\"|model = \"$WORK/broken\"|; s|dir = \"run\"|dir = \"runb\"|" m.toml | sed "s|^\[stats\]|[stats]\nactivations = \"$WORK/run/activations\"\nsae = \"$WORK/run/sae/sae.h5\"|" > b.toml
