@@ -428,10 +428,10 @@ void check_cross_fields(const Job& job, const toml::table& t) {
   check_shards(tr.d_sae, "train.d_sae");
   for (size_t i = 0; i < tr.sweep.size(); ++i)
     check_shards(tr.sweep[i].d_sae, "train.sweep[" + std::to_string(i) + "].d_sae");
-  for (const char* stage : {"harvest", "stats", "interpret"})
+  for (const char* stage : {"harvest", "interpret"})
     if (job.resources(stage).latent_shards != 1)
       fail(("resources." + std::string(stage) + ".latent_shards").c_str(),
-           "only [resources.train] shards latents so far; must be 1");
+           "only [resources.train] and [resources.stats] shard latents; must be 1");
 }
 
 }  // namespace

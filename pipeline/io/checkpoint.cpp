@@ -21,8 +21,11 @@ void write_matrix(const h5::File& f, const std::string& name, const std::vector<
 }
 
 // Reads a float32 dataset of the given shape, checking every value is finite.
+// range (nullable): latents [first, first + count) only, rows of a [F, ...] dataset or columns of
+// a [D, F] one (range_columns).
 std::vector<float> read_weights(const h5::File& f, const std::string& name, const std::vector<int64_t>& dims,
-                                const std::string& dims_text) {
+                                const std::string& dims_text, const LatentRange* range = nullptr,
+                                bool range_columns = false) {
   h5::Dataset ds = f.open_dataset(name);
   if (ds.dims() != dims) {
     std::string got;
@@ -31,7 +34,26 @@ std::vector<float> read_weights(const h5::File& f, const std::string& name, cons
   }
   const h5::Type type = ds.type();
   if (type != h5::Type::Float32) user_error(ds.where() + ": stored as " + h5::to_string(type) + ", expected float32");
-  std::vector<float> v = ds.read_all<float>();
+  std::vector<float> v;
+  if (!range || range->count < 0) {
+    v = ds.read_all<float>();
+  } else if (!range_columns) {  // rows [first, first + count) of [F, ...]
+    int64_t row = 1;
+    for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+    v.resize(size_t(range->count * row));
+    ds.read_rows(range->first, range->count, v.data());
+  } else {  // columns of [D, F], through whole rows in blocks of about 64 MiB
+    const int64_t D = dims[0], F = dims[1], n = range->count;
+    const int64_t block = std::clamp<int64_t>((int64_t(1) << 24) / F, 1, D);
+    std::vector<float> rows(static_cast<size_t>(block * F));
+    v.resize(size_t(D * n));
+    for (int64_t r0 = 0; r0 < D; r0 += block) {
+      const int64_t m = std::min(block, D - r0);
+      ds.read_rows(r0, m, rows.data());
+      for (int64_t r = 0; r < m; ++r)
+        std::copy_n(rows.begin() + r * F + range->first, n, v.begin() + (r0 + r) * n);
+    }
+  }
   auto bad = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
   if (bad != v.end())
     corrupt_error(ds.where() + ": non-finite weight (" + (std::isnan(*bad) ? "nan" : "inf") + ") at element " +
@@ -90,7 +112,7 @@ void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& c) {
   out.commit();
 }
 
-SaeCheckpoint read_sae_checkpoint(const std::string& path) {
+SaeCheckpoint read_sae_checkpoint(const std::string& path, const LatentRange* range) {
   h5::File f = h5::open_file(path);
   if (!f.has_attribute("schema")) user_error(path + ": not an SAE checkpoint (attribute 'schema' is missing)");
   const std::string schema = f.read_string_attribute("schema");
@@ -138,16 +160,21 @@ SaeCheckpoint read_sae_checkpoint(const std::string& path) {
                std::to_string(c.layers) + " layers");
 
   const int64_t D = c.d_in, F = c.d_sae, O = c.d_out;
+  if (range && range->count >= 0 && (range->first < 0 || range->count < 1 || range->first + range->count > F))
+    user_error(path + ": latents [" + std::to_string(range->first) + ", " + std::to_string(range->first + range->count) +
+               ") are not within d_sae = " + std::to_string(F));
   const std::string sF = std::to_string(F), sD = std::to_string(D), sO = std::to_string(O);
-  c.W_enc = read_weights(f, "W_enc", {D, F}, "[d_in, d_sae] = [" + sD + ", " + sF + "]");
-  c.b_enc = read_weights(f, "b_enc", {F}, "[d_sae] = [" + sF + "]");
-  c.W_dec = read_weights(f, "W_dec", {F, O}, "[d_sae, d_out] = [" + sF + ", " + sO + "]");
+  c.W_enc = read_weights(f, "W_enc", {D, F}, "[d_in, d_sae] = [" + sD + ", " + sF + "]", range, true);
+  c.b_enc = read_weights(f, "b_enc", {F}, "[d_sae] = [" + sF + "]", range);
+  c.W_dec = read_weights(f, "W_dec", {F, O}, "[d_sae, d_out] = [" + sF + ", " + sO + "]", range);
   c.b_dec = read_weights(f, "b_dec", {O}, "[d_out] = [" + sO + "]");
-  c.threshold = read_weights(f, "threshold", {F}, "[d_sae] = [" + sF + "]");
+  c.threshold = read_weights(f, "threshold", {F}, "[d_sae] = [" + sF + "]", range);
   if (c.architecture == "gated") {
-    c.r_mag = read_weights(f, "r_mag", {F}, "[d_sae] = [" + sF + "]");
-    c.b_mag = read_weights(f, "b_mag", {F}, "[d_sae] = [" + sF + "]");
+    c.r_mag = read_weights(f, "r_mag", {F}, "[d_sae] = [" + sF + "]", range);
+    c.b_mag = read_weights(f, "b_mag", {F}, "[d_sae] = [" + sF + "]", range);
   }
+  if (range && range->count >= 0) c.d_sae = range->count;  // the arrays' width; d_sae_total the file's
+  c.d_sae_total = F;
   if (f.exists("W_skip")) {
     if (!c.transcoder) user_error(path + ": /W_skip belongs to a transcoder, but attribute 'transcoder' is not set");
     c.W_skip = read_weights(f, "W_skip", {O, D}, "[d_out, d_in] = [" + sO + ", " + sD + "]");

@@ -27,17 +27,13 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/latent_shard_merge.hpp"
 #include "pipeline/sae/resample.hpp"
 #include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
 
 namespace {
-
-struct Candidate {
-  float val;
-  int32_t idx;  // global latent; -1: empty
-};
 
 // The parameter segments that hold one value (or row of D) per latent, as offsets in the whole
 // dictionary's layout and in a shard's, with their row length; b_dec is shared.
@@ -240,39 +236,14 @@ class CpuShardedTrainStep final : public TrainStep {
   }
 
   // merge_top (sae.hpp LatentShard): every shard's best W per row to every shard, then per row
-  // the best K by (value, lower latent) — the order topk_rows keeps — of which this shard's.
+  // the best K by (value, lower latent) — the order topk_rows keeps — of which this shard's
+  // (latent_shard_merge.hpp, shared with the sharded stats).
   void merge_top(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W, int64_t K, int32_t* idx_out,
                  float* val_out) {
-    mine_.resize(size_t(N * W));
-    for (int64_t s = 0; s < N * W; ++s) mine_[s] = Candidate{val_in[s], idx_in[s]};
     std::vector<char> all;
-    const int64_t bytes = N * W * int64_t(sizeof(Candidate));
-    timed(0, [&] { all = grid_.shard_group().allgather_bytes(mine_.data(), bytes); });
+    timed(0, [&] { all = gather_shard_candidates(grid_.shard_group(), idx_in, val_in, N, W); });
     comm_bytes_ += double(all.size());
-    const auto* cand = reinterpret_cast<const Candidate*>(all.data());
-    const auto better = [](const Candidate& a, const Candidate& b) {
-      return a.val > b.val || (a.val == b.val && a.idx < b.idx);
-    };
-#pragma omp parallel
-    {
-      std::vector<Candidate> row;
-#pragma omp for schedule(static)
-      for (int64_t n = 0; n < N; ++n) {
-        row.clear();
-        for (int s = 0; s < S_; ++s)
-          for (int64_t j = 0; j < W; ++j) {
-            const Candidate& c = cand[(int64_t(s) * N + n) * W + j];
-            if (c.idx >= 0) row.push_back(c);
-          }
-        const int64_t keep = std::min<int64_t>(K, int64_t(row.size()));
-        std::partial_sort(row.begin(), row.begin() + keep, row.end(), better);
-        for (int64_t j = 0; j < K; ++j) {
-          const bool here = j < keep && row[j].idx >= first_ && row[j].idx < first_ + Fs_;
-          idx_out[n * K + j] = here ? int32_t(row[j].idx - first_) : -1;
-          val_out[n * K + j] = here ? row[j].val : 0.0f;
-        }
-      }
-    }
+    merge_shard_candidates(all, S_, N, W, K, first_, Fs_, idx_out, val_out);
   }
 
   // This shard's latents of a whole-dictionary vector (parameters or a moment).
@@ -314,7 +285,6 @@ class CpuShardedTrainStep final : public TrainStep {
   std::vector<double> reduce_, group_, fire_all_;
   std::vector<int64_t> fire_;
   std::vector<float> grad_;
-  std::vector<Candidate> mine_;
   double comm_bytes_ = 0, comm_s_ = 0;
   StepTotals totals_;
 };

@@ -33,12 +33,23 @@ class CpuBackend final : public Backend {
                                                      int64_t hist_bins, const ExampleOptions& opt) const override {
     return make_cpu_feature_passes(params, config, hist_bins, opt);
   }
+  std::unique_ptr<FeaturePasses> make_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                             int64_t hist_bins, const ExampleOptions& opt,
+                                                             const LatentGrid& grid) const override {
+    return make_cpu_sharded_feature_passes(params, config, hist_bins, opt, grid);
+  }
 };
 
 }  // namespace
 
 std::unique_ptr<TrainStep> Backend::make_sharded_train_step(const TrainStepConfig&, const LatentGrid&) const {
   user_error("[resources.train] latent_shards > 1 is not implemented on the " + device() +
+             " backend yet; use run.device = \"cpu\" or latent_shards = 1");
+}
+
+std::unique_ptr<FeaturePasses> Backend::make_sharded_feature_passes(const SaeParams&, const SaeConfig&, int64_t,
+                                                                   const ExampleOptions&, const LatentGrid&) const {
+  user_error("[resources.stats] latent_shards > 1 is not implemented on the " + device() +
              " backend yet; use run.device = \"cpu\" or latent_shards = 1");
 }
 

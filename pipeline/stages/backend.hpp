@@ -50,6 +50,11 @@ class Backend {
   // its inference configuration; `params` must outlive the passes.
   virtual std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                              int64_t hist_bins, const ExampleOptions& opt) const = 0;
+  // The same for this rank's latent range on `grid` ([resources.stats] latent_shards > 1;
+  // params holds the range: make_cpu_sharded_feature_passes). CPU only; the others refuse.
+  virtual std::unique_ptr<FeaturePasses> make_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                                     int64_t hist_bins, const ExampleOptions& opt,
+                                                                     const LatentGrid& grid) const;
 };
 
 // What this process can see of CUDA. Defined by the CUDA backend (cuda/backend.cpp) or, in

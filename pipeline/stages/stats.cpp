@@ -11,12 +11,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/interrupt.hpp"
 #include "pipeline/core/job.hpp"
+#include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/activation_store.hpp"
@@ -26,6 +28,7 @@
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/model/blas_threads.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
+#include "pipeline/sae/train_step.hpp"
 #include "pipeline/stages/backend.hpp"
 #include "pipeline/stages/stage_driver.hpp"
 #include "pipeline/stages/stages.hpp"
@@ -35,6 +38,7 @@
 #include "pipeline/stats/decoder_neighbours.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 #include "pipeline/stats/ground_truth_match.hpp"
+#include "pipeline/stats/shard_assembly.hpp"
 
 namespace saepipe {
 
@@ -139,6 +143,27 @@ void add_variant_ground_truth(const std::string& store_dir, const SaeCheckpoint&
   }
 }
 
+// [resources.stats] latent_shards = S > 1: this rank's latent range of sae.h5 (a SAELens
+// directory is read whole: not sharded), after the checks train makes (one line each, exit 2).
+SaeCheckpoint read_sharded_sae(const Job& job, const MpiEnv& env, const std::string& path) {
+  const int64_t S = job.resources("stats").latent_shards;
+  const std::string key = job.path + ": [resources.stats] latent_shards = " + std::to_string(S) + ": ";
+  if (std::filesystem::is_directory(path)) user_error(key + path + " is a SAELens directory; latent shards read an sae.h5 (set latent_shards = 1)");
+  const int64_t F = h5::open_file(path).read_int_attribute("d_sae"), unit = S * kTrainEncoderCols;
+  if (S > F) user_error(key + "is more than the SAE's d_sae = " + std::to_string(F) + " (" + path + ")");
+  if (env.size() % S != 0) user_error(key + "does not divide the " + std::to_string(env.size()) + " ranks of this run");
+  if (F % unit != 0)
+    user_error(key + "d_sae = " + std::to_string(F) + " of " + path + " must be a multiple of latent_shards x " +
+               std::to_string(kTrainEncoderCols) + " = " + std::to_string(unit) + " (each shard holds whole encoder blocks of " +
+               std::to_string(kTrainEncoderCols) + " latents, so the statistics do not depend on the grid)");
+  const LatentRange range{F / S * (env.rank() % S), F / S};
+  SaeCheckpoint ck = read_sae_checkpoint(path, &range);
+  if (ck.transcoder || ck.layers > 1)
+    user_error(key + (ck.transcoder ? "transcoders" : "crosscoders") + " are not sharded (" + path + "); latent_shards = 1 evaluates them");
+  if (ck.architecture == "gated") user_error(key + "architecture \"gated\" is not sharded yet (" + path + "); latent_shards = 1 evaluates it");
+  return ck;
+}
+
 class StatsStage final : public StageBody {
  public:
   StatsStage(const Job& job, const MpiEnv& env, const Backend& backend, Logger& log)
@@ -159,13 +184,19 @@ class StatsStage final : public StageBody {
   std::unique_ptr<StoreReader> reader_;
   // Crosscoders: the other layers' hooks (reader_ reads the first); transcoders: the target hook.
   std::vector<std::unique_ptr<StoreReader>> more_;
-  SaeCheckpoint ck_;
+  SaeCheckpoint ck_;  // sharded: this rank's latents (d_sae_total: all of them)
   int64_t first_ = 0, count_ = 0;
+  const int shards_ = int(job_.resources("stats").latent_shards);
 };
 
 std::string StatsStage::open_inputs() {
   if (!path_exists(sae_path_)) user_error(sae_path_ + ": SAE checkpoint not found (run the train stage first)");
-  ck_ = read_sae_for_evaluation(sae_path_);  // sae.h5 or a SAELens directory
+  if (shards_ > 1) {
+    ck_ = read_sharded_sae(job_, env_, sae_path_);
+  } else {
+    ck_ = read_sae_for_evaluation(sae_path_);  // sae.h5 or a SAELens directory
+    ck_.d_sae_total = ck_.d_sae;
+  }
   reader_ = std::make_unique<StoreReader>(store_dir_, ck_.hook);
   for (size_t l = 1; ck_.layers > 1 && l < ck_.hooks.size(); ++l)
     more_.push_back(std::make_unique<StoreReader>(store_dir_, ck_.hooks[l]));
@@ -241,19 +272,33 @@ void StatsStage::run(const std::string& fingerprint) {
   if (ck.heldout_n_tokens <= 0) log.info("warning: " + sae_path + " records no held-out split; using the whole store");
 
   const SaeParams params = sae_params_from_checkpoint(ck);
+  ck_.W_enc = {};  // in params now
+  ck_.W_dec = {};
+  // Latent shards: ranks = data groups x S shards; this rank's params hold latents
+  // [shard * Fs, + Fs), its data group's batches are encoded by every shard of the group.
+  const LatentGrid grid(env, shards_);
   // D: what the encoder reads (a crosscoder's hooks side by side); O: what is reconstructed.
-  const int64_t D = params.d_in, O = params.d_out, F = params.d_sae, Dm = reader->d_model();
+  // F: the dictionary's latents, Fs this rank's (F unsharded).
+  const int64_t D = params.d_in, O = params.d_out, F = ck.d_sae_total, Fs = params.d_sae, Dm = reader->d_model();
   const int64_t n_layers = params.layers;
-  const SaeConfig cfg = sae_inference_config(ck);  // by architecture (threshold for batchtopk/jumprelu)
+  SaeConfig cfg = sae_inference_config(ck);  // by architecture (threshold for batchtopk/jumprelu)
+  // The encoder in blocks of latents as train's, so a shard computes its pre-activations with
+  // the very BLAS calls of an unsharded run: the selections and statistics do not depend on S.
+  cfg.encoder_cols = kTrainEncoderCols;
   const StatsConfig& sc = job.stats;
   // Batches of whole sequences, so an example's context never leaves its batch.
   const int64_t L = std::max<int64_t>(1, reader->manifest().context);
   const int64_t batch = ((sc.batch_tokens + L - 1) / L) * L;
   const int64_t n_batches = (count + batch - 1) / batch;
-  const int64_t b_lo = n_batches * env.rank() / env.size(), b_hi = n_batches * (env.rank() + 1) / env.size();
-  const int64_t rounds = (n_batches + env.size() - 1) / env.size();  // the same on every rank
+  const int64_t groups = grid.data_groups(), group = grid.data_group_index();
+  const int64_t b_lo = n_batches * group / groups, b_hi = n_batches * (group + 1) / groups;
+  const int64_t rounds = (n_batches + groups - 1) / groups;  // the same on every rank
   log.info("evaluating " + sae_path + " on " + std::to_string(count) + " held-out tokens [" + std::to_string(first) +
-           ", " + std::to_string(first + count) + ") over " + std::to_string(env.size()) + " rank(s), two passes");
+           ", " + std::to_string(first + count) + ") over " + std::to_string(env.size()) + " rank(s)" +
+           (shards_ > 1 ? ", a grid of " + grid.describe() + ", latents " + std::to_string(grid.shard() * Fs) + ".." +
+                              std::to_string(grid.shard() * Fs + Fs - 1) + " here"
+                        : "") +
+           ", two passes");
 
   ExampleOptions eo;
   eo.top = sc.top_examples;
@@ -265,7 +310,10 @@ void StatsStage::run(const std::string& fingerprint) {
 
   // The encoder and the passes on the backend's device.
   std::unique_ptr<FeaturePasses> passes;
-  env.all_or_none([&] { passes = backend_.make_feature_passes(params, cfg, sc.histogram_bins, eo); });
+  env.all_or_none([&] {
+    passes = shards_ > 1 ? backend_.make_sharded_feature_passes(params, cfg, sc.histogram_bins, eo, grid)
+                         : backend_.make_feature_passes(params, cfg, sc.histogram_bins, eo);
+  });
   std::vector<float> x(static_cast<size_t>(batch * D));
   std::vector<float> part(n_layers > 1 ? static_cast<size_t>(batch * Dm) : 0);  // one layer's rows
   std::vector<float> y(ck.transcoder ? static_cast<size_t>(batch * O) : 0);      // a transcoder's target
@@ -377,6 +425,8 @@ void StatsStage::run(const std::string& fingerprint) {
       spill.reset();
     }
   });
+  // Sharded, encoding is collective over the shard group: all of it reads its codes back or none.
+  if (shards_ > 1 && grid.shard_group().allreduce_max(spill ? 0 : 1) != 0) spill.reset();
   pass("batches, pass 2/2", false, [&](const EncodedBatch& eb) { passes->second_add(eb); });
   spill.reset();
   passes->second_reduce(env);
@@ -406,22 +456,28 @@ void StatsStage::run(const std::string& fingerprint) {
     } else {
       log.info("CE loss recovered on up to " + std::to_string(sc.ce_loss_tokens) + " held-out tokens (" + model_dir + ")" +
                (ck.transcoder ? ", the transcoder in place of the MLP: " + ck.target_hook + " from " + ck.hook : ""));
-      ce = heldout_spliced_loss(in, params, cfg, env);
+      ce = heldout_spliced_loss(in, params, cfg, env, &grid);
     }
   }
 
-  // Rank 0 finishes and writes; a failure there (a full disk) is agreed on and told once.
+  // The first data group's shards (rank 0 alone, unsharded) finish their latents' statistics,
+  // the decoder's included (neighbours, logit effects, the true features' match), and
+  // assemble them in latent order on rank 0, which writes; a failure (a full disk) is agreed on
+  // and told once.
+  FeatureStats fs;
+  GroundTruthMatch match;
+  int64_t n_true = 0;
   env.all_or_none([&] {
-    if (!env.is_root()) return;
-    FeatureStats fs;
+    if (grid.data_group_index() != 0) return;
+    const MpiEnv& shards = grid.shard_group();  // this rank alone, unsharded
     passes->finish(fs, sc.dense_threshold, sc.ultralow_threshold, sc.quantiles);
     fs.n_neighbours = std::min<int64_t>(sc.neighbours, F - 1);
-    decoder_neighbours(params.W_dec(), F, O, fs.n_neighbours, fs.neighbour_index, fs.neighbour_cosine);
+    decoder_neighbours(params.W_dec(), Fs, O, fs.n_neighbours, shards, fs.neighbour_index, fs.neighbour_cosine);
     if (model && sc.logit_tokens > 0 && n_layers == 1) {  // a crosscoder's rows span several hooks
       LogitEffects le;
       {
         SingleThreadedBlas one_blas_thread;
-        logit_effects(*model, params.W_dec(), F, O, std::min<int64_t>(sc.logit_tokens, model->vocab_size()),
+        logit_effects(*model, params.W_dec(), Fs, O, std::min<int64_t>(sc.logit_tokens, model->vocab_size()),
                       sc.histogram_bins, le);
       }
       fs.n_logit_tokens = le.n_logit_tokens;
@@ -433,7 +489,29 @@ void StatsStage::run(const std::string& fingerprint) {
       fs.logit_hist_lo = std::move(le.logit_hist_lo);
       fs.logit_hist_hi = std::move(le.logit_hist_hi);
     }
-
+    if (has_ground_truth(store_dir)) {
+      int64_t gd = 0;
+      // The directions the decoder writes: this hook's (a transcoder's target's).
+      std::vector<float> gt = read_ground_truth(store_dir, ck.transcoder ? ck.target_hook : ck.hook, &n_true, &gd);
+      const int64_t w = O / n_layers;  // a crosscoder's decoder block per hook
+      if (gd != w) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(w));
+      std::vector<float> block = n_layers > 1 ? decoder_block(params, 0) : std::vector<float>();
+      match = match_ground_truth(gt, n_true, n_layers > 1 ? block.data() : params.W_dec(), Fs, w);
+      if (shards.size() > 1) {  // each true feature's best over every shard's latents
+        shards.allreduce_max(match.feature_best.data(), n_true);
+        summarise_ground_truth_match(match);
+      }
+      fs.gt_match_index = match.latent_best;
+      fs.gt_match_cosine = match.latent_cos;
+    }
+    if (shards.size() > 1) {
+      assemble_shard_stats(shards, fs, sc.histogram_bins);
+      assemble_shard_examples(shards, ex.top);
+      assemble_shard_examples(shards, ex.interval);
+    }
+  });
+  env.all_or_none([&] {
+    if (!env.is_root()) return;
     const ReconstructionSums& rs = passes->recon();
     const double N = double(rs.n_tokens);
     double mean_norm2 = 0;
@@ -463,19 +541,10 @@ void StatsStage::run(const std::string& fingerprint) {
                               {"ultralow_fraction", double(n_ultralow) / double(F)}};
     if (ck.transcoder || n_layers > 1) add_variant_summary(ck, params, rs, summary, fs);
     if (has_ground_truth(store_dir)) {
-      int64_t G = 0, gd = 0;
-      // The directions the decoder writes: this hook's (a transcoder's target's).
-      std::vector<float> gt = read_ground_truth(store_dir, ck.transcoder ? ck.target_hook : ck.hook, &G, &gd);
-      const int64_t w = O / n_layers;  // a crosscoder's decoder block per hook
-      if (gd != w) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(w));
-      std::vector<float> block = n_layers > 1 ? decoder_block(params, 0) : std::vector<float>();
-      GroundTruthMatch m = match_ground_truth(gt, G, n_layers > 1 ? block.data() : params.W_dec(), F, w);
-      summary["n_true_features"] = G;
-      summary["mmcs"] = m.mmcs;
-      summary["frac_recovered_09"] = m.frac_09;
-      summary["frac_recovered_099"] = m.frac_099;
-      fs.gt_match_index = m.latent_best;
-      fs.gt_match_cosine = m.latent_cos;
+      summary["n_true_features"] = n_true;
+      summary["mmcs"] = match.mmcs;
+      summary["frac_recovered_09"] = match.frac_09;
+      summary["frac_recovered_099"] = match.frac_099;
       add_variant_ground_truth(store_dir, ck, params, input_covariance(), summary);
     }
     add_ce_loss_summary(ce, summary);

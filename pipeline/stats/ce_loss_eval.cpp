@@ -4,19 +4,30 @@
 #include <cmath>
 
 #include "pipeline/model/blas_threads.hpp"
+#include "pipeline/sae/latent_shard_merge.hpp"
 #include "pipeline/stats/exact_sum.hpp"
 
 namespace saepipe {
 
-SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& params, const SaeConfig& cfg,
-                                     const MpiEnv& env) {
+SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& params, const SaeConfig& config,
+                                     const MpiEnv& env, const LatentGrid* grid) {
+  // Latent shards: the data groups split the batches; every shard of a group runs the model on
+  // them and encodes its latents, the group sums the reconstruction, and the lead counts.
+  const int groups = grid ? grid->data_groups() : env.size(), group = grid ? grid->data_group_index() : env.rank();
+  LatentShard shard;
+  SaeConfig cfg = config;
+  if (grid && grid->shards() > 1) {
+    shard = group_latent_shard(grid->shard_group(), int64_t(grid->shard()) * params.d_sae, params.d_sae,
+                               params.d_sae * grid->shards());
+    cfg.shard = &shard;
+  }
   const int64_t R = in.rows_per_sequence, skip = in.bos_excluded ? 1 : 0, T = R + skip, D = params.d_in;
   const int64_t O = params.d_out;  // what the replaced hook holds (= D for an SAE)
   const int64_t n_seq = std::min(in.n_rows, in.max_tokens) / R;
   const int64_t kBatch = 8;  // sequences per forward pass, the same for any number of ranks
   const int64_t n_batches = (n_seq + kBatch - 1) / kBatch;
-  const int64_t b_lo = n_batches * env.rank() / env.size(), b_hi = n_batches * (env.rank() + 1) / env.size();
-  const int64_t rounds = (n_batches + env.size() - 1) / env.size();
+  const int64_t b_lo = n_batches * group / groups, b_hi = n_batches * (group + 1) / groups;
+  const int64_t rounds = (n_batches + groups - 1) / groups;
   const HookPoint hook = in.model->hook(in.hook);
   const bool transcoder = !in.input_hook.empty();
   const HookPoint input_hook = transcoder ? in.model->hook(in.input_hook) : hook;
@@ -55,6 +66,7 @@ SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& par
       }
       part = spliced_loss(*in.model, tokens.data(), B, T, hook, reconstruct);
     }
+    if (!shard.lead) continue;
     sums.add(0, part.clean_loss);
     sums.add(1, part.spliced_loss);
     sums.add(2, part.zero_loss);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/activation_store.hpp"
 #include "pipeline/model/spliced_loss.hpp"
@@ -39,8 +40,9 @@ std::string transcoder_splice_problem(const TransformerModel& model, const std::
                                       const std::string& target_hook);
 
 // Collective. Returns the sums over all ranks; n_predictions = 0 when no sequence fits.
+// grid (latent shards, nullable): params holds this rank's latents; the sums are the same.
 SplicedLossSums heldout_spliced_loss(const CeLossInput& in, const SaeParams& params, const SaeConfig& cfg,
-                                     const MpiEnv& env);
+                                     const MpiEnv& env, const LatentGrid* grid = nullptr);
 
 // summary.json fields: ce_loss_clean/spliced/zero, ce_loss_recovered, delta_loss, kl_div, ce_tokens.
 void add_ce_loss_summary(const SplicedLossSums& s, nlohmann::json& summary);

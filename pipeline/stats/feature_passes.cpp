@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "pipeline/sae/latent_shard_merge.hpp"
 #include "pipeline/stats/selection_rules.hpp"
 
 namespace saepipe {
@@ -54,15 +55,18 @@ void FirstPass::add(const EncodedBatch& b, const float* x, const float* recon) {
       max_[size_t(f)] = std::max(max_[size_t(f)], v);
       top_.offer(f, v, b.first_row + t, v, f, b);
     }
-  recon_.add(x, recon, b.n, active);
+  if (recon)
+    recon_.add(x, recon, b.n, active);
+  else
+    recon_.add_active(active);
 }
 
-void FirstPass::reduce(const MpiEnv& env) {
-  recon_.sums.allreduce(env);
-  recon_.n_tokens = env.allreduce_sum(recon_.n_tokens);
-  env.allreduce_sum(fire_.data(), F_);
-  act_sum_.allreduce(env);
-  env.allreduce_max(max_.data(), F_);
+void FirstPass::reduce(const MpiEnv& world, const MpiEnv& latents) {
+  recon_.sums.allreduce(world);
+  recon_.n_tokens = world.allreduce_sum(recon_.n_tokens);
+  latents.allreduce_sum(fire_.data(), F_);
+  act_sum_.allreduce(latents);
+  latents.allreduce_max(max_.data(), F_);
 }
 
 void finish_counts(FeatureStats& fs, int64_t n_tokens, int64_t F, const int64_t* fire, const double* act_sum,
@@ -93,8 +97,9 @@ void FirstPass::finish(FeatureStats& fs, double dense_threshold, double ultralow
                 ultralow_threshold);
 }
 
-SecondPass::SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt)
-    : F_(int64_t(max_activation.size())), H_(hist_bins), bins_(opt.interval_bins), seed_(opt.seed),
+SecondPass::SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt,
+                       int64_t first_latent)
+    : F_(int64_t(max_activation.size())), H_(hist_bins), bins_(opt.interval_bins), first_(first_latent), seed_(opt.seed),
       max_(max_activation), hist_(size_t(F_ * hist_bins), 0), fine_(size_t(F_ * kFineBins), 0),
       interval_(F_ * std::max<int64_t>(1, opt.interval_bins), opt.interval_per_bin, opt.before, opt.after) {}
 
@@ -110,7 +115,7 @@ void SecondPass::add(const EncodedBatch& b) {
       if (bins_ == 0) continue;
       // Interval samples: the examples of smallest hash in each bin (priority = -hash).
       const int64_t row = b.first_row + t;
-      interval_.offer(f * bins_ + bin_of(v, hi, bins_), interval_priority(seed_, f, row), row, v, f, b);
+      interval_.offer(f * bins_ + bin_of(v, hi, bins_), interval_priority(seed_, int32_t(first_ + f), row), row, v, f, b);
     }
 }
 
@@ -142,6 +147,11 @@ void finish_quantiles_and_density(FeatureStats& fs, const int64_t* fine, int64_t
     for (size_t i = 0; i < quantile_levels.size(); ++i)
       fs.quantiles[size_t(f) * quantile_levels.size() + i] =
           quantile_from_histogram(fine + f * fine_bins, fine_bins, max[f], quantile_levels[i]);
+  finish_density_histogram(fs, density_bins);
+}
+
+void finish_density_histogram(FeatureStats& fs, int64_t density_bins) {
+  const int64_t F = fs.d_sae;
   // Global histogram of log10 density over the live latents: equal bins from the lowest
   // possible density (1 / n_tokens) to 1.
   const int64_t B = density_bins;
@@ -164,26 +174,36 @@ void SecondPass::finish(FeatureStats& fs, const std::vector<double>& quantile_le
 
 namespace {
 
-// The CPU passes: the codes of sae_encode_decode straight into FirstPass and SecondPass.
+// The CPU passes: the codes of sae_encode_decode straight into FirstPass and SecondPass. With a
+// grid (latent shards) this rank's latents only: the encoder exchanges with the shard group
+// (topk's selection, the reconstruction's sum) and the reductions go over the data group.
 class CpuFeaturePasses final : public FeaturePasses {
  public:
-  CpuFeaturePasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt)
-      : params_(p), cfg_(cfg), hist_bins_(hist_bins), opt_(opt), first_(p.d_out, p.d_sae, opt, p.layers) {}
+  CpuFeaturePasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt,
+                   const LatentGrid* grid)
+      : params_(p), cfg_(cfg), hist_bins_(hist_bins), opt_(opt), grid_(grid),
+        first_(p.d_out, p.d_sae, opt, p.layers) {
+    if (!grid) return;
+    shard_ = group_latent_shard(grid->shard_group(), int64_t(grid->shard()) * p.d_sae, p.d_sae,
+                                p.d_sae * grid->shards());
+    cfg_.shard = &shard_;
+  }
 
   EncodedBatch encode(const float* x, const int32_t* tokens, int64_t first_row, int64_t n, int64_t L) override {
     sae_encode_decode(params_, cfg_, x, n, ws_);
     last_ = EncodedBatch{first_row, n, L, tokens, ws_.idx.data(), ws_.val.data(), ws_.width};
     return last_;
   }
-  void first_add(const float* x) override { first_.add(last_, x, ws_.recon.data()); }
+  // Sharded, every shard holds the group's whole reconstruction: the lead counts it.
+  void first_add(const float* x) override { first_.add(last_, x, shard_.lead ? ws_.recon.data() : nullptr); }
   void first_reduce(const MpiEnv& env) override {
-    first_.reduce(env);
-    second_ = std::make_unique<SecondPass>(first_.max_activation(), hist_bins_, opt_);
+    first_.reduce(env, latents(env));
+    second_ = std::make_unique<SecondPass>(first_.max_activation(), hist_bins_, opt_, shard_.first);
   }
-  ExampleSet top_examples(const MpiEnv& env) override { return first_.top_examples(env); }
+  ExampleSet top_examples(const MpiEnv& env) override { return first_.top_examples(latents(env)); }
   void second_add(const EncodedBatch& codes) override { second_->add(codes); }
-  void second_reduce(const MpiEnv& env) override { second_->reduce(env); }
-  ExampleSet interval_examples(const MpiEnv& env) override { return second_->interval_examples(env); }
+  void second_reduce(const MpiEnv& env) override { second_->reduce(latents(env)); }
+  ExampleSet interval_examples(const MpiEnv& env) override { return second_->interval_examples(latents(env)); }
   void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold,
               const std::vector<double>& quantile_levels) const override {
     first_.finish(fs, dense_threshold, ultralow_threshold);
@@ -192,10 +212,15 @@ class CpuFeaturePasses final : public FeaturePasses {
   const ReconstructionSums& recon() const override { return first_.recon(); }
 
  private:
+  // The ranks that hold this rank's latents: the data group on a grid, else every rank.
+  const MpiEnv& latents(const MpiEnv& env) const { return grid_ ? grid_->data_group() : env; }
+
   const SaeParams& params_;
   SaeConfig cfg_;
   int64_t hist_bins_;
   ExampleOptions opt_;
+  const LatentGrid* grid_;
+  LatentShard shard_;  // first = 0, lead unsharded
   SaeWorkspace ws_;
   EncodedBatch last_;
   FirstPass first_;
@@ -206,7 +231,13 @@ class CpuFeaturePasses final : public FeaturePasses {
 
 std::unique_ptr<FeaturePasses> make_cpu_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                        int64_t hist_bins, const ExampleOptions& opt) {
-  return std::make_unique<CpuFeaturePasses>(params, config, hist_bins, opt);
+  return std::make_unique<CpuFeaturePasses>(params, config, hist_bins, opt, nullptr);
+}
+
+std::unique_ptr<FeaturePasses> make_cpu_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                               int64_t hist_bins, const ExampleOptions& opt,
+                                                               const LatentGrid& grid) {
+  return std::make_unique<CpuFeaturePasses>(params, config, hist_bins, opt, &grid);
 }
 
 }  // namespace saepipe

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/stats_file.hpp"
 #include "pipeline/sae/sae.hpp"
@@ -31,6 +32,9 @@ struct ReconstructionSums {
   explicit ReconstructionSums(int64_t D, int64_t L = 1) : D(D), L(L), sums(size_t(4 + D + (L > 1 ? 2 * L : 0))) {}
   // x, recon [N, D]; active = number of (token, latent) pairs with z > 0 in the batch.
   void add(const float* x, const float* recon, int64_t N, int64_t active);
+  // Only the active count (a latent shard other than its group's lead: the lead counts the
+  // group's shared reconstruction, every shard its own latents' activations).
+  void add_active(int64_t active) { sums.add(2, double(active)); }
   int64_t D, L;
   ExactSums sums;  // sse, sum |x|^2, active, sum cos(x, x_hat), sum x [D], (L > 1) [sse_l, sum |x_l|^2] [L]
   int64_t n_tokens = 0;
@@ -40,8 +44,12 @@ class FirstPass {
  public:
   // d_out: the width of what is reconstructed; layers: a crosscoder's (per-layer sums).
   FirstPass(int64_t d_out, int64_t d_sae, const ExampleOptions& opt, int64_t layers = 1);
+  // recon null: count the activations only (ReconstructionSums::add_active).
   void add(const EncodedBatch& b, const float* x, const float* recon);
-  void reduce(const MpiEnv& env);  // collective
+  void reduce(const MpiEnv& env) { reduce(env, env); }  // collective
+  // Latent shards: the reconstruction sums over every rank (`world`), the per-latent totals over
+  // the ranks holding the same latents (`latents`: the grid's data group). Collective on both.
+  void reduce(const MpiEnv& world, const MpiEnv& latents);
   // Fills counts, densities, means, maxima and flags; returns the top examples (collective).
   void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold) const;
   ExampleSet top_examples(const MpiEnv& env) const { return top_.merge(env, 1); }
@@ -60,14 +68,17 @@ class FirstPass {
 class SecondPass {
  public:
   static constexpr int64_t kFineBins = 256;  // quantiles are exact to max_activation / kFineBins
-  SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt);
+  // first_latent: the global index of latent 0 here (a latent shard's first), which the
+  // interval samples' hash takes so that they do not depend on the grid.
+  SecondPass(const std::vector<float>& max_activation, int64_t hist_bins, const ExampleOptions& opt,
+             int64_t first_latent = 0);
   void add(const EncodedBatch& b);
   void reduce(const MpiEnv& env);  // collective
   void finish(FeatureStats& fs, const std::vector<double>& quantile_levels) const;
   ExampleSet interval_examples(const MpiEnv& env) const { return bins_ > 0 ? interval_.merge(env, bins_) : ExampleSet{}; }
 
  private:
-  int64_t F_, H_, bins_;
+  int64_t F_, H_, bins_, first_;
   uint64_t seed_;
   std::vector<float> max_;
   std::vector<int64_t> hist_, fine_;  // [F, H], [F, kFineBins]
@@ -104,6 +115,16 @@ class FeaturePasses {
 
 std::unique_ptr<FeaturePasses> make_cpu_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                        int64_t hist_bins, const ExampleOptions& opt);
+// Latent shards ([resources.stats] latent_shards = S > 1; the grid: latent_grid.hpp): `params`
+// holds this rank's latents [grid.shard() * Fs, + Fs) (b_dec whole). encode() is collective over
+// the shard group (topk's exact global selection: latent_shard_merge.hpp; the reconstruction
+// summed in float64) and returns this shard's codes with local latent indices; the reductions,
+// given the world, sum the per-latent totals over grid.data_group() and the reconstruction
+// metrics (the lead shard's) over the world; finish() fills this shard's latents (d_sae = Fs;
+// its density histogram covers them only: finish_density_histogram redoes it once assembled).
+std::unique_ptr<FeaturePasses> make_cpu_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                               int64_t hist_bins, const ExampleOptions& opt,
+                                                               const LatentGrid& grid);
 
 // The per-latent counts, densities, means (act_sum / fire), maxima and dead / dense / ultra-low
 // flags from the reduced totals [F]. Shared by FirstPass and its CUDA twin.
@@ -115,6 +136,8 @@ void finish_counts(FeatureStats& fs, int64_t n_tokens, int64_t F, const int64_t*
 // must be filled). Shared by SecondPass and its CUDA twin.
 void finish_quantiles_and_density(FeatureStats& fs, const int64_t* fine, int64_t fine_bins, const float* max,
                                   const std::vector<double>& quantile_levels, int64_t density_bins);
+// The density histogram part of the above (fs's counts, densities and n_tokens filled).
+void finish_density_histogram(FeatureStats& fs, int64_t density_bins);
 
 // Quantile `q` of n values from their histogram `counts` [B] of equal bins over (0, hi]: the
 // value of rank ceil(q n) lies in the bin found; linear interpolation inside it.

@@ -23,8 +23,7 @@ GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, con
     for (int64_t d = 0; d < D && !present[g]; ++d) present[g] = gtn[size_t(g * D + d)] != 0.0f;
     n_present += present[g];
   }
-  double sum = 0;
-  int64_t n09 = 0, n099 = 0;
+  m.feature_best.assign(size_t(G), -2.0f);
   for (int64_t g0 = 0; g0 < G; g0 += kBlock) {
     const int64_t nb = std::min(kBlock, G - g0);
     cpu::matmul(false, true, nb, F, D, 1.0f, gtn.data() + g0 * D, D, dec.data(), D, 0.0f, cos.data(), F);
@@ -36,17 +35,28 @@ GroundTruthMatch match_ground_truth(const std::vector<float>& gt, int64_t G, con
         best = std::max(best, c);
         if (c > m.latent_cos[size_t(f)]) m.latent_cos[size_t(f)] = c, m.latent_best[size_t(f)] = g0 + g;
       }
-      sum += best;
-      n09 += best >= 0.9f;
-      n099 += best >= 0.99f;
+      m.feature_best[size_t(g0 + g)] = best;
     }
   }
   m.n_present = n_present;
-  if (n_present == 0) return m;
-  m.mmcs = sum / double(n_present);
-  m.frac_09 = double(n09) / double(n_present);
-  m.frac_099 = double(n099) / double(n_present);
+  summarise_ground_truth_match(m);
   return m;
+}
+
+void summarise_ground_truth_match(GroundTruthMatch& m) {
+  double sum = 0;
+  int64_t n09 = 0, n099 = 0;
+  for (const float best : m.feature_best) {
+    if (best < -1.5f) continue;  // absent from this hook
+    sum += best;
+    n09 += best >= 0.9f;
+    n099 += best >= 0.99f;
+  }
+  m.mmcs = m.frac_09 = m.frac_099 = 0;
+  if (m.n_present == 0) return;
+  m.mmcs = sum / double(m.n_present);
+  m.frac_09 = double(n09) / double(m.n_present);
+  m.frac_099 = double(n099) / double(m.n_present);
 }
 
 }  // namespace saepipe

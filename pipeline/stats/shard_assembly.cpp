@@ -1,0 +1,67 @@
+// Latent shards' statistics into one dictionary's (shard_assembly.hpp).
+#include "pipeline/stats/shard_assembly.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "pipeline/stats/feature_passes.hpp"
+
+namespace saepipe {
+
+namespace {
+
+// v: this shard's [Fs, row] values (as long on every shard); on return every shard's, in shard
+// order. Pieces of at most 256 MiB per rank (MPI counts are int).
+template <class T>
+void concatenate(const MpiEnv& shards, std::vector<T>& v) {
+  const int S = shards.size();
+  const auto mine = int64_t(v.size());
+  constexpr int64_t kPiece = (int64_t(1) << 28) / int64_t(sizeof(T));
+  std::vector<T> all(static_cast<size_t>(mine * S));
+  for (int64_t off = 0; off < mine; off += kPiece) {
+    const int64_t n = std::min(kPiece, mine - off);
+    const std::vector<char> got = shards.allgather_bytes(v.data() + off, n * int64_t(sizeof(T)));
+    for (int s = 0; s < S; ++s)
+      std::memcpy(all.data() + int64_t(s) * mine + off, got.data() + size_t(s) * size_t(n) * sizeof(T),
+                  size_t(n) * sizeof(T));
+  }
+  v = std::move(all);
+}
+
+}  // namespace
+
+void assemble_shard_stats(const MpiEnv& shards, FeatureStats& fs, int64_t density_bins) {
+  concatenate(shards, fs.fire_count);
+  concatenate(shards, fs.density);
+  concatenate(shards, fs.log10_density);
+  concatenate(shards, fs.max_activation);
+  concatenate(shards, fs.mean_activation);
+  concatenate(shards, fs.dead);
+  concatenate(shards, fs.dense);
+  concatenate(shards, fs.ultralow);
+  concatenate(shards, fs.quantiles);
+  concatenate(shards, fs.hist_counts);
+  concatenate(shards, fs.neighbour_index);
+  concatenate(shards, fs.neighbour_cosine);
+  concatenate(shards, fs.gt_match_index);
+  concatenate(shards, fs.gt_match_cosine);
+  concatenate(shards, fs.decoder_norm_per_layer);
+  concatenate(shards, fs.logit_top_ids);
+  concatenate(shards, fs.logit_top_values);
+  concatenate(shards, fs.logit_bottom_ids);
+  concatenate(shards, fs.logit_bottom_values);
+  concatenate(shards, fs.logit_hist_counts);
+  concatenate(shards, fs.logit_hist_lo);
+  concatenate(shards, fs.logit_hist_hi);
+  fs.d_sae *= shards.size();
+  finish_density_histogram(fs, density_bins);
+}
+
+void assemble_shard_examples(const MpiEnv& shards, ExampleSet& set) {
+  concatenate(shards, set.row);
+  concatenate(shards, set.activation);
+  concatenate(shards, set.ctx_tokens);
+  concatenate(shards, set.ctx_acts);
+}
+
+}  // namespace saepipe
