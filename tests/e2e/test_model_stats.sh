@@ -41,6 +41,25 @@ ok = all(a[k] == b[k] for k in keys) and fa["logit_top_ids"].shape == (128, 5)
 ok = ok and all(np.array_equal(fa[n][...], fb[n][...]) for n in ("logit_top_ids", "logit_top_values", "logit_hist_counts"))
 sys.exit(0 if ok else 1)
 P
+# Latent shards (1 x 2): CE splicing with the shards' summed reconstruction and logit effects per
+# latent range equal the unsharded run's (an SAE of 512 latents on the same store).
+sed 's|dir = "run"|dir = "ls1"|; s|^d_sae = 128|d_sae = 512|' m.toml | sed "s|^\[train\]|[train]\nactivations = \"$WORK/run/activations\"|" > ls1.toml
+sed 's|dir = "ls1"|dir = "ls2"|' ls1.toml | sed "s|^\[stats\]|[resources.stats]\nlatent_shards = 2\n[stats]\nactivations = \"$WORK/run/activations\"\nsae = \"$WORK/ls1/sae/sae.h5\"|" > ls2.toml
+"$BIN/saepipe" run ls1.toml --only train,stats >ls1.log 2>&1 || { fail "train/stats d_sae 512"; tail -5 ls1.log; }
+mpirun_np 2 "$BIN/saepipe-stats" --job ls2.toml >ls2.log 2>&1 || { fail "stats on a 1 x 2 grid"; tail -5 ls2.log; }
+$PY - <<'P' && pass "1 x 2 latent shards: CE figures within 1e-6 and logit effects identical to unsharded" || fail "sharded model stats differ"
+import h5py, json, numpy as np, sys
+a, b = json.load(open("ls1/stats/summary.json")), json.load(open("ls2/stats/summary.json"))
+ok = True
+for k in ["ce_loss_clean", "ce_loss_spliced", "ce_loss_zero", "ce_loss_recovered", "kl_div", "ce_tokens", "kl_positions"]:
+    print(k, a[k], b[k])
+    ok &= abs(a[k] - b[k]) <= 1e-6 * max(abs(a[k]), 1e-12)
+fa, fb = h5py.File("ls1/stats/features.h5"), h5py.File("ls2/stats/features.h5")
+ok &= fa["logit_top_ids"].shape == (512, 5)
+for n in ("logit_top_ids", "logit_bottom_ids", "logit_hist_counts", "logit_top_values", "logit_hist_lo"):
+    ok &= bool(np.array_equal(fa[n][...], fb[n][...]))
+sys.exit(0 if ok else 1)
+P
 "$BIN/saepipe" inspect run/stats >inspect.log 2>&1 && grep -q "5 logit tokens" inspect.log && grep -q ce_loss_recovered inspect.log \
   && pass "inspect shows logit effects and CE loss" || { fail "inspect"; cat inspect.log; }
 # A transcoder spliced in place of block 1's MLP (blocks.1.hook_resid_mid -> hook_mlp_out), plain
