@@ -4,26 +4,32 @@
 #include <algorithm>
 #include <cstring>
 
+#include <mpi.h>
+
+#include "pipeline/core/errors.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 
 namespace saepipe {
 
 namespace {
 
-// v: this shard's [Fs, row] values (as long on every shard); on return every shard's, in shard
-// order. Pieces of at most 256 MiB per rank (MPI counts are int).
+// v: this shard's [Fs, row] values (as long on every shard); on return, on the group's rank 0,
+// every shard's in shard order; the others' emptied. Pieces of at most 256 MiB per rank (MPI
+// counts are int).
 template <class T>
 void concatenate(const MpiEnv& shards, std::vector<T>& v) {
   const int S = shards.size();
+  const bool root = shards.rank() == 0;
   const auto mine = int64_t(v.size());
   constexpr int64_t kPiece = (int64_t(1) << 28) / int64_t(sizeof(T));
-  std::vector<T> all(static_cast<size_t>(mine * S));
+  std::vector<T> all(root ? static_cast<size_t>(mine * S) : 0);
+  std::vector<char> got(root ? static_cast<size_t>(std::min(kPiece, mine) * S) * sizeof(T) : 0);
   for (int64_t off = 0; off < mine; off += kPiece) {
     const int64_t n = std::min(kPiece, mine - off);
-    const std::vector<char> got = shards.allgather_bytes(v.data() + off, n * int64_t(sizeof(T)));
-    for (int s = 0; s < S; ++s)
-      std::memcpy(all.data() + int64_t(s) * mine + off, got.data() + size_t(s) * size_t(n) * sizeof(T),
-                  size_t(n) * sizeof(T));
+    const int bytes = int(n * int64_t(sizeof(T)));
+    SAE_MPI_CHECK(MPI_Gather(v.data() + off, bytes, MPI_BYTE, got.data(), bytes, MPI_BYTE, 0, shards.comm()));
+    for (int s = 0; root && s < S; ++s)
+      std::memcpy(all.data() + int64_t(s) * mine + off, got.data() + size_t(s) * size_t(bytes), size_t(bytes));
   }
   v = std::move(all);
 }
@@ -54,7 +60,7 @@ void assemble_shard_stats(const MpiEnv& shards, FeatureStats& fs, int64_t densit
   concatenate(shards, fs.logit_hist_lo);
   concatenate(shards, fs.logit_hist_hi);
   fs.d_sae *= shards.size();
-  finish_density_histogram(fs, density_bins);
+  if (shards.rank() == 0) finish_density_histogram(fs, density_bins);
 }
 
 void assemble_shard_examples(const MpiEnv& shards, ExampleSet& set) {

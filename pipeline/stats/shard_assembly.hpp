@@ -9,8 +9,8 @@
 namespace saepipe {
 
 // Collective over `shards` (one data group's shards, in shard order). fs: this shard's per-latent
-// arrays (FeaturePasses::finish); density_bins as its histogram's. On return every rank of the
-// group holds all of them (d_sae = S * Fs).
+// arrays (FeaturePasses::finish); density_bins as its histogram's. On return the group's rank 0
+// holds all of them (d_sae = S * Fs); the others' arrays are emptied.
 void assemble_shard_stats(const MpiEnv& shards, FeatureStats& fs, int64_t density_bins);
 
 // The same for a set of examples ([Fs, E] per shard).
