@@ -298,7 +298,36 @@ void add_sweep_keys(json& schema) {
 // every [[train.sweep]] entry, so the resolved job states each model's value: an entry that
 // leaves the key out takes the main model's value when [train] gave one, else its own derived
 // value (an entry with another d_sae gets another lr).
-double derived_lr(int64_t d_sae) { return 2e-4 / std::sqrt(double(d_sae) / 16384.0); }
+//
+// lr (Adam): 2e-4 / sqrt(d_sae / 16384) (Gao et al. 2024, as sparsify), times sqrt(768 / d_in)
+// when the input rows are narrower than 768 (GPT-2 small's width): Adam moves every coordinate
+// by about lr, so a unit-norm row of d_in coordinates turns by about lr * sqrt(d_in) per step;
+// the factor keeps that angle at its d_in-768 size (toy stores, d_in 32-256, otherwise learn too
+// slowly: bench/defaults_grid.py). Wider inputs keep the rule as it is. d_in = 0: not known.
+double derived_lr(int64_t d_sae, int64_t d_in) {
+  const double lr = 2e-4 / std::sqrt(double(d_sae) / 16384.0);
+  return d_in > 0 && d_in < 768 ? lr * std::sqrt(768.0 / double(d_in)) : lr;
+}
+
+// The width of the rows train reads when the job states it: this run's synthetic store's
+// d_model, or the d_model in the manifest.json of the store train.activations names (when it
+// exists), times the crosscoder's hooks; 0 when not known (a model's store not harvested yet).
+int64_t known_d_in(const toml::table& t) {
+  const toml::table& train = *t.at_path("train").as_table();
+  const std::string store = train["activations"].value_or(std::string());
+  int64_t d_model = 0;
+  if (store.empty()) {
+    if (t.at_path("harvest.source").value_or(std::string()) == "synthetic")
+      d_model = t.at_path("harvest.synthetic.d_model").value_or(int64_t(0));
+  } else {
+    std::ifstream in(store + "/manifest.json");
+    const json m = json::parse(in, nullptr, false);
+    if (!m.is_discarded() && m.is_object() && m.contains("d_model") && m["d_model"].is_number_integer())
+      d_model = m["d_model"].get<int64_t>();
+  }
+  const toml::array* hooks = train["hooks"].as_array();
+  return d_model * std::max<int64_t>(1, hooks ? int64_t(hooks->size()) : 1);
+}
 
 //
 // target_l0 (relu, jumprelu): the model's k when the job gives neither target_l0 nor the
@@ -316,7 +345,8 @@ void fill_derived_defaults(toml::table& t, const toml::table& given) {
   auto main_given = [&](const char* key) { return given_train && given_train->contains(key); };
   const int64_t main_d_sae = *train["d_sae"].value<int64_t>();
   const bool main_lr = train.contains("lr");
-  if (!main_lr) train.insert_or_assign("lr", derived_lr(main_d_sae));
+  const int64_t d_in = known_d_in(t);
+  if (!main_lr) train.insert_or_assign("lr", derived_lr(main_d_sae, d_in));
   const std::string main_arch = *train["architecture"].value<std::string>();
   const int64_t main_k = *train["k"].value<int64_t>();
   const bool main_target = main_given("target_l0");
@@ -324,7 +354,7 @@ void fill_derived_defaults(toml::table& t, const toml::table& given) {
     train.insert_or_assign("target_l0", derived_target_l0(main_arch, main_k, main_given("l1_coef"), main_given("l0_coef")));
   for (toml::node& e : *train["sweep"].as_array()) {
     toml::table& entry = *e.as_table();
-    if (!main_lr && !entry.contains("lr")) entry.insert_or_assign("lr", derived_lr(entry["d_sae"].value_or(main_d_sae)));
+    if (!main_lr && !entry.contains("lr")) entry.insert_or_assign("lr", derived_lr(entry["d_sae"].value_or(main_d_sae), d_in));
     if (!main_target && !entry.contains("target_l0"))
       entry.insert_or_assign("target_l0", derived_target_l0(entry["architecture"].value_or(main_arch), entry["k"].value_or(main_k),
                                                             main_given("l1_coef") || entry.contains("l1_coef"),

@@ -161,22 +161,24 @@ TEST(Job, SweepEntriesOverrideTheKeysTheyName) {
   EXPECT_NE(e.find("train.sweep[0].architecture: \"dense\" is not one of"), std::string::npos) << e;
 }
 
-// lr left out: 2e-4 / sqrt(d_sae / 2^14) of each model's own d_sae, written into the resolved
-// job (the main [train] and every sweep entry), so re-reading the resolved job gives the same
-// values; an lr given in [train] is every entry's that leaves it out.
+// lr left out: 2e-4 / sqrt(d_sae / 2^14) of each model's own d_sae, times sqrt(768 / d_in) when
+// the job states a d_in below 768 (here the synthetic store's default d_model 64: sqrt(12)),
+// written into the resolved job (the main [train] and every sweep entry), so re-reading the
+// resolved job gives the same values; an lr given in [train] is every entry's that leaves it out.
 TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
+  const double narrow = std::sqrt(12.0);
   Job job = parse_job(std::string(kMinimal) +
                           "[train]\nd_sae = 256\n"
                           "[[train.sweep]]\nname = \"big\"\nd_sae = 65536\n"
                           "[[train.sweep]]\nname = \"own\"\nlr = 0.01\n"
                           "[[train.sweep]]\nname = \"same\"\nk = 4\n",
                       "job.toml");
-  EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0);  // sqrt(16384 / 256) = 8
+  EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0 * narrow);  // sqrt(16384 / 256) = 8
   ASSERT_EQ(job.train.sweep.size(), 3u);
-  EXPECT_DOUBLE_EQ(job.train.sweep[0].lr, 1e-4);  // sqrt(16384 / 65536) = 1/2
+  EXPECT_DOUBLE_EQ(job.train.sweep[0].lr, 1e-4 * narrow);  // sqrt(16384 / 65536) = 1/2
   EXPECT_DOUBLE_EQ(job.train.sweep[1].lr, 0.01);
-  EXPECT_DOUBLE_EQ(job.train.sweep[2].lr, 2e-4 * 8.0);
-  EXPECT_NE(job.resolved_toml.find("lr = 0.0016"), std::string::npos) << job.resolved_toml;
+  EXPECT_DOUBLE_EQ(job.train.sweep[2].lr, 2e-4 * 8.0 * narrow);
+  EXPECT_NE(job.resolved_toml.find("lr = 0.0055425"), std::string::npos) << job.resolved_toml;
   const Job again = parse_job(job.resolved_toml, "job.toml");
   EXPECT_DOUBLE_EQ(again.train.lr, job.train.lr);
   for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(again.train.sweep[i].lr, job.train.sweep[i].lr) << i;
@@ -185,8 +187,23 @@ TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
   job = parse_job(std::string(kMinimal) + "[train]\nlr = 0.003\n[[train.sweep]]\nname = \"big\"\nd_sae = 65536\n", "job.toml");
   EXPECT_DOUBLE_EQ(job.train.lr, 0.003);
   EXPECT_DOUBLE_EQ(job.train.sweep[0].lr, 0.003);
-  // The default job: d_sae 512.
-  EXPECT_DOUBLE_EQ(parse_job(kMinimal, "job.toml").train.lr, 2e-4 * std::sqrt(32.0));
+  // The default job: d_sae 512, d_model 64.
+  EXPECT_DOUBLE_EQ(parse_job(kMinimal, "job.toml").train.lr, 2e-4 * std::sqrt(32.0) * narrow);
+  // d_in 768 or wider, or not known (a model's store): Gao et al.'s rule as it is.
+  EXPECT_DOUBLE_EQ(parse_job(std::string(kMinimal) + "[harvest.synthetic]\nd_model = 1024\n", "job.toml").train.lr,
+                   2e-4 * std::sqrt(32.0));
+  EXPECT_DOUBLE_EQ(parse_job(std::string(kMinimal) + "[harvest]\nsource = \"model\"\nmodel = \"m\"\ntokens = \"t.bin\"\n", "job.toml").train.lr,
+                   2e-4 * std::sqrt(32.0));
+  // A crosscoder reads its hooks side by side: d_in = 3 x 64.
+  job = parse_job(std::string(kMinimal) + "[harvest]\nhooks = [\"a\", \"b\", \"c\"]\n[train]\nhooks = [\"a\", \"b\", \"c\"]\n",
+                  "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * std::sqrt(32.0) * 2.0);  // sqrt(768 / 192) = 2
+  // A store train.activations names: its manifest's d_model.
+  const std::string store = ::testing::TempDir() + "saepipe_lr_store";
+  std::filesystem::create_directories(store);
+  std::ofstream(store + "/manifest.json") << R"({"schema": "saepipe.activations", "version": 1, "d_model": 48})";
+  job = parse_job(std::string(kMinimal) + "[train]\nactivations = \"" + store + "\"\nd_sae = 256\n", "job.toml");
+  EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0 * 4.0);  // sqrt(768 / 48) = 4: the issue's 1.6e-3 x 4
 }
 
 // target_l0 left out: the model's k for relu / jumprelu when the job gives neither target_l0 nor
