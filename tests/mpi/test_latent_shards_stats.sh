@@ -5,7 +5,8 @@
 # unsharded 1-rank stats of the same SAE: every integer dataset of features.h5 and examples.h5
 # (counts, histograms, top and interval examples' rows and contexts, decoder neighbours, the
 # true features' match) is identical, every float within 1e-5 relative, summary.json's figures
-# too. A tiny GPT-2 adds CE splicing and logit effects on 1x2. Errors, one line and exit 2:
+# too; interpret's site from them is byte-identical. (CE splicing and logit effects on a 1x2 grid:
+# e2e_model_stats.) Errors, one line and exit 2:
 # the rank count not divisible by latent_shards, latent_shards > d_sae, d_sae not a multiple of
 # latent_shards x 256.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
@@ -76,6 +77,14 @@ grep -q "a grid of 2 x 2 (data groups x latent shards), latents 0..511 here" s-t
   && pass "2x2: each rank encodes its latent range" || { fail "no grid in the log"; cat s-topk-2x2.log; }
 $PY "$SRC/tests/python/compare_sharded_stats.py" $runs && pass "stats of every grid equal the unsharded run's (counts and examples identical, floats within 1e-5)" \
   || fail "sharded stats differ from unsharded"
+
+# interpret reads the outputs as they are: its site and Neuronpedia batch are byte-identical.
+for grid in 1x1 2x2; do
+  printf '[run]\nname = "sstats"\ndir = "s-topk-%s"\n[interpret]\nstats = "%s"\nmax_features = 64\n' "$grid" "$WORK/s-topk-$grid/stats" > "i-$grid.toml"
+  "$BIN/saepipe-interpret" --job "i-$grid.toml" >"i-$grid.log" 2>&1 || { fail "interpret of the $grid stats"; cat "i-$grid.log"; }
+done
+diff -r s-topk-1x1/interpret s-topk-2x2/interpret >/dev/null && pass "interpret: the 2x2 stats' site is byte-identical to the unsharded one's" \
+  || fail "interpret sites differ"
 
 # Errors, one line each, exit 2.
 stats_job e_ranks.toml erun run/sae/sae.h5 4
