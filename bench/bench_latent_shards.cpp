@@ -8,13 +8,17 @@
 //   mpirun -np R bench_latent_shards --d 768 --f 131072 --k 32 --batch 2048 --shards S
 //          [--steps 2 --warmup 1]
 //
-// Memory: the step is given the whole dictionary once (set_state, as the train stage does at
-// start), which is then freed; the kernel's peak (VmHWM) is reset after that (clear_refs 5),
-// so `step_peak_mb` is the steps' own peak: this rank's shard of W_enc, b_enc, W_dec and the
+// Memory: each rank draws its own latents of the tied init (init_tied from its first latent, as
+// the train stage's start does) and hands them to the step (set_local_state); `start_peak_mb` is
+// the peak up to there. The kernel's peak (VmHWM) is then reset (clear_refs 5), so
+// `step_peak_mb` is the steps' own peak: this rank's shard of W_enc, b_enc, W_dec and the
 // thresholds with their Adam moments, its float64 gradient, the workspaces and the batch.
-// `start_peak_mb` is the peak before the reset (the whole dictionary built on every rank: the
-// train stage's start, not yet sharded). Checkpoints and the final export are not timed here.
-// Prints one JSON line (rank 0) with every rank's figures.
+// With --write DIR, after the steps (peak reset before each): `write_peak_mb` and `write_s` for
+// train_state.h5 and sae.h5 written as the train stage does (sharded: every rank its latent range,
+// collectively with parallel HDF5; unsharded: rank 0), and, for the same run's reference,
+// `gather_write_peak_mb` and `gather_write_s` for the way sharded runs wrote before: the whole
+// state gathered (get_state) and written by rank 0. Prints one JSON line (rank 0) with every
+// rank's figures.
 //
 // Shape legend: B global batch, D d_in, F d_sae, S latent shards.
 #include <CLI/CLI.hpp>
@@ -32,7 +36,10 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/io/checkpoint.hpp"
+#include "pipeline/io/train_state.hpp"
 #include "pipeline/sae/sae.hpp"
+#include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
@@ -59,6 +66,7 @@ int run(int argc, char** argv) {
   CLI::App app{"latent-sharded train step: peak memory per rank and tokens/s"};
   int64_t D = 768, F = 131072, K = 32, B = 2048;
   int S = 1, steps = 2, warmup = 1;
+  std::string write_dir;
   app.add_option("--d", D);
   app.add_option("--f", F);
   app.add_option("--k", K);
@@ -66,6 +74,7 @@ int run(int argc, char** argv) {
   app.add_option("--shards", S);
   app.add_option("--steps", steps);
   app.add_option("--warmup", warmup);
+  app.add_option("--write", write_dir, "write the checkpoints into this directory (and measure)");
   app.parse(argc, argv);
   const MpiEnv world;
   if (world.size() % S != 0 || F % (int64_t(S) * kTrainEncoderCols) != 0)
@@ -80,10 +89,11 @@ int run(int argc, char** argv) {
   c.sae.auxk = 0;
   std::unique_ptr<TrainStep> step =
       S > 1 ? make_cpu_sharded_train_step(c, grid) : make_cpu_train_step(c, grid.data_group());
+  const int64_t Fs = F / S, first = int64_t(grid.shard()) * Fs;
   {
-    SaeParams whole(D, F);
-    init_tied(whole, 7);
-    step->set_state(whole, AdamState{});
+    SaeParams mine(D, Fs);
+    init_tied(mine, 7, first);
+    step->set_local_state(mine, AdamState{});
   }
   malloc_trim(0);
   const double start_peak = status_mb("VmHWM");
@@ -123,8 +133,81 @@ int run(int argc, char** argv) {
   world.barrier();
   const double seconds = MPI_Wtime() - t0;
 
-  const std::vector<float> mine = {float(start_peak), float(status_mb("VmHWM")), float(comm_s), float(step_s),
-                                   float(comm_bytes)};
+  const double step_peak = status_mb("VmHWM");
+
+  double write_peak = 0, write_s = 0, gather_peak = 0, gather_s = 0;
+  if (!write_dir.empty()) {
+    const bool first_group = grid.data_group_index() == 0;
+    const LatentPart part{first, Fs, F, first_group, first_group && grid.shard() == 0};
+    auto header = [&](int64_t adam_t) {
+      TrainState st;
+      st.step = steps;
+      st.d_in = st.d_out = D;
+      st.d_sae = F;
+      st.adam_t = adam_t;
+      st.since_fired.assign(size_t(F), 0);
+      return st;
+    };
+    malloc_trim(0);
+    reset_peak();
+    world.barrier();
+    double t = MPI_Wtime();
+    if (S > 1) {
+      SaeParams local;
+      AdamState adam;
+      step->get_local_state(local, &adam);
+      TrainState st = header(adam.t);
+      st.params = std::move(local.data);
+      st.adam_m = std::move(adam.m);
+      st.adam_v = std::move(adam.v);
+      write_train_state_collective(write_dir + "/train_state.h5", st, part, world);
+      st = TrainState();
+      step->get_local_state(local, nullptr);
+      write_sae_checkpoint_collective(write_dir + "/sae.h5", sae_to_checkpoint(local, Architecture::TopK, 1.0, 0),
+                                      part, world);
+    } else if (world.is_root()) {
+      SaeParams whole;
+      AdamState adam;
+      step->get_state(whole, adam);
+      TrainState st = header(adam.t);
+      st.params = whole.data;
+      st.adam_m = std::move(adam.m);
+      st.adam_v = std::move(adam.v);
+      write_train_state(write_dir + "/train_state.h5", st);
+      st = TrainState();
+      write_sae_checkpoint(write_dir + "/sae.h5", sae_to_checkpoint(whole, Architecture::TopK, 1.0, 0));
+    }
+    world.barrier();
+    write_s = MPI_Wtime() - t;
+    write_peak = status_mb("VmHWM");
+    if (S > 1) {  // the earlier way: gathered on every rank of the shard group, rank 0 writes
+      malloc_trim(0);
+      reset_peak();
+      world.barrier();
+      t = MPI_Wtime();
+      {
+        SaeParams whole;
+        AdamState adam;
+        step->get_state(whole, adam);
+        if (world.is_root()) {
+          TrainState st = header(adam.t);
+          st.params = whole.data;
+          st.adam_m = std::move(adam.m);
+          st.adam_v = std::move(adam.v);
+          write_train_state(write_dir + "/gathered_train_state.h5", st);
+          st = TrainState();
+          write_sae_checkpoint(write_dir + "/gathered_sae.h5", sae_to_checkpoint(whole, Architecture::TopK, 1.0, 0));
+        }
+      }
+      world.barrier();
+      gather_s = MPI_Wtime() - t;
+      gather_peak = status_mb("VmHWM");
+    }
+  }
+
+  const std::vector<float> mine = {float(start_peak), float(step_peak), float(comm_s), float(step_s),
+                                   float(comm_bytes), float(write_peak), float(write_s), float(gather_peak),
+                                   float(gather_s)};
   const std::vector<float> all = world.allgather(mine);
   if (world.is_root()) {
     nlohmann::json j;
@@ -142,6 +225,14 @@ int run(int argc, char** argv) {
       j["step_peak_mb"].push_back(v[1]);
       j["comm_fraction"].push_back(v[3] > 0 ? v[2] / v[3] : 0.0);
       j["comm_bytes_per_step"].push_back(v[4]);
+      if (!write_dir.empty()) {
+        j["write_peak_mb"].push_back(v[5]);
+        j["write_s"].push_back(v[6]);
+        if (S > 1) {
+          j["gather_write_peak_mb"].push_back(v[7]);
+          j["gather_write_s"].push_back(v[8]);
+        }
+      }
     }
     std::printf("%s\n", j.dump().c_str());
   }

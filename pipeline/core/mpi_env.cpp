@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 
 #include "pipeline/core/errors.hpp"
 
@@ -126,6 +127,20 @@ std::vector<char> MpiEnv::allgather_bytes(const void* data, int64_t bytes) const
   std::vector<char> out(static_cast<size_t>(bytes * size_));
   SAE_MPI_CHECK(MPI_Allgather(data, int(bytes), MPI_BYTE, out.data(), int(bytes), MPI_BYTE, comm_));
   return out;
+}
+
+void abort_on_error(const MpiEnv& env, const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const SaeError& e) {
+    std::fprintf(stderr, "[rank %d@%s] %s:%d %s\n", env.rank(), env.host().c_str(), e.file(), e.line(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(env.comm(), e.exit_code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[rank %d@%s] internal error: %s\n", env.rank(), env.host().c_str(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(env.comm(), 1);
+  }
 }
 
 MpiSession::MpiSession(int* argc, char*** argv) {

@@ -51,6 +51,12 @@ class MpiEnv {
   std::string host_;
 };
 
+// Runs `fn`, a stretch in which the ranks of `env` are inside a library's collective calls
+// (parallel HDF5, pipeline/io/h5_parts.hpp). An error there on one rank cannot be agreed on (the
+// others wait in the library), so that rank prints "[rank r@host] file:line message" and ends
+// the run with MPI_Abort and the error's exit code.
+void abort_on_error(const MpiEnv& env, const std::function<void()>& fn);
+
 // RAII MPI_Init/MPI_Finalize for the stage mains and tests.
 class MpiSession {
  public:

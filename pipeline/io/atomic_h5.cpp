@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/io/h5_parts.hpp"
 
 namespace saepipe::h5 {
 
@@ -21,6 +23,27 @@ void AtomicFile::commit() {
   std::error_code ec;
   std::filesystem::rename(tmp_, path_, ec);
   if (ec) user_error(path_ + ": cannot rename the finished file into place: " + ec.message());
+  committed_ = true;
+}
+
+CollectiveAtomicFile::CollectiveAtomicFile(std::string path, const MpiEnv& env)
+    : path_(std::move(path)), tmp_(path_ + ".tmp"), env_(env), file_(create_file_collective(tmp_, env.comm())) {}
+
+CollectiveAtomicFile::~CollectiveAtomicFile() {
+  if (committed_) return;
+  file_.reset();
+  std::error_code ec;
+  if (env_.is_root()) std::filesystem::remove(tmp_, ec);  // best effort: we are already failing
+}
+
+void CollectiveAtomicFile::commit() {
+  file_.close();  // collective: every rank's writes are in the file once it returns
+  env_.all_or_none([&] {
+    if (!env_.is_root()) return;
+    std::error_code ec;
+    std::filesystem::rename(tmp_, path_, ec);
+    if (ec) user_error(path_ + ": cannot rename the finished file into place: " + ec.message());
+  });
   committed_ = true;
 }
 

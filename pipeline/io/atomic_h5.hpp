@@ -5,6 +5,10 @@
 
 #include "pipeline/io/h5.hpp"
 
+namespace saepipe {
+class MpiEnv;
+}
+
 namespace saepipe::h5 {
 
 class AtomicFile {
@@ -23,6 +27,30 @@ class AtomicFile {
 
  private:
   std::string path_, tmp_;
+  File file_;
+  bool committed_ = false;
+};
+
+// The same protocol for a file every rank of `env` writes with parallel HDF5 (h5_parts.hpp):
+// created collectively under the temporary name; commit() closes it on every rank (collective),
+// then rank 0 renames it and every rank learns the outcome (a failed rename: the same user error
+// on every rank). Between the two, every rank must make the same HDF5 calls, and an error on one
+// rank must end the run (abort_on_error, pipeline/core/mpi_env.hpp): the others wait in a
+// collective.
+class CollectiveAtomicFile {
+ public:
+  CollectiveAtomicFile(std::string path, const MpiEnv& env);
+  // Not committed: closes (collective) and rank 0 removes the temporary.
+  ~CollectiveAtomicFile();
+  CollectiveAtomicFile(const CollectiveAtomicFile&) = delete;
+  CollectiveAtomicFile& operator=(const CollectiveAtomicFile&) = delete;
+
+  File& file() { return file_; }
+  void commit();
+
+ private:
+  std::string path_, tmp_;
+  const MpiEnv& env_;
   File file_;
   bool committed_ = false;
 };

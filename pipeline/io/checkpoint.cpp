@@ -5,8 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
+#include "pipeline/core/mpi_env.hpp"
 #include "pipeline/io/atomic_h5.hpp"
 #include "pipeline/io/h5.hpp"
+#include "pipeline/io/h5_parts.hpp"
 
 namespace saepipe {
 
@@ -15,9 +17,77 @@ namespace {
 constexpr const char* kSchema = "saepipe.sae";
 constexpr int64_t kVersion = 1;
 
-void write_matrix(const h5::File& f, const std::string& name, const std::vector<int64_t>& dims,
-                  const std::vector<float>& values) {
-  f.create_dataset(name, h5::Type::Float32, dims).write(values.data());
+// Writes each dataset of sae.h5: whole (a serial file), or one rank's part of it into a file
+// every rank writes collectively (h5_parts.hpp: every rank creates every dataset, and takes part
+// in every write).
+struct DatasetWriter {
+  const h5::File& f;
+  const LatentPart* part = nullptr;  // null: the whole dictionary, serially
+
+  // `dims` of the whole dataset; its latents along `latent_axis` (-1: none, the values are
+  // shared); `values` the part's (count latents along that axis) or the whole's.
+  void put(const std::string& name, const std::vector<int64_t>& dims, int latent_axis,
+           const std::vector<float>& values) const {
+    h5::Dataset ds = f.create_dataset(name, h5::Type::Float32, dims);
+    if (part == nullptr) return ds.write(values.data());
+    std::vector<int64_t> start(dims.size(), 0), count = dims;
+    if (latent_axis >= 0) {
+      start[size_t(latent_axis)] = part->first;
+      count[size_t(latent_axis)] = part->count;
+    }
+    const bool mine = latent_axis >= 0 ? part->writes : part->writes_shared;
+    h5::write_block_collective(ds, start, mine ? count : std::vector<int64_t>{}, values.data());
+  }
+};
+
+// The datasets and attributes of sae.h5; `c` holds the part's latents (or all), F is d_sae.
+void write_sae_file(const h5::File& f, const SaeCheckpoint& c, int64_t F, const LatentPart* part) {
+  const int64_t D = c.d_in, O = c.d_out > 0 ? c.d_out : c.d_in, Fc = part ? part->count : F;
+  const bool kind = c.transcoder || c.layers > 1;  // a transcoder or crosscoder records its kind
+  const DatasetWriter w{f, part};
+  w.put("W_enc", {D, F}, 1, c.W_enc);
+  w.put("b_enc", {F}, 0, c.b_enc);
+  w.put("W_dec", {F, O}, 0, c.W_dec);
+  w.put("b_dec", {O}, -1, c.b_dec);
+  w.put("threshold", {F}, 0, c.threshold.empty() ? std::vector<float>(size_t(Fc), 0.0f) : c.threshold);
+  if (!c.r_mag.empty()) {
+    w.put("r_mag", {F}, 0, c.r_mag);
+    w.put("b_mag", {F}, 0, c.b_mag);
+  }
+  if (!c.W_skip.empty()) w.put("W_skip", {O, D}, -1, c.W_skip);
+  if (kind) {
+    f.write_int_attribute("d_out", O);
+    f.write_int_attribute("transcoder", c.transcoder);
+    f.write_string_attribute("target_hook", c.target_hook);
+    f.write_int_attribute("layers", c.layers);
+    f.write_string_attribute("hooks", nlohmann::json(c.hooks).dump());
+  }
+  f.write_string_attribute("schema", kSchema);
+  f.write_int_attribute("version", kVersion);
+  f.write_string_attribute("architecture", c.architecture);
+  f.write_int_attribute("k", c.k);
+  f.write_int_attribute("d_in", D);
+  f.write_int_attribute("d_sae", F);
+  f.write_string_attribute("hook", c.hook);
+  f.write_int_attribute("tokens_seen", c.tokens_seen);
+  f.write_int_attribute("step", c.step);
+  f.write_string_attribute("store", c.store);
+  f.write_int_attribute("heldout_first_token", c.heldout_first_token);
+  f.write_int_attribute("heldout_n_tokens", c.heldout_n_tokens);
+  f.write_string_attribute("resolved_job", c.resolved_job);
+  f.write_string_attribute("fingerprint", c.fingerprint);
+}
+
+// Checks the sizes of a checkpoint holding `Fc` latents.
+void check_sizes(const std::string& path, const SaeCheckpoint& c, int64_t Fc) {
+  const int64_t D = c.d_in, O = c.d_out > 0 ? c.d_out : c.d_in;
+  SAE_ASSERT(D > 0 && Fc > 0, path + ": d_in and d_sae must be positive");
+  SAE_ASSERT(int64_t(c.W_enc.size()) == D * Fc && int64_t(c.W_dec.size()) == Fc * O, path + ": W_enc/W_dec sizes");
+  SAE_ASSERT(int64_t(c.b_enc.size()) == Fc && int64_t(c.b_dec.size()) == O, path + ": b_enc/b_dec sizes");
+  SAE_ASSERT(c.threshold.empty() || int64_t(c.threshold.size()) == Fc, path + ": threshold size");
+  SAE_ASSERT((c.architecture == "gated") == (int64_t(c.r_mag.size()) == Fc && int64_t(c.b_mag.size()) == Fc),
+             path + ": r_mag/b_mag belong to gated");
+  SAE_ASSERT(c.W_skip.empty() || int64_t(c.W_skip.size()) == O * D, path + ": W_skip size");
 }
 
 // Reads a float32 dataset of the given shape, checking every value is finite.
@@ -64,52 +134,25 @@ std::vector<float> read_weights(const h5::File& f, const std::string& name, cons
 }  // namespace
 
 void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& c) {
-  const int64_t D = c.d_in, F = c.d_sae, O = c.d_out > 0 ? c.d_out : c.d_in;
-  SAE_ASSERT(D > 0 && F > 0, path + ": d_in and d_sae must be positive");
-  SAE_ASSERT(int64_t(c.W_enc.size()) == D * F && int64_t(c.W_dec.size()) == F * O, path + ": W_enc/W_dec sizes");
-  SAE_ASSERT(int64_t(c.b_enc.size()) == F && int64_t(c.b_dec.size()) == O, path + ": b_enc/b_dec sizes");
-  SAE_ASSERT(c.threshold.empty() || int64_t(c.threshold.size()) == F, path + ": threshold size");
-  SAE_ASSERT((c.architecture == "gated") == (int64_t(c.r_mag.size()) == F && int64_t(c.b_mag.size()) == F),
-             path + ": r_mag/b_mag belong to gated");
-  SAE_ASSERT(c.W_skip.empty() || int64_t(c.W_skip.size()) == O * D, path + ": W_skip size");
-  const bool kind = c.transcoder || c.layers > 1;  // a transcoder or crosscoder records its kind
-
+  check_sizes(path, c, c.d_sae);
   h5::AtomicFile out(path);
-  {
-    const h5::File& f = out.file();
-    write_matrix(f, "W_enc", {D, F}, c.W_enc);
-    write_matrix(f, "b_enc", {F}, c.b_enc);
-    write_matrix(f, "W_dec", {F, O}, c.W_dec);
-    write_matrix(f, "b_dec", {O}, c.b_dec);
-    write_matrix(f, "threshold", {F}, c.threshold.empty() ? std::vector<float>(size_t(F), 0.0f) : c.threshold);
-    if (!c.r_mag.empty()) {
-      write_matrix(f, "r_mag", {F}, c.r_mag);
-      write_matrix(f, "b_mag", {F}, c.b_mag);
-    }
-    if (!c.W_skip.empty()) write_matrix(f, "W_skip", {O, D}, c.W_skip);
-    if (kind) {
-      f.write_int_attribute("d_out", O);
-      f.write_int_attribute("transcoder", c.transcoder);
-      f.write_string_attribute("target_hook", c.target_hook);
-      f.write_int_attribute("layers", c.layers);
-      f.write_string_attribute("hooks", nlohmann::json(c.hooks).dump());
-    }
-    f.write_string_attribute("schema", kSchema);
-    f.write_int_attribute("version", kVersion);
-    f.write_string_attribute("architecture", c.architecture);
-    f.write_int_attribute("k", c.k);
-    f.write_int_attribute("d_in", D);
-    f.write_int_attribute("d_sae", F);
-    f.write_string_attribute("hook", c.hook);
-    f.write_int_attribute("tokens_seen", c.tokens_seen);
-    f.write_int_attribute("step", c.step);
-    f.write_string_attribute("store", c.store);
-    f.write_int_attribute("heldout_first_token", c.heldout_first_token);
-    f.write_int_attribute("heldout_n_tokens", c.heldout_n_tokens);
-    f.write_string_attribute("resolved_job", c.resolved_job);
-    f.write_string_attribute("fingerprint", c.fingerprint);
-  }
+  write_sae_file(out.file(), c, c.d_sae, nullptr);
   out.commit();
+}
+
+void write_sae_checkpoint_collective(const std::string& path, const SaeCheckpoint& c, const LatentPart& part,
+                                     const MpiEnv& env) {
+  check_sizes(path, c, part.count);
+  abort_on_error(env, [&] {
+    h5::CollectiveAtomicFile out(path, env);
+    write_sae_file(out.file(), c, part.total, &part);
+    out.commit();
+  });
+}
+
+std::string read_sae_fingerprint(const std::string& path) {
+  h5::File f = h5::open_file(path);
+  return f.has_attribute("fingerprint") ? f.read_string_attribute("fingerprint") : "";
 }
 
 SaeCheckpoint read_sae_checkpoint(const std::string& path, const LatentRange* range) {

@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/io/latent_part.hpp"
+
 namespace saepipe {
+
+class MpiEnv;
 
 struct SaeCheckpoint {
   int64_t d_in = 0, d_sae = 0;
@@ -37,6 +41,17 @@ struct SaeCheckpoint {
 // heldout_n_tokens, resolved_job, and for transcoders and crosscoders d_out, transcoder,
 // target_hook, layers, hooks (a JSON array). Written to path + ".tmp", renamed.
 void write_sae_checkpoint(const std::string& path, const SaeCheckpoint& checkpoint);
+
+// The same file written collectively by every rank of `env` with parallel HDF5 (latent
+// sharding): `checkpoint` holds this rank's latents (d_sae = part.count: W_enc [D, count],
+// W_dec [count, O], ...) and b_dec; the file holds part.total latents. Every other field (the
+// attributes) must be the same on every rank. An HDF5 failure on one rank ends the run
+// (abort_on_error); a failed rename is a user error on every rank.
+void write_sae_checkpoint_collective(const std::string& path, const SaeCheckpoint& checkpoint, const LatentPart& part,
+                                     const MpiEnv& env);
+
+// The attribute 'fingerprint' alone ("" when absent): is a finished checkpoint this job's?
+std::string read_sae_fingerprint(const std::string& path);
 
 // Checks schema, version and shapes (user error naming the file and the dataset or attribute);
 // a failed read or a NaN/Inf weight is a corrupt error. store and heldout_* may be absent

@@ -14,7 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/io/latent_part.hpp"
+
 namespace saepipe {
+
+class MpiEnv;
 
 struct TrainState {
   std::string fingerprint;  // of the job settings that produced it; resume requires a match
@@ -31,8 +35,21 @@ struct TrainState {
 };
 
 void write_train_state(const std::string& path, const TrainState& s);
+// The same file written collectively by every rank of `env` with parallel HDF5 (latent
+// sharding): s.params, adam_m and adam_v hold this rank's part (the layout of SaeParams with
+// part.count latents, b_dec whole), s.since_fired every latent's; the other fields the same on
+// every rank. An HDF5 failure on one rank ends the run (abort_on_error); a failed rename is a
+// user error on every rank.
+void write_train_state_collective(const std::string& path, const TrainState& s, const LatentPart& part,
+                                  const MpiEnv& env);
 // User error naming the file when the schema/version or shapes do not match; corrupt error
 // when a read fails (checksum).
 TrainState read_train_state(const std::string& path);
+// Everything but params, adam_m and adam_v (left empty).
+TrainState read_train_state_header(const std::string& path);
+// Reads part's latents of params, adam_m and adam_v (the layout of SaeParams with part.count
+// latents, b_dec whole) into s, whose other fields read_train_state_header filled: a rank of a
+// latent grid reads its own range, on any grid, of a file that holds the whole dictionary.
+void read_train_state_part(const std::string& path, TrainState& s, const LatentPart& part);
 
 }  // namespace saepipe

@@ -95,15 +95,15 @@ int64_t SaeParams::size_for(const SaeShape& s) {
   return s.d_in * F + F + F * O + O + F + (s.gated ? 2 * F : 0) + (s.skip ? O * s.d_in : 0);
 }
 
-void init_tied(SaeParams& p, uint64_t seed) {
-  const int64_t F = p.d_sae, D = p.d_in, O = p.d_out;
-  auto unit_rows = [F](float* W, int64_t width, uint64_t stream_seed) {
+void init_tied(SaeParams& p, uint64_t seed, int64_t first_latent) {
+  const int64_t F = p.d_sae, D = p.d_in, O = p.d_out, F0 = first_latent;
+  auto unit_rows = [F, F0](float* W, int64_t width, uint64_t stream_seed) {
 #pragma omp parallel for schedule(static)
     for (int64_t f = 0; f < F; ++f) {
       std::vector<double> row(static_cast<size_t>(width));
       double ss = 0.0;
       for (int64_t d = 0; d < width; ++d) {
-        row[d] = normal_at(stream_seed, uint64_t(f * width + d));
+        row[d] = normal_at(stream_seed, uint64_t((F0 + f) * width + d));
         ss += row[d] * row[d];
       }
       const double inv = 1.0 / std::sqrt(ss);  // ss > 0 with probability 1

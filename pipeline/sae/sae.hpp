@@ -121,7 +121,9 @@ struct SaeParams {
 // Init: W_dec rows random unit vectors (Gaussian, normalised) from `seed`; an SAE or crosscoder
 // ties W_encT = W_dec (i.e. W_enc = W_dec^T), a transcoder draws its encoder rows the same way
 // from another stream; b_enc = 0, b_dec = 0, log_threshold = 0, r_mag = b_mag = 0, W_skip = 0.
-void init_tied(SaeParams& p, uint64_t seed);
+// Row f's values are a function of (seed, first_latent + f) alone, so a latent shard holding
+// latents [first_latent, first_latent + d_sae) draws exactly its rows of the whole dictionary.
+void init_tied(SaeParams& p, uint64_t seed, int64_t first_latent = 0);
 
 // Geometric median of the rows of x [N,D] (Weiszfeld iterations, started at the mean).
 std::vector<float> geometric_median(const float* x, int64_t N, int64_t D, int max_iter = 100,

@@ -111,6 +111,21 @@ class TrainStep {
   // the others' in get_state (then a collective over the grid).
   virtual void set_state(const SaeParams& params, const AdamState& adam) = 0;
   virtual void get_state(SaeParams& params, AdamState& adam) const = 0;
+  // This rank's own part, no collective (latent sharding: its latent range, the layout of
+  // SaeParams with that many latents and b_dec whole; unsharded: the whole, as get_state and
+  // set_state). `adam` null: the parameters alone. What checkpoints write and read per range.
+  virtual void get_local_state(SaeParams& params, AdamState* adam) const {
+    AdamState unused;
+    get_state(params, adam != nullptr ? *adam : unused);
+  }
+  virtual void set_local_state(const SaeParams& params, const AdamState& adam) { set_state(params, adam); }
+  // The whole dictionary's parameters (no Adam moments) on rank 0 of the shard group, for the
+  // SAELens export; the other ranks' `params` are left empty. Sharded: collective over the shard
+  // group. Unsharded: get_state's.
+  virtual void gather_params(SaeParams& params) const {
+    AdamState unused;
+    get_state(params, unused);
+  }
 
   // One step; `dead` [F] (host) marks the dead latents for AuxK. Collective over the data
   // group: every rank calls it, also with no rows.

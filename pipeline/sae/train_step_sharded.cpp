@@ -124,6 +124,24 @@ class CpuShardedTrainStep final : public TrainStep {
     }
   }
 
+  void get_local_state(SaeParams& p, AdamState* a) const override {
+    p = params_;
+    if (a != nullptr) *a = adam_;
+  }
+
+  void set_local_state(const SaeParams& p, const AdamState& a) override {
+    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == Fs_ && p.size() == params_.size(), "the shard's parameter shapes");
+    SAE_ASSERT(a.m.empty() || (a.m.size() == p.data.size() && a.v.size() == p.data.size()), "the shard's Adam moments");
+    params_.data = p.data;
+    adam_ = a;
+  }
+
+  void gather_params(SaeParams& p) const override {
+    const bool root = grid_.shard_group().is_root();
+    p = root ? SaeParams(params_.d_in, F_) : SaeParams();
+    gather_range_to_root(params_.data, p.data);
+  }
+
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
     SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
     const double t0 = MPI_Wtime();
@@ -271,6 +289,28 @@ class CpuShardedTrainStep final : public TrainStep {
       }
     }
     std::copy(mine.begin() + params_.off_b_dec(), mine.begin() + params_.off_b_dec() + D, full.begin() + off_b_dec(D, F_));
+  }
+
+  // The same on rank 0 of the shard group only (MPI_Gather): `full` is written there alone.
+  void gather_range_to_root(const std::vector<float>& mine, std::vector<float>& full) const {
+    constexpr int64_t kPiece = int64_t(1) << 26;  // floats
+    const int64_t D = params_.d_in;
+    const MpiEnv& group = grid_.shard_group();
+    std::vector<float> all;
+    for (const Segment& g : latent_segments(D, F_, Fs_)) {
+      const int64_t len = Fs_ * g.row;
+      for (int64_t off = 0; off < len; off += kPiece) {
+        const int64_t n = std::min(kPiece, len - off);
+        if (group.is_root()) all.resize(size_t(n) * size_t(S_));
+        SAE_MPI_CHECK(MPI_Gather(mine.data() + g.shard_off + off, int(n), MPI_FLOAT, all.data(), int(n), MPI_FLOAT, 0,
+                                 group.comm()));
+        if (!group.is_root()) continue;
+        for (int s = 0; s < S_; ++s)
+          std::copy_n(all.data() + size_t(s) * size_t(n), n, full.data() + g.full_off + int64_t(s) * len + off);
+      }
+    }
+    if (group.is_root())
+      std::copy(mine.begin() + params_.off_b_dec(), mine.begin() + params_.off_b_dec() + D, full.begin() + off_b_dec(D, F_));
   }
 
   TrainStepConfig cfg_;

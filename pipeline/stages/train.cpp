@@ -10,7 +10,8 @@
 // rounding once, with the encoder computed in globally aligned blocks, makes the weights
 // independent of the number of ranks.
 //
-// Exact resume: every checkpoint_every steps rank 0 writes each model's train_state.h5; the
+// Exact resume: every checkpoint_every steps rank 0 writes each model's train_state.h5 (latent
+// sharding: every rank its latent range of the same file, with parallel HDF5); the
 // data stream and the schedules are functions of the step, so re-running the same command
 // continues and ends with the same bits as an uninterrupted run on the same number of ranks.
 //
@@ -249,7 +250,8 @@ void TrainStage::run(const std::string&) {
       m->step(step, n_steps, B,
               StepBatch{scaled.data(), transcoder ? target.data() : nullptr, lo - lo_al, hi - lo, hi_al - hi, lo, B},
               uint64_t(job.run.seed), log);
-      // The same steps on every rank: rank 0 writes, and a failure (a full disk) is agreed on.
+      // The same steps on every rank: rank 0 writes, and a failure (a full disk) is agreed on
+      // (sharded: every rank writes its range; a failure inside parallel HDF5 aborts the run).
       if (tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0 && step + 1 < n_steps)
         env.all_or_none([&] { m->save_state(step + 1, h5_mutex); });  // rank 0 writes
     }

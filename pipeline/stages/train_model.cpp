@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/errors.hpp"
@@ -71,13 +72,14 @@ TrainModel::TrainModel(ModelSpec spec, int64_t d_model, const MpiEnv& env)
   const std::string out_path = spec_.out_dir + "/sae.h5", state_path = spec_.out_dir + "/train_state.h5";
   make_dirs(spec_.out_dir);
   if (path_exists(out_path)) {
-    done_ = read_sae_checkpoint(out_path).fingerprint == spec_.fingerprint;
+    done_ = read_sae_fingerprint(out_path) == spec_.fingerprint;
     if (!done_) user_error(out_path + ": exists and was trained by a different job; remove it or change run.name");
     return;
   }
   since_fired_.assign(size_t(F_), 0);
   if (path_exists(state_path)) {
-    resumed_ = std::make_unique<TrainState>(read_train_state(state_path));
+    // The parameters are read in make_step, each rank its latent range only.
+    resumed_ = std::make_unique<TrainState>(read_train_state_header(state_path));
     const TrainState& st = *resumed_;
     if (st.fingerprint != spec_.fingerprint)
       user_error(state_path + ": was written by a different job; remove it or change run.name");
@@ -118,32 +120,48 @@ void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
   c.grad_clip = tc.grad_clip;
   c.precision = tc.precision;
   step_ = grid.shards() > 1 ? backend.make_sharded_train_step(c, grid) : backend.make_train_step(c, env_);
-  if (resumed_) {
-    SaeParams p(shape_);
+  if (resumed_) {  // this rank's latents of the file, which holds the whole dictionary (any grid wrote it)
+    const LatentPart part = latent_part();
+    read_train_state_part(spec_.out_dir + "/train_state.h5", *resumed_, part);
+    SaeParams p(local_shape());
     p.data = std::move(resumed_->params);
     AdamState a;
     a.m = std::move(resumed_->adam_m);
     a.v = std::move(resumed_->adam_v);
     a.t = resumed_->adam_t;
-    step_->set_state(p, a);
+    step_->set_local_state(p, a);
     resumed_.reset();
   }
+}
+
+LatentPart TrainModel::latent_part() const {
+  const int64_t S = grid_->shards(), Fs = F_ / S;
+  const bool first_group = grid_->data_group_index() == 0;  // one rank per range writes
+  return {grid_->shard() * Fs, Fs, F_, first_group, first_group && grid_->shard() == 0};
+}
+
+SaeShape TrainModel::local_shape() const {
+  SaeShape s = shape_;
+  s.d_sae = latent_part().count;
+  return s;
 }
 
 void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_scale, uint64_t seed) {
   const TrainConfig& tc = spec_.config;
   input_scale_ = input_scale;
-  SaeParams p(shape_);
-  init_tied(p, seed * 2654435761ull + 17);
+  // This rank's latents only (latent sharding): the same rows as the whole dictionary's.
+  const LatentPart part = latent_part();
+  SaeParams p(local_shape());
+  init_tied(p, seed * 2654435761ull + 17, part.first);
   if (arch_ == Architecture::JumpReLU)
-    std::fill(p.log_threshold(), p.log_threshold() + F_, float(std::log(tc.jumprelu_threshold_init)));
+    std::fill(p.log_threshold(), p.log_threshold() + part.count, float(std::log(tc.jumprelu_threshold_init)));
   if (tc.b_dec_init != "zeros") {
     std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, O_) : geometric_median(sample.data(), n, O_);
     std::copy(b.begin(), b.end(), p.b_dec());
   }
   if (tc.target_l0 > 0 && (arch_ == Architecture::ReLU || arch_ == Architecture::JumpReLU))
     start_at_target_l0(p, sample.data(), n, tc.target_l0);
-  step_->set_state(p, AdamState{});
+  step_->set_local_state(p, AdamState{});
 }
 
 // A sparsity target: start at it. t = the (rows * target)th largest encoder pre-activation of
@@ -151,20 +169,27 @@ void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_
 // threshold / minus every relu b_enc, so the first steps fire about target latents per token
 // and the adapting coefficient only has to hold that (a threshold learns slowly through the
 // straight-through estimator: from 0.01 to the ~0.2 the toy store needs took thousands of steps).
+// Sharded, p holds this rank's latents: the encoder's blocks of kTrainEncoderCols latents make its
+// pre-activations the unsharded ones bit for bit, and t is taken over every shard's.
 void TrainModel::start_at_target_l0(SaeParams& p, const float* sample, int64_t n, double target) const {
-  const int64_t rows = std::min(n, std::max<int64_t>(64, (int64_t(1) << 24) / F_));
+  const int64_t rows = std::min(n, std::max<int64_t>(64, (int64_t(1) << 24) / F_)), Fp = p.d_sae;
   SaeConfig probe;
   probe.architecture = Architecture::ReLU;
+  probe.encoder_cols = kTrainEncoderCols;
   SaeWorkspace ws;
-  sae_encode_decode(p, probe, sample, rows, ws);  // ws.pre [rows, F]
-  std::vector<float> pre(ws.pre.begin(), ws.pre.begin() + rows * F_);
+  sae_encode_decode(p, probe, sample, rows, ws);  // ws.pre [rows, Fp]
+  // Only positive values can be a usable t: the kth largest positive one is the kth largest.
+  std::vector<float> pre;
+  for (int64_t i = 0; i < rows * Fp; ++i)
+    if (ws.pre[size_t(i)] > 0) pre.push_back(ws.pre[size_t(i)]);
+  if (grid_->shards() > 1) pre = grid_->shard_group().allgather(pre);
   const auto kth = std::clamp<int64_t>(std::llround(double(rows) * target), 1, rows * F_);
   const float t = local_kth_largest(pre, kth);
   if (!(t > 0)) return;  // fewer positive pre-activations than the target: nothing to cut
   if (arch_ == Architecture::JumpReLU)
-    std::fill(p.log_threshold(), p.log_threshold() + F_, std::log(t));
+    std::fill(p.log_threshold(), p.log_threshold() + Fp, std::log(t));
   else
-    std::fill(p.b_enc(), p.b_enc() + F_, -t);
+    std::fill(p.b_enc(), p.b_enc() + Fp, -t);
 }
 
 void TrainModel::open_log(const Logger& log) {
@@ -294,13 +319,8 @@ void TrainModel::resample_dead(int64_t step, const StepBatch& rows, uint64_t see
            std::to_string(latents.size()) + " dead latents");
 }
 
-void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
-  const bool gather = grid_->shards() > 1;  // then every rank takes part
-  if (!gather && !env_.is_root()) return;
-  SaeParams params;
-  AdamState adam;
-  step_->get_state(params, adam);
-  if (!env_.is_root()) return;
+// The training state's scalars and counters (the same on every rank), without parameters.
+TrainState TrainModel::state_header(int64_t steps_done, int64_t adam_t) const {
   TrainState st;
   st.fingerprint = spec_.fingerprint;
   st.step = steps_done;
@@ -311,46 +331,94 @@ void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
   st.transcoder = shape_.transcoder;
   st.skip = shape_.skip;
   st.gated = shape_.gated;
-  st.adam_t = adam.t;
-  st.params = std::move(params.data);
-  st.adam_m = std::move(adam.m);
-  st.adam_v = std::move(adam.v);
+  st.adam_t = adam_t;
   st.since_fired = since_fired_;
   st.input_scale = input_scale_;
   st.threshold_ema = thr_ema_;
   st.threshold_weight = thr_weight_;
   st.sparsity_log_scale = sparsity_log_scale_;
-  std::lock_guard<std::mutex> h5(h5_mutex);
-  write_train_state(spec_.out_dir + "/train_state.h5", st);
+  return st;
 }
 
-void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex) {
-  const bool gather = grid_->shards() > 1;  // then every rank takes part
-  if (!gather && !env_.is_root()) return;
+void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
+  const std::string path = spec_.out_dir + "/train_state.h5";
+  if (grid_->shards() > 1) {  // every rank writes its latent range into the one file (parallel HDF5)
+    SaeParams local;
+    AdamState adam;
+    step_->get_local_state(local, &adam);
+    TrainState st = state_header(steps_done, adam.t);
+    st.params = std::move(local.data);
+    st.adam_m = std::move(adam.m);
+    st.adam_v = std::move(adam.v);
+    std::lock_guard<std::mutex> h5(h5_mutex);
+    write_train_state_collective(path, st, latent_part(), env_);
+    return;
+  }
+  if (!env_.is_root()) return;
   SaeParams params;
   AdamState adam;
   step_->get_state(params, adam);
-  if (spec_.config.checkpoint_every > 0) save_state(n_steps, h5_mutex);
-  if (!env_.is_root()) return;
-  metrics_.close();
-  if (!metrics_) user_error(log_path_ + ": write failed (disk full?)");
-  const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
-  SaeCheckpoint ck = sae_to_checkpoint(params, arch_, input_scale_, thr);
-  ck.hook = meta.hook;
-  ck.target_hook = meta.target_hook;
-  ck.hooks = meta.hooks;
-  ck.store = meta.store;
-  ck.heldout_first_token = meta.heldout_first_token;
-  ck.heldout_n_tokens = meta.heldout_n_tokens;
-  ck.resolved_job = meta.resolved_job;
-  ck.k = spec_.config.k;
-  ck.tokens_seen = n_steps * B;
-  ck.step = n_steps;
-  ck.fingerprint = spec_.fingerprint;
-  write_training_plot(log_path_, spec_.out_dir + "/train_curves.svg");
-  if (!saelens_architecture(ck).empty()) write_saelens_export(spec_.out_dir + "/saelens", ck, store);
+  TrainState st = state_header(steps_done, adam.t);
+  st.params = std::move(params.data);
+  st.adam_m = std::move(adam.m);
+  st.adam_v = std::move(adam.v);
   std::lock_guard<std::mutex> h5(h5_mutex);
-  write_sae_checkpoint(spec_.out_dir + "/sae.h5", ck);  // last: its presence marks the model complete
+  write_train_state(path, st);
+}
+
+void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex) {
+  const bool sharded = grid_->shards() > 1;  // then every rank takes part
+  if (!sharded && !env_.is_root()) return;
+  if (spec_.config.checkpoint_every > 0) save_state(n_steps, h5_mutex);
+  const double thr = thr_weight_ > 0 ? thr_ema_ / thr_weight_ : 0.0;
+  // The checkpoint's fields beyond the weights of `params` (the whole dictionary or a part).
+  auto checkpoint_of = [&](const SaeParams& params) {
+    SaeCheckpoint ck = sae_to_checkpoint(params, arch_, input_scale_, thr);
+    ck.hook = meta.hook;
+    ck.target_hook = meta.target_hook;
+    ck.hooks = meta.hooks;
+    ck.store = meta.store;
+    ck.heldout_first_token = meta.heldout_first_token;
+    ck.heldout_n_tokens = meta.heldout_n_tokens;
+    ck.resolved_job = meta.resolved_job;
+    ck.k = spec_.config.k;
+    ck.tokens_seen = n_steps * B;
+    ck.step = n_steps;
+    ck.fingerprint = spec_.fingerprint;
+    return ck;
+  };
+  // Rank 0: the log, the curves and the SAELens export (the whole dictionary's parameters, gathered
+  // to rank 0 alone when sharded: the export holds every tensor whole). Sharded, its outcome is
+  // agreed before the collective sae.h5 (unsharded, rank 0 alone is here: the caller agrees).
+  const std::function<void()> on_root = [&] {
+    SaeParams params;
+    if (!sharded) {
+      AdamState unused;
+      step_->get_state(params, unused);
+    } else if (grid_->data_group_index() == 0) {
+      step_->gather_params(params);  // collective over rank 0's shard group
+    }
+    if (!env_.is_root()) return;
+    metrics_.close();
+    if (!metrics_) user_error(log_path_ + ": write failed (disk full?)");
+    write_training_plot(log_path_, spec_.out_dir + "/train_curves.svg");
+    SaeCheckpoint ck = checkpoint_of(params);
+    params = SaeParams();
+    if (!saelens_architecture(ck).empty()) write_saelens_export(spec_.out_dir + "/saelens", ck, store);
+    if (!sharded) {
+      std::lock_guard<std::mutex> h5(h5_mutex);
+      write_sae_checkpoint(spec_.out_dir + "/sae.h5", ck);  // last: its presence marks the model complete
+    }
+  };
+  if (!sharded) return on_root();
+  env_.all_or_none(on_root);
+  // Every rank writes its latent range of sae.h5 (parallel HDF5), last: it marks completion.
+  SaeParams local;
+  step_->get_local_state(local, nullptr);
+  const SaeCheckpoint part_ck = checkpoint_of(local);
+  local = SaeParams();
+  std::lock_guard<std::mutex> h5(h5_mutex);
+  write_sae_checkpoint_collective(spec_.out_dir + "/sae.h5", part_ck, latent_part(), env_);
 }
 
 }  // namespace saepipe

@@ -47,8 +47,8 @@ class TrainModel {
   double input_scale() const { return input_scale_; }
 
   // Makes the backend's training step on `grid` (latent_shards = 1: every rank a data-parallel
-  // rank), with the resumed state when there is one. The files hold the whole dictionary, so a
-  // state saved on one grid resumes on any other.
+  // rank), with the resumed state when there is one: each rank reads its latent range only. The
+  // files hold the whole dictionary, so a state saved on one grid resumes on any other.
   void make_step(const Backend& backend, const LatentGrid& grid);
   const TrainStep& train_step() const { return *step_; }
   // Fresh start: tied init, b_dec from the (scaled) sample of what it reconstructs (a
@@ -60,14 +60,21 @@ class TrainModel {
   // One step for global batch `step` of size B over n_steps (collective: the step's sums, one
   // allgather for batchtopk, one more allreduce when resampling).
   void step(int64_t step, int64_t n_steps, int64_t B, const StepBatch& rows, uint64_t seed, Logger& log);
-  // Collective (a sharded step gathers its parameters); rank 0 writes.
+  // Unsharded: rank 0 writes. Sharded: collective, every rank writes its latent range into
+  // train_state.h5 with parallel HDF5 (the file an unsharded run writes).
   void save_state(int64_t steps_done, std::mutex& h5_mutex) const;
-  // Collective as save_state; rank 0 writes sae.h5 (raw units), saelens/, curves; sae.h5 last,
-  // so it marks completion.
+  // Collective as save_state; rank 0 writes saelens/ (sharded: the parameters gathered to rank 0)
+  // and the curves; sae.h5 (raw units) last, so it marks completion: rank 0's, or sharded every
+  // rank's latent range of it (parallel HDF5).
   void finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const StoreManifest& store, std::mutex& h5_mutex);
 
  private:
   void resample_dead(int64_t step, const StepBatch& rows, uint64_t seed, Logger& log);
+  // This rank's latents on the grid (unsharded: all of them, written by rank 0) and the shape
+  // of a dictionary of that many.
+  LatentPart latent_part() const;
+  SaeShape local_shape() const;
+  TrainState state_header(int64_t steps_done, int64_t adam_t) const;
   void start_at_target_l0(SaeParams& p, const float* sample, int64_t n, double target) const;
 
   ModelSpec spec_;

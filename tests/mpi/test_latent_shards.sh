@@ -7,8 +7,13 @@
 # divisible by latent_shards, latent_shards > d_sae, d_sae not divisible by it or not a
 # multiple of latent_shards x 256 (whole encoder blocks per shard), an architecture not sharded
 # yet (matryoshka).
+# Sharded runs write sae.h5 and train_state.h5 collectively (parallel HDF5, each rank its latent
+# range): the same layout as the unsharded run's (h5dump -H, chunks, Fletcher32, dtypes) and
+# values within 1e-5 relative (since_fired exact), read back through HDF5's checksums.
 # Kill -9 a rank (a shard of the second data group) of a 2x2 run after a checkpoint and re-run
-# the same command: the weights are bit-identical to the uninterrupted 2x2 run.
+# the same command: the weights are bit-identical to the uninterrupted 2x2 run. The killed run's
+# train_state.h5 resumed on other grids (1x4, and 1 rank unsharded: each rank reads its own latent
+# range of the file) ends within 1e-5 relative of the uninterrupted 2x2 run.
 # (The step itself, and exact resume, under every grid: tests/mpi/test_latent_shards.cpp.)
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -76,8 +81,45 @@ for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/"):
             worst = max(worst, np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))
         print(f"{model or 'topk/'} grid {grid}: max relative difference {worst:.3g}")
         ok &= bool(worst <= 1e-5)
-    st = h5py.File(f"run1x4/sae/{model}train_state.h5")
-    ok &= st.attrs["step"] == ref.attrs["step"]
+sys.exit(0 if ok else 1)
+P
+# The files' layout: h5dump -H (all but its first line, which names the file) identical.
+same_layout=1
+for grid in 1x2 2x2 1x4; do
+  for model in "" sweep/batchtopk/ sweep/relu/ sweep/jumprelu/; do
+    for f in sae.h5 train_state.h5; do
+      cmp -s <(h5dump -H "run1x1/sae/$model$f" | sed 1d) <(h5dump -H "run$grid/sae/$model$f" | sed 1d) ||
+        { same_layout=0; echo "h5dump -H differs: run$grid/sae/$model$f"; }
+    done
+  done
+done
+((same_layout)) && pass "sae.h5 and train_state.h5 of every grid and model: h5dump -H identical to unsharded" ||
+  fail "sharded files' layout differs"
+$PY - <<'P' && pass "train_state.h5 and sae.h5 of grids 1x2, 2x2, 1x4: written in parallel, same chunks/Fletcher32/dtypes/attributes, within 1e-5 of unsharded" || fail "sharded train_state.h5 or sae.h5 differs"
+import h5py, numpy as np, subprocess, sys
+ok = True
+for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/"):
+    for grid in ("1x2", "2x2", "1x4"):
+        for name in ("sae.h5", "train_state.h5"):
+            ref, f = h5py.File(f"run1x1/sae/{model}{name}"), h5py.File(f"run{grid}/sae/{model}{name}")
+            ok &= sorted(ref.keys()) == sorted(f.keys())
+            for k in ref:
+                a, b = ref[k], f[k]
+                if (a.shape, a.dtype, a.chunks, a.fletcher32) != (b.shape, b.dtype, b.chunks, b.fletcher32):
+                    print(grid, model, name, k, "layout differs"); ok = False
+                x, y = a[...], b[...]  # HDF5 verifies each chunk's Fletcher32 checksum on read
+                tol = 0 if k == "since_fired" else 1e-5
+                rel = np.abs(x.astype(np.float64) - y).max() / max(np.abs(x).max(), 1e-30)
+                if rel > tol: print(grid, model, name, k, "relative difference", rel); ok = False
+            attrs = sorted(k for k in ref.attrs if k != "resolved_job")
+            ok &= sorted(k for k in f.attrs if k != "resolved_job") == attrs
+            if name == "train_state.h5": ok &= all(np.array_equal(ref.attrs[k], f.attrs[k]) for k in attrs)
+        # The MPI-IO driver allocates a dataset's chunks when it is created; a serial file when
+        # they are written: the sharded files were written in parallel, not gathered to rank 0.
+        for name, ds in (("train_state.h5", "params"), ("sae.h5", "W_enc")):
+            d = subprocess.run(["h5dump", "-H", "-p", "-d", ds, f"run{grid}/sae/{model}{name}"],
+                               capture_output=True, text=True).stdout
+            if "H5D_ALLOC_TIME_EARLY" not in d: print(grid, model, name, "not written in parallel"); ok = False
 sys.exit(0 if ok else 1)
 P
 grep -q "resampled" train1x4.log && grep -q "resampled" train1x1.log && pass "resampling (and AuxK over dead latents) ran sharded and unsharded" || fail "no resampling"
@@ -109,6 +151,8 @@ victim=$(rank_pid $launcher 3)
 if [ -n "$victim" ]; then kill -9 "$victim"; else fail "rank 3 not found (finished already?)"; fi
 wait $launcher && fail "2x2 run with rank 3 killed exited 0" || pass "2x2: rank 3 killed by SIGKILL at checkpoint step $(state_step)"
 [ ! -e kpart/sae/sae.h5 ] && pass "no sae.h5 after the kill" || fail "sae.h5 exists after the kill"
+# The killed run's state, to resume on other grids below.
+for g in 1x4 1x1; do mkdir -p "kr$g/sae" && cp kpart/sae/train_state.h5 kpart/sae/train_log.jsonl "kr$g/sae/"; done
 mpirun_np 4 "$BIN/saepipe-train" --job kpart.toml >kresume.log 2>&1 || { fail "resumed 2x2 run"; cat kresume.log; }
 grep -q "resuming kpart/sae at step" kresume.log && pass "resumed ($(grep -o 'at step [0-9]*' kresume.log))" || { fail "did not resume"; cat kresume.log; }
 $PY - <<'P' && pass "killed and resumed 2x2: weights bit-identical to the uninterrupted 2x2 run" || fail "resumed 2x2 weights differ"
@@ -120,6 +164,25 @@ for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
     print(k, "identical" if same else f"differs by {np.abs(a[k][...] - b[k][...]).max():.3g}")
     ok &= same
 ok &= len(open("kfull/sae/train_log.jsonl").readlines()) == len(open("kpart/sae/train_log.jsonl").readlines())
+sys.exit(0 if ok else 1)
+P
+# Resharded on load: the 2x2 checkpoint resumed as 1x4 and as 1 rank unsharded.
+kjob kr1x4.toml kr1x4 && sed -i 's/^latent_shards = 2/latent_shards = 4/' kr1x4.toml
+kjob kr1x1.toml kr1x1 && sed -i 's/^latent_shards = 2/latent_shards = 1/' kr1x1.toml
+mpirun_np 4 "$BIN/saepipe-train" --job kr1x4.toml >kr1x4.log 2>&1 || { fail "2x2 state resumed on 1x4"; cat kr1x4.log; }
+mpirun_np 1 "$BIN/saepipe-train" --job kr1x1.toml >kr1x1.log 2>&1 || { fail "2x2 state resumed unsharded"; cat kr1x1.log; }
+grep -q "resuming kr1x4/sae at step" kr1x4.log && grep -q "resuming kr1x1/sae at step" kr1x1.log &&
+  pass "2x2 state resumed on 1x4 and 1x1 ($(grep -o 'at step [0-9]*' kr1x4.log))" || fail "did not resume on other grids"
+$PY - <<'P' && pass "2x2 state resumed on 1x4 and unsharded: weights within 1e-5 relative of the uninterrupted 2x2 run" || fail "resharded resume differs"
+import h5py, numpy as np, sys
+ref = h5py.File("kfull/sae/sae.h5")
+ok = True
+for run in ("kr1x4", "kr1x1"):
+    f = h5py.File(f"{run}/sae/sae.h5")
+    worst = max(np.abs(ref[k][...] - f[k][...]).max() / max(np.abs(ref[k][...]).max(), 1e-30)
+                for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"))
+    print(run, "max relative difference", worst)
+    ok &= bool(worst <= 1e-5)
 sys.exit(0 if ok else 1)
 P
 job e_ranks.toml erun 4; job e_big.toml erun 128 64; job e_div.toml erun 3 64; job e_align.toml erun 2 256
