@@ -330,11 +330,11 @@ int64_t known_d_in(const toml::table& t) {
 }
 
 //
-// target_l0 (relu, jumprelu): the model's k when the job gives neither target_l0 nor the
-// model's sparsity coefficient (l1_coef for relu, l0_coef for jumprelu), else 0 (a fixed
-// coefficient). `given` is the job as written, before the schema's defaults were filled.
+// target_l0 (relu, jumprelu, gated): the model's k when the job gives neither target_l0 nor the
+// model's sparsity coefficient (l1_coef for relu and gated, l0_coef for jumprelu), else 0 (a
+// fixed coefficient). `given` is the job as written, before the schema's defaults were filled.
 double derived_target_l0(const std::string& arch, int64_t k, bool l1_given, bool l0_given) {
-  if (arch == "relu") return l1_given ? 0.0 : double(k);
+  if (arch == "relu" || arch == "gated") return l1_given ? 0.0 : double(k);
   if (arch == "jumprelu") return l0_given ? 0.0 : double(k);
   return 0.0;
 }

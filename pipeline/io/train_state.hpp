@@ -5,7 +5,7 @@
 // File train_state.h5: /params, /adam_m, /adam_v [P] float32 (P = SaeParams::size_for),
 // /since_fired [F] int64; attributes schema = "saepipe.train_state", version = 1, step,
 // adam_t, d_in, d_sae, fingerprint, input_scale, threshold_ema (batchtopk), threshold_weight,
-// sparsity_log_scale (relu/jumprelu with train.target_l0; absent in older files: 0),
+// sparsity_log_scale (relu/jumprelu/gated with train.target_l0; absent in older files: 0),
 // and the dictionary's kind: d_out, transcoder, skip, gated, layers (absent: an SAE, as the
 // files written before them).
 // Written to path + ".tmp" and renamed, so a kill leaves the previous state intact.

@@ -159,14 +159,15 @@ void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_
     std::vector<float> b = tc.b_dec_init == "mean" ? row_mean(sample.data(), n, O_) : geometric_median(sample.data(), n, O_);
     std::copy(b.begin(), b.end(), p.b_dec());
   }
-  if (tc.target_l0 > 0 && (arch_ == Architecture::ReLU || arch_ == Architecture::JumpReLU))
+  if (tc.target_l0 > 0 && (arch_ == Architecture::ReLU || arch_ == Architecture::JumpReLU || arch_ == Architecture::Gated))
     start_at_target_l0(p, sample.data(), n, tc.target_l0);
   step_->set_local_state(p, AdamState{});
 }
 
 // A sparsity target: start at it. t = the (rows * target)th largest encoder pre-activation of
 // (up to 2^24 / F rows of) the init sample under the initial weights becomes every jumprelu
-// threshold / minus every relu b_enc, so the first steps fire about target latents per token
+// threshold / minus every relu b_enc (gated: b_gate, the gate being pre > 0; its magnitude path
+// reads pre - b_gate, unchanged), so the first steps fire about target latents per token
 // and the adapting coefficient only has to hold that (a threshold learns slowly through the
 // straight-through estimator: from 0.01 to the ~0.2 the toy store needs took thousands of steps).
 // Sharded, p holds this rank's latents: the encoder's blocks of kTrainEncoderCols latents make its
@@ -174,7 +175,7 @@ void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_
 void TrainModel::start_at_target_l0(SaeParams& p, const float* sample, int64_t n, double target) const {
   const int64_t rows = std::min(n, std::max<int64_t>(64, (int64_t(1) << 24) / F_)), Fp = p.d_sae;
   SaeConfig probe;
-  probe.architecture = Architecture::ReLU;
+  probe.architecture = p.gated ? Architecture::Gated : Architecture::ReLU;  // ws.pre: the (gate) pre-activations
   probe.encoder_cols = kTrainEncoderCols;
   SaeWorkspace ws;
   sae_encode_decode(p, probe, sample, rows, ws);  // ws.pre [rows, Fp]

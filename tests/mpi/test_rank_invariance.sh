@@ -49,9 +49,9 @@ architecture = \"$arch\"
 matryoshka_prefixes = [16, 48]
 l1_coef = 0.3
 l0_coef = 0.01"
-  # relu and jumprelu with a sparsity target: the coefficient's factor follows the batch L0
-  # summed over the ranks, so it too must not depend on the rank count.
-  case $arch in relu|jumprelu) extra="$extra
+  # relu, jumprelu and gated with a sparsity target: the coefficient's factor follows the batch
+  # L0 summed over the ranks, so it too must not depend on the rank count.
+  case $arch in relu|jumprelu|gated) extra="$extra
 target_l0 = 3" ;; esac
   ranks="1 2 3 4"; case $arch in matryoshka|gated) ranks="1 3";; esac
   for n in $ranks; do

@@ -3,7 +3,8 @@
 # then rank 0, the one that writes), re-run the same command each time: the final weights
 # are bit-identical to an uninterrupted run with the same rank count. Matryoshka: batchtopk's
 # selection and threshold state with the nested-prefix loss on top; a gated sweep entry beside it
-# (its r_mag and b_mag in train_state.h5 and sae.h5). Then the same for a batchtopk skip
+# (its r_mag and b_mag in train_state.h5 and sae.h5; a sparsity target, whose adapting factor
+# resumes from train_state.h5). Then the same for a batchtopk skip
 # transcoder (two hooks of the store, a target batch, W_skip). OpenBLAS rounds
 # differently with its thread count, so every run uses one thread.
 source "$(dirname "$(dirname "$0")")/e2e/lib.sh" "$1"
@@ -45,6 +46,7 @@ name = "gated"
 architecture = "gated"
 d_sae = 512
 l1_coef = 0.3
+target_l0 = 8
 T
 }
 job store.toml store; job full.toml full; job part.toml part

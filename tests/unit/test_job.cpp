@@ -206,25 +206,29 @@ TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
   EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0 * 4.0);  // sqrt(768 / 48) = 4: the 1.6e-3 x 4
 }
 
-// target_l0 left out: the model's k for relu / jumprelu when the job gives neither target_l0 nor
-// the model's coefficient (l1_coef / l0_coef, in [train] or the entry), else 0; written into the
+// target_l0 left out: the model's k for relu / jumprelu / gated when the job gives neither
+// target_l0 nor the model's coefficient (l1_coef / l0_coef, in [train] or the entry), else 0; written into the
 // resolved job, which re-reads to the same values (the written coefficient starts the adaptation).
 TEST(Job, SparsityTargetDefaultsToK) {
   Job job = parse_job(std::string(kMinimal) +
                           "[train]\narchitecture = \"relu\"\nk = 6\n"
                           "[[train.sweep]]\nname = \"jr\"\narchitecture = \"jumprelu\"\nk = 3\n"
                           "[[train.sweep]]\nname = \"fixed\"\narchitecture = \"jumprelu\"\nl0_coef = 0.02\n"
-                          "[[train.sweep]]\nname = \"tk\"\narchitecture = \"topk\"\n",
+                          "[[train.sweep]]\nname = \"tk\"\narchitecture = \"topk\"\n"
+                          "[[train.sweep]]\nname = \"g\"\narchitecture = \"gated\"\nk = 5\n"
+                          "[[train.sweep]]\nname = \"gfixed\"\narchitecture = \"gated\"\nl1_coef = 0.2\n",
                       "job.toml");
   EXPECT_DOUBLE_EQ(job.train.target_l0, 6.0);
-  ASSERT_EQ(job.train.sweep.size(), 3u);
+  ASSERT_EQ(job.train.sweep.size(), 5u);
   EXPECT_DOUBLE_EQ(job.train.sweep[0].target_l0, 3.0);
   EXPECT_DOUBLE_EQ(job.train.sweep[1].target_l0, 0.0);
   EXPECT_DOUBLE_EQ(job.train.sweep[2].target_l0, 0.0);
+  EXPECT_DOUBLE_EQ(job.train.sweep[3].target_l0, 5.0);  // gated: l1_coef is its coefficient
+  EXPECT_DOUBLE_EQ(job.train.sweep[4].target_l0, 0.0);
   EXPECT_NE(job.resolved_toml.find("target_l0 = 6.0"), std::string::npos) << job.resolved_toml;
   const Job again = parse_job(job.resolved_toml, "job.toml");
   EXPECT_EQ(again.resolved_toml, job.resolved_toml);
-  for (size_t i = 0; i < 3; ++i) EXPECT_DOUBLE_EQ(again.train.sweep[i].target_l0, job.train.sweep[i].target_l0) << i;
+  for (size_t i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(again.train.sweep[i].target_l0, job.train.sweep[i].target_l0) << i;
   // A coefficient in [train] fixes it for every entry that leaves target_l0 out.
   job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"relu\"\nl1_coef = 0.3\n", "job.toml");
   EXPECT_DOUBLE_EQ(job.train.target_l0, 0.0);
