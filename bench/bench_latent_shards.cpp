@@ -152,19 +152,16 @@ int run(int argc, char** argv) {
     reset_peak();
     world.barrier();
     double t = MPI_Wtime();
-    if (S > 1) {
-      SaeParams local;
-      AdamState adam;
-      step->get_local_state(local, &adam);
-      TrainState st = header(adam.t);
-      st.params = std::move(local.data);
-      st.adam_m = std::move(adam.m);
-      st.adam_v = std::move(adam.v);
-      write_train_state_collective(write_dir + "/train_state.h5", st, part, world);
-      st = TrainState();
-      step->get_local_state(local, nullptr);
-      write_sae_checkpoint_collective(write_dir + "/sae.h5", sae_to_checkpoint(local, Architecture::TopK, 1.0, 0),
-                                      part, world);
+    if (S > 1) {  // as TrainModel::save_state and finish
+      step->visit_local_state([&](const SaeParams& local, const AdamState& adam) {
+        write_train_state_collective(write_dir + "/train_state.h5", header(adam.t), local.data.data(), adam.m.data(),
+                                     adam.v.data(), part, world);
+      });
+      SaeCheckpoint ck;
+      step->visit_local_state([&](const SaeParams& local, const AdamState&) {
+        ck = sae_to_checkpoint(local, Architecture::TopK, 1.0, 0);
+      });
+      write_sae_checkpoint_collective(write_dir + "/sae.h5", ck, part, world);
     } else if (world.is_root()) {
       SaeParams whole;
       AdamState adam;

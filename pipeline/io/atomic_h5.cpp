@@ -31,9 +31,12 @@ CollectiveAtomicFile::CollectiveAtomicFile(std::string path, const MpiEnv& env)
 
 CollectiveAtomicFile::~CollectiveAtomicFile() {
   if (committed_) return;
-  file_.reset();
+  // Only an error on this rank gets here (one every rank sees is raised before the file exists or
+  // after it is closed), and the run is about to be aborted (abort_on_error): closing is collective
+  // and the other ranks would never join it, so the handle is left open and the temporary removed.
+  file_.release();
   std::error_code ec;
-  if (env_.is_root()) std::filesystem::remove(tmp_, ec);  // best effort: we are already failing
+  std::filesystem::remove(tmp_, ec);  // best effort: we are already failing
 }
 
 void CollectiveAtomicFile::commit() {

@@ -40,7 +40,8 @@ class AtomicFile {
 class CollectiveAtomicFile {
  public:
   CollectiveAtomicFile(std::string path, const MpiEnv& env);
-  // Not committed: closes (collective) and rank 0 removes the temporary.
+  // Not committed (an error on this rank, before abort_on_error ends the run): removes the
+  // temporary without closing it (closing is collective).
   ~CollectiveAtomicFile();
   CollectiveAtomicFile(const CollectiveAtomicFile&) = delete;
   CollectiveAtomicFile& operator=(const CollectiveAtomicFile&) = delete;

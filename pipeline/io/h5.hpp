@@ -97,6 +97,9 @@ class Object {
   std::string where() const;                         // "file.h5: /activations/x" (file: "file.h5")
   // Closes now, ignoring errors (the destructor does the same).
   void reset();
+  // Forgets the identifier without closing it: a rank failing alone inside parallel HDF5 must
+  // not make the collective close call the others would never join (it aborts instead).
+  void release() { id_ = H5I_INVALID_HID; }
 
   enum class AttributeKind { String, Integer, Float, Other };
   bool has_attribute(const std::string& name) const;

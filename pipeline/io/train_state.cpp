@@ -95,13 +95,12 @@ void write_train_state(const std::string& path, const TrainState& s) {
   out.commit();
 }
 
-void write_train_state_collective(const std::string& path, const TrainState& s, const LatentPart& part,
-                                  const MpiEnv& env) {
+void write_train_state_collective(const std::string& path, const TrainState& s, const float* params,
+                                  const float* adam_m, const float* adam_v, const LatentPart& part, const MpiEnv& env) {
   const std::vector<Segment> seg = layout(s);
   const int64_t F = s.d_sae, P = layout_size(seg, F), Pp = layout_size(seg, part.count);
   SAE_ASSERT(part.total == F && part.first >= 0 && part.first + part.count <= F, path + ": latent part");
-  SAE_ASSERT(int64_t(s.params.size()) == Pp && int64_t(s.adam_m.size()) == Pp && int64_t(s.adam_v.size()) == Pp,
-             path + ": the part's parameter and Adam moment sizes");
+  SAE_ASSERT(params != nullptr && adam_m != nullptr && adam_v != nullptr, path + ": the part's parameters and moments");
   SAE_ASSERT(int64_t(s.since_fired.size()) == F, path + ": since_fired size");
   std::vector<h5::Span> file, memory;
   part_spans(seg, F, part, part.writes, part.writes_shared, file, memory);
@@ -111,8 +110,8 @@ void write_train_state_collective(const std::string& path, const TrainState& s, 
     h5::CollectiveAtomicFile out(path, env);
     {
       const h5::File& f = out.file();
-      for (const auto& [name, values] : {std::pair{"params", &s.params}, {"adam_m", &s.adam_m}, {"adam_v", &s.adam_v}})
-        h5::write_spans_collective(f.create_dataset(name, h5::Type::Float32, {P}), file, values->data(), Pp, memory);
+      for (const auto& [name, values] : {std::pair{"params", params}, {"adam_m", adam_m}, {"adam_v", adam_v}})
+        h5::write_spans_collective(f.create_dataset(name, h5::Type::Float32, {P}), file, values, Pp, memory);
       h5::write_spans_collective(f.create_dataset("since_fired", h5::Type::Int64, {F}), fired, s.since_fired.data(), F,
                                  fired);
       write_attributes(f, s);

@@ -36,12 +36,12 @@ struct TrainState {
 
 void write_train_state(const std::string& path, const TrainState& s);
 // The same file written collectively by every rank of `env` with parallel HDF5 (latent
-// sharding): s.params, adam_m and adam_v hold this rank's part (the layout of SaeParams with
-// part.count latents, b_dec whole), s.since_fired every latent's; the other fields the same on
-// every rank. An HDF5 failure on one rank ends the run (abort_on_error); a failed rename is a
-// user error on every rank.
-void write_train_state_collective(const std::string& path, const TrainState& s, const LatentPart& part,
-                                  const MpiEnv& env);
+// sharding): params, adam_m and adam_v hold this rank's part (the layout of SaeParams with
+// part.count latents, b_dec whole; s.params and the moments are not read), s.since_fired every
+// latent's; the other fields of s the same on every rank. An HDF5 failure on one rank ends the
+// run (abort_on_error); a failed rename is a user error on every rank.
+void write_train_state_collective(const std::string& path, const TrainState& s, const float* params,
+                                  const float* adam_m, const float* adam_v, const LatentPart& part, const MpiEnv& env);
 // User error naming the file when the schema/version or shapes do not match; corrupt error
 // when a read fails (checksum).
 TrainState read_train_state(const std::string& path);

@@ -22,6 +22,7 @@
 // Shape legend: N this rank's rows, D d_in, O d_out, F d_sae, P parameters (SaeParams::size_for).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -119,6 +120,14 @@ class TrainStep {
     get_state(params, adam != nullptr ? *adam : unused);
   }
   virtual void set_local_state(const SaeParams& params, const AdamState& adam) { set_state(params, adam); }
+  // Calls `fn` with this rank's own part: in place where the step keeps it in host memory (the
+  // sharded CPU step: a checkpoint then needs no second copy of it), else a copy.
+  virtual void visit_local_state(const std::function<void(const SaeParams&, const AdamState&)>& fn) const {
+    SaeParams params;
+    AdamState adam;
+    get_local_state(params, &adam);
+    fn(params, adam);
+  }
   // The whole dictionary's parameters (no Adam moments) on rank 0 of the shard group, for the
   // SAELens export; the other ranks' `params` are left empty. Sharded: collective over the shard
   // group. Unsharded: get_state's.

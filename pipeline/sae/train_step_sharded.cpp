@@ -129,6 +129,10 @@ class CpuShardedTrainStep final : public TrainStep {
     if (a != nullptr) *a = adam_;
   }
 
+  void visit_local_state(const std::function<void(const SaeParams&, const AdamState&)>& fn) const override {
+    fn(params_, adam_);
+  }
+
   void set_local_state(const SaeParams& p, const AdamState& a) override {
     SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == Fs_ && p.size() == params_.size(), "the shard's parameter shapes");
     SAE_ASSERT(a.m.empty() || (a.m.size() == p.data.size() && a.v.size() == p.data.size()), "the shard's Adam moments");

@@ -344,15 +344,12 @@ TrainState TrainModel::state_header(int64_t steps_done, int64_t adam_t) const {
 void TrainModel::save_state(int64_t steps_done, std::mutex& h5_mutex) const {
   const std::string path = spec_.out_dir + "/train_state.h5";
   if (grid_->shards() > 1) {  // every rank writes its latent range into the one file (parallel HDF5)
-    SaeParams local;
-    AdamState adam;
-    step_->get_local_state(local, &adam);
-    TrainState st = state_header(steps_done, adam.t);
-    st.params = std::move(local.data);
-    st.adam_m = std::move(adam.m);
-    st.adam_v = std::move(adam.v);
-    std::lock_guard<std::mutex> h5(h5_mutex);
-    write_train_state_collective(path, st, latent_part(), env_);
+    step_->visit_local_state([&](const SaeParams& local, const AdamState& adam) {
+      SAE_ASSERT(adam.m.size() == local.data.size() && adam.v.size() == local.data.size(), path + ": Adam moments");
+      std::lock_guard<std::mutex> h5(h5_mutex);
+      write_train_state_collective(path, state_header(steps_done, adam.t), local.data.data(), adam.m.data(),
+                                   adam.v.data(), latent_part(), env_);
+    });
     return;
   }
   if (!env_.is_root()) return;
@@ -414,10 +411,8 @@ void TrainModel::finish(int64_t n_steps, int64_t B, SaeCheckpoint meta, const St
   if (!sharded) return on_root();
   env_.all_or_none(on_root);
   // Every rank writes its latent range of sae.h5 (parallel HDF5), last: it marks completion.
-  SaeParams local;
-  step_->get_local_state(local, nullptr);
-  const SaeCheckpoint part_ck = checkpoint_of(local);
-  local = SaeParams();
+  SaeCheckpoint part_ck;
+  step_->visit_local_state([&](const SaeParams& local, const AdamState&) { part_ck = checkpoint_of(local); });
   std::lock_guard<std::mutex> h5(h5_mutex);
   write_sae_checkpoint_collective(spec_.out_dir + "/sae.h5", part_ck, latent_part(), env_);
 }

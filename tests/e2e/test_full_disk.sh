@@ -81,4 +81,17 @@ rc=$?
   && pass "checkpoint on a full disk: exit 1, $(grep -E '^saepipe-train: ' ckpt.log)" || { fail "checkpoint on a full disk: exit $rc"; cat ckpt.log; }
 [ -z "$(find tiny -name '*.tmp*' -o -name 'train_state.h5' -o -name 'sae.h5')" ] && pass "no checkpoint or temporary file left" \
   || fail "left: $(find tiny -name '*.tmp*' -o -name 'train_state.h5' -o -name 'sae.h5')"
+
+# The same with latent shards (1 x 2): both ranks write the checkpoint collectively (parallel
+# HDF5); the rank that fails inside it cannot be agreed with (the other waits in a collective), so
+# it prints one line naming itself and aborts the run: no hang, no checkpoint, no temporary left.
+rm -rf tiny/run2 && mkdir -p tiny/run2/sae
+sed 's/d_sae = 256/d_sae = 512/' ckpt.toml > sharded.toml && printf '[resources.train]\nlatent_shards = 2\n' >> sharded.toml
+timeout 120 mpirun_np 2 "$BIN/saepipe-train" --job sharded.toml >sharded.log 2>&1
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -qE '^\[rank [01]@.*train_state.h5.tmp.*(No space left|write|close)' sharded.log \
+  && pass "sharded checkpoint on a full disk: exit $rc, $(grep -m1 -E '^\[rank ' sharded.log | cut -c1-160)" \
+  || { fail "sharded checkpoint on a full disk: exit $rc"; cat sharded.log; }
+[ -z "$(find tiny -name '*.tmp*' -o -name 'train_state.h5' -o -name 'sae.h5')" ] && pass "sharded: no checkpoint or temporary file left" \
+  || fail "sharded, left: $(find tiny -name '*.tmp*' -o -name 'train_state.h5' -o -name 'sae.h5')"
 finish
