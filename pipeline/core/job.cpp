@@ -339,6 +339,23 @@ double derived_target_l0(const std::string& arch, int64_t k, bool l1_given, bool
   return 0.0;
 }
 
+//
+// dead_tokens and resample_every (batchtopk): a batch-wide threshold gives a latent that points
+// nowhere useful no slot of its own (topk's k per token do), so such latents stay unused and the
+// rarer true features get none; Anthropic's resampling (every 50 steps, of the latents silent for
+// 1% of the run, at least 4 batches and at most Gao et al.'s 10M tokens) turns them toward badly
+// reconstructed inputs. AuxK alone with that window did not (bench/defaults_grid.py). Matryoshka
+// would gain as much MMCS but loses its low absorption (e2e_toy_variants: 0.04 -> 0.48), so it and
+// the others keep 10M and no resampling (Gao et al.'s recipe); a transcoder cannot resample.
+bool resamples_by_default(const std::string& arch, bool transcoder) {
+  return !transcoder && arch == "batchtopk";
+}
+int64_t derived_dead_tokens(const std::string& arch, bool transcoder, int64_t n_tokens, int64_t batch_tokens) {
+  const int64_t gao = 10000000;
+  if (!resamples_by_default(arch, transcoder)) return gao;
+  return std::min(gao, std::max(n_tokens / 100, 4 * batch_tokens));
+}
+
 void fill_derived_defaults(toml::table& t, const toml::table& given) {
   toml::table& train = *t.at_path("train").as_table();
   const toml::table* given_train = given["train"].as_table();
@@ -352,8 +369,18 @@ void fill_derived_defaults(toml::table& t, const toml::table& given) {
   const bool main_target = main_given("target_l0");
   if (!main_target)
     train.insert_or_assign("target_l0", derived_target_l0(main_arch, main_k, main_given("l1_coef"), main_given("l0_coef")));
+  const bool transcoder = !train["target_hook"].value_or(std::string()).empty();
+  const int64_t n_tokens = *train["n_tokens"].value<int64_t>(), batch_tokens = *train["batch_tokens"].value<int64_t>();
+  const bool main_dead = main_given("dead_tokens"), main_resample = main_given("resample_every");
+  if (!main_dead) train.insert_or_assign("dead_tokens", derived_dead_tokens(main_arch, transcoder, n_tokens, batch_tokens));
+  if (!main_resample) train.insert_or_assign("resample_every", int64_t(resamples_by_default(main_arch, transcoder) ? 50 : 0));
   for (toml::node& e : *train["sweep"].as_array()) {
     toml::table& entry = *e.as_table();
+    const std::string arch = entry["architecture"].value_or(main_arch);
+    if (!main_dead && !entry.contains("dead_tokens"))
+      entry.insert_or_assign("dead_tokens", derived_dead_tokens(arch, transcoder, n_tokens, batch_tokens));
+    if (!main_resample && !entry.contains("resample_every"))
+      entry.insert_or_assign("resample_every", int64_t(resamples_by_default(arch, transcoder) ? 50 : 0));
     if (!main_lr && !entry.contains("lr")) entry.insert_or_assign("lr", derived_lr(entry["d_sae"].value_or(main_d_sae), d_in));
     if (!main_target && !entry.contains("target_l0"))
       entry.insert_or_assign("target_l0", derived_target_l0(entry["architecture"].value_or(main_arch), entry["k"].value_or(main_k),

@@ -206,6 +206,37 @@ TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
   EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0 * 4.0);  // sqrt(768 / 48) = 4: the 1.6e-3 x 4
 }
 
+// dead_tokens / resample_every left out: batchtopk resamples every 50 steps the
+// latents silent for n_tokens / 100 (at least 4 batches, at most 10M); the others (and
+// transcoders, which cannot resample) keep 10M and no resampling; per sweep entry, in the resolved job.
+TEST(Job, DeadLatentDefaultsFollowTheArchitecture) {
+  Job job = parse_job(std::string(kMinimal) +
+                          "[train]\narchitecture = \"topk\"\nn_tokens = 3000000\n"
+                          "[[train.sweep]]\nname = \"b\"\narchitecture = \"batchtopk\"\n"
+                          "[[train.sweep]]\nname = \"m\"\narchitecture = \"matryoshka\"\nresample_every = 7\n",
+                      "job.toml");
+  EXPECT_EQ(job.train.dead_tokens, 10000000);
+  EXPECT_EQ(job.train.resample_every, 0);
+  EXPECT_EQ(job.train.sweep[0].dead_tokens, 30000);
+  EXPECT_EQ(job.train.sweep[0].resample_every, 50);
+  EXPECT_EQ(job.train.sweep[1].dead_tokens, 10000000);  // matryoshka: its absorption
+  EXPECT_EQ(job.train.sweep[1].resample_every, 7);
+  const Job again = parse_job(job.resolved_toml, "job.toml");
+  EXPECT_EQ(again.resolved_toml, job.resolved_toml);
+  EXPECT_EQ(again.train.sweep[0].dead_tokens, 30000);
+  job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"batchtopk\"\nn_tokens = 100000\n", "job.toml");
+  EXPECT_EQ(job.train.dead_tokens, 4 * 4096);  // at least 4 batches
+  job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"batchtopk\"\nn_tokens = 5000000000\n", "job.toml");
+  EXPECT_EQ(job.train.dead_tokens, 10000000);  // Gao et al.'s window at most
+  EXPECT_EQ(job.train.resample_every, 50);
+  job = parse_job(std::string(kMinimal) + "[harvest]\nhooks = [\"a\", \"b\"]\n[train]\narchitecture = \"batchtopk\"\n"
+                                          "hook = \"a\"\ntarget_hook = \"b\"\n", "job.toml");
+  EXPECT_EQ(job.train.dead_tokens, 10000000);  // a transcoder
+  EXPECT_EQ(job.train.resample_every, 0);
+  job = parse_job(std::string(kMinimal) + "[train]\narchitecture = \"batchtopk\"\ndead_tokens = 123\n", "job.toml");
+  EXPECT_EQ(job.train.dead_tokens, 123);
+}
+
 // target_l0 left out: the model's k for relu / jumprelu / gated when the job gives neither
 // target_l0 nor the model's coefficient (l1_coef / l0_coef, in [train] or the entry), else 0; written into the
 // resolved job, which re-reads to the same values (the written coefficient starts the adaptation).
