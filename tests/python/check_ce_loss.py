@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ce_reference import compare_ce, held_out_ids  # noqa: E402
 from gpt2_reference import forward, load_weights  # noqa: E402
 
 model_dir, run = sys.argv[1], sys.argv[2]
@@ -24,10 +25,7 @@ hook = sae.attrs["hook"]
 hook = hook.decode() if isinstance(hook, bytes) else hook
 k = int(sae.attrs["k"])
 W_enc, b_enc, W_dec, b_dec = (torch.from_numpy(sae[n][...].astype(np.float64)) for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
-L = s["sequence_length"]
-n_seq = s["ce_tokens"] // (L - 1)
-tokens = h5py.File(os.path.join(run, "activations", "activations.h5"))["tokens"][s["first_token"]:s["first_token"] + n_seq * L]
-ids = torch.from_numpy(tokens.astype(np.int64)).view(n_seq, L)
+ids = held_out_ids(s, os.path.join(run, "activations", "activations.h5"))
 
 
 def recon(x):
@@ -39,16 +37,7 @@ def recon(x):
 
 lp = [torch.log_softmax(forward(cfg, w, ids, edit=e, logits=True)["logits"], dim=-1)
       for e in (None, {hook: recon}, {hook: torch.zeros_like})]
-tgt = ids[:, 1:].unsqueeze(-1)
-n = tgt.numel()
-ce = [float(-l[:, :-1].gather(-1, tgt).sum()) / n for l in lp]
-kl = float((lp[0].exp() * (lp[0] - lp[1])).sum()) / ids.numel()  # every position, as SAELens
-ref = {"ce_loss_clean": ce[0], "ce_loss_spliced": ce[1], "ce_loss_zero": ce[2], "kl_div": kl,
-       "ce_loss_recovered": (ce[2] - ce[1]) / (ce[2] - ce[0])}
-bad = [f"{key} {s.get(key)} vs {v}" for key, v in ref.items()
-       if key not in s or abs(s[key] - v) > 1e-4 * max(abs(v), 1e-2)]
-if s["ce_tokens"] != n or s.get("kl_positions") != ids.numel() or bad:
-    print(f"ce_tokens {s['ce_tokens']} vs {n}; kl_positions {s.get('kl_positions')} vs {ids.numel()}; " + "; ".join(bad))
-    sys.exit(1)
-print(f"CE clean {ce[0]:.4f} spliced {ce[1]:.4f} zero {ce[2]:.4f} recovered {ref['ce_loss_recovered']:.4f} "
+ce, recovered, kl = compare_ce(s, lp, ids)
+n = ids.numel() - ids.shape[0]
+print(f"CE clean {ce[0]:.4f} spliced {ce[1]:.4f} zero {ce[2]:.4f} recovered {recovered:.4f} "
       f"over {n} predictions, KL {kl:.5f} over {ids.numel()} positions match the float64 reference")

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from transformers import GPT2LMHeadModel
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ce_reference import compare_ce, held_out_ids  # noqa: E402
+
 model_dir, run, sae_path, acts = sys.argv[1:5]
 s = json.load(open(os.path.join(run, "stats", "summary.json")))
 sae = h5py.File(sae_path)
@@ -32,10 +35,7 @@ W_skip = T("W_skip") if "W_skip" in sae else None
 
 model = GPT2LMHeadModel.from_pretrained(model_dir, local_files_only=True, dtype=torch.float64,
                                         attn_implementation="eager").eval()
-L = s["sequence_length"]
-n_seq = s["ce_tokens"] // (L - 1)
-tokens = h5py.File(acts)["tokens"][s["first_token"]:s["first_token"] + n_seq * L]
-ids = torch.from_numpy(tokens.astype(np.int64)).view(n_seq, L)
+ids = held_out_ids(s, acts)
 
 
 def transcode(x):
@@ -58,17 +58,8 @@ with torch.no_grad():
     for e in (None, "spliced", "zero"):
         mode["edit"] = e
         lp.append(torch.log_softmax(model(ids).logits, dim=-1))
-tgt = ids[:, 1:].unsqueeze(-1)
-n = tgt.numel()
-ce = [float(-l[:, :-1].gather(-1, tgt).sum()) / n for l in lp]
-kl = float((lp[0].exp() * (lp[0] - lp[1])).sum()) / ids.numel()  # every position, as SAELens
-ref = {"ce_loss_clean": ce[0], "ce_loss_spliced": ce[1], "ce_loss_zero": ce[2], "kl_div": kl,
-       "ce_loss_recovered": (ce[2] - ce[1]) / (ce[2] - ce[0])}
-bad = [f"{key} {s.get(key)} vs {v}" for key, v in ref.items()
-       if key not in s or abs(s[key] - v) > 1e-4 * max(abs(v), 1e-2)]
-if s["ce_tokens"] != n or s.get("kl_positions") != ids.numel() or bad:
-    print(f"ce_tokens {s['ce_tokens']} vs {n}; kl_positions {s.get('kl_positions')} vs {ids.numel()}; " + "; ".join(bad))
-    sys.exit(1)
+ce, recovered, kl = compare_ce(s, lp, ids)
+n = ids.numel() - ids.shape[0]
 print(f"{'skip ' if W_skip is not None else ''}transcoder {hook_in} -> {hook_out}: CE clean {ce[0]:.4f} spliced "
-      f"{ce[1]:.4f} zero {ce[2]:.4f} recovered {ref['ce_loss_recovered']:.4f} over {n} predictions, KL {kl:.5f} "
+      f"{ce[1]:.4f} zero {ce[2]:.4f} recovered {recovered:.4f} over {n} predictions, KL {kl:.5f} "
       f"match transformers (float64, MLP output replaced by a forward hook)")
