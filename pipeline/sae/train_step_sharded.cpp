@@ -28,34 +28,12 @@
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/sae/latent_shard_merge.hpp"
-#include "pipeline/sae/resample.hpp"
+#include "pipeline/sae/latent_shard_state.hpp"
 #include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
 
 namespace {
-
-// The parameter segments that hold one value (or row of D) per latent, as offsets in the whole
-// dictionary's layout and in a shard's, with their row length; b_dec is shared.
-struct Segment {
-  int64_t full_off, shard_off, row;
-};
-// SaeParams' offsets for an SAE of D inputs and F latents, without its buffer.
-SaeParams layout_of(int64_t D, int64_t F) {
-  SaeParams p;
-  p.d_in = p.d_out = D;
-  p.d_sae = F;
-  return p;
-}
-// W_encT [F,D] | b_enc [F] | W_dec [F,D] | log_threshold [F] (b_dec [D] between: shared).
-std::vector<Segment> latent_segments(int64_t D, int64_t F, int64_t Fs) {
-  const SaeParams w = layout_of(D, F), s = layout_of(D, Fs);
-  return {{w.off_W_encT(), s.off_W_encT(), D},
-          {w.off_b_enc(), s.off_b_enc(), 1},
-          {w.off_W_dec(), s.off_W_dec(), D},
-          {w.off_log_threshold(), s.off_log_threshold(), 1}};
-}
-int64_t off_b_dec(int64_t D, int64_t F) { return layout_of(D, F).off_b_dec(); }
 
 class CpuShardedTrainStep final : public TrainStep {
  public:
@@ -99,28 +77,28 @@ class CpuShardedTrainStep final : public TrainStep {
 
   void set_state(const SaeParams& p, const AdamState& a) override {
     SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == F_, "parameter shapes");
-    take_range(p.data, params_.data);
+    take_latent_range(range(), p.data, params_.data);
     adam_.t = a.t;
     adam_.m.clear();
     adam_.v.clear();
     if (!a.m.empty()) {
       adam_.m.resize(params_.data.size());
       adam_.v.resize(params_.data.size());
-      take_range(a.m, adam_.m);
-      take_range(a.v, adam_.v);
+      take_latent_range(range(), a.m, adam_.m);
+      take_latent_range(range(), a.v, adam_.v);
     }
   }
 
   void get_state(SaeParams& p, AdamState& a) const override {
     p = SaeParams(params_.d_in, F_);
-    gather_range(params_.data, p.data);
+    gather_latent_range(grid_.shard_group(), range(), params_.data, p.data);
     a = AdamState{};
     a.t = adam_.t;
     if (!adam_.m.empty()) {  // the same on every shard: they step together
       a.m.resize(p.data.size());
       a.v.resize(p.data.size());
-      gather_range(adam_.m, a.m);
-      gather_range(adam_.v, a.v);
+      gather_latent_range(grid_.shard_group(), range(), adam_.m, a.m);
+      gather_latent_range(grid_.shard_group(), range(), adam_.v, a.v);
     }
   }
 
@@ -143,7 +121,7 @@ class CpuShardedTrainStep final : public TrainStep {
   void gather_params(SaeParams& p) const override {
     const bool root = grid_.shard_group().is_root();
     p = root ? SaeParams(params_.d_in, F_) : SaeParams();
-    gather_range_to_root(params_.data, p.data);
+    gather_latent_range_to_root(grid_.shard_group(), range(), params_.data, p.data);
   }
 
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
@@ -227,21 +205,10 @@ class CpuShardedTrainStep final : public TrainStep {
     return totals_;
   }
 
-  // Only this shard's latents are rewritten; the scales come from every latent's norms, gathered
-  // in latent order over the shard group, so they equal the unsharded ones.
+  // Only this shard's latents are rewritten, with the unsharded scales (latent_shard_state.hpp).
   void resample(const std::vector<int32_t>& latents, const std::vector<double>& rows,
                 const std::vector<uint8_t>& dead) override {
-    std::vector<double> mine(size_t(2 * Fs_));
-    latent_row_norms(params_, mine.data(), mine.data() + Fs_);
-    const std::vector<char> all = grid_.shard_group().allgather_bytes(mine.data(), 2 * Fs_ * int64_t(sizeof(double)));
-    const auto* per_shard = reinterpret_cast<const double*>(all.data());  // [S][enc Fs | dec Fs]
-    std::vector<double> enc(static_cast<size_t>(F_)), dec(static_cast<size_t>(F_));
-    for (int s = 0; s < S_; ++s) {
-      std::copy(per_shard + 2 * s * Fs_, per_shard + (2 * s + 1) * Fs_, enc.begin() + s * Fs_);
-      std::copy(per_shard + (2 * s + 1) * Fs_, per_shard + (2 * s + 2) * Fs_, dec.begin() + s * Fs_);
-    }
-    const std::vector<float> inputs = resample_inputs(rows, params_.b_dec(), params_.d_in);
-    resample_rows(params_, adam_, latents, inputs.data(), first_, resample_scales(enc.data(), dec.data(), dead));
+    resample_latent_range(grid_.shard_group(), range(), params_, adam_, latents, rows, dead);
   }
 
   std::vector<float> row_errors(const StepBatch& b) const override {
@@ -268,54 +235,7 @@ class CpuShardedTrainStep final : public TrainStep {
     merge_shard_candidates(all, S_, N, W, K, first_, Fs_, idx_out, val_out);
   }
 
-  // This shard's latents of a whole-dictionary vector (parameters or a moment).
-  void take_range(const std::vector<float>& full, std::vector<float>& mine) const {
-    const int64_t D = params_.d_in;
-    for (const Segment& g : latent_segments(D, F_, Fs_))
-      std::copy(full.begin() + g.full_off + first_ * g.row, full.begin() + g.full_off + (first_ + Fs_) * g.row,
-                mine.begin() + g.shard_off);
-    std::copy(full.begin() + off_b_dec(D, F_), full.begin() + off_b_dec(D, F_) + D, mine.begin() + params_.off_b_dec());
-  }
-  // The whole-dictionary vector from every shard's (collective over the shard group; pieces of
-  // at most 256 MiB per rank, MPI counts being int).
-  void gather_range(const std::vector<float>& mine, std::vector<float>& full) const {
-    constexpr int64_t kPiece = int64_t(1) << 26;  // floats
-    const int64_t D = params_.d_in;
-    for (const Segment& g : latent_segments(D, F_, Fs_)) {
-      const int64_t len = Fs_ * g.row;
-      for (int64_t off = 0; off < len; off += kPiece) {
-        const int64_t n = std::min(kPiece, len - off);
-        const std::vector<char> all =
-            grid_.shard_group().allgather_bytes(mine.data() + g.shard_off + off, n * int64_t(sizeof(float)));
-        for (int s = 0; s < S_; ++s)
-          std::memcpy(full.data() + g.full_off + int64_t(s) * len + off, all.data() + size_t(s) * size_t(n) * 4,
-                      size_t(n) * 4);
-      }
-    }
-    std::copy(mine.begin() + params_.off_b_dec(), mine.begin() + params_.off_b_dec() + D, full.begin() + off_b_dec(D, F_));
-  }
-
-  // The same on rank 0 of the shard group only (MPI_Gather): `full` is written there alone.
-  void gather_range_to_root(const std::vector<float>& mine, std::vector<float>& full) const {
-    constexpr int64_t kPiece = int64_t(1) << 26;  // floats
-    const int64_t D = params_.d_in;
-    const MpiEnv& group = grid_.shard_group();
-    std::vector<float> all;
-    for (const Segment& g : latent_segments(D, F_, Fs_)) {
-      const int64_t len = Fs_ * g.row;
-      for (int64_t off = 0; off < len; off += kPiece) {
-        const int64_t n = std::min(kPiece, len - off);
-        if (group.is_root()) all.resize(size_t(n) * size_t(S_));
-        SAE_MPI_CHECK(MPI_Gather(mine.data() + g.shard_off + off, int(n), MPI_FLOAT, all.data(), int(n), MPI_FLOAT, 0,
-                                 group.comm()));
-        if (!group.is_root()) continue;
-        for (int s = 0; s < S_; ++s)
-          std::copy_n(all.data() + size_t(s) * size_t(n), n, full.data() + g.full_off + int64_t(s) * len + off);
-      }
-    }
-    if (group.is_root())
-      std::copy(mine.begin() + params_.off_b_dec(), mine.begin() + params_.off_b_dec() + D, full.begin() + off_b_dec(D, F_));
-  }
+  LatentRange range() const { return {params_.d_in, F_, Fs_, first_}; }
 
   TrainStepConfig cfg_;
   const LatentGrid& grid_;

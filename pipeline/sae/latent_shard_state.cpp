@@ -1,0 +1,107 @@
+// A latent shard's part of the dictionary's vectors (latent_shard_state.hpp).
+#include "pipeline/sae/latent_shard_state.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "pipeline/core/errors.hpp"
+#include "pipeline/sae/resample.hpp"
+#include "pipeline/sae/train_step.hpp"
+
+namespace saepipe {
+
+namespace {
+
+// The parameter segments that hold one value (or row of D) per latent, as offsets in the whole
+// dictionary's layout and in a shard's, with their row length; b_dec is shared.
+struct Segment {
+  int64_t full_off, shard_off, row;
+};
+// SaeParams' offsets for an SAE of D inputs and F latents, without its buffer.
+SaeParams layout_of(int64_t D, int64_t F) {
+  SaeParams p;
+  p.d_in = p.d_out = D;
+  p.d_sae = F;
+  return p;
+}
+// W_encT [F,D] | b_enc [F] | W_dec [F,D] | log_threshold [F] (b_dec [D] between: shared).
+std::vector<Segment> latent_segments(const LatentRange& r) {
+  const SaeParams w = layout_of(r.D, r.F), s = layout_of(r.D, r.Fs);
+  return {{w.off_W_encT(), s.off_W_encT(), r.D},
+          {w.off_b_enc(), s.off_b_enc(), 1},
+          {w.off_W_dec(), s.off_W_dec(), r.D},
+          {w.off_log_threshold(), s.off_log_threshold(), 1}};
+}
+int64_t off_b_dec(int64_t D, int64_t F) { return layout_of(D, F).off_b_dec(); }
+
+constexpr int64_t kPiece = int64_t(1) << 26;  // floats per collective
+
+}  // namespace
+
+void take_latent_range(const LatentRange& r, const std::vector<float>& full, std::vector<float>& mine) {
+  for (const Segment& g : latent_segments(r))
+    std::copy(full.begin() + g.full_off + r.first * g.row, full.begin() + g.full_off + (r.first + r.Fs) * g.row,
+              mine.begin() + g.shard_off);
+  std::copy(full.begin() + off_b_dec(r.D, r.F), full.begin() + off_b_dec(r.D, r.F) + r.D,
+            mine.begin() + off_b_dec(r.D, r.Fs));
+}
+
+void gather_latent_range(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
+                         std::vector<float>& full) {
+  const int S = group.size();
+  for (const Segment& g : latent_segments(r)) {
+    const int64_t len = r.Fs * g.row;
+    for (int64_t off = 0; off < len; off += kPiece) {
+      const int64_t n = std::min(kPiece, len - off);
+      const std::vector<char> all = group.allgather_bytes(mine.data() + g.shard_off + off, n * int64_t(sizeof(float)));
+      for (int s = 0; s < S; ++s)
+        std::memcpy(full.data() + g.full_off + int64_t(s) * len + off, all.data() + size_t(s) * size_t(n) * 4,
+                    size_t(n) * 4);
+    }
+  }
+  std::copy(mine.begin() + off_b_dec(r.D, r.Fs), mine.begin() + off_b_dec(r.D, r.Fs) + r.D,
+            full.begin() + off_b_dec(r.D, r.F));
+}
+
+void gather_latent_range_to_root(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
+                                 std::vector<float>& full) {
+  const int S = group.size();
+  std::vector<float> all;
+  for (const Segment& g : latent_segments(r)) {
+    const int64_t len = r.Fs * g.row;
+    for (int64_t off = 0; off < len; off += kPiece) {
+      const int64_t n = std::min(kPiece, len - off);
+      if (group.is_root()) all.resize(size_t(n) * size_t(S));
+      SAE_MPI_CHECK(MPI_Gather(mine.data() + g.shard_off + off, int(n), MPI_FLOAT, all.data(), int(n), MPI_FLOAT, 0,
+                               group.comm()));
+      if (!group.is_root()) continue;
+      for (int s = 0; s < S; ++s)
+        std::copy_n(all.data() + size_t(s) * size_t(n), n, full.data() + g.full_off + int64_t(s) * len + off);
+    }
+  }
+  if (group.is_root())
+    std::copy(mine.begin() + off_b_dec(r.D, r.Fs), mine.begin() + off_b_dec(r.D, r.Fs) + r.D,
+              full.begin() + off_b_dec(r.D, r.F));
+}
+
+void resample_latent_range(const MpiEnv& group, const LatentRange& r, SaeParams& mine, AdamState& adam,
+                           const std::vector<int32_t>& latents, const std::vector<double>& rows,
+                           const std::vector<uint8_t>& dead) {
+  const int S = group.size();
+  const int64_t Fs = r.Fs;
+  std::vector<double> norms(size_t(2 * Fs));
+  latent_row_norms(mine, norms.data(), norms.data() + Fs);
+  const std::vector<char> all = group.allgather_bytes(norms.data(), 2 * Fs * int64_t(sizeof(double)));
+  const auto* per_shard = reinterpret_cast<const double*>(all.data());  // [S][enc Fs | dec Fs]
+  std::vector<double> enc(static_cast<size_t>(r.F)), dec(static_cast<size_t>(r.F));
+  for (int s = 0; s < S; ++s) {
+    std::copy(per_shard + 2 * s * Fs, per_shard + (2 * s + 1) * Fs, enc.begin() + s * Fs);
+    std::copy(per_shard + (2 * s + 1) * Fs, per_shard + (2 * s + 2) * Fs, dec.begin() + s * Fs);
+  }
+  const std::vector<float> inputs = resample_inputs(rows, mine.b_dec(), mine.d_in);
+  resample_rows(mine, adam, latents, inputs.data(), r.first, resample_scales(enc.data(), dec.data(), dead));
+}
+
+}  // namespace saepipe

@@ -1,0 +1,39 @@
+// A latent shard's part of the whole dictionary's vectors (parameters, Adam moments) and the
+// collectives that move it: shared by the CPU and CUDA sharded steps (train_step_sharded.cpp,
+// cuda/train_step_sharded.cu), which hold latents [first, first + Fs) in SaeParams' layout
+// with Fs latents and b_dec whole.
+//
+// Shape legend: D d_in, F d_sae (all shards), Fs this shard's latents, S shards in the group.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/sae.hpp"
+
+namespace saepipe {
+
+struct LatentRange {
+  int64_t D = 0, F = 0, Fs = 0, first = 0;
+};
+
+// This shard's latents (and b_dec) of a whole-dictionary vector [P(D, F)] into mine [P(D, Fs)].
+void take_latent_range(const LatentRange& r, const std::vector<float>& full, std::vector<float>& mine);
+
+// The whole-dictionary vector from every shard's (collective over `group`, the shard group in
+// shard order; pieces of at most 256 MiB per rank, MPI counts being int). `full` is sized by
+// the caller.
+void gather_latent_range(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
+                         std::vector<float>& full);
+// The same on rank 0 of `group` only (MPI_Gather): `full` is written there alone.
+void gather_latent_range_to_root(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
+                                 std::vector<float>& full);
+
+// Resampling (resample.hpp) of the latents this shard holds (`mine`, its Adam moments): the
+// scales from every latent's norms, gathered in latent order over `group`, so they equal the
+// unsharded ones; rows [R, D] and dead [F] as TrainStep::resample. Collective over `group`.
+void resample_latent_range(const MpiEnv& group, const LatentRange& r, SaeParams& mine, AdamState& adam,
+                           const std::vector<int32_t>& latents, const std::vector<double>& rows,
+                           const std::vector<uint8_t>& dead);
+
+}  // namespace saepipe
