@@ -21,6 +21,11 @@
 #               1e-4 of the CPU's (relative to each tensor's largest value); stats of the CPU's
 #               SAE on cuda and on cpu: counts identical, floats within 1e-4; 2 ranks sharing
 #               the GPU (MPI host path) against 1 rank: train within 1e-5, stats counts identical
+#   shards      latent sharding on a 1 x 2 grid (2 ranks on the one GPU: the shard group's sums
+#               through MPI and host memory): the quickstart's store trained with latent_shards = 2
+#               (topk, batchtopk, relu, jumprelu; 128 steps) on cuda and on cpu, each SAE within
+#               1e-4 of the CPU's; the CUDA sharded step's tests (tests/gpu CudaShards.*) under
+#               mpirun -np 2, failed if any skipped
 #   harvest     a tiny GPT-2 harvested on cuda and cpu (within 1e-5 of |cpu| + rms, fp32); stats
 #               of one SAE on one store on each device (CE loss spliced on the GPU: within
 #               1e-4); the CUDA GPT-2 against transformers' GPT2Model (bench/gpu/hf_parity.py)
@@ -41,7 +46,7 @@ TOTAL_S=${TOTAL_S:-470}
 # To check this script on a machine without a GPU: CHECK_DEVICE=cpu runs the jobs with "cpu" where
 # "cuda" stands (the comparisons then check the checker), STEPS the steps named only.
 DEVICE=${CHECK_DEVICE:-cuda}
-STEPS=" ${STEPS:-env gtest quickstart harvest sanitizer bench} "
+STEPS=" ${STEPS:-env gtest quickstart shards harvest sanitizer bench} "
 LIMIT_SCALE=${LIMIT_SCALE:-1}  # step time limits times this (a slow machine checking the script)
 CPU_THREADS=${CPU_THREADS:-16}  # the CPU reference runs (the GPU machine has 16 cores)
 rm -rf "$WORK/logs"
@@ -194,6 +199,46 @@ quickstart() {
 }
 step quickstart 150 quickstart
 grep -E "^(store|sae|stats|summary)[^/]*: (ok|OUT)|^sae |DIFFERENT|^no device" "$LOGS/quickstart.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
+
+# ---- latent sharding: a 1 x 2 grid on cuda against cpu (pipeline/sae/cuda/train_step_sharded.cu)
+SH=$WORK/shards
+sh_job() {  # NAME DEVICE: the quickstart's store and SAE, 128 steps on a 1 x 2 grid, every sharded architecture
+  local steps=524288
+  [ "$DEVICE" = cpu ] && steps=65536  # checking the script on a CPU: 16 steps
+  sed -e "s/^name = \"quickstart\"/name = \"$1\"\ndevice = \"$2\"/" -e "s/^n_tokens = 2097152$/n_tokens = $steps/" \
+    -e "s|^\[train\]|[resources.train]\nlatent_shards = 2\n\n[train]\nactivations = \"$SH/runs/scpu/activations\"|" \
+    "$SRC/jobs/quickstart.toml"
+  printf '[[train.sweep]]\nname = "batchtopk"\narchitecture = "batchtopk"\n'
+  printf '[[train.sweep]]\nname = "relu"\narchitecture = "relu"\nl1_coef = 0.3\n'
+  printf '[[train.sweep]]\nname = "jumprelu"\narchitecture = "jumprelu"\n'
+}
+shards() {
+  rm -rf "$SH" && mkdir -p "$SH" && cd "$SH" || return 1
+  sh_job scpu cpu >cpu.toml
+  sh_job scuda "$DEVICE" >cuda.toml
+  local s ok=0 passed skipped
+  OMP_NUM_THREADS=$CPU_THREADS "$BIN/saepipe-harvest" --job cpu.toml || return 1
+  "$BIN/mpirun" -np 2 --bind-to none -x OMP_NUM_THREADS=8 "$BIN/saepipe-train" --job cpu.toml || return 1
+  "$BIN/mpirun" -np 2 --bind-to none -x OMP_NUM_THREADS=4 "$BIN/saepipe-train" --job cuda.toml 2>&1 | tee train_cuda.log
+  ((PIPESTATUS[0] == 0)) || return 1
+  # The sharded step on the device, not a fallback: its own description in the train log.
+  grep -q "step on $DEVICE (.*latents 0\.\.255 of 512 on a grid of 1 x 2" train_cuda.log ||
+    { echo "train_cuda.log: no $DEVICE sharded step on the 1 x 2 grid"; ok=1; }
+  for s in "" sweep/batchtopk/ sweep/relu/ sweep/jumprelu/; do
+    $CMP sae "runs/scuda/sae/${s}sae.h5" "runs/scpu/sae/${s}sae.h5" --tol 1e-4 || ok=1
+  done
+  [ "$DEVICE" = cuda ] || return "$ok"
+  "$BIN/mpirun" -np 2 --bind-to none -x OMP_NUM_THREADS=4 "$BIN/saepipe_gpu_tests" --gtest_filter='CudaShards.*' \
+    2>&1 | tee gtest_shards.log
+  ((PIPESTATUS[0] == 0)) || ok=1
+  passed=$(grep -oE "^\[  PASSED  \] [0-9]+" gtest_shards.log | awk '{s += $4} END {print s + 0}')
+  skipped=$(grep -oE "^\[  SKIPPED \] [0-9]+ test" gtest_shards.log | awk '{s += $4} END {print s + 0}')
+  echo "gtest CudaShards.* on 2 ranks: $passed passed, $skipped skipped"
+  ((passed > 0 && skipped == 0)) || ok=1
+  return "$ok"
+}
+step shards 90 shards
+grep -E "^sae |DIFFERENT|^gtest CudaShards|no .* sharded step" "$LOGS/shards.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # ---- a tiny GPT-2: harvest and stats (CE loss spliced) on cuda against cpu; the CUDA GPT-2 against transformers
 HV=$WORK/hv

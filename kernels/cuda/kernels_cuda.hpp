@@ -158,6 +158,11 @@ void relu_slots(int32_t* idx, float* val, int64_t n, cudaStream_t stream);
 void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
                    const float* W_dec, const float* b_dec, int64_t D, float* out,
                    cudaStream_t stream);
+// As cpu::sparse_decode_f64: the same sum without b_dec in float64, out[N,D] (a latent shard's
+// part of a reconstruction; the products of floats are exact in double, the adds in slot
+// order: bit-identical to the CPU's).
+void sparse_decode_f64(const int32_t* idx, const float* val, int64_t N, int64_t K, const float* W_dec, int64_t D,
+                       double* out, cudaStream_t stream);
 
 // As cpu::sparse_decode_backward: dval [N,K] (0 on empty slots) and grad_W_dec [F,D] += the
 // per-latent sums, accumulated in double in increasing token order per latent. A float

@@ -15,6 +15,7 @@
 //                               exact global selections and the summed reconstruction are
 //                               exchanged within the data group's shards, gradients summed
 //                               over the data groups (float64, as above)
+//   cuda  cuda/train_step_sharded.cu  the same on one GPU (the group sums over NCCL or MPI)
 //
 // A transcoder's step reads an input batch and reconstructs a target batch (StepBatch::target);
 // a crosscoder's rows are its layers' rows side by side (d_in = layers x the hook's width).

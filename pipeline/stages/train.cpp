@@ -144,8 +144,6 @@ void TrainStage::run(const std::string&) {
     if (S > 1 && (transcoder || crosscoder))
       user_error(shards_key + (transcoder ? "transcoders (train.target_hook)" : "crosscoders (train.hooks)") +
                  " are not sharded; latent_shards = 1 trains them");
-    if (S > 1 && backend_.device() != "cpu")
-      user_error(shards_key + "not implemented on the " + backend_.device() + " backend yet (run.device = \"cpu\")");
   });
   const LatentGrid grid(env, int(S));
   // This rank's rows of every global batch: [lo, hi). The encoder runs on the aligned

@@ -99,6 +99,19 @@ __global__ void add_bias_rows_kernel(const float* in, int64_t R, int64_t F, cons
     out[i] = __fadd_rn(in[i], b[i % F]);
 }
 
+// Sharded candidates: local latents to global ones (empty slots stay -1).
+__global__ void offset_latents_kernel(int32_t* __restrict__ idx, int64_t n, int32_t first) {
+  for (int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s < n; s += int64_t(gridDim.x) * blockDim.x)
+    if (idx[s] >= 0) idx[s] += first;
+}
+
+// out[n,d] = float(acc[n,d] + b[d]) (b nullable): the float64 reconstruction rounded once.
+__global__ void round_rows_kernel(const double* __restrict__ acc, int64_t total, int64_t D,
+                                  const float* __restrict__ b, float* __restrict__ out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = float(acc[i] + (b ? double(b[i % D]) : 0.0));
+}
+
 template <class T>
 void grow(DeviceBuffer<T>& b, int64_t n) {
   if (b.size() < n) b.resize(n);
@@ -156,9 +169,13 @@ void DeviceSae::encode(const float* params, const float* x, int64_t lead, int64_
                        int64_t global_batch, const uint8_t* dead, int64_t n_dead, const SumOverRanks& sum_over_ranks,
                        Blas& blas, cudaStream_t stream) {
   SAE_ASSERT(N >= 0 && lead >= 0 && tail >= 0, "negative row count");
-  SAE_ASSERT(n_dead >= 0 && n_dead <= layout_.F, "dead latent count out of range");
+  SAE_ASSERT(n_dead >= 0 && n_dead <= (shard_ ? shard_->total : layout_.F), "dead latent count out of range");
   const SaeLayout& L = layout_;
   const int64_t D = L.D, F = L.F, K = cfg_.k, E = lead + N + tail;
+  // Sharded: `dead` spans every shard's latents; this shard offers its best min(K, F) and
+  // min(A, F) per row, which the group merges.
+  const bool sharded = shard_ != nullptr;
+  const uint8_t* dead_here = dead && sharded ? dead + shard_->first : dead;
   const float* W_encT = params + L.W_encT();
   const float* b_enc = params + L.b_enc();
   const bool bf16 = precision_ == GemmPrecision::BF16;
@@ -166,6 +183,9 @@ void DeviceSae::encode(const float* params, const float* x, int64_t lead, int64_
   const int64_t A = (cfg_.auxk > 0 && dead) ? std::min(cfg_.auxk, n_dead) : 0;
   reserve(E, N, topk_ ? K : 1, A);
   aux_width_ = A;
+  const int64_t Wc = sharded ? std::min(K, F) : K, Ac = sharded ? std::min(A, F) : A;
+  if (sharded && topk_) grow(cand_idx_, N * Wc), grow(cand_val_, N * Wc);
+  if (sharded && A > 0) grow(aux_cand_idx_, N * Ac), grow(aux_cand_val_, N * Ac);
 
   // ---- pre = xc W_encT^T + b_enc on blocks of G rows of x; each block's rows of this call
   //      selected at once (topk) or kept in pre (threshold selections)
@@ -186,7 +206,12 @@ void DeviceSae::encode(const float* params, const float* x, int64_t lead, int64_
       matmul(false, true, m, F, D, 1.0f, xc_.data() + r * D, D, W_encT, D, 0.0f, out, F, precision_, blas, stream);
     const float* mine = out + (o0 - r) * F;
     const int64_t rows = o1 - o0, first = o0 - lead;
-    if (topk_) {
+    if (topk_ && sharded) {
+      topk_rows(mine, rows, F, Wc, nullptr, cand_idx_.data() + first * Wc, cand_val_.data() + first * Wc, stream, b_enc);
+      if (A > 0)
+        topk_rows(mine, rows, F, Ac, dead_here, aux_cand_idx_.data() + first * Ac, aux_cand_val_.data() + first * Ac,
+                  stream, b_enc);
+    } else if (topk_) {
       topk_rows(mine, rows, F, K, nullptr, idx_.data() + first * K, val_.data() + first * K, stream, b_enc);
       if (A > 0)
         topk_rows(mine, rows, F, A, dead, aux_idx_.data() + first * A, aux_val_.data() + first * A, stream, b_enc);
@@ -200,6 +225,11 @@ void DeviceSae::encode(const float* params, const float* x, int64_t lead, int64_
   // ---- the selection
   if (topk_) {
     width_ = K;
+    if (sharded) {  // collectives over the shard group: also with no rows
+      merge_candidates(cand_idx_.data(), cand_val_.data(), N, Wc, K, idx_.data(), val_.data(), stream);
+      if (A > 0) merge_candidates(aux_cand_idx_.data(), aux_cand_val_.data(), N, Ac, A, aux_idx_.data(),
+                                  aux_val_.data(), stream);
+    }
     relu_slots(idx_.data(), val_.data(), N * K, stream);
   } else {
     const float* log_thr = nullptr;
@@ -216,10 +246,42 @@ void DeviceSae::encode(const float* params, const float* x, int64_t lead, int64_
     grow(val_, N * width_);
     grow(dval_, N * width_);
     fill_above(pre_.data(), N, F, log_thr, thr_all, width_, idx_.data(), val_.data(), stream);
-    if (A > 0) topk_rows(pre_.data(), N, F, A, dead, aux_idx_.data(), aux_val_.data(), stream, nullptr);
+    if (A > 0 && sharded) {
+      topk_rows(pre_.data(), N, F, Ac, dead_here, aux_cand_idx_.data(), aux_cand_val_.data(), stream, nullptr);
+      merge_candidates(aux_cand_idx_.data(), aux_cand_val_.data(), N, Ac, A, aux_idx_.data(), aux_val_.data(), stream);
+    } else if (A > 0) {
+      topk_rows(pre_.data(), N, F, A, dead, aux_idx_.data(), aux_val_.data(), stream, nullptr);
+    }
   }
   if (A > 0) relu_slots(aux_idx_.data(), aux_val_.data(), N * A, stream);
-  sparse_decode(idx_.data(), val_.data(), N, width_, params + L.W_dec(), params + L.b_dec(), D, recon_.data(), stream);
+  decode(params, idx_.data(), val_.data(), N, width_, params + L.b_dec(), recon_.data(), stream);
+}
+
+void DeviceSae::merge_candidates(int32_t* cand_idx, const float* cand_val, int64_t N, int64_t W, int64_t K,
+                                 int32_t* idx, float* val, cudaStream_t stream) {
+  if (N * W > 0) {
+    offset_latents_kernel<<<grid_for(N * W, kThreads), kThreads, 0, stream>>>(cand_idx, N * W, int32_t(shard_->first));
+    SAE_CUDA_LAUNCH_CHECK();
+  }
+  shard_->merge_top(cand_idx, cand_val, N, W, K, idx, val, stream);
+}
+
+void DeviceSae::decode(const float* params, const int32_t* idx, const float* val, int64_t N, int64_t W,
+                       const float* b, float* out, cudaStream_t stream) {
+  const int64_t D = layout_.D;
+  const float* W_dec = params + layout_.W_dec();
+  if (!shard_) {
+    sparse_decode(idx, val, N, W, W_dec, b, D, out, stream);
+    return;
+  }
+  // Each shard's part in float64, summed over the group, rounded once (as the CPU's decode_rows).
+  grow(recon64_, N * D);
+  sparse_decode_f64(idx, val, N, W, W_dec, D, recon64_.data(), stream);
+  shard_->sum_rows(recon64_.data(), N, D, stream);  // a collective: also with no rows
+  if (N * D > 0) {
+    round_rows_kernel<<<grid_for(N * D, kThreads), kThreads, 0, stream>>>(recon64_.data(), N * D, D, b, out);
+    SAE_CUDA_LAUNCH_CHECK();
+  }
 }
 
 void DeviceSae::encode_decode(const float* params, const float* x, int64_t N, Blas& blas, cudaStream_t stream) {
@@ -241,12 +303,16 @@ void DeviceSae::forward_backward(const float* params, const float* x, int64_t le
   const float* W_dec = params + L.W_dec();
   const double two_over_B = 2.0 / double(global_batch);
   SAE_ASSERT(N <= int64_t(INT32_MAX), "too many rows for one launch");
+  // Sharded, the reconstruction (and so g) is the group's: one shard adds what depends on it only.
+  const bool lead_shard = !shard_ || shard_->lead;
 
   // ---- g = dLoss/dx_hat = (2/B)(x_hat - x); the squared error, active counts, L0 penalty
   residual_kernel<<<unsigned(N), kThreads, 0, stream>>>(recon_.data(), x_own, D, two_over_B, g_.data(), row_sq_.data());
   SAE_CUDA_LAUNCH_CHECK();
-  sum_kernel<<<1, kThreads, 0, stream>>>(row_sq_.data(), N, sums + kSumSqErr);
-  SAE_CUDA_LAUNCH_CHECK();
+  if (lead_shard) {
+    sum_kernel<<<1, kThreads, 0, stream>>>(row_sq_.data(), N, sums + kSumSqErr);
+    SAE_CUDA_LAUNCH_CHECK();
+  }
   active_.zero(stream);
   count_active_kernel<<<grid_for(N * W, 256), 256, 0, stream>>>(idx_.data(), N * W, fire, active_.data());
   SAE_CUDA_LAUNCH_CHECK();
@@ -256,7 +322,7 @@ void DeviceSae::forward_backward(const float* params, const float* x, int64_t le
 
   // ---- decoder: b_dec through x_hat, W_dec, dval = dLoss/dz (0 on empty slots)
   bdec_acc_.zero(stream);
-  weighted_column_sums(nullptr, g_.data(), N, D, 1.0, bdec_acc_.data(), stream);
+  if (lead_shard) weighted_column_sums(nullptr, g_.data(), N, D, 1.0, bdec_acc_.data(), stream);
   sparse_decode_backward(idx_.data(), val_.data(), g_.data(), N, W, W_dec, D, F, dval_.data(), grad + L.W_dec(), stream);
   if (cfg_.architecture == Architecture::ReLU)
     relu_l1_backward(W_dec, idx_.data(), val_.data(), N, W, D, F, cfg_.l1_coef, global_batch, dval_.data(),
@@ -267,13 +333,15 @@ void DeviceSae::forward_backward(const float* params, const float* x, int64_t le
 
   // ---- AuxK: dead latents reconstruct the residual r = x - x_hat (a constant)
   if (A > 0) {
-    sparse_decode(aux_idx_.data(), aux_val_.data(), N, A, W_dec, nullptr, D, aux_recon_.data(), stream);
+    decode(params, aux_idx_.data(), aux_val_.data(), N, A, nullptr, aux_recon_.data(), stream);  // sharded: a collective
     aux_residual_kernel<<<unsigned(N), kThreads, 0, stream>>>(aux_recon_.data(), recon_.data(), x_own, D,
                                                               cfg_.auxk_coef * two_over_B, aux_g_.data(),
                                                               aux_row_sq_.data());
     SAE_CUDA_LAUNCH_CHECK();
-    sum_kernel<<<1, kThreads, 0, stream>>>(aux_row_sq_.data(), N, sums + kSumAuxSqErr);
-    SAE_CUDA_LAUNCH_CHECK();
+    if (lead_shard) {
+      sum_kernel<<<1, kThreads, 0, stream>>>(aux_row_sq_.data(), N, sums + kSumAuxSqErr);
+      SAE_CUDA_LAUNCH_CHECK();
+    }
     sparse_decode_backward(aux_idx_.data(), aux_val_.data(), aux_g_.data(), N, A, W_dec, D, F, aux_dval_.data(),
                            grad + L.W_dec(), stream);
   }

@@ -18,6 +18,7 @@
 //   W_encT [F,D] | b_enc [F] | W_dec [F,D] | b_dec [D] | log_threshold [F].
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/sae/cuda/architectures.hpp"
@@ -39,6 +40,25 @@ struct SaeLayout {
 // The sums one forward_backward adds to (device doubles, in this order).
 enum StepSum { kSumSqErr = 0, kSumActive = 1, kSumAuxSqErr = 2, kSumPenalty = 3, kStepSums = 4 };
 
+// Latent sharding (the device counterpart of LatentShard, pipeline/sae/sae.hpp): the DeviceSae
+// holds latents [first, first + d_sae) of `total`; the other shards of its group hold the rest
+// for the same rows. Device pointers, ordered on `stream`; both hooks are collectives over the
+// group (called also with no rows).
+struct DeviceLatentShard {
+  int64_t first = 0, total = 0;
+  // Adds the terms every shard computes alike from the shared reconstruction (b_dec's
+  // reconstruction gradient, the squared errors): one shard of the group does.
+  bool lead = true;
+  // Each row's best K over every shard, by (value, then lower latent) as topk_rows: in, this
+  // shard's best W per row [N,W] (global latents, -1 empty); out [N,K], the row's global best K
+  // restricted to this shard (local latents; the other shards' slots empty).
+  std::function<void(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W, int64_t K, int32_t* idx_out,
+                     float* val_out, cudaStream_t stream)>
+      merge_top;
+  // Sums rows [N,D] (float64) over the group.
+  std::function<void(double* rows, int64_t N, int64_t D, cudaStream_t stream)> sum_rows;
+};
+
 class DeviceSae {
  public:
   // cfg: architecture, k, auxk, coefficients; encoder_block 0 means one GEMM per call
@@ -47,6 +67,11 @@ class DeviceSae {
   DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision);
   const SaeLayout& layout() const { return layout_; }
   SaeConfig& config() { return cfg_; }  // l1_coef and l0_coef change per step
+  // Latent sharding (null: every latent here); `shard` outlives the DeviceSae. Sharded, the
+  // selections are the group's (topk and AuxK merged, batchtopk's threshold over
+  // sum_over_ranks' ranks), the reconstruction the group's float64 sum rounded once, and
+  // `dead` (device [total]) and n_dead span every shard's latents.
+  void set_shard(const DeviceLatentShard* shard) { shard_ = shard; }
 
   // Forward + backward for this call's N rows, which are rows [lead, lead + N) of
   // x [lead + N + tail, D] (the others complete the encoder blocks around them): grad [P] +=
@@ -79,6 +104,14 @@ class DeviceSae {
               const uint8_t* dead, int64_t n_dead, const SumOverRanks& sum_over_ranks, Blas& blas,
               cudaStream_t stream);
   void reserve(int64_t N_ext, int64_t N, int64_t W, int64_t A);
+  // Sharded: this shard's candidates cand [N,W] (local latents) to global ones, merged by the
+  // group into idx/val [N,K].
+  void merge_candidates(int32_t* cand_idx, const float* cand_val, int64_t N, int64_t W, int64_t K, int32_t* idx,
+                        float* val, cudaStream_t stream);
+  // out [N,D] = b (nullable) + the selected decoder rows: float, or sharded the group's
+  // float64 sum rounded once.
+  void decode(const float* params, const int32_t* idx, const float* val, int64_t N, int64_t W, const float* b,
+              float* out, cudaStream_t stream);
 
   SaeLayout layout_;
   SaeConfig cfg_;
@@ -92,6 +125,10 @@ class DeviceSae {
   DeviceBuffer<int32_t> idx_, aux_idx_, count_;
   DeviceBuffer<double> row_sq_, aux_row_sq_, s_f_, bdec_acc_, norm_, zsum_;
   DeviceBuffer<unsigned long long> active_;
+  const DeviceLatentShard* shard_ = nullptr;
+  DeviceBuffer<int32_t> cand_idx_, aux_cand_idx_;  // sharded: this shard's best per row
+  DeviceBuffer<float> cand_val_, aux_cand_val_;
+  DeviceBuffer<double> recon64_;                    // sharded: [N,D] partial reconstruction
 };
 
 // After the gradient is summed over ranks: Adam on every parameter from the float32 gradient,

@@ -15,92 +15,16 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/core/cuda/gradient_comm.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/sae/cuda/sae.hpp"
+#include "pipeline/sae/cuda/step_kernels.hpp"
 #include "pipeline/sae/cuda/train_step.hpp"
 
 namespace saepipe::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-// out[n] = ||x_n||^2 (double), one row per block.
-__global__ void __launch_bounds__(kThreads) row_sum_squares_kernel(const float* __restrict__ x, int64_t D,
-                                                                   double* __restrict__ out) {
-  __shared__ double smem[kThreads / 32];
-  const int64_t n = blockIdx.x;
-  double ss = 0.0;
-  for (int64_t d = threadIdx.x; d < D; d += kThreads) ss += double(x[n * D + d]) * double(x[n * D + d]);
-  ss = block_sum<kThreads>(ss, smem);
-  if (threadIdx.x == 0) out[n] = ss;
-}
-
-// *out = sum of x[0, n) in a fixed order (one block).
-__global__ void __launch_bounds__(kThreads) total_kernel(const double* __restrict__ x, int64_t n,
-                                                         double* __restrict__ out) {
-  __shared__ double smem[kThreads / 32];
-  double acc = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) acc += x[i];
-  acc = block_sum<kThreads>(acc, smem);
-  if (threadIdx.x == 0) *out = acc;
-}
-
-// The buffer's tail from the step's own counters: fire counts as doubles, and the scalars in
-// the CPU's order [sse, active, aux, sum x^2, penalty] (sum x^2 is written in place before).
-__global__ void pack_kernel(const unsigned long long* __restrict__ fire, int64_t F, const double* __restrict__ sums,
-                            double* __restrict__ out_fire, double* __restrict__ out_scalars) {
-  for (int64_t f = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; f < F; f += int64_t(gridDim.x) * blockDim.x)
-    out_fire[f] = double(fire[f]);
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    out_scalars[0] = sums[kSumSqErr];
-    out_scalars[1] = sums[kSumActive];
-    out_scalars[2] = sums[kSumAuxSqErr];
-    out_scalars[4] = sums[kSumPenalty];
-  }
-}
-
-constexpr int kNormBlocks = 1024;  // partial sums of the gradient norm
-
-__global__ void __launch_bounds__(kThreads) norm_partials_kernel(const double* __restrict__ g, int64_t n,
-                                                                 double* __restrict__ partial) {
-  __shared__ double smem[kThreads / 32];
-  double acc = 0.0;
-  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += int64_t(kNormBlocks) * kThreads)
-    acc += g[i] * g[i];
-  acc = block_sum<kThreads>(acc, smem);
-  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
-}
-
-// clip = grad_clip / ||g|| when the norm exceeds grad_clip, else 1 (as the CPU step).
-__global__ void __launch_bounds__(kThreads) clip_factor_kernel(const double* __restrict__ partial, double grad_clip,
-                                                               double* __restrict__ clip) {
-  __shared__ double smem[kThreads / 32];
-  double acc = 0.0;
-  for (int i = threadIdx.x; i < kNormBlocks; i += kThreads) acc += partial[i];
-  acc = block_sum<kThreads>(acc, smem);
-  if (threadIdx.x == 0) {
-    const double norm = sqrt(acc);
-    *clip = norm > grad_clip ? grad_clip / norm : 1.0;
-  }
-}
-
-// grad[i] = float(g[i] * clip) (clip null: 1).
-__global__ void to_float_kernel(const double* __restrict__ g, int64_t n, const double* __restrict__ clip,
-                                float* __restrict__ grad) {
-  const double c = clip ? *clip : 1.0;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    grad[i] = float(g[i] * c);
-}
-
-GemmPrecision gemm_precision(const std::string& p) {
-  if (p == "fp32") return GemmPrecision::FP32;
-  if (p == "bf16") return GemmPrecision::BF16;
-  user_error("train.precision \"" + p + "\" is not one of fp32, bf16");
-}
 
 class CudaTrainStep final : public TrainStep {
  public:
@@ -184,14 +108,9 @@ class CudaTrainStep final : public TrainStep {
       const float* x_own = x_.data() + b.lead * D;
       weighted_column_sums(nullptr, x_own, b.n, D, 1.0, red + off_sumx, stream_);
       if (row_sq_.size() < b.n) row_sq_.resize(b.n);
-      row_sum_squares_kernel<<<unsigned(b.n), kThreads, 0, stream_>>>(x_own, D, row_sq_.data());
-      SAE_CUDA_LAUNCH_CHECK();
-      total_kernel<<<1, kThreads, 0, stream_>>>(row_sq_.data(), b.n, red + off_scalars + 3);
-      SAE_CUDA_LAUNCH_CHECK();
+      sum_of_squares(x_own, b.n, D, row_sq_.data(), red + off_scalars + 3, stream_);
     }
-    pack_kernel<<<grid_for(F, kThreads), kThreads, 0, stream_>>>(fire_.data(), F, sums_.data(), red + off_fire,
-                                                                  red + off_scalars);
-    SAE_CUDA_LAUNCH_CHECK();
+    pack_step_tail(fire_.data(), F, sums_.data(), red + off_fire, red + off_scalars, stream_);
     if (comm_) {
       comm_->start(red, n_reduce, stream_);
       comm_->wait(stream_);
@@ -199,14 +118,11 @@ class CudaTrainStep final : public TrainStep {
 
     const double* clip = nullptr;
     if (cfg_.grad_clip > 0) {
-      norm_partials_kernel<<<kNormBlocks, kThreads, 0, stream_>>>(red, P, partial_.data());
-      SAE_CUDA_LAUNCH_CHECK();
-      clip_factor_kernel<<<1, kThreads, 0, stream_>>>(partial_.data(), cfg_.grad_clip, clip_.data());
-      SAE_CUDA_LAUNCH_CHECK();
+      squared_norm_partials(red, P, partial_.data(), stream_);
+      clip_factor(partial_.data(), kNormBlocks, cfg_.grad_clip, clip_.data(), stream_);
       clip = clip_.data();
     }
-    to_float_kernel<<<grid_for(P, kThreads), kThreads, 0, stream_>>>(red, P, clip, grad_.data());
-    SAE_CUDA_LAUNCH_CHECK();
+    to_float_scaled(red, P, clip, grad_.data(), stream_);
     sae_apply_adam(L_, params_.data(), grad_.data(), m_.data(), v_.data(), ++t_, s.lr, cfg_.adam.beta1,
                    cfg_.adam.beta2, cfg_.adam.eps, unit_norm_, stream_);
     SAE_CUDA_CHECK(cudaMemcpyAsync(tail_host_, red + off_fire, sizeof(double) * size_t(F + D + 5),

@@ -44,14 +44,13 @@ class CudaBackend final : public Backend {
     return cuda::load_transformer_full_cuda(model_dir, cuda::ActType::F32);
   }
   std::unique_ptr<TrainStep> make_train_step(const TrainStepConfig& config, const MpiEnv& data_group) const override {
-    // Architectures with a CPU step only (every rank sees the same setting: one line, exit 2).
-    if (config.sae.architecture == Architecture::Matryoshka || config.sae.architecture == Architecture::Gated)
-      user_error("train.architecture: \"" + to_string(config.sae.architecture) +
-                 "\" is not on the cuda backend yet; set run.device = \"cpu\"");
-    if (config.transcoder || config.layers > 1)
-      user_error(std::string(config.transcoder ? "train.target_hook: transcoders" : "train.hooks: crosscoders") +
-                 " are not on the cuda backend yet; set run.device = \"cpu\"");
+    refuse_cpu_only(config);
     return cuda::make_cuda_train_step(config, data_group);
+  }
+  std::unique_ptr<TrainStep> make_sharded_train_step(const TrainStepConfig& config,
+                                                     const LatentGrid& grid) const override {
+    refuse_cpu_only(config);  // the sharded device step: topk, batchtopk, relu, jumprelu SAEs
+    return cuda::make_cuda_sharded_train_step(config, grid);
   }
   std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                      int64_t hist_bins, const ExampleOptions& opt) const override {
@@ -63,6 +62,16 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Dictionaries with a CPU step only (every rank sees the same setting: one line, exit 2).
+  static void refuse_cpu_only(const TrainStepConfig& config) {
+    if (config.sae.architecture == Architecture::Matryoshka || config.sae.architecture == Architecture::Gated)
+      user_error("train.architecture: \"" + to_string(config.sae.architecture) +
+                 "\" is not on the cuda backend yet; set run.device = \"cpu\"");
+    if (config.transcoder || config.layers > 1)
+      user_error(std::string(config.transcoder ? "train.target_hook: transcoders" : "train.hooks: crosscoders") +
+                 " are not on the cuda backend yet; set run.device = \"cpu\"");
+  }
+
   int device_ = 0;
   std::string describe_;
 };

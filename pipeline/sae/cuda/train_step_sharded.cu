@@ -1,0 +1,366 @@
+// The training step of one latent shard on one GPU (pipeline/sae/train_step.hpp; the grid:
+// latent_grid.hpp), the device counterpart of train_step_sharded.cpp with the same arithmetic
+// and the same exchanges. This rank holds latents [first, first + Fs) of W_enc, b_enc, W_dec,
+// the thresholds and their Adam moments, and all of b_dec, on the device. A step:
+//   1. pre-activations of its latents on its data group's rows (DeviceSae, the encoder's
+//      aligned blocks as unsharded); topk / AuxK: every shard offers its best per row, and the
+//      shard group keeps the global best (merge_top below: the CPU's merge_shard_candidates,
+//      ties to the lower latent); batchtopk: the radix select's histograms summed over every
+//      rank; relu / jumprelu: local;
+//   2. the reconstruction: each shard's float64 part summed over the shard group and rounded
+//      once (sum_rows), so g = dLoss/dx_hat is the unsharded one on every shard; backward of
+//      its own latents;
+//   3. float64 sums: this shard's gradient, fire counts and metrics over its data group, then
+//      b_dec's gradient, the metrics and the squared gradient norm over the shard group; every
+//      rank clips by the global norm and applies the same Adam update to its latents (b_dec
+//      alike on every rank).
+// Sums over a group go through a device GradientComm made from its MPI sub-communicator
+// (make_device_gradient_comm: NCCL, its unique id broadcast over that communicator, when each
+// rank of the group has its own GPU; else MPI through pinned host memory). The candidates
+// (N x K per row, small) and the fire counts are exchanged through host memory with MPI.
+// Every exchange is timed from a synchronised stream, so StepTotals' comm_s is the time in
+// collectives alone.
+//
+// Shape legend: N this rank's rows, E = lead + N + tail rows copied in, D d_in, F d_sae (all
+// shards), Fs = F / S this shard's latents, K a selection's width, P_s this shard's
+// parameters (SaeParams::size_for(D, Fs)).
+#include <cuda_runtime_api.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/kernels_cuda.hpp"
+#include "pipeline/core/cuda/gradient_comm.hpp"
+#include "pipeline/core/errors.hpp"
+#include "pipeline/core/latent_grid.hpp"
+#include "pipeline/core/mpi_env.hpp"
+#include "pipeline/sae/cuda/sae.hpp"
+#include "pipeline/sae/cuda/step_kernels.hpp"
+#include "pipeline/sae/cuda/train_step.hpp"
+#include "pipeline/sae/latent_shard_merge.hpp"
+#include "pipeline/sae/latent_shard_state.hpp"
+
+namespace saepipe::cuda {
+namespace {
+
+class CudaShardedTrainStep final : public TrainStep {
+ public:
+  CudaShardedTrainStep(const TrainStepConfig& c, const LatentGrid& grid)
+      : cfg_(c), grid_(grid), F_(c.d_sae), Fs_(c.d_sae / grid.shards()), first_(int64_t(grid.shard()) * Fs_),
+        unit_norm_(unit_norm_decoder(c.sae.architecture)),
+        sae_(c.d_in, c.d_sae / grid.shards(), with_block(c.sae), gemm_precision(c.precision)) {
+    SAE_ASSERT(c.d_sae % grid.shards() == 0, "latent shards must divide d_sae (checked with the job)");
+    SAE_ASSERT(latent_shardable(c.sae.architecture), "architecture not sharded (checked by the train stage)");
+    SAE_ASSERT(!c.transcoder && c.layers == 1, "transcoders and crosscoders are not sharded (checked by the train stage)");
+    L_ = sae_.layout();
+    const int64_t P = L_.size(), D = L_.D;
+    SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    params_.resize(P), m_.resize(P), v_.resize(P), grad_.resize(P);
+    reduce_.resize(P + Fs_ + D + 5);  // gradient | fire counts | sum x | 5 scalars
+    group_.resize(2 * D + 6);         // g b_dec | sum x | 5 scalars | squared norm
+    fire_.resize(Fs_);
+    dead_.resize(F_);
+    sums_.resize(kStepSums);
+    clip_.resize(1);
+    partial_.resize(2 * kNormBlocks);
+    fire_all_.resize(size_t(F_));
+    SAE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&tail_host_), sizeof(double) * size_t(Fs_ + D + 5)));
+    // The communicators, in the same order on every rank (each creation is a collective).
+    if (grid.data_groups() > 1) data_comm_ = make_device_gradient_comm(grid.data_group(), CommBackend::Auto, WireType::Float32);
+    if (grid.shards() > 1) shard_comm_ = make_device_gradient_comm(grid.shard_group(), CommBackend::Auto, WireType::Float32);
+    shard_.first = first_;
+    shard_.total = F_;
+    shard_.lead = grid.shard() == 0;
+    shard_.merge_top = [this](const int32_t* ii, const float* vi, int64_t N, int64_t W, int64_t K, int32_t* io,
+                              float* vo, cudaStream_t s) { merge_top(ii, vi, N, W, K, io, vo, s); };
+    shard_.sum_rows = [this](double* rows, int64_t N, int64_t D, cudaStream_t s) {
+      sum_over(shard_comm_.get(), rows, N * D, s);
+    };
+    sae_.set_shard(&shard_);
+    // batchtopk: one threshold over the whole global batch and every latent, so every rank.
+    if (grid.world().size() > 1)
+      world_counts_ = [this](int64_t* counts, int64_t n) {
+        timed(double(n) * sizeof(int64_t), [&] { grid_.world().allreduce_sum(counts, n); });
+      };
+  }
+  ~CudaShardedTrainStep() override {
+    if (stream_) cudaStreamSynchronize(stream_);
+    if (tail_host_) cudaFreeHost(tail_host_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string describe() const override {
+    return std::string("cuda (") + to_string(gemm_precision(cfg_.precision)) +
+           " encoder GEMM, float64 gradient sums), latents " + std::to_string(first_) + ".." +
+           std::to_string(first_ + Fs_ - 1) + " of " + std::to_string(F_) + " on a grid of " + grid_.describe() +
+           (shard_comm_ ? "; shard group over " + shard_comm_->describe() : "") +
+           (data_comm_ ? "; data group over " + data_comm_->describe() : "");
+  }
+
+  void set_state(const SaeParams& p, const AdamState& a) override {
+    SAE_ASSERT(p.d_in == L_.D && p.d_sae == F_, "parameter shapes");
+    SaeParams mine(L_.D, Fs_);
+    take_latent_range(range(), p.data, mine.data);
+    AdamState local;
+    local.t = a.t;
+    if (!a.m.empty()) {
+      local.m.resize(mine.data.size());
+      local.v.resize(mine.data.size());
+      take_latent_range(range(), a.m, local.m);
+      take_latent_range(range(), a.v, local.v);
+    }
+    set_local_state(mine, local);
+  }
+
+  void get_state(SaeParams& p, AdamState& a) const override {
+    SaeParams mine;
+    AdamState local;
+    get_local_state(mine, &local);
+    p = SaeParams(L_.D, F_);
+    gather_latent_range(grid_.shard_group(), range(), mine.data, p.data);
+    a = AdamState{};
+    a.t = local.t;
+    a.m.resize(p.data.size());
+    a.v.resize(p.data.size());
+    gather_latent_range(grid_.shard_group(), range(), local.m, a.m);
+    gather_latent_range(grid_.shard_group(), range(), local.v, a.v);
+  }
+
+  void get_local_state(SaeParams& p, AdamState* a) const override {
+    const int64_t P = L_.size();
+    p = SaeParams(L_.D, Fs_);
+    copy_out(p.data.data(), params_.data(), P);
+    if (a != nullptr) {
+      a->m.resize(size_t(P));
+      a->v.resize(size_t(P));
+      copy_out(a->m.data(), m_.data(), P);
+      copy_out(a->v.data(), v_.data(), P);
+      a->t = t_;
+    }
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void set_local_state(const SaeParams& p, const AdamState& a) override {
+    const int64_t P = L_.size();
+    SAE_ASSERT(p.d_in == L_.D && p.d_sae == Fs_ && p.size() == P, "the shard's parameter shapes");
+    copy_in(params_.data(), p.data.data(), P);
+    if (a.m.empty()) {
+      SAE_CUDA_CHECK(cudaMemsetAsync(m_.data(), 0, sizeof(float) * size_t(P), stream_));
+      SAE_CUDA_CHECK(cudaMemsetAsync(v_.data(), 0, sizeof(float) * size_t(P), stream_));
+    } else {
+      SAE_ASSERT(int64_t(a.m.size()) == P && int64_t(a.v.size()) == P, "the shard's Adam moments");
+      copy_in(m_.data(), a.m.data(), P);
+      copy_in(v_.data(), a.v.data(), P);
+    }
+    t_ = a.t;
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void gather_params(SaeParams& p) const override {
+    SaeParams mine;
+    get_local_state(mine, nullptr);
+    p = grid_.shard_group().is_root() ? SaeParams(L_.D, F_) : SaeParams();
+    gather_latent_range_to_root(grid_.shard_group(), range(), mine.data, p.data);
+  }
+
+  // Only this shard's latents are rewritten, with the unsharded scales (latent_shard_state.hpp),
+  // on a host copy of its range.
+  void resample(const std::vector<int32_t>& latents, const std::vector<double>& rows,
+                const std::vector<uint8_t>& dead) override {
+    SaeParams mine;
+    AdamState adam;
+    get_local_state(mine, &adam);
+    resample_latent_range(grid_.shard_group(), range(), mine, adam, latents, rows, dead);
+    set_local_state(mine, adam);
+  }
+
+  const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
+    SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
+    const double t0 = MPI_Wtime();
+    comm_bytes_ = comm_s_ = 0;
+    const int64_t P = L_.size(), Fs = Fs_, D = L_.D, E = b.lead + b.n + b.tail;
+    const int64_t off_fire = P, off_sumx = P + Fs, off_scalars = P + Fs + D, n_reduce = off_scalars + 5;
+    const int64_t off_b_dec = L_.b_dec();
+    if (x_.size() < E * D) x_.resize(E * D);
+    copy_in(x_.data(), b.x, E * D);
+    int64_t n_dead = 0;  // over every shard's latents: AuxK's width is the group's
+    for (int64_t f = 0; f < F_; ++f) n_dead += dead[f] != 0;
+    copy_in(dead_.data(), dead, F_);
+    reduce_.zero(stream_);
+    fire_.zero(stream_);
+    sums_.zero(stream_);
+    sae_.config().l1_coef = s.l1_coef;
+    sae_.config().l0_coef = s.l0_coef;
+    // Collective over the shard group and, for batchtopk, every rank: called also with no rows.
+    sae_.forward_backward(params_.data(), x_.data(), b.lead, b.n, b.tail, b.global_batch, dead_.data(), n_dead,
+                          reduce_.data(), fire_.data(), sums_.data(), world_counts_, blas_, stream_);
+    double* red = reduce_.data();
+    if (shard_.lead && b.n > 0) {  // the shard group's rows are the same: one shard counts them
+      const float* x_own = x_.data() + b.lead * D;
+      weighted_column_sums(nullptr, x_own, b.n, D, 1.0, red + off_sumx, stream_);
+      if (row_sq_.size() < b.n) row_sq_.resize(b.n);
+      sum_of_squares(x_own, b.n, D, row_sq_.data(), red + off_scalars + 3, stream_);
+    }
+    pack_step_tail(fire_.data(), Fs, sums_.data(), red + off_fire, red + off_scalars, stream_);
+    sum_over(data_comm_.get(), red, n_reduce, stream_);
+
+    // The shard group: b_dec's gradient (the lead's reconstruction term plus every shard's
+    // encoder term), sum x and the scalars, and the squared norm of the shard's own gradient
+    // (everything but b_dec) for clipping.
+    double* grp = group_.data();
+    SAE_CUDA_CHECK(cudaMemcpyAsync(grp, red + off_b_dec, sizeof(double) * size_t(D), cudaMemcpyDeviceToDevice, stream_));
+    SAE_CUDA_CHECK(
+        cudaMemcpyAsync(grp + D, red + off_sumx, sizeof(double) * size_t(D + 5), cudaMemcpyDeviceToDevice, stream_));
+    SAE_CUDA_CHECK(cudaMemsetAsync(grp + 2 * D + 5, 0, sizeof(double), stream_));
+    if (cfg_.grad_clip > 0) {
+      squared_norm_partials(red, off_b_dec, partial_.data(), stream_);
+      squared_norm_partials(red + off_b_dec + D, P - off_b_dec - D, partial_.data() + kNormBlocks, stream_);
+      sum_doubles(partial_.data(), 2 * kNormBlocks, grp + 2 * D + 5, stream_);
+    }
+    sum_over(shard_comm_.get(), grp, 2 * D + 6, stream_);
+    SAE_CUDA_CHECK(cudaMemcpyAsync(red + off_b_dec, grp, sizeof(double) * size_t(D), cudaMemcpyDeviceToDevice, stream_));
+    SAE_CUDA_CHECK(
+        cudaMemcpyAsync(red + off_sumx, grp + D, sizeof(double) * size_t(D + 5), cudaMemcpyDeviceToDevice, stream_));
+
+    const double* clip = nullptr;
+    if (cfg_.grad_clip > 0) {  // the global norm: the others' squares plus b_dec's (once)
+      squared_norm_partials(red + off_b_dec, D, partial_.data(), stream_);
+      SAE_CUDA_CHECK(cudaMemcpyAsync(partial_.data() + kNormBlocks, grp + 2 * D + 5, sizeof(double),
+                                     cudaMemcpyDeviceToDevice, stream_));
+      clip_factor(partial_.data(), kNormBlocks + 1, cfg_.grad_clip, clip_.data(), stream_);
+      clip = clip_.data();
+    }
+    to_float_scaled(red, P, clip, grad_.data(), stream_);
+    sae_apply_adam(L_, params_.data(), grad_.data(), m_.data(), v_.data(), ++t_, s.lr, cfg_.adam.beta1,
+                   cfg_.adam.beta2, cfg_.adam.eps, unit_norm_, stream_);
+    SAE_CUDA_CHECK(cudaMemcpyAsync(tail_host_, red + off_fire, sizeof(double) * size_t(Fs + D + 5),
+                                   cudaMemcpyDeviceToHost, stream_));
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+    // Every latent's fire count, for the host's dead-latent counters.
+    timed(double(F_) * sizeof(double), [&] {
+      const std::vector<char> all = grid_.shard_group().allgather_bytes(tail_host_, Fs * int64_t(sizeof(double)));
+      std::memcpy(fire_all_.data(), all.data(), all.size());
+    });
+
+    const double* scalars = tail_host_ + Fs + D;
+    totals_.sum_sq_err = scalars[0];
+    totals_.active = scalars[1];
+    totals_.aux_sq_err = scalars[2];
+    totals_.sum_x2 = scalars[3];
+    totals_.penalty = scalars[4];
+    totals_.sum_x = tail_host_ + Fs;
+    totals_.fire = fire_all_.data();
+    totals_.batch_threshold = cfg_.sae.architecture == Architecture::BatchTopK ? sae_.batch_threshold() : 0.0f;
+    totals_.comm_bytes = comm_bytes_;
+    totals_.comm_s = comm_s_;
+    totals_.step_s = MPI_Wtime() - t0;
+    return totals_;
+  }
+
+  std::vector<float> row_errors(const StepBatch& b) const override {
+    std::vector<double> sq(static_cast<size_t>(b.n));
+    copy_out(sq.data(), sae_.row_sq(), b.n);
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return std::vector<float>(sq.begin(), sq.end());
+  }
+
+ private:
+  static SaeConfig with_block(SaeConfig c) {
+    c.encoder_block = kTrainEncoderBlock;  // globally aligned blocks, as the CPU step
+    c.kth_largest = nullptr;               // batchtopk sums its histograms instead (world_counts_)
+    c.shard = nullptr;                     // the device hooks: shard_
+    return c;
+  }
+  LatentRange range() const { return {L_.D, F_, Fs_, first_}; }
+
+  template <class Fn>
+  void timed(double bytes, Fn&& fn) {
+    const double t = MPI_Wtime();
+    fn();
+    comm_s_ += MPI_Wtime() - t;
+    comm_bytes_ += bytes;
+  }
+
+  // data [n] (device doubles) summed over a group in place, ordered on `stream` (comm null: a
+  // group of one). The stream is drained first, so the time measured is the collective's; the
+  // host wait polls NCCL's asynchronous errors (a dead peer ends the job with a message).
+  void sum_over(GradientComm* comm, double* data, int64_t n, cudaStream_t stream) {
+    if (!comm) return;
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    timed(double(n) * sizeof(double), [&] {
+      comm->start(data, n, stream);
+      comm->wait(nullptr);
+    });
+    comm->wait(stream);
+  }
+
+  // merge_top (DeviceLatentShard): this shard's best W per row to the host, every shard's to
+  // every shard (MPI), per row the best K by (value, lower latent) — the CPU's
+  // merge_shard_candidates, so the selection is the one topk_rows makes of the whole row — and
+  // this shard's of them back to the device.
+  void merge_top(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W, int64_t K, int32_t* idx_out,
+                 float* val_out, cudaStream_t stream) {
+    cand_idx_.resize(size_t(N * W));
+    cand_val_.resize(size_t(N * W));
+    copy_out(cand_idx_.data(), idx_in, N * W, stream);
+    copy_out(cand_val_.data(), val_in, N * W, stream);
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<char> all;
+    timed(0, [&] { all = gather_shard_candidates(grid_.shard_group(), cand_idx_.data(), cand_val_.data(), N, W); });
+    comm_bytes_ += double(all.size());
+    merged_idx_.resize(size_t(N * K));
+    merged_val_.resize(size_t(N * K));
+    merge_shard_candidates(all, grid_.shards(), N, W, K, first_, Fs_, merged_idx_.data(), merged_val_.data());
+    copy_in(idx_out, merged_idx_.data(), N * K, stream);
+    copy_in(val_out, merged_val_.data(), N * K, stream);
+    SAE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host vectors are reused by the next call
+  }
+
+  template <class T>
+  void copy_in(T* dev, const T* host, int64_t n, cudaStream_t stream = nullptr) const {
+    if (n > 0)
+      SAE_CUDA_CHECK(
+          cudaMemcpyAsync(dev, host, sizeof(T) * size_t(n), cudaMemcpyHostToDevice, stream ? stream : stream_));
+  }
+  template <class T>
+  void copy_out(T* host, const T* dev, int64_t n, cudaStream_t stream = nullptr) const {
+    if (n > 0)
+      SAE_CUDA_CHECK(
+          cudaMemcpyAsync(host, dev, sizeof(T) * size_t(n), cudaMemcpyDeviceToHost, stream ? stream : stream_));
+  }
+
+  TrainStepConfig cfg_;
+  const LatentGrid& grid_;
+  const int64_t F_, Fs_, first_;
+  const bool unit_norm_;
+  cudaStream_t stream_ = nullptr;
+  Blas blas_;
+  DeviceSae sae_;
+  SaeLayout L_;  // this shard's: D, Fs
+  DeviceLatentShard shard_;
+  DeviceBuffer<float> params_, m_, v_, grad_, x_;
+  int64_t t_ = 0;
+  DeviceBuffer<double> reduce_, group_, sums_, clip_, partial_, row_sq_;
+  DeviceBuffer<unsigned long long> fire_;
+  DeviceBuffer<uint8_t> dead_;          // [F]: every shard's latents
+  double* tail_host_ = nullptr;         // pinned [Fs + D + 5]
+  std::vector<double> fire_all_;        // [F]
+  std::vector<int32_t> cand_idx_, merged_idx_;
+  std::vector<float> cand_val_, merged_val_;
+  std::unique_ptr<GradientComm> data_comm_, shard_comm_;
+  SumOverRanks world_counts_;
+  double comm_bytes_ = 0, comm_s_ = 0;
+  StepTotals totals_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_cuda_sharded_train_step(const TrainStepConfig& config, const LatentGrid& grid) {
+  return std::make_unique<CudaShardedTrainStep>(config, grid);
+}
+
+}  // namespace saepipe::cuda
