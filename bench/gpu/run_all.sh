@@ -13,7 +13,7 @@
 #               fails the step: nothing here would check it). No GPU visible: stops here.
 #   gtest       tests/gpu on non-blocking streams, every suite; failed if a test fails, if none
 #               ran, or if any skipped (no device, no NCCL): a run of skips is no pass
-#   sanitizer   compute-sanitizer on the training step's tests: memcheck --leak-check full, the
+#   sanitizer   compute-sanitizer on the training steps' tests: memcheck --leak-check full, the
 #               NCCL communicator's test without leak checking (NCCL keeps allocations of its
 #               own), racecheck on the forward/backward of every architecture (up to 200 s)
 #   quickstart  the quickstart job with sweeps (topk, batchtopk, relu, jumprelu) on cuda and on
@@ -156,7 +156,7 @@ sanitize() {
   [ -x "$SAN" ] || { echo "no compute-sanitizer on this machine"; return 1; }
   local t=$BIN/saepipe_gpu_tests
   "$SAN" --tool memcheck --leak-check full --error-exitcode 9 "$t" --gtest_brief=1 \
-    --gtest_filter='Cuda.ForwardBackward*:Cuda.TrainStep*:Cuda.Adam*:Cuda.Staged*' || return 1
+    --gtest_filter='Cuda.ForwardBackward*:Cuda.TrainStep*:Cuda.Adam*:Cuda.Staged*:CudaShards.*' || return 1
   # NCCL keeps allocations of its own past the communicator's destruction: no leak check.
   "$SAN" --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 --gtest_filter='Cuda.Nccl*' || return 1
   "$SAN" --tool racecheck --error-exitcode 9 "$t" --gtest_brief=1 \

@@ -119,11 +119,13 @@ void grow(DeviceBuffer<T>& b, int64_t n) {
 
 }  // namespace
 
-DeviceSae::DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision)
-    : cfg_(cfg), precision_(precision), topk_(cfg.architecture == Architecture::TopK) {
+DeviceSae::DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision,
+                     const DeviceLatentShard* shard)
+    : cfg_(cfg), precision_(precision), topk_(cfg.architecture == Architecture::TopK), shard_(shard) {
   SAE_ASSERT(d_in > 0 && d_sae > 0, "SAE dimensions must be positive");
+  SAE_ASSERT(!shard || (shard->first >= 0 && shard->first + d_sae <= shard->total), "latent shard out of range");
   if (cfg.architecture == Architecture::TopK || cfg.architecture == Architecture::BatchTopK)
-    SAE_ASSERT(cfg.k >= 1 && cfg.k <= d_sae, "k must be in [1, d_sae]");
+    SAE_ASSERT(cfg.k >= 1 && cfg.k <= (shard ? shard->total : d_sae), "k must be in [1, d_sae]");
   if (topk_) SAE_ASSERT(cfg.k <= kMaxTopK, "k too large for the GPU top-k (at most " + std::to_string(kMaxTopK) + ")");
   SAE_ASSERT(cfg.auxk >= 0 && cfg.auxk <= kMaxTopK, "auxk must be in [0, " + std::to_string(kMaxTopK) + "]");
   SAE_ASSERT(cfg.encoder_block >= 0, "negative encoder_block");

@@ -63,15 +63,14 @@ class DeviceSae {
  public:
   // cfg: architecture, k, auxk, coefficients; encoder_block 0 means one GEMM per call
   // (bounded by kMaxEncoderRows). cfg.kth_largest is not used: batchtopk sums its histograms
-  // with sum_over_ranks.
-  DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision);
+  // with sum_over_ranks. `shard` (nullable; it outlives the DeviceSae): latent sharding, d_sae
+  // this shard's latents. Sharded, the selections are the group's (topk and AuxK merged,
+  // batchtopk's threshold over sum_over_ranks' ranks), the reconstruction the group's float64
+  // sum rounded once, and `dead` (device [total]) and n_dead span every shard's latents.
+  DeviceSae(int64_t d_in, int64_t d_sae, const SaeConfig& cfg, GemmPrecision precision,
+            const DeviceLatentShard* shard = nullptr);
   const SaeLayout& layout() const { return layout_; }
   SaeConfig& config() { return cfg_; }  // l1_coef and l0_coef change per step
-  // Latent sharding (null: every latent here); `shard` outlives the DeviceSae. Sharded, the
-  // selections are the group's (topk and AuxK merged, batchtopk's threshold over
-  // sum_over_ranks' ranks), the reconstruction the group's float64 sum rounded once, and
-  // `dead` (device [total]) and n_dead span every shard's latents.
-  void set_shard(const DeviceLatentShard* shard) { shard_ = shard; }
 
   // Forward + backward for this call's N rows, which are rows [lead, lead + N) of
   // x [lead + N + tail, D] (the others complete the encoder blocks around them): grad [P] +=
@@ -117,6 +116,7 @@ class DeviceSae {
   SaeConfig cfg_;
   GemmPrecision precision_;
   bool topk_;          // per-row selection (topk): pre is consumed block by block
+  const DeviceLatentShard* shard_;  // latent sharding; null: every latent here
   int64_t width_ = 0, aux_width_ = 0;
   float batch_threshold_ = 0;
   DeviceBuffer<float> xc_, pre_, block_, val_, recon_, g_, dval_;
@@ -125,7 +125,6 @@ class DeviceSae {
   DeviceBuffer<int32_t> idx_, aux_idx_, count_;
   DeviceBuffer<double> row_sq_, aux_row_sq_, s_f_, bdec_acc_, norm_, zsum_;
   DeviceBuffer<unsigned long long> active_;
-  const DeviceLatentShard* shard_ = nullptr;
   DeviceBuffer<int32_t> cand_idx_, aux_cand_idx_;  // sharded: this shard's best per row
   DeviceBuffer<float> cand_val_, aux_cand_val_;
   DeviceBuffer<double> recon64_;                    // sharded: [N,D] partial reconstruction

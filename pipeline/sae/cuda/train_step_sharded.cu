@@ -50,8 +50,8 @@ class CudaShardedTrainStep final : public TrainStep {
  public:
   CudaShardedTrainStep(const TrainStepConfig& c, const LatentGrid& grid)
       : cfg_(c), grid_(grid), F_(c.d_sae), Fs_(c.d_sae / grid.shards()), first_(int64_t(grid.shard()) * Fs_),
-        unit_norm_(unit_norm_decoder(c.sae.architecture)),
-        sae_(c.d_in, c.d_sae / grid.shards(), with_block(c.sae), gemm_precision(c.precision)) {
+        unit_norm_(unit_norm_decoder(c.sae.architecture)), shard_(device_shard()),
+        sae_(c.d_in, c.d_sae / grid.shards(), with_block(c.sae), gemm_precision(c.precision), &shard_) {
     SAE_ASSERT(c.d_sae % grid.shards() == 0, "latent shards must divide d_sae (checked with the job)");
     SAE_ASSERT(latent_shardable(c.sae.architecture), "architecture not sharded (checked by the train stage)");
     SAE_ASSERT(!c.transcoder && c.layers == 1, "transcoders and crosscoders are not sharded (checked by the train stage)");
@@ -71,15 +71,6 @@ class CudaShardedTrainStep final : public TrainStep {
     // The communicators, in the same order on every rank (each creation is a collective).
     if (grid.data_groups() > 1) data_comm_ = make_device_gradient_comm(grid.data_group(), CommBackend::Auto, WireType::Float32);
     if (grid.shards() > 1) shard_comm_ = make_device_gradient_comm(grid.shard_group(), CommBackend::Auto, WireType::Float32);
-    shard_.first = first_;
-    shard_.total = F_;
-    shard_.lead = grid.shard() == 0;
-    shard_.merge_top = [this](const int32_t* ii, const float* vi, int64_t N, int64_t W, int64_t K, int32_t* io,
-                              float* vo, cudaStream_t s) { merge_top(ii, vi, N, W, K, io, vo, s); };
-    shard_.sum_rows = [this](double* rows, int64_t N, int64_t D, cudaStream_t s) {
-      sum_over(shard_comm_.get(), rows, N * D, s);
-    };
-    sae_.set_shard(&shard_);
     // batchtopk: one threshold over the whole global batch and every latent, so every rank.
     if (grid.world().size() > 1)
       world_counts_ = [this](int64_t* counts, int64_t n) {
@@ -276,6 +267,17 @@ class CudaShardedTrainStep final : public TrainStep {
     return c;
   }
   LatentRange range() const { return {L_.D, F_, Fs_, first_}; }
+  // The DeviceSae's hooks into this step's exchanges (called only once the step is built).
+  DeviceLatentShard device_shard() {
+    DeviceLatentShard sh;
+    sh.first = first_;
+    sh.total = F_;
+    sh.lead = grid_.shard() == 0;
+    sh.merge_top = [this](const int32_t* ii, const float* vi, int64_t N, int64_t W, int64_t K, int32_t* io, float* vo,
+                          cudaStream_t s) { merge_top(ii, vi, N, W, K, io, vo, s); };
+    sh.sum_rows = [this](double* rows, int64_t N, int64_t D, cudaStream_t s) { sum_over(shard_comm_.get(), rows, N * D, s); };
+    return sh;
+  }
 
   template <class Fn>
   void timed(double bytes, Fn&& fn) {
@@ -339,9 +341,9 @@ class CudaShardedTrainStep final : public TrainStep {
   const bool unit_norm_;
   cudaStream_t stream_ = nullptr;
   Blas blas_;
+  DeviceLatentShard shard_;  // before sae_, which keeps a pointer to it
   DeviceSae sae_;
   SaeLayout L_;  // this shard's: D, Fs
-  DeviceLatentShard shard_;
   DeviceBuffer<float> params_, m_, v_, grad_, x_;
   int64_t t_ = 0;
   DeviceBuffer<double> reduce_, group_, sums_, clip_, partial_, row_sq_;
