@@ -20,6 +20,7 @@ class Logger {
   void progress(int64_t done, int64_t total, const std::string& suffix);
   void end_progress();
   double elapsed_s() const;
+  const std::string& stage() const { return stage_; }
 
  private:
   bool root_;

@@ -1,10 +1,13 @@
 // The shared part of the stage programs (stage_driver.hpp).
 #include "pipeline/stages/stage_driver.hpp"
 
+#include <optional>
+
 #include "pipeline/core/fs_util.hpp"
 #include "pipeline/core/job.hpp"
 #include "pipeline/core/log.hpp"
 #include "pipeline/core/mpi_env.hpp"
+#include "pipeline/core/output_lock.hpp"
 #include "pipeline/io/h5.hpp"
 #include "pipeline/stages/backend.hpp"
 #include "pipeline/stages/resolve_bos.hpp"
@@ -16,13 +19,18 @@ void drive_stage(StageBody& body, const StageContext& ctx) {
   h5::silence_errors();  // HDF5's own stack traces: our errors say what failed
   std::string fingerprint;
   bool done = false;
+  std::optional<OutputLock> lock;  // rank 0's, held until the stage ends
   env.all_or_none([&] {
     // The same outputs from another device differ in their last bits: never mixed.
     fingerprint = body.open_inputs() + "\ndevice = " + ctx.backend.device() + "\n";
     make_dirs(body.output_dir());
+    if (env.is_root()) lock.emplace(body.output_dir(), ctx.log.stage());
     if (env.is_root()) write_resolved_job(ctx.job);
     done = body.complete(fingerprint);
   });
+  if (lock && !lock->supported())
+    ctx.log.info(lock->path() + ": the file system has no flock; a second run into " + body.output_dir() +
+                 " at the same time would not be detected");
   if (done) {
     ctx.log.info(body.output_dir() + " is complete; nothing to do");
     return;

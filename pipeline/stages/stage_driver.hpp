@@ -4,8 +4,9 @@
 //      decision put into the resolved job (job.run.device) and the log;
 //   2. the prologue: the stage opens and checks its inputs (every rank; an error on any rank is
 //      reported once) and names its fingerprint — everything that determines its outputs —
-//      to which the driver adds the device; the output directory is made and rank 0 writes
-//      job.resolved.toml; when the outputs are already complete for this fingerprint the
+//      to which the driver adds the device; the output directory is made, rank 0 locks it
+//      for the stage's lifetime (output_lock.hpp: a second run into it is a user error) and
+//      writes job.resolved.toml; when the outputs are already complete for this fingerprint the
 //      stage is done ("complete; nothing to do");
 //   3. the stage's work.
 // A stage is a StageBody; run_harvest, run_train, ... (stages.hpp) are functions of

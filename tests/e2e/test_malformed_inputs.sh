@@ -110,5 +110,18 @@ model_case "tokens.npy: not a NumPy .npy file" "printf 'not numpy at all' > toke
 model_case "tokens_raw.bin: token 60000 at index 0 is outside the model's vocabulary" "$PY -c \"import numpy as np; np.full(2048, 60000, np.uint16).tofile('tokens_raw.bin')\"" "g$((n + 1))/tokens_raw.bin" 'token_format = "uint16"'
 model_case "harvest.tokens: token file \"g$((n + 1))/no_such_tokens.npy\" does not exist" "true" "g$((n + 1))/no_such_tokens.npy"
 
+# --- a second run into an output directory another run holds: its rank 0 keeps a flock on
+# <dir>/.saepipe.lock while the stage runs; this shell takes the same kind of lock on fd 9
+for d in "run_good/activations:harvest" "run_good/sae:train" "run_good/stats:stats" "run_good:interpret"; do
+  exec 9>"${d%%:*}/.saepipe.lock" && flock -n 9 || fail "flock(1) on ${d%%:*}"
+  expect_error 2 "${d%%:*} is being written by another run of ${d#*:}" -- mpirun_np 2 "$BIN/saepipe-${d#*:}" --job good.toml
+  exec 9>&-
+  rm -f "${d%%:*}/.saepipe.lock"
+done
+mpirun_np 2 "$BIN/saepipe-harvest" --job good.toml >relock.log 2>&1 && grep -q "complete; nothing to do" relock.log \
+  && pass "the lock released, the same run goes on" || fail "re-run after the lock: $(tail -3 relock.log)"
+left=$(find . -name .saepipe.lock)
+[ -z "$left" ] && pass "no lock file left by stages that ended (normally or with an error)" || fail "lock files left: $left"
+
 echo "$n malformed-input cases run"
 finish
