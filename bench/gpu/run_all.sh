@@ -24,8 +24,9 @@
 #   shards      latent sharding on a 1 x 2 grid (2 ranks on the one GPU: the shard group's sums
 #               through MPI and host memory): the quickstart's store trained with latent_shards = 2
 #               (topk, batchtopk, relu, jumprelu; 128 steps) on cuda and on cpu, each SAE within
-#               1e-4 of the CPU's; the CUDA sharded step's tests (tests/gpu CudaShards.*) under
-#               mpirun -np 2, failed if any skipped
+#               1e-4 of the CPU's; stats of the CPU's SAE with latent_shards = 2 on each device
+#               (counts identical, floats within 1e-4); the CUDA sharded tests (tests/gpu
+#               CudaShards.*: step and stats passes) under mpirun -np 2, failed if any skipped
 #   harvest     a tiny GPT-2 harvested on cuda and cpu (within 1e-5 of |cpu| + rms, fp32); stats
 #               of one SAE on one store on each device (CE loss spliced on the GPU: within
 #               1e-4); the CUDA GPT-2 against transformers' GPT2Model (bench/gpu/hf_parity.py)
@@ -207,6 +208,7 @@ sh_job() {  # NAME DEVICE: the quickstart's store and SAE, 128 steps on a 1 x 2 
   [ "$DEVICE" = cpu ] && steps=65536  # checking the script on a CPU: 16 steps
   sed -e "s/^name = \"quickstart\"/name = \"$1\"\ndevice = \"$2\"/" -e "s/^n_tokens = 2097152$/n_tokens = $steps/" \
     -e "s|^\[train\]|[resources.train]\nlatent_shards = 2\n\n[train]\nactivations = \"$SH/runs/scpu/activations\"|" \
+    -e "s|^\[stats\]|[resources.stats]\nlatent_shards = 2\n\n[stats]\nactivations = \"$SH/runs/scpu/activations\"\nsae = \"$SH/runs/scpu/sae/sae.h5\"|" \
     "$SRC/jobs/quickstart.toml"
   printf '[[train.sweep]]\nname = "batchtopk"\narchitecture = "batchtopk"\n'
   printf '[[train.sweep]]\nname = "relu"\narchitecture = "relu"\nl1_coef = 0.3\n'
@@ -227,6 +229,11 @@ shards() {
   for s in "" sweep/batchtopk/ sweep/relu/ sweep/jumprelu/; do
     $CMP sae "runs/scuda/sae/${s}sae.h5" "runs/scpu/sae/${s}sae.h5" --tol 1e-4 || ok=1
   done
+  # Stats of the CPU's topk SAE on the 1 x 2 grid, on each device.
+  for s in cpu cuda; do
+    "$BIN/mpirun" -np 2 --bind-to none -x OMP_NUM_THREADS=4 "$BIN/saepipe-stats" --job "$s.toml" || return 1
+  done
+  $CMP stats runs/scuda/stats runs/scpu/stats --tol 1e-4 || ok=1
   [ "$DEVICE" = cuda ] || return "$ok"
   "$BIN/mpirun" -np 2 --bind-to none -x OMP_NUM_THREADS=4 "$BIN/saepipe_gpu_tests" --gtest_filter='CudaShards.*' \
     2>&1 | tee gtest_shards.log
@@ -238,7 +245,7 @@ shards() {
   return "$ok"
 }
 step shards 90 shards
-grep -E "^sae |DIFFERENT|^gtest CudaShards|no .* sharded step" "$LOGS/shards.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
+grep -E "^sae |^(stats|summary)[^/]*: (ok|OUT)|DIFFERENT|^gtest CudaShards|no .* sharded step" "$LOGS/shards.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # ---- a tiny GPT-2: harvest and stats (CE loss spliced) on cuda against cpu; the CUDA GPT-2 against transformers
 HV=$WORK/hv

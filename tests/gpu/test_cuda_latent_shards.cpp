@@ -10,6 +10,8 @@
 // The sharded CUDA step also matches the unsharded CUDA step holding every latent on each rank
 // alone (within 1e-4: the grid does not change the result beyond rounding), and a run stopped
 // after 2 steps and resumed through get_state / set_state ends bit-identical to a straight one.
+// The stats stage's sharded FeaturePasses on the device (make_cuda_sharded_feature_passes) against
+// the CPU's on the same grid: counts, histograms and example rows identical, floats within 1e-5.
 // Without a CUDA device every test skips (run_all.sh counts a skip as a failure).
 //
 // Shape legend: B global batch, D d_in, F d_sae, S latent shards (= the world's ranks).
@@ -23,8 +25,11 @@
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/sae/cuda/train_step.hpp"
+#include "pipeline/sae/latent_shard_state.hpp"
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/sae/train_step.hpp"
+#include "pipeline/stats/cuda/feature_passes.hpp"
+#include "pipeline/stats/feature_passes.hpp"
 #include "tests/gpu/cuda_test_util.hpp"
 
 namespace saepipe {
@@ -195,6 +200,78 @@ TEST_F(CudaShards, ShardedStepResumesExactly) {
     AdamState back_adam;
     s2->get_state(back, back_adam);
     expect_bitwise(back.data, straight.params.data, "set_local_state");
+  }
+}
+
+// The stats passes of one latent shard (this rank's range of an SAE; batches of whole sequences,
+// every rank of the one data group encoding all of them), for the inference selections.
+TEST_F(CudaShards, ShardedFeaturePassesMatchCpuSharded) {
+  const MpiEnv world;
+  ASSERT_EQ(F % (int64_t(world.size()) * kTrainEncoderCols), 0) << "run it on 1, 2 or 4 ranks";
+  const LatentGrid grid(world, world.size());
+  const int64_t Fs = F / grid.shards(), L = 16, n = 8 * L, n_batches = 4;
+  SaeParams whole = initial(Architecture::TopK);
+  std::fill(whole.log_threshold(), whole.log_threshold() + F, std::log(0.2f));
+  SaeParams p(D, Fs);
+  take_latent_range(LatentRange{D, F, Fs, int64_t(grid.shard()) * Fs}, whole.data, p.data);
+  const auto x = random_normal(size_t(n_batches * n * D), 75);
+  std::vector<int32_t> tokens(size_t(n_batches * n));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 997);
+  ExampleOptions opt;
+  opt.top = 5;
+  opt.interval_bins = 3;
+  opt.interval_per_bin = 2;
+  for (Architecture a : {Architecture::TopK, Architecture::ReLU, Architecture::JumpReLU}) {
+    SCOPED_TRACE("grid " + grid.describe() + ", " + to_string(a));
+    SaeConfig cfg;
+    cfg.architecture = a;
+    cfg.k = 8;
+    cfg.auxk = 0;
+    cfg.encoder_cols = kTrainEncoderCols;  // as the stats stage
+    FeatureStats fs[2];
+    FeatureExamples ex[2];
+    double recon_sse[2] = {}, tokens_counted[2] = {};
+    int i = 0;
+    for (bool gpu : {false, true}) {
+      auto passes = gpu ? cuda::make_cuda_sharded_feature_passes(p, cfg, 10, opt, grid)
+                        : make_cpu_sharded_feature_passes(p, cfg, 10, opt, grid);
+      std::vector<std::vector<int32_t>> kept_idx;  // the codes, as the scratch file keeps them
+      std::vector<std::vector<float>> kept_val;
+      std::vector<int64_t> widths;
+      for (int64_t b = 0; b < n_batches; ++b) {
+        const EncodedBatch eb = passes->encode(x.data() + b * n * D, tokens.data() + b * n, b * n, n, L);
+        kept_idx.emplace_back(eb.idx, eb.idx + n * eb.width);
+        kept_val.emplace_back(eb.val, eb.val + n * eb.width);
+        widths.push_back(eb.width);
+        passes->first_add(x.data() + b * n * D);
+      }
+      passes->first_reduce(world);
+      ex[i].top = passes->top_examples(world);
+      for (int64_t b = 0; b < n_batches; ++b)
+        passes->second_add(EncodedBatch{b * n, n, L, tokens.data() + b * n, kept_idx[size_t(b)].data(),
+                                        kept_val[size_t(b)].data(), widths[size_t(b)]});
+      passes->second_reduce(world);
+      ex[i].interval = passes->interval_examples(world);
+      passes->finish(fs[i], 0.1, 0.02, {0.5, 0.9});
+      recon_sse[i] = passes->recon().sums.value(0);
+      tokens_counted[i] = double(passes->recon().n_tokens);
+      ++i;
+    }
+    EXPECT_EQ(fs[1].fire_count, fs[0].fire_count);
+    EXPECT_EQ(fs[1].hist_counts, fs[0].hist_counts);
+    EXPECT_EQ(fs[1].dead, fs[0].dead);
+    EXPECT_EQ(ex[1].top.row, ex[0].top.row);
+    EXPECT_EQ(ex[1].interval.row, ex[0].interval.row);
+    expect_close(fs[1].max_activation, fs[0].max_activation, {}, 1e-5, "max activation");
+    expect_close(fs[1].mean_activation, fs[0].mean_activation, {}, 1e-5, "mean activation");
+    expect_close(ex[1].top.activation, ex[0].top.activation, {}, 1e-5, "top activations");
+    EXPECT_NEAR(recon_sse[1], recon_sse[0], 1e-5 * recon_sse[0]);
+    EXPECT_GT(recon_sse[0], 0.0);
+    EXPECT_EQ(tokens_counted[1], double(n_batches * n));  // each token once, whatever the grid
+    EXPECT_EQ(tokens_counted[0], double(n_batches * n));
+    int64_t fired = 0;
+    for (int64_t c : fs[0].fire_count) fired += c;
+    EXPECT_GT(fired, 0);
   }
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/device_util.cuh"
 #include "pipeline/sae/cuda/sae.hpp"
+#include "pipeline/sae/latent_shard_merge.hpp"
 #include "pipeline/stats/cuda/feature_passes.hpp"
 #include "pipeline/stats/example_selection.hpp"
 #include "pipeline/stats/selection_rules.hpp"
@@ -121,8 +122,8 @@ __global__ void second_hist_kernel(const int32_t* __restrict__ idx, const float*
 template <bool kInterval>
 __global__ void candidates_kernel(const int32_t* __restrict__ idx, const float* __restrict__ val, int64_t M,
                                   int64_t width, int64_t first_row, uint32_t G, int64_t bins,
-                                  const float* __restrict__ max_act, uint64_t seed, uint32_t* group, uint64_t* key,
-                                  uint32_t* index) {
+                                  const float* __restrict__ max_act, uint64_t seed, int32_t first, uint32_t* group,
+                                  uint64_t* key, uint32_t* index) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < M; i += int64_t(gridDim.x) * blockDim.x) {
     const int32_t f = idx[i];
     const float v = val[i];
@@ -135,7 +136,7 @@ __global__ void candidates_kernel(const int32_t* __restrict__ idx, const float* 
     if (kInterval) {
       const int64_t row = first_row + i / width;
       group[i] = uint32_t(int64_t(f) * bins + bin_of(v, max_act[f], bins));
-      key[i] = interval_hash(seed, f, row) >> 11;  // priority = -key * 2^-53
+      key[i] = interval_hash(seed, first + f, row) >> 11;  // priority = -key * 2^-53 (global latent)
     } else {
       group[i] = uint32_t(f);
       key[i] = 0xFFFFFFFFull - uint64_t(__float_as_uint(v));  // priority = v > 0: larger first
@@ -195,7 +196,7 @@ __device__ void write_context(const DeviceCodes& b, int64_t row, int32_t f, int6
 template <bool kInterval>
 __global__ void merge_kernel(SelArrays s, int64_t G, const int32_t* __restrict__ seg_begin,
                              const int32_t* __restrict__ seg_end, const uint32_t* __restrict__ order, DeviceCodes b,
-                             uint64_t seed) {
+                             uint64_t seed, int32_t first) {
   const int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (g >= G) return;
   const int64_t len = seg_end[g] - seg_begin[g];
@@ -207,7 +208,7 @@ __global__ void merge_kernel(SelArrays s, int64_t G, const int32_t* __restrict__
     f = b.idx[u];
     v = b.val[u];
     r = b.first_row + int64_t(u) / b.width;
-    p = kInterval ? interval_priority(seed, f, r) : double(v);
+    p = kInterval ? interval_priority(seed, first + f, r) : double(v);
   };
   int16_t choice[kMaxExampleSlots];  // >= 0: kept entry; < 0: batch candidate -(j + 1)
   int64_t i = 0, j = 0;
@@ -262,6 +263,7 @@ struct CudaFeaturePasses::Selection {
   int64_t G, S, before, after, Cx, bins;
   bool interval;
   uint64_t seed;
+  int32_t first;  // the global index of latent 0 here (a latent shard's first), for the interval hash
   DeviceBuffer<double> prio;
   DeviceBuffer<int64_t> row;
   DeviceBuffer<float> act, ctx_act;
@@ -271,9 +273,9 @@ struct CudaFeaturePasses::Selection {
   DeviceBuffer<uint8_t> temp;
 
   Selection(int64_t groups, int64_t slots, int64_t before_, int64_t after_, bool interval_, int64_t bins_,
-            uint64_t seed_, cudaStream_t s)
+            uint64_t seed_, int64_t first_, cudaStream_t s)
       : G(groups), S(slots), before(before_), after(after_), Cx(before_ + 1 + after_), bins(bins_),
-        interval(interval_), seed(seed_) {
+        interval(interval_), seed(seed_), first(int32_t(first_)) {
     SAE_ASSERT(S >= 1 && S <= kMaxExampleSlots, "example slots must be in [1, " + std::to_string(kMaxExampleSlots) + "]");
     SAE_ASSERT(G >= 0 && G < int64_t(UINT32_MAX), "too many example groups");
     prio.resize(G * S), row.resize(G * S), act.resize(G * S);
@@ -294,10 +296,12 @@ struct CudaFeaturePasses::Selection {
     const uint32_t Gs = uint32_t(G);
     if (interval)
       candidates_kernel<true><<<grid_for(M, 256), 256, 0, s>>>(b.idx, b.val, M, b.width, b.first_row, Gs, bins,
-                                                               max_act, seed, group.data(), key.data(), index.data());
+                                                               max_act, seed, first, group.data(), key.data(),
+                                                               index.data());
     else
       candidates_kernel<false><<<grid_for(M, 256), 256, 0, s>>>(b.idx, b.val, M, b.width, b.first_row, Gs, bins,
-                                                                max_act, seed, group.data(), key.data(), index.data());
+                                                                max_act, seed, first, group.data(), key.data(),
+                                                                index.data());
     SAE_CUDA_LAUNCH_CHECK();
     // Sort by key, then (stably) by group: (group, key, slot order).
     // Keys: 32 bits (float bits) or 53 (hash); groups: enough bits for G (the sentinel).
@@ -328,9 +332,11 @@ struct CudaFeaturePasses::Selection {
                       S,           before,     after,      Cx};
     const unsigned blocks = unsigned((G + 127) / 128);
     if (interval)
-      merge_kernel<true><<<blocks, 128, 0, s>>>(a, G, seg_begin.data(), seg_end.data(), index_sorted2.data(), b, seed);
+      merge_kernel<true><<<blocks, 128, 0, s>>>(a, G, seg_begin.data(), seg_end.data(), index_sorted2.data(), b, seed,
+                                                first);
     else
-      merge_kernel<false><<<blocks, 128, 0, s>>>(a, G, seg_begin.data(), seg_end.data(), index_sorted2.data(), b, seed);
+      merge_kernel<false><<<blocks, 128, 0, s>>>(a, G, seg_begin.data(), seg_end.data(), index_sorted2.data(), b, seed,
+                                                 first);
     SAE_CUDA_LAUNCH_CHECK();
   }
 
@@ -360,14 +366,15 @@ void zero(DeviceBuffer<T>& b, int64_t n, cudaStream_t s) {
 }  // namespace
 
 CudaFeaturePasses::CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt,
-                                     cudaStream_t s)
-    : D_(d_in), F_(d_sae), H_(hist_bins), bins_(opt.interval_bins), opt_(opt), dev_(std::make_unique<Device>()),
+                                     cudaStream_t s, int64_t first_latent)
+    : D_(d_in), F_(d_sae), H_(hist_bins), bins_(opt.interval_bins), first_(first_latent), opt_(opt),
+      dev_(std::make_unique<Device>()),
       act_sum_(size_t(d_sae)), recon_(d_in) {
   SAE_ASSERT(d_in >= 1 && d_sae >= 1 && hist_bins >= 1, "CudaFeaturePasses: bad shape");
   Device& d = *dev_;
   zero(d.fire, F_, s), zero(d.sum_lo, F_, s), zero(d.sum_hi, F_, s), zero(d.active, 1, s);
   zero(d.rs_lo, 4 + D_, s), zero(d.rs_hi, 4 + D_, s), zero(d.max_bits, F_, s);
-  top_ = std::make_unique<Selection>(F_, opt.top, opt.before, opt.after, false, 1, opt.seed, s);
+  top_ = std::make_unique<Selection>(F_, opt.top, opt.before, opt.after, false, 1, opt.seed, first_, s);
 }
 
 CudaFeaturePasses::~CudaFeaturePasses() = default;
@@ -389,10 +396,10 @@ void CudaFeaturePasses::first_add(const DeviceCodes& b, const float* x, const fl
     SAE_CUDA_LAUNCH_CHECK();
   }
   top_->offer(b, nullptr, s);
-  n_tokens_ += b.n;
+  if (x) n_tokens_ += b.n;  // as ReconstructionSums: a shard that only counts activations counts no tokens
 }
 
-void CudaFeaturePasses::first_reduce(const MpiEnv& env, cudaStream_t s) {
+void CudaFeaturePasses::first_reduce(const MpiEnv& world, const MpiEnv& latents, cudaStream_t s) {
   Device& d = *dev_;
   const std::vector<unsigned long long> fire = d.fire.download(s), lo = d.sum_lo.download(s),
                                         hi = d.sum_hi.download(s), rlo = d.rs_lo.download(s),
@@ -409,11 +416,11 @@ void CudaFeaturePasses::first_reduce(const MpiEnv& env, cudaStream_t s) {
   // The CPU adds double(active) per batch: the same integer total, exactly.
   recon_.sums.add_fixed(2, static_cast<__int128>(active[0]) << kFixedFracBits);
   recon_.n_tokens = n_tokens_;
-  recon_.sums.allreduce(env);
-  recon_.n_tokens = env.allreduce_sum(recon_.n_tokens);
-  env.allreduce_sum(fire_.data(), F_);
-  act_sum_.allreduce(env);
-  env.allreduce_max(max_.data(), F_);
+  recon_.sums.allreduce(world);
+  recon_.n_tokens = world.allreduce_sum(recon_.n_tokens);
+  latents.allreduce_sum(fire_.data(), F_);
+  act_sum_.allreduce(latents);
+  latents.allreduce_max(max_.data(), F_);
   begin_second(s);
 }
 
@@ -427,7 +434,7 @@ void CudaFeaturePasses::begin_second(cudaStream_t s) {
   d.max2.upload(max_, s);
   zero(d.hist, F_ * H_, s), zero(d.fine, F_ * SecondPass::kFineBins, s);
   interval_ = std::make_unique<Selection>(F_ * std::max<int64_t>(1, bins_), opt_.interval_per_bin, opt_.before,
-                                          opt_.after, true, std::max<int64_t>(1, bins_), opt_.seed, s);
+                                          opt_.after, true, std::max<int64_t>(1, bins_), opt_.seed, first_, s);
 }
 
 void CudaFeaturePasses::second_add(const DeviceCodes& b, cudaStream_t s) {
@@ -473,11 +480,17 @@ void CudaFeaturePasses::finish_second(FeatureStats& fs, const std::vector<double
 
 namespace {
 
+// With a grid (latent shards) this rank's latents only, as the CPU passes: the encoder exchanges
+// with the shard group through host memory (topk's candidates merged by merge_shard_candidates,
+// the float64 reconstruction summed with MPI), the lead shard counts the reconstruction, and the
+// per-latent reductions go over the data group.
 class CudaStatsPasses final : public FeaturePasses {
  public:
-  CudaStatsPasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt)
-      : D_(p.d_in), stream_(make_stream()), sae_(p.d_in, p.d_sae, cfg, GemmPrecision::FP32),
-        passes_(p.d_in, p.d_sae, hist_bins, opt, stream_) {
+  CudaStatsPasses(const SaeParams& p, const SaeConfig& cfg, int64_t hist_bins, const ExampleOptions& opt,
+                  const LatentGrid* grid)
+      : D_(p.d_in), grid_(grid), shard_(device_shard(p.d_sae)), stream_(make_stream()),
+        sae_(p.d_in, p.d_sae, cfg, GemmPrecision::FP32, grid ? &shard_ : nullptr),
+        passes_(p.d_in, p.d_sae, hist_bins, opt, stream_, shard_.first) {
     params_.upload(p.data, stream_);
   }
   ~CudaStatsPasses() override {
@@ -498,11 +511,13 @@ class CudaStatsPasses final : public FeaturePasses {
     last_ = EncodedBatch{first_row, n, L, tokens, idx_.data(), val_.data(), W};
     return last_;
   }
+  // Sharded, every shard holds the group's whole reconstruction: the lead counts it.
   void first_add(const float*) override {
-    passes_.first_add(device_codes(last_, sae_.idx(), sae_.val(), tokens_.data()), x_.data(), sae_.recon(), stream_);
+    passes_.first_add(device_codes(last_, sae_.idx(), sae_.val(), tokens_.data()), shard_.lead ? x_.data() : nullptr,
+                      shard_.lead ? sae_.recon() : nullptr, stream_);
   }
-  void first_reduce(const MpiEnv& env) override { passes_.first_reduce(env, stream_); }
-  ExampleSet top_examples(const MpiEnv& env) override { return passes_.top_examples(env, stream_); }
+  void first_reduce(const MpiEnv& env) override { passes_.first_reduce(env, latents(env), stream_); }
+  ExampleSet top_examples(const MpiEnv& env) override { return passes_.top_examples(latents(env), stream_); }
   void second_add(const EncodedBatch& codes) override {
     if (codes.idx == idx_.data() && codes.n == last_.n) {  // the batch just encoded: its codes are on the device
       passes_.second_add(device_codes(codes, sae_.idx(), sae_.val(), tokens_.data()), stream_);
@@ -514,8 +529,10 @@ class CudaStatsPasses final : public FeaturePasses {
     tokens_.upload(codes.tokens, codes.n, stream_);
     passes_.second_add(device_codes(codes, in_idx_.data(), in_val_.data(), tokens_.data()), stream_);
   }
-  void second_reduce(const MpiEnv& env) override { passes_.second_reduce(env, stream_); }
-  ExampleSet interval_examples(const MpiEnv& env) override { return passes_.interval_examples(env, stream_); }
+  void second_reduce(const MpiEnv& env) override { passes_.second_reduce(latents(env), stream_); }
+  ExampleSet interval_examples(const MpiEnv& env) override {
+    return passes_.interval_examples(latents(env), stream_);
+  }
   void finish(FeatureStats& fs, double dense_threshold, double ultralow_threshold,
               const std::vector<double>& quantile_levels) const override {
     passes_.finish_first(fs, dense_threshold, ultralow_threshold);
@@ -529,6 +546,50 @@ class CudaStatsPasses final : public FeaturePasses {
     SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     return s;
   }
+  // The ranks that hold this rank's latents: the data group on a grid, else every rank.
+  const MpiEnv& latents(const MpiEnv& env) const { return grid_ ? grid_->data_group() : env; }
+
+  // This rank's latents [first, first + Fs) and the DeviceSae's hooks into the shard group
+  // (used only with a grid, and only once the passes are built).
+  DeviceLatentShard device_shard(int64_t Fs) {
+    DeviceLatentShard sh;
+    sh.first = grid_ ? int64_t(grid_->shard()) * Fs : 0;
+    sh.total = grid_ ? Fs * grid_->shards() : Fs;
+    sh.lead = !grid_ || grid_->shard() == 0;
+    sh.merge_top = [this](const int32_t* ii, const float* vi, int64_t N, int64_t W, int64_t K, int32_t* io, float* vo,
+                          cudaStream_t s) { merge_top(ii, vi, N, W, K, io, vo, s); };
+    sh.sum_rows = [this](double* rows, int64_t N, int64_t D, cudaStream_t s) { sum_rows(rows, N * D, s); };
+    return sh;
+  }
+  // As the CPU's (latent_shard_merge.hpp), through host memory.
+  void merge_top(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W, int64_t K, int32_t* idx_out,
+                 float* val_out, cudaStream_t s) {
+    cand_idx_.resize(size_t(N * W)), cand_val_.resize(size_t(N * W));
+    if (N * W > 0) {
+      SAE_CUDA_CHECK(cudaMemcpyAsync(cand_idx_.data(), idx_in, sizeof(int32_t) * size_t(N * W), cudaMemcpyDeviceToHost, s));
+      SAE_CUDA_CHECK(cudaMemcpyAsync(cand_val_.data(), val_in, sizeof(float) * size_t(N * W), cudaMemcpyDeviceToHost, s));
+    }
+    SAE_CUDA_CHECK(cudaStreamSynchronize(s));
+    const std::vector<char> all = gather_shard_candidates(grid_->shard_group(), cand_idx_.data(), cand_val_.data(), N, W);
+    merged_idx_.resize(size_t(N * K)), merged_val_.resize(size_t(N * K));
+    merge_shard_candidates(all, grid_->shards(), N, W, K, shard_.first, sae_.layout().F, merged_idx_.data(),
+                           merged_val_.data());
+    if (N * K > 0) {
+      SAE_CUDA_CHECK(cudaMemcpyAsync(idx_out, merged_idx_.data(), sizeof(int32_t) * size_t(N * K), cudaMemcpyHostToDevice, s));
+      SAE_CUDA_CHECK(cudaMemcpyAsync(val_out, merged_val_.data(), sizeof(float) * size_t(N * K), cudaMemcpyHostToDevice, s));
+    }
+    SAE_CUDA_CHECK(cudaStreamSynchronize(s));  // the host vectors are reused by the next call
+  }
+  // rows [n] (device doubles) summed over the shard group, through host memory.
+  void sum_rows(double* rows, int64_t n, cudaStream_t s) {
+    rows_host_.resize(size_t(n));
+    if (n > 0) SAE_CUDA_CHECK(cudaMemcpyAsync(rows_host_.data(), rows, sizeof(double) * size_t(n), cudaMemcpyDeviceToHost, s));
+    SAE_CUDA_CHECK(cudaStreamSynchronize(s));
+    grid_->shard_group().allreduce_sum(rows_host_.data(), n);
+    if (n > 0) SAE_CUDA_CHECK(cudaMemcpyAsync(rows, rows_host_.data(), sizeof(double) * size_t(n), cudaMemcpyHostToDevice, s));
+    SAE_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+
   static DeviceCodes device_codes(const EncodedBatch& b, const int32_t* idx, const float* val, const int32_t* tokens) {
     return DeviceCodes{b.first_row, b.n, b.sequence_length, tokens, idx, val, b.width};
   }
@@ -538,14 +599,17 @@ class CudaStatsPasses final : public FeaturePasses {
   }
 
   int64_t D_;
+  const LatentGrid* grid_;
+  DeviceLatentShard shard_;  // first 0 and lead unsharded; before sae_, which keeps a pointer to it
   cudaStream_t stream_;
   Blas blas_;
   DeviceSae sae_;
   CudaFeaturePasses passes_;
   DeviceBuffer<float> params_, x_, in_val_;
   DeviceBuffer<int32_t> tokens_, in_idx_;
-  std::vector<int32_t> idx_;
-  std::vector<float> val_;
+  std::vector<int32_t> idx_, cand_idx_, merged_idx_;
+  std::vector<float> val_, cand_val_, merged_val_;
+  std::vector<double> rows_host_;
   EncodedBatch last_;
 };
 
@@ -553,7 +617,13 @@ class CudaStatsPasses final : public FeaturePasses {
 
 std::unique_ptr<FeaturePasses> make_cuda_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                         int64_t hist_bins, const ExampleOptions& opt) {
-  return std::make_unique<CudaStatsPasses>(params, config, hist_bins, opt);
+  return std::make_unique<CudaStatsPasses>(params, config, hist_bins, opt, nullptr);
+}
+
+std::unique_ptr<FeaturePasses> make_cuda_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                                int64_t hist_bins, const ExampleOptions& opt,
+                                                                const LatentGrid& grid) {
+  return std::make_unique<CudaStatsPasses>(params, config, hist_bins, opt, &grid);
 }
 
 }  // namespace saepipe::cuda

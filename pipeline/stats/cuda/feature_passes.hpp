@@ -51,18 +51,25 @@ constexpr int64_t kMaxExampleSlots = 256;
 
 class CudaFeaturePasses {
  public:
-  // Zeroes its counters on stream s (ordered before the first add there).
-  CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt, cudaStream_t s);
+  // Zeroes its counters on stream s (ordered before the first add there). first_latent: the
+  // global index of latent 0 here (a latent shard's first), which the interval samples' hash
+  // takes (as SecondPass's), so that they do not depend on the grid.
+  CudaFeaturePasses(int64_t d_in, int64_t d_sae, int64_t hist_bins, const ExampleOptions& opt, cudaStream_t s,
+                    int64_t first_latent = 0);
   ~CudaFeaturePasses();
   CudaFeaturePasses(const CudaFeaturePasses&) = delete;
   CudaFeaturePasses& operator=(const CudaFeaturePasses&) = delete;
 
   // Pass 1 on a batch: fire counts, activation sums, maxima, top examples; with x and recon
-  // ([n, D], device; both or neither) the reconstruction sums.
+  // ([n, D], device; both or neither) the reconstruction sums and the tokens; without them the
+  // active count only (a latent shard other than its group's lead, as FirstPass::add).
   void first_add(const DeviceCodes& b, const float* x, const float* recon, cudaStream_t s);
   // Collective: pass 1's counters, sums and maxima come to the host and are summed over every
   // rank as FirstPass::reduce does (identical for any number of ranks).
-  void first_reduce(const MpiEnv& env, cudaStream_t s);
+  void first_reduce(const MpiEnv& env, cudaStream_t s) { first_reduce(env, env, s); }
+  // Latent shards: the reconstruction sums over every rank (`world`), the per-latent totals over
+  // the ranks holding the same latents (`latents`), as FirstPass::reduce.
+  void first_reduce(const MpiEnv& world, const MpiEnv& latents, cudaStream_t s);
   const std::vector<float>& max_activation() const;  // after first_reduce
   const ReconstructionSums& recon() const;           // after first_reduce
   // Collective: the top examples merged over the ranks (ExampleSelection::merge).
@@ -82,7 +89,7 @@ class CudaFeaturePasses {
   struct Device;
   void begin_second(cudaStream_t s);
 
-  int64_t D_, F_, H_, bins_;
+  int64_t D_, F_, H_, bins_, first_;
   ExampleOptions opt_;
   int64_t n_tokens_ = 0;
   std::unique_ptr<Device> dev_;
@@ -99,5 +106,11 @@ class CudaFeaturePasses {
 // the scratch file, and CudaFeaturePasses counts. `params` must outlive it.
 std::unique_ptr<FeaturePasses> make_cuda_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                         int64_t hist_bins, const ExampleOptions& opt);
+// Latent shards: as make_cpu_sharded_feature_passes (pipeline/stats/feature_passes.hpp) on the
+// device: `params` holds this rank's latents; encode() is collective over the shard group (topk's
+// exact global selection and the float64 reconstruction's sum through host memory and MPI).
+std::unique_ptr<FeaturePasses> make_cuda_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
+                                                                int64_t hist_bins, const ExampleOptions& opt,
+                                                                const LatentGrid& grid);
 
 }  // namespace saepipe::cuda
