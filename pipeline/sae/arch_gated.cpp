@@ -42,7 +42,7 @@ int64_t gated_select(const SaeParams& p, const float* pre, int64_t N, SaeWorkspa
 }
 
 double gated_backward(const SaeParams& p, const float* pre, const float* y, const float* skip_out, int64_t N,
-                      int64_t global_batch, double l1_coef, SaeWorkspace& ws, double* grad) {
+                      int64_t global_batch, double l1_coef, SaeWorkspace& ws, double* grad, const LatentShard* shard) {
   const int64_t O = p.d_out, F = p.d_sae, G = ws.gate_width;
   const double two_over_B = 2.0 / double(global_batch), l1_per_token = l1_coef / double(global_batch);
   const float* r_mag = p.r_mag();
@@ -62,10 +62,19 @@ double gated_backward(const SaeParams& p, const float* pre, const float* y, cons
   }
   for (int64_t f = 0; f < F; ++f) g_b_mag[f] += sum_dm[f], g_r[f] += sum_dr[f];
 
-  // Gate path: x_hat_gate through the decoder held constant.
+  // Gate path: x_hat_gate through the decoder held constant, summed in float64 and rounded once
+  // (sharded: each shard's latents, added over the shard group, as the main reconstruction).
   sae_detail::grow(ws.gate_recon, N * O);
   sae_detail::grow(ws.gate_dval, N * G);
-  cpu::sparse_decode(ws.gate_idx.data(), ws.gate_val.data(), N, G, p.W_dec(), p.b_dec(), O, ws.gate_recon.data());
+  sae_detail::grow(ws.recon64, N * O);
+  cpu::sparse_decode_f64(ws.gate_idx.data(), ws.gate_val.data(), N, G, p.W_dec(), O, ws.recon64.data());
+  if (shard) shard->sum_rows(ws.recon64.data(), N, O);  // a collective over the shard group
+  const float* b_dec = p.b_dec();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t d = 0; d < O; ++d) ws.gate_recon[n * O + d] = float(ws.recon64[n * O + d] + double(b_dec[d]));
+  // The gate error is the group's: one shard counts it; the L1 is over each shard's own latents.
+  const bool lead = !shard || shard->lead;
   std::vector<double> row(static_cast<size_t>(N));
   const float* W_dec = p.W_dec();
 #pragma omp parallel
@@ -91,7 +100,7 @@ double gated_backward(const SaeParams& p, const float* pre, const float* y, cons
         ws.gate_dval[n * G + j] = float(dot + l1_per_token);
         l1 += ws.gate_val[n * G + j];
       }
-      row[n] = l1_coef * l1 + sq;
+      row[n] = l1_coef * l1 + (lead ? sq : 0.0);
     }
   }
   double penalty = 0;

@@ -34,10 +34,37 @@ std::vector<int64_t> matryoshka_prefixes_in_force(const std::vector<int64_t>& gi
   return matryoshka_groups(m, d_sae);
 }
 
+namespace {
+
+// Sharded: acc [J,N,O] = per group j and row n, the sum over every shard of z W_dec,f for the
+// row's slots in group j (this shard's latents first + idx, then summed over the shard group).
+void shard_group_sums(const SaeParams& p, const std::vector<int64_t>& M, const int32_t* idx, const float* val,
+                      int64_t N, int64_t W, const LatentShard& shard, std::vector<double>& acc) {
+  const int64_t J = int64_t(M.size()), O = p.d_out;
+  sae_detail::grow(acc, J * N * O);
+  std::fill(acc.begin(), acc.begin() + J * N * O, 0.0);
+  const float* W_dec = p.W_dec();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t s = 0; s < W; ++s) {
+      const int32_t f = idx[n * W + s];
+      if (f < 0) continue;
+      const int64_t j = std::upper_bound(M.begin(), M.end(), shard.first + f) - M.begin();
+      const double z = val[n * W + s];
+      double* out = acc.data() + (j * N + n) * O;
+      for (int64_t d = 0; d < O; ++d) out[d] += z * double(W_dec[int64_t(f) * O + d]);
+    }
+  shard.sum_rows(acc.data(), J * N, O);  // a collective over the shard group
+}
+
+}  // namespace
+
 MatryoshkaSums matryoshka_backward(const SaeParams& p, const std::vector<int64_t>& prefixes, const int32_t* idx,
                                    const float* val, int64_t N, int64_t W, const float* skip_out, const float* y,
-                                   int64_t global_batch, SaeWorkspace& ws, float* dval, double* grad_W_dec) {
-  const std::vector<int64_t> M = matryoshka_groups(prefixes, p.d_sae);
+                                   int64_t global_batch, SaeWorkspace& ws, float* dval, double* grad_W_dec,
+                                   const LatentShard* shard) {
+  const int64_t first = shard ? shard->first : 0;
+  const std::vector<int64_t> M = matryoshka_groups(prefixes, shard ? shard->total : p.d_sae);
   const int64_t J = int64_t(M.size()), O = p.d_out, F = p.d_sae;
   const double two_over_B = 2.0 / double(global_batch);
   sae_detail::grow(ws.prefix_g, J * N * O);
@@ -45,6 +72,8 @@ MatryoshkaSums matryoshka_backward(const SaeParams& p, const std::vector<int64_t
   const float* W_dec = p.W_dec();
   const float* b_dec = p.b_dec();
   std::vector<double> full(static_cast<size_t>(N)), part(static_cast<size_t>(N));
+  if (shard) shard_group_sums(p, M, idx, val, N, W, *shard, ws.prefix_acc);
+  const double* acc = ws.prefix_acc.data();
 #pragma omp parallel
   {
     std::vector<double> cur(static_cast<size_t>(O)), suffix(static_cast<size_t>(O));
@@ -53,6 +82,12 @@ MatryoshkaSums matryoshka_backward(const SaeParams& p, const std::vector<int64_t
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t d = 0; d < O; ++d) cur[d] = double(b_dec[d]) + (skip_out ? double(skip_out[n * O + d]) : 0.0);
       int64_t j = 0, s = 0;
+      // Sharded: the group's sums of each prefix group, in order.
+      for (; shard && j < J; ++j)
+        for (int64_t d = 0; d < O; ++d) {
+          cur[d] += acc[(j * N + n) * O + d];
+          err[j * O + d] = cur[d] - double(y[n * O + d]);
+        }
       // Walk the row's slots in increasing f; at each prefix bound, the error of that prefix.
       while (j < J) {
         const int32_t f = s < W ? idx[n * W + s] : -1;
@@ -93,11 +128,11 @@ MatryoshkaSums matryoshka_backward(const SaeParams& p, const std::vector<int64_t
   std::vector<float> group_dval(static_cast<size_t>(N * W));
   std::fill(dval, dval + N * W, 0.0f);
   for (int64_t j = 0; j < J; ++j) {
-    const int64_t lo = j == 0 ? 0 : M[j - 1], hi = M[j];
+    const int64_t lo = (j == 0 ? 0 : M[j - 1]) - first, hi = M[j] - first;  // this shard's latents
     bool any = false;
     for (int64_t s = 0; s < N * W; ++s) {
       const int32_t f = idx[s];
-      const bool in = f >= lo && f < hi;
+      const bool in = f >= 0 && f >= lo && f < hi;
       ws.prefix_idx[s] = in ? f : -1;
       any = any || in;
     }

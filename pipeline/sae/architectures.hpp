@@ -49,13 +49,17 @@ double jumprelu_backward(const SaeParams& p, const float* pre, const float* g, i
 // (prefixes M_1 < ... < M_J = F; an empty list is the whole dictionary) and e_j = x_hat_j - y,
 // writes ws.prefix_g[j] = (2/B) sum_{i >= j} e_i ([J,N,O]; [0] is dLoss/d b_dec and skip), sets
 // dval (dLoss/dz = <W_dec,f, ws.prefix_g[group of f]>) and adds z * prefix_g[group] to grad_W_dec.
+// With a latent shard, p holds latents [first, first + d_sae) of `total` (idx local), the
+// prefixes count over all of them: each shard sums its latents per group in float64, the group
+// adds them (sum_rows), and every shard then has every prefix's reconstruction and the same sums.
 struct MatryoshkaSums {
   double full_sq = 0;    // sum_n ||e_J||^2 (the whole dictionary)
   double prefix_sq = 0;  // sum_n sum_{j < J} ||e_j||^2
 };
 MatryoshkaSums matryoshka_backward(const SaeParams& p, const std::vector<int64_t>& prefixes, const int32_t* idx,
                                    const float* val, int64_t N, int64_t W, const float* skip_out, const float* y,
-                                   int64_t global_batch, SaeWorkspace& ws, float* dval, double* grad_W_dec);
+                                   int64_t global_batch, SaeWorkspace& ws, float* dval, double* grad_W_dec,
+                                   const LatentShard* shard = nullptr);
 // The prefix sizes in force: `prefixes` with d_sae appended when it is not the last.
 std::vector<int64_t> matryoshka_groups(const std::vector<int64_t>& prefixes, int64_t d_sae);
 
@@ -67,8 +71,10 @@ int64_t gated_select(const SaeParams& p, const float* pre, int64_t N, SaeWorkspa
 // gradients to r_mag and b_mag and turns ws.dval into its d pre (dz * exp(r_mag)); puts the gate
 // path's d pre in ws.gate_dval: (l1_coef / B) + <W_dec,f, (2/B)(x_hat_gate - y)> with x_hat_gate =
 // W_dec^T ReLU(pre) + b_dec (+ skip) through the decoder held constant. Returns sum_n of
-// l1_coef * sum ReLU(pre) + ||x_hat_gate - y||^2.
+// l1_coef * sum ReLU(pre) + ||x_hat_gate - y||^2. With a latent shard, x_hat_gate is summed over the
+// shard group (every shard's gate set) and the error counted by the lead shard.
 double gated_backward(const SaeParams& p, const float* pre, const float* y, const float* skip_out, int64_t N,
-                      int64_t global_batch, double l1_coef, SaeWorkspace& ws, double* grad);
+                      int64_t global_batch, double l1_coef, SaeWorkspace& ws, double* grad,
+                      const LatentShard* shard = nullptr);
 
 }  // namespace saepipe

@@ -255,15 +255,15 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
   if (arch == Architecture::Matryoshka) {
     const MatryoshkaSums m = matryoshka_backward(p, cfg.prefixes, ws.idx.data(), ws.val.data(), N, K,
                                                  p.skip ? ws.skip_out.data() : nullptr, y, global_batch, ws,
-                                                 ws.dval.data(), g_W_dec);
-    sums.penalty += m.prefix_sq;
+                                                 ws.dval.data(), g_W_dec, shard);
+    if (lead_shard) sums.penalty += m.prefix_sq;
     g_out = ws.prefix_g.data();  // group 1's suffix sum: every prefix's gradient
   } else {
     cpu::sparse_decode_backward(ws.idx.data(), ws.val.data(), ws.g.data(), N, K, p.W_dec(), O, F,
                                 ws.dval.data(), g_W_dec);
   }
   if (lead_shard) add_column_sums(g_out, N, O, 1.0, g_b_dec);  // x_hat = ... + b_dec
-  if (p.skip) add_outer_products(g_out, x, N, O, D, grad + p.off_W_skip());
+  if (p.skip && lead_shard) add_outer_products(g_out, x, N, O, D, grad + p.off_W_skip());  // shared, as b_dec
   // d pre = d z on active slots (every selection passes the gradient through); 0 elsewhere.
   for (int64_t s = 0; s < N * K; ++s)
     if (ws.idx[s] < 0) ws.dval[s] = 0.0f;
@@ -275,7 +275,7 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
                                      ws.idx.data(), K, grad + p.off_log_threshold());
   if (arch == Architecture::Gated)  // dval becomes the magnitude path's d pre; the gate path's in ws.gate_dval
     sums.penalty = gated_backward(p, ws.pre.data(), y, p.skip ? ws.skip_out.data() : nullptr, N, global_batch,
-                                  cfg.l1_coef, ws, grad);
+                                  cfg.l1_coef, ws, grad, shard);
 
   // ---- AuxK: dead latents reconstruct the residual r = y - x_hat (a constant) ----
   // Sharded, `dead` spans every shard's latents: A is the same on each shard of the group.

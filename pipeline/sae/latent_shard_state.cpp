@@ -14,38 +14,66 @@ namespace saepipe {
 
 namespace {
 
-// The parameter segments that hold one value (or row of D) per latent, as offsets in the whole
-// dictionary's layout and in a shard's, with their row length; b_dec is shared.
-struct Segment {
-  int64_t full_off, shard_off, row;
-};
-// SaeParams' offsets for an SAE of D inputs and F latents, without its buffer.
-SaeParams layout_of(int64_t D, int64_t F) {
+using Segment = LatentSegment;
+
+// SaeParams' offsets for the range's dictionary with F latents, without its buffer.
+SaeParams layout_of(const LatentRange& r, int64_t F) {
+  SaeShape shape = whole_shape(r);
+  shape.d_sae = F;
   SaeParams p;
-  p.d_in = p.d_out = D;
+  p.d_in = shape.d_in;
+  p.d_out = shape.d_out > 0 ? shape.d_out : shape.d_in;
   p.d_sae = F;
+  p.transcoder = shape.transcoder;
+  p.skip = shape.skip;
+  p.gated = shape.gated;
+  p.layers = shape.layers;
   return p;
 }
-// W_encT [F,D] | b_enc [F] | W_dec [F,D] | log_threshold [F] (b_dec [D] between: shared).
+// W_encT [F,D] | b_enc [F] | W_dec [F,O] | log_threshold [F] | r_mag, b_mag [F] (gated).
 std::vector<Segment> latent_segments(const LatentRange& r) {
-  const SaeParams w = layout_of(r.D, r.F), s = layout_of(r.D, r.Fs);
-  return {{w.off_W_encT(), s.off_W_encT(), r.D},
-          {w.off_b_enc(), s.off_b_enc(), 1},
-          {w.off_W_dec(), s.off_W_dec(), r.D},
-          {w.off_log_threshold(), s.off_log_threshold(), 1}};
+  const SaeParams w = layout_of(r, r.F), s = layout_of(r, r.Fs);
+  std::vector<Segment> seg = {{w.off_W_encT(), s.off_W_encT(), w.d_in},
+                              {w.off_b_enc(), s.off_b_enc(), 1},
+                              {w.off_W_dec(), s.off_W_dec(), w.d_out},
+                              {w.off_log_threshold(), s.off_log_threshold(), 1}};
+  if (w.gated) seg.insert(seg.end(), {{w.off_r_mag(), s.off_r_mag(), 1}, {w.off_b_mag(), s.off_b_mag(), 1}});
+  return seg;
 }
-int64_t off_b_dec(int64_t D, int64_t F) { return layout_of(D, F).off_b_dec(); }
+// Copies the shared segments from one layout to the other.
+void copy_shared(const LatentRange& r, const float* from, bool from_whole, float* to) {
+  for (const Segment& g : shared_segments(r))
+    std::copy_n(from + (from_whole ? g.full_off : g.shard_off), g.row, to + (from_whole ? g.shard_off : g.full_off));
+}
 
 constexpr int64_t kPiece = int64_t(1) << 26;  // floats per collective
 
 }  // namespace
 
+SaeShape whole_shape(const LatentRange& r) {
+  SaeShape s = r.shape.d_in > 0 ? r.shape : SaeShape{r.D, r.F};
+  s.d_sae = r.F;
+  return s;
+}
+
+SaeShape part_shape(const LatentRange& r) {
+  SaeShape s = whole_shape(r);
+  s.d_sae = r.Fs;
+  return s;
+}
+
+std::vector<LatentSegment> shared_segments(const LatentRange& r) {
+  const SaeParams w = layout_of(r, r.F), s = layout_of(r, r.Fs);
+  std::vector<Segment> seg = {{w.off_b_dec(), s.off_b_dec(), w.d_out}};
+  if (w.skip) seg.push_back({w.off_W_skip(), s.off_W_skip(), w.d_out * w.d_in});
+  return seg;
+}
+
 void take_latent_range(const LatentRange& r, const std::vector<float>& full, std::vector<float>& mine) {
   for (const Segment& g : latent_segments(r))
     std::copy(full.begin() + g.full_off + r.first * g.row, full.begin() + g.full_off + (r.first + r.Fs) * g.row,
               mine.begin() + g.shard_off);
-  std::copy(full.begin() + off_b_dec(r.D, r.F), full.begin() + off_b_dec(r.D, r.F) + r.D,
-            mine.begin() + off_b_dec(r.D, r.Fs));
+  copy_shared(r, full.data(), true, mine.data());
 }
 
 void gather_latent_range(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
@@ -61,8 +89,7 @@ void gather_latent_range(const MpiEnv& group, const LatentRange& r, const std::v
                     size_t(n) * 4);
     }
   }
-  std::copy(mine.begin() + off_b_dec(r.D, r.Fs), mine.begin() + off_b_dec(r.D, r.Fs) + r.D,
-            full.begin() + off_b_dec(r.D, r.F));
+  copy_shared(r, mine.data(), false, full.data());
 }
 
 void gather_latent_range_to_root(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
@@ -81,9 +108,7 @@ void gather_latent_range_to_root(const MpiEnv& group, const LatentRange& r, cons
         std::copy_n(all.data() + size_t(s) * size_t(n), n, full.data() + g.full_off + int64_t(s) * len + off);
     }
   }
-  if (group.is_root())
-    std::copy(mine.begin() + off_b_dec(r.D, r.Fs), mine.begin() + off_b_dec(r.D, r.Fs) + r.D,
-              full.begin() + off_b_dec(r.D, r.F));
+  if (group.is_root()) copy_shared(r, mine.data(), false, full.data());
 }
 
 void resample_latent_range(const MpiEnv& group, const LatentRange& r, SaeParams& mine, AdamState& adam,

@@ -1,9 +1,9 @@
 // A latent shard's part of the whole dictionary's vectors (parameters, Adam moments) and the
 // collectives that move it: shared by the CPU and CUDA sharded steps (train_step_sharded.cpp,
 // cuda/train_step_sharded.cu), which hold latents [first, first + Fs) in SaeParams' layout
-// with Fs latents and b_dec whole.
+// with Fs latents and the shared parameters whole: b_dec, and a skip transcoder's W_skip.
 //
-// Shape legend: D d_in, F d_sae (all shards), Fs this shard's latents, S shards in the group.
+// Shape legend: D d_in, O d_out, F d_sae (all shards), Fs this shard's latents, S shards in the group.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -15,9 +15,23 @@ namespace saepipe {
 
 struct LatentRange {
   int64_t D = 0, F = 0, Fs = 0, first = 0;
+  // The dictionary's kind (transcoder, skip, gated, layers; d_sae is F); d_in 0: an SAE of D inputs.
+  SaeShape shape{};
 };
+// The shapes of the whole dictionary and of the shard's part.
+SaeShape whole_shape(const LatentRange& r);
+SaeShape part_shape(const LatentRange& r);
 
-// This shard's latents (and b_dec) of a whole-dictionary vector [P(D, F)] into mine [P(D, Fs)].
+// A run of a parameter vector: at full_off in the whole dictionary's layout and shard_off in the
+// part's, `row` values per latent (latent segments) or `row` values in all (shared segments).
+struct LatentSegment {
+  int64_t full_off, shard_off, row;
+};
+// The shared ones, in increasing offset: b_dec [O] and, with a skip, W_skip [O,D]: whole on
+// every shard, their gradient summed over the shard group.
+std::vector<LatentSegment> shared_segments(const LatentRange& r);
+
+// This shard's latents (and the shared parameters) of a whole-dictionary vector into mine.
 void take_latent_range(const LatentRange& r, const std::vector<float>& full, std::vector<float>& mine);
 
 // The whole-dictionary vector from every shard's (collective over `group`, the shard group in

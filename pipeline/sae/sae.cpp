@@ -42,12 +42,7 @@ void check_config(const SaeParams& p, const SaeConfig& cfg) {
   SAE_ASSERT(p.d_in > 0 && p.d_sae > 0 && p.d_out > 0, "SAE parameters not sized");
   SAE_ASSERT(p.size() == SaeParams::size_for(p.shape()), "parameter buffer size");
   const int64_t total = cfg.shard ? cfg.shard->total : p.d_sae;
-  if (cfg.shard) {
-    SAE_ASSERT(cfg.shard->first >= 0 && cfg.shard->first + p.d_sae <= total, "latent shard range");
-    SAE_ASSERT(latent_shardable(cfg.architecture) && p.shape().d_out == p.d_in && !p.transcoder && !p.skip &&
-                   !p.gated && p.layers == 1,
-               "latent sharding takes an SAE of topk, batchtopk, relu or jumprelu");
-  }
+  if (cfg.shard) SAE_ASSERT(cfg.shard->first >= 0 && cfg.shard->first + p.d_sae <= total, "latent shard range");
   const Architecture a = cfg.architecture;
   if (a == Architecture::TopK || batch_selection(a))
     SAE_ASSERT(cfg.k >= 1 && cfg.k <= total, "k must be in [1, d_sae], got " + std::to_string(cfg.k));
@@ -55,7 +50,7 @@ void check_config(const SaeParams& p, const SaeConfig& cfg) {
   SAE_ASSERT(cfg.bandwidth > 0, "jumprelu bandwidth must be > 0");
   SAE_ASSERT((a == Architecture::Gated) == p.gated, "gated parameters belong to the gated architecture");
   for (size_t j = 0; j < cfg.prefixes.size(); ++j)
-    SAE_ASSERT(cfg.prefixes[j] >= 1 && cfg.prefixes[j] <= p.d_sae && (j == 0 || cfg.prefixes[j] > cfg.prefixes[j - 1]),
+    SAE_ASSERT(cfg.prefixes[j] >= 1 && cfg.prefixes[j] <= total && (j == 0 || cfg.prefixes[j] > cfg.prefixes[j - 1]),
                "matryoshka prefixes must increase within [1, d_sae]");
 }
 

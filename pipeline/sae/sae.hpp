@@ -52,12 +52,6 @@ inline bool unit_norm_decoder(Architecture a) { return a != Architecture::ReLU; 
 // `given` with d_sae appended when it is not the last; empty: d_sae/16, d_sae/8, d_sae/4, d_sae/2,
 // d_sae (those >= 1, without repeats).
 std::vector<int64_t> matryoshka_prefixes_in_force(const std::vector<int64_t>& given, int64_t d_sae);
-// Architectures whose CPU step can split the latents over ranks (latent_shards > 1); the others
-// need every latent's reconstruction per prefix (matryoshka) or a second decoder pass (gated).
-inline bool latent_shardable(Architecture a) {
-  return a == Architecture::TopK || a == Architecture::BatchTopK || a == Architecture::ReLU ||
-         a == Architecture::JumpReLU;
-}
 // Architectures that keep the B*k largest pre-activations of the global batch (and a threshold
 // at inference).
 inline bool batch_selection(Architecture a) { return a == Architecture::BatchTopK || a == Architecture::Matryoshka; }
@@ -203,6 +197,7 @@ struct SaeWorkspace {
   std::vector<float> skip_out;                         // skip: x W_skip^T [N,O]
   std::vector<float> prefix_g;                         // matryoshka: suffix sums of g [J,N,O]
   std::vector<int32_t> prefix_idx;                     // matryoshka: idx of one prefix group [N,W]
+  std::vector<double> prefix_acc;                      // matryoshka, sharded: each group's sum [J,N,O]
 };
 
 // Sums over the local tokens of one step (the trainer reduces them across ranks).

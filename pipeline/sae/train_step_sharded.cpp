@@ -1,23 +1,26 @@
 // The CPU training step of one latent shard (train_step.hpp; the grid: latent_grid.hpp).
-// This rank holds latents [first, first + Fs) of W_enc, b_enc, W_dec, the thresholds and
-// their Adam moments, and all of b_dec. A step:
+// This rank holds latents [first, first + Fs) of W_enc, b_enc, W_dec, the thresholds (gated:
+// r_mag, b_mag) and their Adam moments, and all of b_dec (and a skip transcoder's W_skip). A step:
 //   1. pre-activations of its latents on its data group's rows (the encoder's aligned blocks
 //      as unsharded); topk / AuxK: every shard offers its best per row and the shard group
 //      keeps the global best (merge_top below; ties to the lower latent, as topk_rows);
-//      batchtopk: the threshold from every rank's candidates; relu / jumprelu: local;
+//      batchtopk / matryoshka: the threshold from every rank's candidates; relu / jumprelu /
+//      gated: local;
 //   2. the reconstruction summed over the shard group (sum_rows), so g = dLoss/dx_hat is the
-//      unsharded one on every shard; backward of its own latents;
+//      unsharded one on every shard (matryoshka: each prefix's, gated: the gate path's too);
+//      backward of its own latents; a transcoder reconstructs its target, a crosscoder its
+//      layers side by side (the decoder rows hold every layer: nothing else changes);
 //   3. float64 sums: this shard's gradient, fire counts and metrics over its data groups
-//      (ranks with the same latents), then b_dec's gradient, the metrics and the squared
-//      gradient norm over the shard group; every rank clips by the global norm and applies
-//      the same Adam update to its latents (b_dec alike on every rank).
+//      (ranks with the same latents), then the shared parameters' gradients (b_dec, W_skip), the
+//      metrics and the squared gradient norm over the shard group; every rank clips by the global
+//      norm and applies the same Adam update to its latents (the shared ones alike on every rank).
 // The pre-activations are bit-identical to the unsharded step's (the same encoder blocks:
 // kTrainEncoderCols), so the selections are too; the weights equal the unsharded ones up to
 // float64 rounding: the reconstruction and the gradients are float64 sums (in another order)
 // rounded once to float.
 //
-// Shape legend: N this rank's rows, D d_in, F d_sae (all shards), Fs = F / S this shard's
-// latents, K a selection's width, P_s this shard's parameters (SaeParams::size_for(D, Fs)).
+// Shape legend: N this rank's rows, D d_in, O d_out, F d_sae (all shards), Fs = F / S this shard's
+// latents, K a selection's width, P_s this shard's parameters (SaeParams::size_for of its part).
 #include <mpi.h>
 
 #include <algorithm>
@@ -39,7 +42,7 @@ class CpuShardedTrainStep final : public TrainStep {
  public:
   CpuShardedTrainStep(const TrainStepConfig& c, const LatentGrid& grid)
       : cfg_(c), grid_(grid), S_(grid.shards()), F_(c.d_sae), Fs_(c.d_sae / grid.shards()),
-        first_(int64_t(grid.shard()) * Fs_), params_(c.d_in, Fs_),
+        first_(int64_t(grid.shard()) * Fs_), shape_(c.shape()), params_(part_shape(range())),
         unit_norm_(unit_norm_decoder(c.sae.architecture)) {
     SAE_ASSERT(c.d_sae % S_ == 0, "latent shards must divide d_sae (checked with the job)");
     SAE_ASSERT(Fs_ % kTrainEncoderCols == 0, "a latent shard holds whole encoder blocks (checked by the train stage)");
@@ -62,9 +65,10 @@ class CpuShardedTrainStep final : public TrainStep {
         comm_bytes_ += double(all.size()) * sizeof(float);
         return local_kth_largest(all, kth);
       };
-    const int64_t P = params_.size(), D = c.d_in;
-    reduce_.resize(size_t(P + Fs_ + D + 5));  // gradient | fire counts | sum x | 5 scalars
-    group_.resize(size_t(2 * D + 6));          // g b_dec | sum x | 5 scalars | squared norm
+    const int64_t P = params_.size(), O = params_.d_out;
+    for (const LatentSegment& g : shared_segments(range())) n_shared_ += g.row;
+    reduce_.resize(size_t(P + Fs_ + O + 5));   // gradient | fire counts | sum y | 5 scalars
+    group_.resize(size_t(n_shared_ + O + 6));  // g b_dec (| g W_skip) | sum y | 5 scalars | squared norm
     fire_.resize(size_t(Fs_));
     fire_all_.resize(size_t(F_));
     grad_.resize(size_t(P));
@@ -76,7 +80,8 @@ class CpuShardedTrainStep final : public TrainStep {
   }
 
   void set_state(const SaeParams& p, const AdamState& a) override {
-    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == F_, "parameter shapes");
+    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == F_ && p.size() == SaeParams::size_for(whole_shape(range())),
+               "parameter shapes");
     take_latent_range(range(), p.data, params_.data);
     adam_.t = a.t;
     adam_.m.clear();
@@ -90,7 +95,7 @@ class CpuShardedTrainStep final : public TrainStep {
   }
 
   void get_state(SaeParams& p, AdamState& a) const override {
-    p = SaeParams(params_.d_in, F_);
+    p = SaeParams(whole_shape(range()));
     gather_latent_range(grid_.shard_group(), range(), params_.data, p.data);
     a = AdamState{};
     a.t = adam_.t;
@@ -112,7 +117,9 @@ class CpuShardedTrainStep final : public TrainStep {
   }
 
   void set_local_state(const SaeParams& p, const AdamState& a) override {
-    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == Fs_ && p.size() == params_.size(), "the shard's parameter shapes");
+    SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == Fs_ && p.size() == params_.size() && p.gated == params_.gated &&
+                   p.skip == params_.skip && p.d_out == params_.d_out,
+               "the shard's parameter shapes");
     SAE_ASSERT(a.m.empty() || (a.m.size() == p.data.size() && a.v.size() == p.data.size()), "the shard's Adam moments");
     params_.data = p.data;
     adam_ = a;
@@ -120,29 +127,29 @@ class CpuShardedTrainStep final : public TrainStep {
 
   void gather_params(SaeParams& p) const override {
     const bool root = grid_.shard_group().is_root();
-    p = root ? SaeParams(params_.d_in, F_) : SaeParams();
+    p = root ? SaeParams(whole_shape(range())) : SaeParams();
     gather_latent_range_to_root(grid_.shard_group(), range(), params_.data, p.data);
   }
 
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
-    SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
+    SAE_ASSERT((b.target != nullptr) == params_.transcoder, "a transcoder, and only a transcoder, has a target batch");
     const double t0 = MPI_Wtime();
     comm_bytes_ = comm_s_ = 0;
-    const int64_t P = params_.size(), D = params_.d_in, Fs = Fs_;
-    const int64_t off_fire = P, off_sumx = P + Fs, off_scalars = P + Fs + D, n_reduce = off_scalars + 5;
+    const int64_t P = params_.size(), D = params_.d_in, O = params_.d_out, Fs = Fs_, H = n_shared_;
+    const int64_t off_fire = P, off_sumx = P + Fs, off_scalars = P + Fs + O, n_reduce = off_scalars + 5;
     std::fill(reduce_.begin(), reduce_.end(), 0.0);
     std::fill(fire_.begin(), fire_.end(), 0);
     cfg_.sae.l1_coef = s.l1_coef;
     cfg_.sae.l0_coef = s.l0_coef;
     // Collective over the shard group and, for batchtopk, every rank: called also with no rows.
     const SaeStepSums sums = sae_forward_backward(params_, cfg_.sae, b.x, b.n, b.global_batch, dead, reduce_.data(),
-                                                  fire_.data(), ws_, b.lead, b.tail);
+                                                  fire_.data(), ws_, b.lead, b.tail, b.target);
     double sum_x2 = 0;
     if (shard_.lead) {  // the shard group's rows are the same: one shard counts them
-      const float* x_own = b.x + b.lead * D;
+      const float* y = b.target ? b.target : b.x + b.lead * D;
       for (int64_t n = 0; n < b.n; ++n)
-        for (int64_t d = 0; d < D; ++d) {
-          const double v = x_own[n * D + d];
+        for (int64_t d = 0; d < O; ++d) {
+          const double v = y[n * O + d];
           reduce_[off_sumx + d] += v;
           sum_x2 += v * v;
         }
@@ -156,26 +163,39 @@ class CpuShardedTrainStep final : public TrainStep {
     if (grid_.data_groups() > 1)
       timed(double(n_reduce) * sizeof(double), [&] { grid_.data_group().allreduce_sum(reduce_.data(), n_reduce); });
 
-    // The shard group: b_dec's gradient (the lead's reconstruction term plus every shard's
-    // encoder term), sum x and the scalars (the lead's and every shard's own), and the squared
-    // norm of the shard's own gradient for clipping.
-    const int64_t off_b_dec = params_.off_b_dec();
+    // The shard group: the shared parameters' gradients (b_dec: the lead's reconstruction term
+    // plus every shard's encoder term; W_skip: the lead's), sum y and the scalars (the lead's and
+    // every shard's own), and the squared norm of the shard's own gradient for clipping.
+    const std::vector<LatentSegment> shared = shared_segments(range());
     double own_sq = 0;
-    if (cfg_.grad_clip > 0)
-      for (int64_t i = 0; i < P; ++i)
-        if (i < off_b_dec || i >= off_b_dec + D) own_sq += reduce_[i] * reduce_[i];
-    std::copy(reduce_.begin() + off_b_dec, reduce_.begin() + off_b_dec + D, group_.begin());
-    std::copy(reduce_.begin() + off_sumx, reduce_.begin() + off_sumx + D + 5, group_.begin() + D);
-    group_[2 * D + 5] = own_sq;
+    if (cfg_.grad_clip > 0) {  // the gradient outside the shared segments (in increasing offset)
+      int64_t i = 0;
+      for (const LatentSegment& g : shared) {
+        for (; i < g.shard_off; ++i) own_sq += reduce_[i] * reduce_[i];
+        i = g.shard_off + g.row;
+      }
+      for (; i < P; ++i) own_sq += reduce_[i] * reduce_[i];
+    }
+    int64_t at = 0;
+    for (const LatentSegment& g : shared) {
+      std::copy(reduce_.begin() + g.shard_off, reduce_.begin() + g.shard_off + g.row, group_.begin() + at);
+      at += g.row;
+    }
+    std::copy(reduce_.begin() + off_sumx, reduce_.begin() + off_sumx + O + 5, group_.begin() + H);
+    group_[H + O + 5] = own_sq;
     timed(double(group_.size()) * sizeof(double),
           [&] { grid_.shard_group().allreduce_sum(group_.data(), int64_t(group_.size())); });
-    std::copy(group_.begin(), group_.begin() + D, reduce_.begin() + off_b_dec);
-    std::copy(group_.begin() + D, group_.begin() + 2 * D + 5, reduce_.begin() + off_sumx);
+    at = 0;
+    for (const LatentSegment& g : shared) {
+      std::copy(group_.begin() + at, group_.begin() + at + g.row, reduce_.begin() + g.shard_off);
+      at += g.row;
+    }
+    std::copy(group_.begin() + H, group_.begin() + H + O + 5, reduce_.begin() + off_sumx);
 
     double clip = 1.0;
     if (cfg_.grad_clip > 0) {
-      double ss = group_[2 * D + 5];
-      for (int64_t d = 0; d < D; ++d) ss += reduce_[off_b_dec + d] * reduce_[off_b_dec + d];
+      double ss = group_[H + O + 5];
+      for (int64_t i = 0; i < H; ++i) ss += group_[i] * group_[i];
       const double norm = std::sqrt(ss);
       if (norm > cfg_.grad_clip) clip = cfg_.grad_clip / norm;
     }
@@ -198,7 +218,7 @@ class CpuShardedTrainStep final : public TrainStep {
     totals_.penalty = reduce_[off_scalars + 4];
     totals_.sum_x = reduce_.data() + off_sumx;
     totals_.fire = fire_all_.data();
-    totals_.batch_threshold = cfg_.sae.architecture == Architecture::BatchTopK ? ws_.batch_threshold : 0.0f;
+    totals_.batch_threshold = batch_selection(cfg_.sae.architecture) ? ws_.batch_threshold : 0.0f;
     totals_.comm_bytes = comm_bytes_;
     totals_.comm_s = comm_s_;
     totals_.step_s = MPI_Wtime() - t0;
@@ -212,7 +232,8 @@ class CpuShardedTrainStep final : public TrainStep {
   }
 
   std::vector<float> row_errors(const StepBatch& b) const override {
-    return row_squared_errors(ws_.recon.data(), b.x + b.lead * params_.d_in, b.n, params_.d_in);
+    return row_squared_errors(ws_.recon.data(), b.target ? b.target : b.x + b.lead * params_.d_in, b.n,
+                              params_.d_out);
   }
 
  private:
@@ -235,13 +256,15 @@ class CpuShardedTrainStep final : public TrainStep {
     merge_shard_candidates(all, S_, N, W, K, first_, Fs_, idx_out, val_out);
   }
 
-  LatentRange range() const { return {params_.d_in, F_, Fs_, first_}; }
+  LatentRange range() const { return {shape_.d_in, F_, Fs_, first_, shape_}; }
 
   TrainStepConfig cfg_;
   const LatentGrid& grid_;
   const int S_;
   const int64_t F_, Fs_, first_;
-  SaeParams params_;  // this shard's: [D, Fs] in SaeParams' layout, b_dec whole
+  const SaeShape shape_;  // the whole dictionary's
+  SaeParams params_;      // this shard's: Fs latents in SaeParams' layout, b_dec (and W_skip) whole
+  int64_t n_shared_ = 0;  // b_dec's and W_skip's values
   AdamState adam_;
   const bool unit_norm_;
   LatentShard shard_;

@@ -131,19 +131,12 @@ void TrainStage::run(const std::string&) {
       user_error(shards_key + "does not divide the " + std::to_string(env.size()) + " ranks of this run");
     for (const auto& m : models) {
       const int64_t F = m->spec().config.d_sae, unit = S * kTrainEncoderCols;
-      const std::string& arch = m->spec().config.architecture;
-      if (S > 1 && !latent_shardable(parse_architecture(arch)))
-        user_error(shards_key + (m->spec().name.empty() ? "train" : "sweep " + m->spec().name) + ": architecture \"" +
-                   arch + "\" is not sharded yet (topk, batchtopk, relu and jumprelu are); latent_shards = 1 trains it");
       if (S > 1 && F % unit != 0)
         user_error(shards_key + (m->spec().name.empty() ? "train" : "sweep " + m->spec().name) + ": d_sae = " +
                    std::to_string(F) + " must be a multiple of latent_shards x " + std::to_string(kTrainEncoderCols) +
                    " = " + std::to_string(unit) + " (each shard holds whole encoder blocks of " +
                    std::to_string(kTrainEncoderCols) + " latents, so the weights do not depend on the grid)");
     }
-    if (S > 1 && (transcoder || crosscoder))
-      user_error(shards_key + (transcoder ? "transcoders (train.target_hook)" : "crosscoders (train.hooks)") +
-                 " are not sharded; latent_shards = 1 trains them");
   });
   const LatentGrid grid(env, int(S));
   // This rank's rows of every global batch: [lo, hi). The encoder runs on the aligned

@@ -1,6 +1,7 @@
 // The latent-sharded CPU training step (pipeline/sae/train_step_sharded.cpp) against the
 // unsharded one, under 1-4 ranks: every grid the rank count allows (np 2: 1x2; np 3: 1x3;
-// np 4: 2x2 and 1x4), every architecture, with AuxK over dead latents of every shard, gradient
+// np 4: 2x2 and 1x4), every architecture and dictionary kind (transcoders with and without the
+// skip, a crosscoder), with AuxK over dead latents of every shard, gradient
 // clipping, and a batch whose rows are split over the data groups. The reference is the
 // unsharded step on each rank alone (MPI_COMM_SELF) holding the whole batch; after several
 // steps the sharded weights (gathered by get_state) are within 1e-5 relative of it, and so are
@@ -25,6 +26,16 @@ namespace {
 
 constexpr int64_t B = 96, D = 16, F = 12 * kTrainEncoderCols;  // whole encoder blocks for S = 2, 3, 4
 
+// An architecture and a dictionary kind: d_out > 0 is a transcoder writing d_out; layers > 1 a
+// crosscoder (D = layers x its hooks' width).
+struct Variant {
+  const char* name;
+  Architecture arch;
+  int64_t d_out = 0;
+  bool skip = false;
+  int64_t layers = 1;
+};
+
 // The global batch of step `s`: sparse non-negative mixtures of a few directions plus noise,
 // so that latents compete and some stay dead. The same on every rank.
 std::vector<float> batch(int s) {
@@ -43,10 +54,15 @@ std::vector<float> batch(int s) {
   return x;
 }
 
-TrainStepConfig config(Architecture arch) {
+TrainStepConfig config(const Variant& v) {
+  const Architecture arch = v.arch;
   TrainStepConfig c;
   c.d_in = D;
   c.d_sae = F;
+  c.d_out = v.d_out > 0 ? v.d_out : D;
+  c.transcoder = v.d_out > 0;
+  c.skip = v.skip;
+  c.layers = v.layers;
   c.sae.architecture = arch;
   c.sae.k = 4;
   c.sae.auxk = 6;
@@ -54,15 +70,34 @@ TrainStepConfig config(Architecture arch) {
   c.sae.l0_coef = 0.01;
   c.sae.bandwidth = 0.05;
   c.grad_clip = 0.5;
+  // Prefix bounds inside the shards of every grid (S = 2, 3, 4: 1536, 1024, 768 latents each).
+  if (arch == Architecture::Matryoshka) c.sae.prefixes = {100, 700, 1600, 2500, F};
   return c;
 }
 
-SaeParams initial(Architecture arch) {
-  SaeParams p(D, F);
+SaeParams initial(const Variant& v) {
+  SaeParams p(config(v).shape());
   init_tied(p, 11);
-  if (arch == Architecture::JumpReLU) std::fill(p.log_threshold(), p.log_threshold() + F, std::log(0.2f));
-  for (int64_t d = 0; d < D; ++d) p.b_dec()[d] = 0.01f * float(d);
+  if (v.arch == Architecture::JumpReLU) std::fill(p.log_threshold(), p.log_threshold() + F, std::log(0.2f));
+  for (int64_t d = 0; d < p.d_out; ++d) p.b_dec()[d] = 0.01f * float(d);
   return p;
+}
+
+// A transcoder's target rows [B, O]: a fixed linear map of x plus noise (empty for the others).
+std::vector<float> target(const Variant& v, const std::vector<float>& x, int s) {
+  if (v.d_out == 0) return {};
+  const int64_t O = v.d_out;
+  std::mt19937_64 fixed(9), rng(2000 + uint64_t(s));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> A(size_t(O * D)), y(size_t(B * O));
+  for (auto& a : A) a = 0.3f * normal(fixed);
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t o = 0; o < O; ++o) {
+      float acc = 0.02f * normal(rng);
+      for (int64_t d = 0; d < D; ++d) acc += A[o * D + d] * x[n * D + d];
+      y[n * O + o] = acc;
+    }
+  return y;
 }
 
 std::vector<uint8_t> dead_mask(int s) {  // changes between steps; every shard holds some
@@ -79,11 +114,13 @@ StepSchedule schedule() {
 }
 
 // This rank's rows of the global batch on `grid` (as the train stage: the data group's slice).
-StepBatch rows(const LatentGrid& grid, const std::vector<float>& x) {
+// y: a transcoder's target rows of the whole batch [B, O] (empty: none).
+StepBatch rows(const LatentGrid& grid, const std::vector<float>& x, const std::vector<float>& y = {}) {
   const int64_t g = grid.data_group_index(), G = grid.data_groups();
   const int64_t lo = B * g / G, hi = B * (g + 1) / G;
+  const float* own_y = y.empty() ? nullptr : y.data() + lo * int64_t(y.size() / size_t(B));
   // B is less than one encoder block: the block is the whole batch, the other rows lead/tail.
-  return StepBatch{x.data(), nullptr, lo, hi - lo, B - hi, lo, B};
+  return StepBatch{x.data(), own_y, lo, hi - lo, B - hi, lo, B};
 }
 
 double max_rel(const float* a, const float* b, int64_t n) {
@@ -95,8 +132,15 @@ double max_rel(const float* a, const float* b, int64_t n) {
   return diff / scale;
 }
 
-const Architecture kArchitectures[] = {Architecture::TopK, Architecture::BatchTopK, Architecture::ReLU,
-                                       Architecture::JumpReLU};
+const Variant kVariants[] = {{"topk", Architecture::TopK},
+                             {"batchtopk", Architecture::BatchTopK},
+                             {"relu", Architecture::ReLU},
+                             {"jumprelu", Architecture::JumpReLU},
+                             {"matryoshka", Architecture::Matryoshka},
+                             {"gated", Architecture::Gated},
+                             {"transcoder+skip", Architecture::BatchTopK, 12, true},
+                             {"transcoder", Architecture::JumpReLU, 12},
+                             {"crosscoder", Architecture::ReLU, 0, false, 2}};
 
 TEST(LatentShards, ShardedStepMatchesUnshardedForEveryArchitectureAndGrid) {
   const MpiEnv world;
@@ -106,21 +150,22 @@ TEST(LatentShards, ShardedStepMatchesUnshardedForEveryArchitectureAndGrid) {
     if (world.size() % S != 0 || F % S != 0) continue;
     ++grids;
     const LatentGrid grid(world, S);
-    for (Architecture arch : kArchitectures) {
-      SCOPED_TRACE("grid " + grid.describe() + ", " + to_string(arch));
-      auto ref = make_cpu_train_step(config(arch), self);
-      auto sharded = make_cpu_sharded_train_step(config(arch), grid);
-      ref->set_state(initial(arch), AdamState{});
-      sharded->set_state(initial(arch), AdamState{});
+    for (const Variant& v : kVariants) {
+      SCOPED_TRACE("grid " + grid.describe() + ", " + v.name);
+      auto ref = make_cpu_train_step(config(v), self);
+      auto sharded = make_cpu_sharded_train_step(config(v), grid);
+      ref->set_state(initial(v), AdamState{});
+      sharded->set_state(initial(v), AdamState{});
       constexpr int kSteps = 6;
       for (int s = 0; s < kSteps; ++s) {
-        const std::vector<float> x = batch(s);
+        const std::vector<float> x = batch(s), y = target(v, x, s);
         const std::vector<uint8_t> dead = dead_mask(s);
-        const StepTotals r = ref->step(StepBatch{x.data(), nullptr, 0, B, 0, 0, B}, dead.data(), schedule());
+        const StepTotals r =
+            ref->step(StepBatch{x.data(), y.empty() ? nullptr : y.data(), 0, B, 0, 0, B}, dead.data(), schedule());
         const std::vector<double> ref_fire(r.fire, r.fire + F);
         const double ref_sse = r.sum_sq_err, ref_active = r.active, ref_aux = r.aux_sq_err, ref_x2 = r.sum_x2;
         const double ref_pen = r.penalty;
-        const StepTotals& t = sharded->step(rows(grid, x), dead.data(), schedule());
+        const StepTotals& t = sharded->step(rows(grid, x, y), dead.data(), schedule());
         EXPECT_NEAR(t.sum_sq_err, ref_sse, 1e-5 * ref_sse) << "step " << s;
         EXPECT_NEAR(t.aux_sq_err, ref_aux, 1e-5 * ref_aux + 1e-12) << "step " << s;
         EXPECT_NEAR(t.sum_x2, ref_x2, 1e-9 * ref_x2) << "step " << s;
@@ -137,22 +182,26 @@ TEST(LatentShards, ShardedStepMatchesUnshardedForEveryArchitectureAndGrid) {
       sharded->get_state(got, got_adam);
       ASSERT_EQ(got.data.size(), want.data.size());
       EXPECT_EQ(got_adam.t, want_adam.t);
-      const struct {
+      struct Part {
         const char* name;
         int64_t off, n;
-      } parts[] = {{"W_encT", want.off_W_encT(), F * D},
-                   {"b_enc", want.off_b_enc(), F},
-                   {"W_dec", want.off_W_dec(), F * D},
-                   {"b_dec", want.off_b_dec(), D},
-                   {"log_threshold", want.off_log_threshold(), F}};
+      };
+      std::vector<Part> parts = {{"W_encT", want.off_W_encT(), F * D},
+                                 {"b_enc", want.off_b_enc(), F},
+                                 {"W_dec", want.off_W_dec(), F * want.d_out},
+                                 {"b_dec", want.off_b_dec(), want.d_out},
+                                 {"log_threshold", want.off_log_threshold(), F}};
+      if (want.gated) parts.insert(parts.end(), {{"r_mag", want.off_r_mag(), F}, {"b_mag", want.off_b_mag(), F}});
+      if (want.skip) parts.push_back({"W_skip", want.off_W_skip(), want.d_out * D});
       for (const auto& p : parts) {
         const double rel = max_rel(want.data.data() + p.off, got.data.data() + p.off, p.n);
         EXPECT_LE(rel, 1e-5) << p.name;
-        if (world.is_root()) std::printf("  grid %s %-9s %-13s max relative difference %.3g\n", grid.describe().c_str(),
-                                         to_string(arch).c_str(), p.name, rel);
+        if (world.is_root()) std::printf("  grid %s %-15s %-13s max relative difference %.3g\n", grid.describe().c_str(),
+                                         v.name, p.name, rel);
       }
       // The weights must have moved: a step that did nothing would also "match".
-      EXPECT_GT(max_rel(want.data.data(), initial(arch).data.data(), want.size()), 1e-3);
+      EXPECT_GT(max_rel(want.data.data(), initial(v).data.data(), want.size()), 1e-3);
+      if (want.skip) EXPECT_GT(max_rel(want.W_skip(), initial(v).W_skip(), want.d_out * D), 0.5);  // W_skip starts at 0
     }
   }
   if (world.is_root()) std::printf("  %d grid(s) for %d rank(s)\n", grids, world.size());
@@ -162,26 +211,26 @@ TEST(LatentShards, ResumeOnTheSameGridIsBitIdentical) {
   const MpiEnv world;
   if (world.size() < 2) GTEST_SKIP() << "needs 2 ranks";
   const LatentGrid grid(world, world.size() % 2 == 0 ? 2 : world.size());
-  for (Architecture arch : {Architecture::TopK, Architecture::JumpReLU}) {
-    SCOPED_TRACE(to_string(arch));
-    auto whole = make_cpu_sharded_train_step(config(arch), grid);
-    auto first = make_cpu_sharded_train_step(config(arch), grid);
-    whole->set_state(initial(arch), AdamState{});
-    first->set_state(initial(arch), AdamState{});
+  for (const Variant& v : {kVariants[0], kVariants[3], kVariants[5], kVariants[6]}) {
+    SCOPED_TRACE(v.name);
+    auto whole = make_cpu_sharded_train_step(config(v), grid);
+    auto first = make_cpu_sharded_train_step(config(v), grid);
+    whole->set_state(initial(v), AdamState{});
+    first->set_state(initial(v), AdamState{});
     for (int s = 0; s < 3; ++s) {
-      const std::vector<float> x = batch(s);
-      whole->step(rows(grid, x), dead_mask(s).data(), schedule());
-      first->step(rows(grid, x), dead_mask(s).data(), schedule());
+      const std::vector<float> x = batch(s), y = target(v, x, s);
+      whole->step(rows(grid, x, y), dead_mask(s).data(), schedule());
+      first->step(rows(grid, x, y), dead_mask(s).data(), schedule());
     }
     SaeParams saved;
     AdamState saved_adam;
     first->get_state(saved, saved_adam);
-    auto second = make_cpu_sharded_train_step(config(arch), grid);
+    auto second = make_cpu_sharded_train_step(config(v), grid);
     second->set_state(saved, saved_adam);
     for (int s = 3; s < 6; ++s) {
-      const std::vector<float> x = batch(s);
-      whole->step(rows(grid, x), dead_mask(s).data(), schedule());
-      second->step(rows(grid, x), dead_mask(s).data(), schedule());
+      const std::vector<float> x = batch(s), y = target(v, x, s);
+      whole->step(rows(grid, x, y), dead_mask(s).data(), schedule());
+      second->step(rows(grid, x, y), dead_mask(s).data(), schedule());
     }
     SaeParams a, b;
     AdamState am, bm;

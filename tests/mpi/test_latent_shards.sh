@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The train stage with [resources.train] latent_shards on the toy store: one job trains every
-# architecture (topk, and batchtopk, relu, jumprelu as sweep entries, AuxK, resampling,
-# checkpoints) on grids 1x2, 2x2 and 1x4; every sae.h5 is within 1e-5 relative of the
+# architecture (topk, and batchtopk, relu, jumprelu, matryoshka (prefix bounds inside shards) and
+# gated as sweep entries, AuxK, resampling, checkpoints) on grids 1x2, 2x2 and 1x4, and on a 3-hook
+# store transcoders (gated with the skip, topk without) and a crosscoder (relu) on 1x2; every
+# sae.h5 is within 1e-5 relative of the
 # unsharded 1-rank run's, in the same layout, and train_log.jsonl reports the bytes and the
 # share of step time spent communicating. Errors, one line and exit 2 each: the rank count not
 # divisible by latent_shards, latent_shards > d_sae, d_sae not divisible by it or not a
-# multiple of latent_shards x 256 (whole encoder blocks per shard), an architecture not sharded
-# yet (matryoshka).
+# multiple of latent_shards x 256 (whole encoder blocks per shard).
 # Sharded runs write sae.h5 and train_state.h5 collectively (parallel HDF5, each rank its latent
 # range): the same layout as the unsharded run's (h5dump -H, chunks, Fletcher32, dtypes) and
 # values within 1e-5 relative (since_fired exact), read back through HDF5's checksums.
@@ -57,6 +58,14 @@ architecture = "relu"
 [[train.sweep]]
 name = "jumprelu"
 architecture = "jumprelu"
+[[train.sweep]]
+name = "matryoshka"
+architecture = "matryoshka"
+d_sae = 1024
+matryoshka_prefixes = [100, 700]
+[[train.sweep]]
+name = "gated"
+architecture = "gated"
 T
 }
 job store.toml store 1
@@ -69,7 +78,7 @@ done
 $PY - <<'P' && pass "every architecture: sae.h5 of grids 1x2, 2x2, 1x4 within 1e-5 relative of 1 rank unsharded" || fail "sharded weights differ"
 import h5py, numpy as np, sys
 ok = True
-for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/"):
+for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/", "sweep/matryoshka/", "sweep/gated/"):
     ref = h5py.File(f"run1x1/sae/{model}sae.h5")
     for grid in ("1x2", "2x2", "1x4"):
         f = h5py.File(f"run{grid}/sae/{model}sae.h5")
@@ -86,7 +95,7 @@ P
 # The files' layout: h5dump -H (all but its first line, which names the file) identical.
 same_layout=1
 for grid in 1x2 2x2 1x4; do
-  for model in "" sweep/batchtopk/ sweep/relu/ sweep/jumprelu/; do
+  for model in "" sweep/batchtopk/ sweep/relu/ sweep/jumprelu/ sweep/matryoshka/ sweep/gated/; do
     for f in sae.h5 train_state.h5; do
       cmp -s <(h5dump -H "run1x1/sae/$model$f" | sed 1d) <(h5dump -H "run$grid/sae/$model$f" | sed 1d) ||
         { same_layout=0; echo "h5dump -H differs: run$grid/sae/$model$f"; }
@@ -98,7 +107,7 @@ done
 $PY - <<'P' && pass "train_state.h5 and sae.h5 of grids 1x2, 2x2, 1x4: written in parallel, same chunks/Fletcher32/dtypes/attributes, within 1e-5 of unsharded" || fail "sharded train_state.h5 or sae.h5 differs"
 import h5py, numpy as np, subprocess, sys
 ok = True
-for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/"):
+for model in ("", "sweep/batchtopk/", "sweep/relu/", "sweep/jumprelu/", "sweep/matryoshka/", "sweep/gated/"):
     for grid in ("1x2", "2x2", "1x4"):
         for name in ("sae.h5", "train_state.h5"):
             ref, f = h5py.File(f"run1x1/sae/{model}{name}"), h5py.File(f"run{grid}/sae/{model}{name}")
@@ -128,6 +137,75 @@ import json, sys
 rec = [json.loads(l) for l in open("run1x4/sae/train_log.jsonl")][-1]
 print("1x4 topk last window:", rec["comm_bytes_per_step"], "bytes/step,", rec["comm_fraction"], "of step time")
 sys.exit(0 if rec["comm_bytes_per_step"] > 0 and 0 <= rec["comm_fraction"] <= 1 else 1)
+P
+# Transcoders (gated with the skip: W_skip whole on every shard, r_mag and b_mag per range; topk
+# without, a sweep entry) and a crosscoder (relu over 3 layers) on a 3-hook store: 1x2 against 1
+# rank unsharded, every dataset of sae.h5 and train_state.h5 and their layout.
+hooks='["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]'
+vjob() {  # vjob FILE RUN_DIR SHARDS transcoder|crosscoder
+  { cat <<T
+[run]
+name = "shardsv"
+dir = "$2"
+seed = 5
+[harvest]
+hooks = $hooks
+n_tokens = 16384
+context = 64
+shard_tokens = 8192
+[harvest.synthetic]
+d_model = 16
+n_features = 48
+mean_active = 3.0
+hook_similarity = 0.5
+hook_linear = 0.3
+hook_noise = 0.01
+[resources.train]
+latent_shards = $3
+[train]
+activations = "storev/activations"
+d_sae = 512
+k = 4
+batch_tokens = 512
+n_tokens = 8192
+lr = 0.003
+auxk = 16
+dead_tokens = 512
+checkpoint_every = 8
+log_every = 4
+l1_coef = 0.3
+T
+    if [ "$4" = transcoder ]; then printf '%s\n' 'architecture = "gated"' 'hook = "blocks.0.hook_resid_post"' \
+      'target_hook = "blocks.1.hook_resid_post"' 'skip = true' '[[train.sweep]]' 'name = "topk"' \
+      'architecture = "topk"' 'skip = false'
+    else printf '%s\n' 'architecture = "relu"' "hooks = $hooks"; fi
+  } >"$1"
+}
+vjob storev.toml storev 1 crosscoder
+mpirun_np 1 "$BIN/saepipe-harvest" --job storev.toml >harvestv.log 2>&1 || { fail "harvest of the 3-hook store"; cat harvestv.log; }
+for v in transcoder crosscoder; do
+  for grid in 1x1 1x2; do
+    vjob "$v$grid.toml" "$v$grid" "${grid#*x}" $v
+    mpirun_np "${grid#*x}" "$BIN/saepipe-train" --job "$v$grid.toml" >"$v$grid.log" 2>&1 || { fail "$v on grid $grid"; cat "$v$grid.log"; }
+  done
+done
+$PY - <<'P' && pass "transcoders (gated + skip, topk) and a crosscoder (relu): 1x2 within 1e-5 relative of unsharded, sae.h5 and train_state.h5 (W_skip, r_mag, b_mag included)" || fail "sharded transcoder or crosscoder differs"
+import h5py, numpy as np, sys
+ok = True
+for run, model in (("transcoder", ""), ("transcoder", "sweep/topk/"), ("crosscoder", "")):
+    for name in ("sae.h5", "train_state.h5"):
+        ref, f = h5py.File(f"{run}1x1/sae/{model}{name}"), h5py.File(f"{run}1x2/sae/{model}{name}")
+        if sorted(ref.keys()) != sorted(f.keys()): print(run, model, name, "datasets differ"); ok = False; continue
+        worst = 0.0
+        for k in ref:
+            x, y = ref[k][...], f[k][...]
+            if (x.shape, x.dtype, ref[k].chunks) != (y.shape, y.dtype, f[k].chunks): print(run, model, name, k, "layout differs"); ok = False; continue
+            rel = np.abs(x.astype(np.float64) - y).max() / max(np.abs(x).max(), 1e-30)
+            if rel > (0 if k == "since_fired" else 1e-5): print(run, model, name, k, "relative difference", rel); ok = False
+            worst = max(worst, rel)
+        print(f"{run} {model or 'main'} {name}: {len(ref.keys())} datasets, max relative difference {worst:.3g}")
+    ok &= all(k in h5py.File(f"{run}1x2/sae/{model}sae.h5") for k in (("W_skip", "r_mag", "b_mag") if run == "transcoder" and not model else ()))
+sys.exit(0 if ok else 1)
 P
 # A 2x2 run killed after a checkpoint and re-run, against the same run uninterrupted (topk only,
 # 240 steps so that the kill lands mid-run).
@@ -186,10 +264,8 @@ for run in ("kr1x4", "kr1x1"):
 sys.exit(0 if ok else 1)
 P
 job e_ranks.toml erun 4; job e_big.toml erun 128 64; job e_div.toml erun 3 64; job e_align.toml erun 2 256
-job e_arch.toml erun 2 && sed -i '0,/architecture = "topk"/s//architecture = "matryoshka"/' e_arch.toml
 expect_error 2 "latent_shards = 4: does not divide the 2 ranks" -- mpirun_np 2 "$BIN/saepipe-train" --job e_ranks.toml
 expect_error 2 "resources.train.latent_shards: = 128 is more than train.d_sae = 64" -- mpirun_np 2 "$BIN/saepipe-train" --job e_big.toml
 expect_error 2 "resources.train.latent_shards: = 3 does not divide train.d_sae = 64" -- mpirun_np 3 "$BIN/saepipe-train" --job e_div.toml
 expect_error 2 "latent_shards = 2: train: d_sae = 256 must be a multiple of latent_shards x 256 = 512" -- mpirun_np 2 "$BIN/saepipe-train" --job e_align.toml
-expect_error 2 "latent_shards = 2: train: architecture \"matryoshka\" is not sharded yet" -- mpirun_np 2 "$BIN/saepipe-train" --job e_arch.toml
 finish

@@ -53,7 +53,8 @@ class CudaShardedTrainStep final : public TrainStep {
         unit_norm_(unit_norm_decoder(c.sae.architecture)), shard_(device_shard()),
         sae_(c.d_in, c.d_sae / grid.shards(), with_block(c.sae), gemm_precision(c.precision), &shard_) {
     SAE_ASSERT(c.d_sae % grid.shards() == 0, "latent shards must divide d_sae (checked with the job)");
-    SAE_ASSERT(latent_shardable(c.sae.architecture), "architecture not sharded (checked by the train stage)");
+    SAE_ASSERT(c.sae.architecture != Architecture::Matryoshka && c.sae.architecture != Architecture::Gated,
+               "matryoshka and gated are not on the cuda backend (refused by it)");
     SAE_ASSERT(!c.transcoder && c.layers == 1, "transcoders and crosscoders are not sharded (checked by the train stage)");
     L_ = sae_.layout();
     const int64_t P = L_.size(), D = L_.D;
