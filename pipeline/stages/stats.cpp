@@ -70,17 +70,30 @@ std::vector<float> decoder_block(const SaeParams& p, int64_t l) {
   return b;
 }
 
-// Transcoders and crosscoders in summary.json: the hooks; for crosscoders each hook's FVU and MSE
-// and, in features.h5, each latent's decoder norm per hook.
+// A crosscoder's decoder norm per hook of each latent p holds (latent shards: its range), for
+// features.h5.
+void add_decoder_norms_per_layer(const SaeParams& p, FeatureStats& fs) {
+  const int64_t L = p.layers, w = p.d_out / L, F = p.d_sae;
+  fs.n_layers = L;
+  fs.decoder_norm_per_layer.assign(size_t(F * L), 0.0f);
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t l = 0; l < L; ++l) {
+      double ss = 0;
+      for (int64_t d = 0; d < w; ++d) ss += std::pow(double(p.W_dec()[f * p.d_out + l * w + d]), 2);
+      fs.decoder_norm_per_layer[size_t(f * L + l)] = float(std::sqrt(ss));
+    }
+}
+
+// Transcoders and crosscoders in summary.json: the hooks; for crosscoders each hook's FVU and MSE.
 void add_variant_summary(const SaeCheckpoint& ck, const SaeParams& p, const ReconstructionSums& rs,
-                         nlohmann::json& summary, FeatureStats& fs) {
+                         nlohmann::json& summary) {
   summary["d_out"] = p.d_out;
   if (ck.transcoder) {
     summary["target_hook"] = ck.target_hook;
     summary["skip"] = p.skip;
     return;
   }
-  const int64_t L = p.layers, w = p.d_out / L, F = p.d_sae;
+  const int64_t L = p.layers, w = p.d_out / L;
   const double N = double(rs.n_tokens);
   summary["hooks"] = ck.hooks;
   nlohmann::json fvu = nlohmann::json::array(), mse = nlohmann::json::array();
@@ -94,14 +107,18 @@ void add_variant_summary(const SaeCheckpoint& ck, const SaeParams& p, const Reco
   }
   summary["fvu_per_layer"] = fvu;
   summary["mse_per_layer"] = mse;
-  fs.n_layers = L;
-  fs.decoder_norm_per_layer.assign(size_t(F * L), 0.0f);
-  for (int64_t f = 0; f < F; ++f)
-    for (int64_t l = 0; l < L; ++l) {
-      double ss = 0;
-      for (int64_t d = 0; d < w; ++d) ss += std::pow(double(p.W_dec()[f * p.d_out + l * w + d]), 2);
-      fs.decoder_norm_per_layer[size_t(f * L + l)] = float(std::sqrt(ss));
-    }
+}
+
+// The true features' match of the rows p holds; latent shards (`shards`: the group, in shard order):
+// each true feature's best over every shard's latents.
+double shard_group_mmcs(const std::vector<float>& gt, int64_t G, const float* rows, int64_t F, int64_t D,
+                        const MpiEnv& shards) {
+  GroundTruthMatch m = match_ground_truth(gt, G, rows, F, D);
+  if (shards.size() > 1) {
+    shards.allreduce_max(m.feature_best.data(), G);
+    summarise_ground_truth_match(m);
+  }
+  return m.mmcs;
 }
 
 // Synthetic stores, beyond the decoder's MMCS against the hook it writes: a transcoder's encoder
@@ -112,14 +129,15 @@ void add_variant_summary(const SaeCheckpoint& ck, const SaeParams& p, const Reco
 // squares fit of the code from x), so e_f itself is compared ("mmcs_encoder_rows") and so is the
 // input direction the latent reads, Cov(x, e_f . x) = C e_f, which is A_i when e_f = C^-1 A_i
 // ("mmcs_encoder"). `cov` is C [D, D] over the held-out input rows (transcoders only).
+// Latent shards: collective over `shards` (p holds their latent range), the result on its rank 0.
 void add_variant_ground_truth(const std::string& store_dir, const SaeCheckpoint& ck, const SaeParams& p,
-                              const std::vector<double>& cov, nlohmann::json& summary) {
+                              const std::vector<double>& cov, const MpiEnv& shards, nlohmann::json& summary) {
   const int64_t F = p.d_sae, D = p.d_in;
   if (ck.transcoder) {
     int64_t G = 0, gd = 0;
     const std::vector<float> gt = read_ground_truth(store_dir, ck.hook, &G, &gd);
     if (gd != D) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(D));
-    summary["mmcs_encoder_rows"] = match_ground_truth(gt, G, p.W_encT(), F, D).mmcs;
+    summary["mmcs_encoder_rows"] = shard_group_mmcs(gt, G, p.W_encT(), F, D, shards);
     std::vector<float> read(static_cast<size_t>(F * D));
     for (int64_t f = 0; f < F; ++f)
       for (int64_t i = 0; i < D; ++i) {
@@ -127,7 +145,7 @@ void add_variant_ground_truth(const std::string& store_dir, const SaeCheckpoint&
         for (int64_t j = 0; j < D; ++j) acc += cov[size_t(i * D + j)] * double(p.W_encT()[f * D + j]);
         read[size_t(f * D + i)] = float(acc);
       }
-    summary["mmcs_encoder"] = match_ground_truth(gt, G, read.data(), F, D).mmcs;
+    summary["mmcs_encoder"] = shard_group_mmcs(gt, G, read.data(), F, D, shards);
   }
   if (p.layers > 1) {
     nlohmann::json per = nlohmann::json::array();
@@ -137,7 +155,7 @@ void add_variant_ground_truth(const std::string& store_dir, const SaeCheckpoint&
       const int64_t w = p.d_out / p.layers;
       if (gd != w) user_error(store_dir + "/ground_truth.h5: d_model " + std::to_string(gd) + " != " + std::to_string(w));
       const std::vector<float> block = decoder_block(p, l);
-      per.push_back(match_ground_truth(gt, G, block.data(), F, w).mmcs);
+      per.push_back(shard_group_mmcs(gt, G, block.data(), F, w, shards));
     }
     summary["mmcs_per_layer"] = per;
   }
@@ -157,11 +175,7 @@ SaeCheckpoint read_sharded_sae(const Job& job, const MpiEnv& env, const std::str
                std::to_string(kTrainEncoderCols) + " = " + std::to_string(unit) + " (each shard holds whole encoder blocks of " +
                std::to_string(kTrainEncoderCols) + " latents, so the statistics do not depend on the grid)");
   const LatentRange range{F / S * (env.rank() % S), F / S};
-  SaeCheckpoint ck = read_sae_checkpoint(path, &range);
-  if (ck.transcoder || ck.layers > 1)
-    user_error(key + (ck.transcoder ? "transcoders" : "crosscoders") + " are not sharded (" + path + "); latent_shards = 1 evaluates them");
-  if (ck.architecture == "gated") user_error(key + "architecture \"gated\" is not sharded yet (" + path + "); latent_shards = 1 evaluates it");
-  return ck;
+  return read_sae_checkpoint(path, &range);
 }
 
 class StatsStage final : public StageBody {
@@ -390,7 +404,7 @@ void StatsStage::run(const std::string& fingerprint) {
   std::vector<double> xx(want_cov ? static_cast<size_t>(D * D + D + 1) : 0, 0.0);
   pass("batches, pass 1/2", true, [&](const EncodedBatch& eb) {
     passes->first_add(ck.transcoder ? y.data() : x.data());
-    if (!want_cov) return;
+    if (!want_cov || grid.shard() != 0) return;  // a data group's shards read the same rows: one counts
     for (int64_t t = 0; t < eb.n; ++t) {
       const float* r = x.data() + t * D;
       for (int64_t i = 0; i < D; ++i) {
@@ -467,6 +481,7 @@ void StatsStage::run(const std::string& fingerprint) {
   FeatureStats fs;
   GroundTruthMatch match;
   int64_t n_true = 0;
+  nlohmann::json variant_gt = nlohmann::json::object();  // add_variant_ground_truth's, on rank 0
   env.all_or_none([&] {
     if (grid.data_group_index() != 0) return;
     const MpiEnv& shards = grid.shard_group();  // this rank alone, unsharded
@@ -489,6 +504,8 @@ void StatsStage::run(const std::string& fingerprint) {
       fs.logit_hist_lo = std::move(le.logit_hist_lo);
       fs.logit_hist_hi = std::move(le.logit_hist_hi);
     }
+    if (n_layers > 1) add_decoder_norms_per_layer(params, fs);
+    if (has_ground_truth(store_dir)) add_variant_ground_truth(store_dir, ck, params, input_covariance(), shards, variant_gt);
     if (has_ground_truth(store_dir)) {
       int64_t gd = 0;
       // The directions the decoder writes: this hook's (a transcoder's target's).
@@ -539,13 +556,13 @@ void StatsStage::run(const std::string& fingerprint) {
                               {"dead_fraction", double(n_dead) / double(F)},
                               {"dense_fraction", double(n_dense) / double(F)},
                               {"ultralow_fraction", double(n_ultralow) / double(F)}};
-    if (ck.transcoder || n_layers > 1) add_variant_summary(ck, params, rs, summary, fs);
+    if (ck.transcoder || n_layers > 1) add_variant_summary(ck, params, rs, summary);
     if (has_ground_truth(store_dir)) {
       summary["n_true_features"] = n_true;
       summary["mmcs"] = match.mmcs;
       summary["frac_recovered_09"] = match.frac_09;
       summary["frac_recovered_099"] = match.frac_099;
-      add_variant_ground_truth(store_dir, ck, params, input_covariance(), summary);
+      summary.update(variant_gt);
     }
     add_ce_loss_summary(ce, summary);
     if (!model_dir.empty()) summary["model"] = model_dir;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The stats stage with [resources.stats] latent_shards: SAEs trained unsharded on the toy store
 # (topk, and relu, jumprelu, batchtopk as sweep entries) are evaluated on grids 1x2, 2x2 and 1x4
-# (data groups x latent shards), each rank loading only its latent range of sae.h5, against the
+# (data groups x latent shards), matryoshka and gated (sweep entries), a skip transcoder and a
+# crosscoder (on a 3-hook store: per-layer FVU, decoder norms per layer and MMCS, the encoder's
+# MMCS) on 1x2, each rank loading only its latent range of sae.h5, against the
 # unsharded 1-rank stats of the same SAE: every integer dataset of features.h5 and examples.h5
 # (counts, histograms, top and interval examples' rows and contexts, decoder neighbours, the
 # true features' match) is identical, every float within 1e-5 relative, summary.json's figures
@@ -44,8 +46,29 @@ architecture = "jumprelu"
 [[train.sweep]]
 name = "batchtopk"
 architecture = "batchtopk"
+[[train.sweep]]
+name = "matryoshka"
+architecture = "matryoshka"
+matryoshka_prefixes = [100, 700]
+[[train.sweep]]
+name = "gated"
+architecture = "gated"
 T
 "$BIN/saepipe" run train.toml --only harvest,train >train.log 2>&1 || { fail "harvest/train"; cat train.log; finish; }
+# A skip transcoder and a crosscoder on a 3-hook store.
+hooks='["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"]'
+vtrain() {  # vtrain FILE RUN_DIR LINES...
+  local f=$1 dir=$2
+  shift 2
+  printf '%s\n' '[run]' 'name = "sstatsv"' "dir = \"$dir\"" 'seed = 6' '[harvest]' "hooks = $hooks" 'n_tokens = 16384' \
+    'context = 64' 'shard_tokens = 8192' '[harvest.synthetic]' 'd_model = 16' 'n_features = 48' 'mean_active = 3.0' \
+    'hook_similarity = 0.5' 'hook_linear = 0.3' 'hook_noise = 0.01' '[train]' 'activations = "runv/activations"' \
+    'd_sae = 512' 'k = 4' 'batch_tokens = 512' 'n_tokens = 8192' 'lr = 0.003' 'l1_coef = 0.3' 'checkpoint_every = 0' "$@" >"$f"
+}
+vtrain tr.toml runv 'architecture = "topk"' 'hook = "blocks.0.hook_resid_post"' 'target_hook = "blocks.1.hook_resid_post"' 'skip = true'
+vtrain cc.toml runc 'architecture = "relu"' "hooks = $hooks"
+"$BIN/saepipe" run tr.toml --only harvest,train >tr.log 2>&1 || { fail "harvest/train of the transcoder"; cat tr.log; }
+"$BIN/saepipe-train" --job cc.toml >cc.log 2>&1 || { fail "train of the crosscoder"; cat cc.log; }
 stats_job() {  # stats_job FILE RUN_DIR SAE SHARDS
   cat > "$1" <<T
 [run]
@@ -58,13 +81,16 @@ activations = "$WORK/run/activations"
 sae = "$WORK/$3"
 batch_tokens = 640
 T
+  case $3 in runv/*|runc/*) sed -i 's|/run/activations|/runv/activations|' "$1" ;; esac
 }
 declare -A sae=([topk]=run/sae/sae.h5 [relu]=run/sae/sweep/relu/sae.h5 [jumprelu]=run/sae/sweep/jumprelu/sae.h5
-                [batchtopk]=run/sae/sweep/batchtopk/sae.h5)
+                [batchtopk]=run/sae/sweep/batchtopk/sae.h5 [matryoshka]=run/sae/sweep/matryoshka/sae.h5
+                [gated]=run/sae/sweep/gated/sae.h5 [transcoder]=runv/sae/sae.h5 [crosscoder]=runc/sae/sae.h5)
 runs=""
-for arch in topk relu jumprelu batchtopk; do
+for arch in topk relu jumprelu batchtopk matryoshka gated transcoder crosscoder; do
   grids="1x1 1x2 2x2"
   [ $arch = topk ] && grids="1x1 1x2 2x2 1x4"
+  case $arch in matryoshka|gated|transcoder|crosscoder) grids="1x1 1x2" ;; esac
   for grid in $grids; do
     g=${grid%x*} s=${grid#*x}
     stats_job "s-$arch-$grid.toml" "s-$arch-$grid" "${sae[$arch]}" "$s"

@@ -3,7 +3,7 @@
 Arguments: ARCH:GRID ...; the run s-ARCH-GRID/stats is compared with s-ARCH-1x1/stats. Integer
 datasets (counts, histograms, example rows, context tokens, neighbour and match indices) must be
 identical; float datasets within 1e-5 relative (of the dataset's largest magnitude); summary.json's
-numbers within 1e-5 relative, its other fields equal. Prints one line per run; exits 1 on any
+numbers (and lists of numbers) within 1e-5 relative, its other fields equal. Prints one line per run; exits 1 on any
 difference.
 """
 import json
@@ -55,11 +55,17 @@ def compare_summary(ref_path, path, problems):
         if k in SKIP_SUMMARY:
             continue
         w = got.get(k)
-        if isinstance(v, float) or isinstance(w, float):
-            if w is None or abs(v - w) > 1e-5 * max(abs(v), 1e-12):
-                problems.append(f"{path}: {k} = {w} vs {v}")
-        elif v != w:
+        if not close(v, w):
             problems.append(f"{path}: {k} = {w} vs {v}")
+
+
+def close(v, w):
+    """Equal, floats within 1e-5 relative (also in lists: a crosscoder's per-layer figures)."""
+    if isinstance(v, list) and isinstance(w, list):
+        return len(v) == len(w) and all(close(a, b) for a, b in zip(v, w))
+    if isinstance(v, float) or isinstance(w, float):
+        return isinstance(w, (int, float)) and isinstance(v, (int, float)) and abs(v - w) <= 1e-5 * max(abs(v), 1e-12)
+    return v == w
 
 
 def main(runs):
