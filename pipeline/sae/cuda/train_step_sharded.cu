@@ -37,7 +37,7 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
-#include "pipeline/sae/cuda/sae.hpp"
+#include "pipeline/sae/cuda/step_common.hpp"
 #include "pipeline/sae/cuda/step_kernels.hpp"
 #include "pipeline/sae/cuda/train_step.hpp"
 #include "pipeline/sae/latent_shard_merge.hpp"
@@ -46,29 +46,23 @@
 namespace saepipe::cuda {
 namespace {
 
-class CudaShardedTrainStep final : public TrainStep {
+class CudaShardedTrainStep final : public DeviceTrainStep {
  public:
   CudaShardedTrainStep(const TrainStepConfig& c, const LatentGrid& grid)
-      : cfg_(c), grid_(grid), F_(c.d_sae), Fs_(c.d_sae / grid.shards()), first_(int64_t(grid.shard()) * Fs_),
-        unit_norm_(unit_norm_decoder(c.sae.architecture)), shard_(device_shard()),
-        sae_(c.d_in, c.d_sae / grid.shards(), with_block(c.sae), gemm_precision(c.precision), &shard_) {
+      : DeviceTrainStep(c), grid_(grid), F_(c.d_sae), Fs_(c.d_sae / grid.shards()),
+        first_(int64_t(grid.shard()) * Fs_), shard_(device_shard()) {
     SAE_ASSERT(c.d_sae % grid.shards() == 0, "latent shards must divide d_sae (checked with the job)");
     SAE_ASSERT(c.sae.architecture != Architecture::Matryoshka && c.sae.architecture != Architecture::Gated,
                "matryoshka and gated are not on the cuda backend (refused by it)");
     SAE_ASSERT(!c.transcoder && c.layers == 1, "transcoders and crosscoders are not sharded (checked by the train stage)");
-    L_ = sae_.layout();
-    const int64_t P = L_.size(), D = L_.D;
-    SAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    params_.resize(P), m_.resize(P), v_.resize(P), grad_.resize(P);
-    reduce_.resize(P + Fs_ + D + 5);  // gradient | fire counts | sum x | 5 scalars
-    group_.resize(2 * D + 6);         // g b_dec | sum x | 5 scalars | squared norm
-    fire_.resize(Fs_);
-    dead_.resize(F_);
-    sums_.resize(kStepSums);
-    clip_.resize(1);
+    SaeConfig sae = c.sae;
+    sae.kth_largest = nullptr;  // batchtopk sums its histograms instead (world_counts_)
+    sae.shard = nullptr;        // the device hooks: shard_
+    make_sae(sae, Fs_, &shard_);
+    const int64_t D = L_.D;
+    group_.resize(2 * D + 6);  // g b_dec | sum x | 5 scalars | squared norm
     partial_.resize(2 * kNormBlocks);
     fire_all_.resize(size_t(F_));
-    SAE_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&tail_host_), sizeof(double) * size_t(Fs_ + D + 5)));
     // The communicators, in the same order on every rank (each creation is a collective).
     if (grid.data_groups() > 1) data_comm_ = make_device_gradient_comm(grid.data_group(), CommBackend::Auto, WireType::Float32);
     if (grid.shards() > 1) shard_comm_ = make_device_gradient_comm(grid.shard_group(), CommBackend::Auto, WireType::Float32);
@@ -78,15 +72,10 @@ class CudaShardedTrainStep final : public TrainStep {
         timed(double(n) * sizeof(int64_t), [&] { grid_.world().allreduce_sum(counts, n); });
       };
   }
-  ~CudaShardedTrainStep() override {
-    if (stream_) cudaStreamSynchronize(stream_);
-    if (tail_host_) cudaFreeHost(tail_host_);
-    if (stream_) cudaStreamDestroy(stream_);
-  }
+  ~CudaShardedTrainStep() override { drain(); }
 
   std::string describe() const override {
-    return std::string("cuda (") + to_string(gemm_precision(cfg_.precision)) +
-           " encoder GEMM, float64 gradient sums), latents " + std::to_string(first_) + ".." +
+    return describe_gemm() + "), latents " + std::to_string(first_) + ".." +
            std::to_string(first_ + Fs_ - 1) + " of " + std::to_string(F_) + " on a grid of " + grid_.describe() +
            (shard_comm_ ? "; shard group over " + shard_comm_->describe() : "") +
            (data_comm_ ? "; data group over " + data_comm_->describe() : "");
@@ -121,35 +110,8 @@ class CudaShardedTrainStep final : public TrainStep {
     gather_latent_range(grid_.shard_group(), range(), local.v, a.v);
   }
 
-  void get_local_state(SaeParams& p, AdamState* a) const override {
-    const int64_t P = L_.size();
-    p = SaeParams(L_.D, Fs_);
-    copy_out(p.data.data(), params_.data(), P);
-    if (a != nullptr) {
-      a->m.resize(size_t(P));
-      a->v.resize(size_t(P));
-      copy_out(a->m.data(), m_.data(), P);
-      copy_out(a->v.data(), v_.data(), P);
-      a->t = t_;
-    }
-    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-
-  void set_local_state(const SaeParams& p, const AdamState& a) override {
-    const int64_t P = L_.size();
-    SAE_ASSERT(p.d_in == L_.D && p.d_sae == Fs_ && p.size() == P, "the shard's parameter shapes");
-    copy_in(params_.data(), p.data.data(), P);
-    if (a.m.empty()) {
-      SAE_CUDA_CHECK(cudaMemsetAsync(m_.data(), 0, sizeof(float) * size_t(P), stream_));
-      SAE_CUDA_CHECK(cudaMemsetAsync(v_.data(), 0, sizeof(float) * size_t(P), stream_));
-    } else {
-      SAE_ASSERT(int64_t(a.m.size()) == P && int64_t(a.v.size()) == P, "the shard's Adam moments");
-      copy_in(m_.data(), a.m.data(), P);
-      copy_in(v_.data(), a.v.data(), P);
-    }
-    t_ = a.t;
-    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
+  void get_local_state(SaeParams& p, AdamState* a) const override { download_state(p, a); }
+  void set_local_state(const SaeParams& p, const AdamState& a) override { upload_state(p, a); }
 
   void gather_params(SaeParams& p) const override {
     SaeParams mine;
@@ -170,34 +132,14 @@ class CudaShardedTrainStep final : public TrainStep {
   }
 
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
-    SAE_ASSERT(b.target == nullptr, "a separate target batch is not implemented");
     const double t0 = MPI_Wtime();
     comm_bytes_ = comm_s_ = 0;
-    const int64_t P = L_.size(), Fs = Fs_, D = L_.D, E = b.lead + b.n + b.tail;
-    const int64_t off_fire = P, off_sumx = P + Fs, off_scalars = P + Fs + D, n_reduce = off_scalars + 5;
-    const int64_t off_b_dec = L_.b_dec();
-    if (x_.size() < E * D) x_.resize(E * D);
-    copy_in(x_.data(), b.x, E * D);
-    int64_t n_dead = 0;  // over every shard's latents: AuxK's width is the group's
-    for (int64_t f = 0; f < F_; ++f) n_dead += dead[f] != 0;
-    copy_in(dead_.data(), dead, F_);
-    reduce_.zero(stream_);
-    fire_.zero(stream_);
-    sums_.zero(stream_);
-    sae_.config().l1_coef = s.l1_coef;
-    sae_.config().l0_coef = s.l0_coef;
+    const int64_t P = L_.size(), Fs = Fs_, D = L_.D, off_sumx = off_sum_x(), off_b_dec = L_.b_dec();
     // Collective over the shard group and, for batchtopk, every rank: called also with no rows.
-    sae_.forward_backward(params_.data(), x_.data(), b.lead, b.n, b.tail, b.global_batch, dead_.data(), n_dead,
-                          reduce_.data(), fire_.data(), sums_.data(), world_counts_, blas_, stream_);
+    forward_backward(b, dead, s, world_counts_);
+    pack_tail(b, shard_.lead);  // the shard group's rows are the same: one shard counts them
     double* red = reduce_.data();
-    if (shard_.lead && b.n > 0) {  // the shard group's rows are the same: one shard counts them
-      const float* x_own = x_.data() + b.lead * D;
-      weighted_column_sums(nullptr, x_own, b.n, D, 1.0, red + off_sumx, stream_);
-      if (row_sq_.size() < b.n) row_sq_.resize(b.n);
-      sum_of_squares(x_own, b.n, D, row_sq_.data(), red + off_scalars + 3, stream_);
-    }
-    pack_step_tail(fire_.data(), Fs, sums_.data(), red + off_fire, red + off_scalars, stream_);
-    sum_over(data_comm_.get(), red, n_reduce, stream_);
+    sum_over(data_comm_.get(), red, n_reduce(), stream_);
 
     // The shard group: b_dec's gradient (the lead's reconstruction term plus every shard's
     // encoder term), sum x and the scalars, and the squared norm of the shard's own gradient
@@ -225,11 +167,7 @@ class CudaShardedTrainStep final : public TrainStep {
       clip_factor(partial_.data(), kNormBlocks + 1, cfg_.grad_clip, clip_.data(), stream_);
       clip = clip_.data();
     }
-    to_float_scaled(red, P, clip, grad_.data(), stream_);
-    sae_apply_adam(L_, params_.data(), grad_.data(), m_.data(), v_.data(), ++t_, s.lr, cfg_.adam.beta1,
-                   cfg_.adam.beta2, cfg_.adam.eps, unit_norm_, stream_);
-    SAE_CUDA_CHECK(cudaMemcpyAsync(tail_host_, red + off_fire, sizeof(double) * size_t(Fs + D + 5),
-                                   cudaMemcpyDeviceToHost, stream_));
+    update(s, clip);
     SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
     // Every latent's fire count, for the host's dead-latent counters.
@@ -238,35 +176,14 @@ class CudaShardedTrainStep final : public TrainStep {
       std::memcpy(fire_all_.data(), all.data(), all.size());
     });
 
-    const double* scalars = tail_host_ + Fs + D;
-    totals_.sum_sq_err = scalars[0];
-    totals_.active = scalars[1];
-    totals_.aux_sq_err = scalars[2];
-    totals_.sum_x2 = scalars[3];
-    totals_.penalty = scalars[4];
-    totals_.sum_x = tail_host_ + Fs;
-    totals_.fire = fire_all_.data();
-    totals_.batch_threshold = cfg_.sae.architecture == Architecture::BatchTopK ? sae_.batch_threshold() : 0.0f;
+    fill_totals(fire_all_.data());
     totals_.comm_bytes = comm_bytes_;
     totals_.comm_s = comm_s_;
     totals_.step_s = MPI_Wtime() - t0;
     return totals_;
   }
 
-  std::vector<float> row_errors(const StepBatch& b) const override {
-    std::vector<double> sq(static_cast<size_t>(b.n));
-    copy_out(sq.data(), sae_.row_sq(), b.n);
-    SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return std::vector<float>(sq.begin(), sq.end());
-  }
-
  private:
-  static SaeConfig with_block(SaeConfig c) {
-    c.encoder_block = kTrainEncoderBlock;  // globally aligned blocks, as the CPU step
-    c.kth_largest = nullptr;               // batchtopk sums its histograms instead (world_counts_)
-    c.shard = nullptr;                     // the device hooks: shard_
-    return c;
-  }
   LatentRange range() const { return {L_.D, F_, Fs_, first_}; }
   // The DeviceSae's hooks into this step's exchanges (called only once the step is built).
   DeviceLatentShard device_shard() {
@@ -323,35 +240,11 @@ class CudaShardedTrainStep final : public TrainStep {
     SAE_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host vectors are reused by the next call
   }
 
-  template <class T>
-  void copy_in(T* dev, const T* host, int64_t n, cudaStream_t stream = nullptr) const {
-    if (n > 0)
-      SAE_CUDA_CHECK(
-          cudaMemcpyAsync(dev, host, sizeof(T) * size_t(n), cudaMemcpyHostToDevice, stream ? stream : stream_));
-  }
-  template <class T>
-  void copy_out(T* host, const T* dev, int64_t n, cudaStream_t stream = nullptr) const {
-    if (n > 0)
-      SAE_CUDA_CHECK(
-          cudaMemcpyAsync(host, dev, sizeof(T) * size_t(n), cudaMemcpyDeviceToHost, stream ? stream : stream_));
-  }
-
-  TrainStepConfig cfg_;
   const LatentGrid& grid_;
   const int64_t F_, Fs_, first_;
-  const bool unit_norm_;
-  cudaStream_t stream_ = nullptr;
-  Blas blas_;
-  DeviceLatentShard shard_;  // before sae_, which keeps a pointer to it
-  DeviceSae sae_;
-  SaeLayout L_;  // this shard's: D, Fs
-  DeviceBuffer<float> params_, m_, v_, grad_, x_;
-  int64_t t_ = 0;
-  DeviceBuffer<double> reduce_, group_, sums_, clip_, partial_, row_sq_;
-  DeviceBuffer<unsigned long long> fire_;
-  DeviceBuffer<uint8_t> dead_;          // [F]: every shard's latents
-  double* tail_host_ = nullptr;         // pinned [Fs + D + 5]
-  std::vector<double> fire_all_;        // [F]
+  DeviceLatentShard shard_;  // sae_ (DeviceTrainStep) keeps a pointer to it
+  DeviceBuffer<double> group_;
+  std::vector<double> fire_all_;  // [F]
   std::vector<int32_t> cand_idx_, merged_idx_;
   std::vector<float> cand_val_, merged_val_;
   std::unique_ptr<GradientComm> data_comm_, shard_comm_;
