@@ -31,11 +31,13 @@
 #include "pipeline/stats/cuda/feature_passes.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 #include "tests/gpu/cuda_test_util.hpp"
+#include "tests/gpu/stats_test_util.hpp"
+#include "tests/gpu/step_test_util.hpp"
 
 namespace saepipe {
 namespace {
 
-using namespace test;  // fixture, tolerances, random_normal
+using namespace test;  // fixture, tolerances, random_normal, random_sae, run_steps
 
 class CudaShards : public CudaStreamTest {};
 
@@ -57,14 +59,8 @@ TrainStepConfig config(Architecture a) {
   return c;
 }
 
-SaeParams initial(Architecture a) {
-  SaeParams p(D, F);
-  init_tied(p, 71);
-  const auto be = random_normal(size_t(F), 72, 0.05f), bd = random_normal(size_t(D), 73, 0.1f);
-  std::copy(be.begin(), be.end(), p.b_enc());
-  std::copy(bd.begin(), bd.end(), p.b_dec());
-  if (a == Architecture::JumpReLU) std::fill(p.log_threshold(), p.log_threshold() + F, std::log(0.05f));
-  return p;
+SaeParams initial(Architecture a) {  // thresholds: init_tied's 0 but for jumprelu
+  return random_sae(D, F, 71, a == Architecture::JumpReLU ? std::log(0.05f) : 0.0f);
 }
 
 std::vector<uint8_t> dead_mask(int s) {  // changes between steps; every shard holds some
@@ -73,44 +69,13 @@ std::vector<uint8_t> dead_mask(int s) {  // changes between steps; every shard h
   return dead;
 }
 
-struct ShardRun {
-  SaeParams params;
-  AdamState adam;
-  std::vector<StepTotals> totals;
-  std::vector<std::vector<double>> fire;
-};
-
 // Steps [first, first + steps) of the run from `p`; every rank holds the whole batch (one data
 // group: B is less than one encoder block).
-ShardRun train(TrainStep& step, const SaeParams& p, const AdamState& start, const std::vector<float>& x, int first,
-          int steps) {
-  step.set_state(p, start);
-  ShardRun r;
-  for (int s = first; s < first + steps; ++s) {
-    const std::vector<uint8_t> dead = dead_mask(s);
-    const StepTotals& t = step.step(StepBatch{x.data() + s * B * D, nullptr, 0, B, 0, 0, B}, dead.data(),
-                                    StepSchedule{1e-3f, 0.3, 0.05});
-    r.totals.push_back(t);
-    r.fire.emplace_back(t.fire, t.fire + F);
-  }
-  step.get_state(r.params, r.adam);
-  return r;
-}
-
-// Per parameter block, on the block's scale.
-void expect_params_close(const SaeParams& got, const SaeParams& want, double rtol, const char* what) {
-  const int64_t offs[] = {want.off_W_encT(), want.off_b_enc(), want.off_W_dec(), want.off_b_dec(),
-                          want.off_log_threshold(), want.size()};
-  const char* names[] = {"W_encT", "b_enc", "W_dec", "b_dec", "log_threshold"};
-  ASSERT_EQ(got.data.size(), want.data.size()) << what;
-  for (int blk = 0; blk < 5; ++blk) {
-    SCOPED_TRACE(std::string(what) + " " + names[blk]);
-    std::vector<double> a(got.data.begin() + offs[blk], got.data.begin() + offs[blk + 1]);
-    std::vector<double> b(want.data.begin() + offs[blk], want.data.begin() + offs[blk + 1]);
-    double scale = 0.0;
-    for (double v : b) scale = std::max(scale, std::abs(v));
-    expect_close(a, b, std::vector<double>(b.size(), scale), rtol, names[blk]);
-  }
+TrainRun train(TrainStep& step, const SaeParams& p, const AdamState& start, const std::vector<float>& x, int first,
+               int steps) {
+  return run_steps(
+      step, p, start, first, steps, [&](int s) { return StepBatch{x.data() + s * B * D, nullptr, 0, B, 0, 0, B}; },
+      dead_mask);
 }
 
 const std::vector<float>& batches() {
@@ -126,8 +91,8 @@ TEST_F(CudaShards, ShardedStepMatchesCpuShardedStep) {
     SCOPED_TRACE("grid " + grid.describe() + ", " + to_string(a));
     const auto cpu = make_cpu_sharded_train_step(config(a), grid);
     const auto gpu = cuda::make_cuda_sharded_train_step(config(a), grid);
-    const ShardRun want = train(*cpu, initial(a), {}, batches(), 0, kSteps);
-    const ShardRun got = train(*gpu, initial(a), {}, batches(), 0, kSteps);
+    const TrainRun want = train(*cpu, initial(a), {}, batches(), 0, kSteps);
+    const TrainRun got = train(*gpu, initial(a), {}, batches(), 0, kSteps);
     // Step 1 from the same weights: the same selections, so the same fire count per latent.
     EXPECT_EQ(got.fire[0], want.fire[0]);
     EXPECT_EQ(got.totals[0].active, want.totals[0].active);
@@ -145,7 +110,7 @@ TEST_F(CudaShards, ShardedStepMatchesCpuShardedStep) {
     }
     EXPECT_GT(want.totals[0].aux_sq_err, 0.0);  // AuxK ran
     EXPECT_EQ(got.adam.t, want.adam.t);
-    expect_params_close(got.params, want.params, 1e-4, "cuda sharded vs cpu sharded");
+    expect_params_close(got.params.data, want.params.data, want.params, 1e-4, "cuda sharded vs cpu sharded");
     // The weights moved: a step that did nothing would also "match".
     double moved = 0;
     const SaeParams p0 = initial(a);
@@ -167,10 +132,10 @@ TEST_F(CudaShards, ShardedStepMatchesUnshardedCudaStep) {
     SCOPED_TRACE("grid " + grid.describe() + ", " + to_string(a));
     const auto whole = cuda::make_cuda_train_step(config(a), self);
     const auto sharded = cuda::make_cuda_sharded_train_step(config(a), grid);
-    const ShardRun want = train(*whole, initial(a), {}, batches(), 0, kSteps);
-    const ShardRun got = train(*sharded, initial(a), {}, batches(), 0, kSteps);
+    const TrainRun want = train(*whole, initial(a), {}, batches(), 0, kSteps);
+    const TrainRun got = train(*sharded, initial(a), {}, batches(), 0, kSteps);
     EXPECT_EQ(got.fire[0], want.fire[0]);
-    expect_params_close(got.params, want.params, 1e-4, "cuda sharded vs cuda unsharded");
+    expect_params_close(got.params.data, want.params.data, want.params, 1e-4, "cuda sharded vs cuda unsharded");
   }
 }
 
@@ -181,11 +146,11 @@ TEST_F(CudaShards, ShardedStepResumesExactly) {
   for (Architecture a : {Architecture::TopK, Architecture::JumpReLU}) {
     SCOPED_TRACE("grid " + grid.describe() + ", " + to_string(a));
     const auto s1 = cuda::make_cuda_sharded_train_step(config(a), grid);
-    const ShardRun straight = train(*s1, initial(a), {}, batches(), 0, 4);
+    const TrainRun straight = train(*s1, initial(a), {}, batches(), 0, 4);
     const auto s2 = cuda::make_cuda_sharded_train_step(config(a), grid);
-    const ShardRun half = train(*s2, initial(a), {}, batches(), 0, 2);
+    const TrainRun half = train(*s2, initial(a), {}, batches(), 0, 2);
     const auto s3 = cuda::make_cuda_sharded_train_step(config(a), grid);
-    const ShardRun resumed = train(*s3, half.params, half.adam, batches(), 2, 2);
+    const TrainRun resumed = train(*s3, half.params, half.adam, batches(), 2, 2);
     expect_bitwise(resumed.params.data, straight.params.data, "resumed");
     expect_bitwise(resumed.adam.m, straight.adam.m, "Adam m");
     expect_bitwise(resumed.adam.v, straight.adam.v, "Adam v");
@@ -215,12 +180,8 @@ TEST_F(CudaShards, ShardedFeaturePassesMatchCpuSharded) {
   SaeParams p(D, Fs);
   take_latent_range(LatentRange{D, F, Fs, int64_t(grid.shard()) * Fs}, whole.data, p.data);
   const auto x = random_normal(size_t(n_batches * n * D), 75);
-  std::vector<int32_t> tokens(size_t(n_batches * n));
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 997);
-  ExampleOptions opt;
-  opt.top = 5;
-  opt.interval_bins = 3;
-  opt.interval_per_bin = 2;
+  const std::vector<int32_t> tokens = cycling_tokens(n_batches * n);
+  const ExampleOptions opt = small_example_options();
   for (Architecture a : {Architecture::TopK, Architecture::ReLU, Architecture::JumpReLU}) {
     SCOPED_TRACE("grid " + grid.describe() + ", " + to_string(a));
     SaeConfig cfg;
@@ -228,50 +189,14 @@ TEST_F(CudaShards, ShardedFeaturePassesMatchCpuSharded) {
     cfg.k = 8;
     cfg.auxk = 0;
     cfg.encoder_cols = kTrainEncoderCols;  // as the stats stage
-    FeatureStats fs[2];
-    FeatureExamples ex[2];
-    double recon_sse[2] = {}, tokens_counted[2] = {};
-    int i = 0;
-    for (bool gpu : {false, true}) {
-      auto passes = gpu ? cuda::make_cuda_sharded_feature_passes(p, cfg, 10, opt, grid)
-                        : make_cpu_sharded_feature_passes(p, cfg, 10, opt, grid);
-      std::vector<std::vector<int32_t>> kept_idx;  // the codes, as the scratch file keeps them
-      std::vector<std::vector<float>> kept_val;
-      std::vector<int64_t> widths;
-      for (int64_t b = 0; b < n_batches; ++b) {
-        const EncodedBatch eb = passes->encode(x.data() + b * n * D, tokens.data() + b * n, b * n, n, L);
-        kept_idx.emplace_back(eb.idx, eb.idx + n * eb.width);
-        kept_val.emplace_back(eb.val, eb.val + n * eb.width);
-        widths.push_back(eb.width);
-        passes->first_add(x.data() + b * n * D);
-      }
-      passes->first_reduce(world);
-      ex[i].top = passes->top_examples(world);
-      for (int64_t b = 0; b < n_batches; ++b)
-        passes->second_add(EncodedBatch{b * n, n, L, tokens.data() + b * n, kept_idx[size_t(b)].data(),
-                                        kept_val[size_t(b)].data(), widths[size_t(b)]});
-      passes->second_reduce(world);
-      ex[i].interval = passes->interval_examples(world);
-      passes->finish(fs[i], 0.1, 0.02, {0.5, 0.9});
-      recon_sse[i] = passes->recon().sums.value(0);
-      tokens_counted[i] = double(passes->recon().n_tokens);
-      ++i;
-    }
-    EXPECT_EQ(fs[1].fire_count, fs[0].fire_count);
-    EXPECT_EQ(fs[1].hist_counts, fs[0].hist_counts);
-    EXPECT_EQ(fs[1].dead, fs[0].dead);
-    EXPECT_EQ(ex[1].top.row, ex[0].top.row);
-    EXPECT_EQ(ex[1].interval.row, ex[0].interval.row);
-    expect_close(fs[1].max_activation, fs[0].max_activation, {}, 1e-5, "max activation");
-    expect_close(fs[1].mean_activation, fs[0].mean_activation, {}, 1e-5, "mean activation");
-    expect_close(ex[1].top.activation, ex[0].top.activation, {}, 1e-5, "top activations");
-    EXPECT_NEAR(recon_sse[1], recon_sse[0], 1e-5 * recon_sse[0]);
-    EXPECT_GT(recon_sse[0], 0.0);
-    EXPECT_EQ(tokens_counted[1], double(n_batches * n));  // each token once, whatever the grid
-    EXPECT_EQ(tokens_counted[0], double(n_batches * n));
-    int64_t fired = 0;
-    for (int64_t c : fs[0].fire_count) fired += c;
-    EXPECT_GT(fired, 0);
+    const auto cpu = make_cpu_sharded_feature_passes(p, cfg, 10, opt, grid);
+    const PassOutputs want = run_feature_passes(*cpu, x, tokens, n_batches, n, L, D, world);
+    const auto gpu = cuda::make_cuda_sharded_feature_passes(p, cfg, 10, opt, grid);
+    const PassOutputs got = run_feature_passes(*gpu, x, tokens, n_batches, n, L, D, world);
+    expect_same_pass_outputs(got, want);
+    EXPECT_GT(want.recon_sse, 0.0);
+    EXPECT_EQ(got.recon_tokens, n_batches * n);  // each token once, whatever the grid
+    EXPECT_EQ(want.recon_tokens, n_batches * n);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/stats/feature_passes.hpp"
 #include "tests/gpu/cuda_test_util.hpp"
+#include "tests/gpu/stats_test_util.hpp"
 
 namespace saepipe {
 namespace {
@@ -220,12 +221,8 @@ TEST_F(CudaStats, FeaturePassesMatchCpu) {
   std::fill(p.log_threshold(), p.log_threshold() + F, std::log(0.2f));
   std::vector<float> x(size_t(n_batches * n * D));
   for (auto& v : x) v = normal(rng);
-  std::vector<int32_t> tokens(size_t(n_batches * n));
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 997);
-  ExampleOptions opt;
-  opt.top = 5;
-  opt.interval_bins = 3;
-  opt.interval_per_bin = 2;
+  const std::vector<int32_t> tokens = test::cycling_tokens(n_batches * n);
+  const ExampleOptions opt = test::small_example_options();
   MpiEnv env;
   for (Architecture a : {Architecture::TopK, Architecture::ReLU, Architecture::JumpReLU}) {
     SCOPED_TRACE(to_string(a));
@@ -233,45 +230,10 @@ TEST_F(CudaStats, FeaturePassesMatchCpu) {
     cfg.architecture = a;
     cfg.k = 8;
     cfg.auxk = 0;
-    FeatureStats fs[2];
-    FeatureExamples ex[2];
-    double recon_sse[2] = {};
-    int i = 0;
-    for (bool gpu : {false, true}) {
-      auto passes = gpu ? cuda::make_cuda_feature_passes(p, cfg, 10, opt) : make_cpu_feature_passes(p, cfg, 10, opt);
-      std::vector<std::vector<int32_t>> kept_idx;  // the codes, as the scratch file keeps them
-      std::vector<std::vector<float>> kept_val;
-      std::vector<int64_t> widths;
-      for (int64_t b = 0; b < n_batches; ++b) {
-        const EncodedBatch eb = passes->encode(x.data() + b * n * D, tokens.data() + b * n, b * n, n, L);
-        kept_idx.emplace_back(eb.idx, eb.idx + n * eb.width);
-        kept_val.emplace_back(eb.val, eb.val + n * eb.width);
-        widths.push_back(eb.width);
-        passes->first_add(x.data() + b * n * D);
-      }
-      passes->first_reduce(env);
-      ex[i].top = passes->top_examples(env);
-      for (int64_t b = 0; b < n_batches; ++b)
-        passes->second_add(EncodedBatch{b * n, n, L, tokens.data() + b * n, kept_idx[size_t(b)].data(),
-                                        kept_val[size_t(b)].data(), widths[size_t(b)]});
-      passes->second_reduce(env);
-      ex[i].interval = passes->interval_examples(env);
-      passes->finish(fs[i], 0.1, 0.02, {0.5, 0.9});
-      recon_sse[i] = passes->recon().sums.value(0);
-      ++i;
-    }
-    EXPECT_EQ(fs[1].fire_count, fs[0].fire_count);
-    EXPECT_EQ(fs[1].hist_counts, fs[0].hist_counts);
-    EXPECT_EQ(fs[1].dead, fs[0].dead);
-    EXPECT_EQ(ex[1].top.row, ex[0].top.row);
-    EXPECT_EQ(ex[1].interval.row, ex[0].interval.row);
-    test::expect_close(fs[1].max_activation, fs[0].max_activation, {}, 1e-5, "max activation");
-    test::expect_close(fs[1].mean_activation, fs[0].mean_activation, {}, 1e-5, "mean activation");
-    test::expect_close(ex[1].top.activation, ex[0].top.activation, {}, 1e-5, "top activations");
-    EXPECT_NEAR(recon_sse[1], recon_sse[0], 1e-5 * recon_sse[0]);
-    int64_t fired = 0;
-    for (int64_t c : fs[0].fire_count) fired += c;
-    EXPECT_GT(fired, 0);
+    const auto cpu = make_cpu_feature_passes(p, cfg, 10, opt);
+    const test::PassOutputs want = test::run_feature_passes(*cpu, x, tokens, n_batches, n, L, D, env);
+    const auto gpu = cuda::make_cuda_feature_passes(p, cfg, 10, opt);
+    test::expect_same_pass_outputs(test::run_feature_passes(*gpu, x, tokens, n_batches, n, L, D, env), want);
   }
 }
 

@@ -22,22 +22,13 @@
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/sae/train_step.hpp"
 #include "tests/gpu/cuda_test_util.hpp"
+#include "tests/gpu/step_test_util.hpp"
 
 namespace saepipe {
 namespace {
 
 using cuda::DeviceBuffer;
-using namespace test;  // fixture, tolerances, random_normal
-
-SaeParams random_sae(int64_t D, int64_t F, uint64_t seed, float log_threshold) {
-  SaeParams p(D, F);
-  init_tied(p, seed);
-  auto be = random_normal(size_t(F), seed + 1, 0.05f), bd = random_normal(size_t(D), seed + 2, 0.1f);
-  std::copy(be.begin(), be.end(), p.b_enc());
-  std::copy(bd.begin(), bd.end(), p.b_dec());
-  std::fill(p.log_threshold(), p.log_threshold() + F, log_threshold);
-  return p;
-}
+using namespace test;  // fixture, tolerances, random_normal, random_sae, run_steps
 
 SaeConfig config_for(Architecture a, int64_t auxk) {
   SaeConfig c;
@@ -49,20 +40,6 @@ SaeConfig config_for(Architecture a, int64_t auxk) {
   c.bandwidth = 0.05;  // wide, so many pre-activations fall in jumprelu's window
   c.encoder_block = 64;
   return c;
-}
-
-// Per parameter block, on the block's scale.
-void expect_params_close(const std::vector<double>& got, const std::vector<double>& ref, const SaeParams& p,
-                         double rtol) {
-  const int64_t offs[] = {p.off_W_encT(), p.off_b_enc(), p.off_W_dec(), p.off_b_dec(), p.off_log_threshold(), p.size()};
-  const char* names[] = {"W_encT", "b_enc", "W_dec", "b_dec", "log_threshold"};
-  for (int blk = 0; blk < 5; ++blk) {
-    std::vector<double> a(got.begin() + offs[blk], got.begin() + offs[blk + 1]);
-    std::vector<double> b(ref.begin() + offs[blk], ref.begin() + offs[blk + 1]);
-    double scale = 0.0;
-    for (double v : b) scale = std::max(scale, std::abs(v));
-    expect_close(a, b, std::vector<double>(b.size(), scale), rtol, names[blk]);
-  }
 }
 
 // This call's rows are rows [lead, lead + N) of x (the rest complete the 64-row encoder
@@ -158,29 +135,16 @@ TrainStepConfig step_config(Architecture a, int64_t D, int64_t F, const std::str
   return c;
 }
 
-struct TrainRun {
-  SaeParams params;
-  AdamState adam;
-  std::vector<StepTotals> totals;
-  std::vector<std::vector<double>> fire;
-};
-
 // `steps` steps on the batches of x (B rows each), from p, half the latents dead.
 TrainRun train(TrainStep& step, const SaeParams& p, const std::vector<float>& x, int64_t B, int64_t D, int steps,
-          const AdamState& start = {}) {
-  step.set_state(p, start);
+               const AdamState& start = {}) {
   std::vector<uint8_t> dead(static_cast<size_t>(p.d_sae), 0);
   for (int64_t f = 0; f < p.d_sae; f += 2) dead[f] = 1;
-  TrainRun r;
-  for (int s = 0; s < steps; ++s) {
+  const auto batch = [&](int s) {
     const int64_t off = (s * B) % (int64_t(x.size()) / D - B + 1);
-    StepBatch b{x.data() + off * D, nullptr, 0, B, 0, 0, B};
-    const StepTotals& t = step.step(b, dead.data(), StepSchedule{1e-3f, 0.3, 0.05});
-    r.totals.push_back(t);
-    r.fire.emplace_back(t.fire, t.fire + p.d_sae);
-  }
-  step.get_state(r.params, r.adam);
-  return r;
+    return StepBatch{x.data() + off * D, nullptr, 0, B, 0, 0, B};
+  };
+  return run_steps(step, p, start, 0, steps, batch, [&](int) { return dead; });
 }
 
 TEST_F(Cuda, TrainStepMatchesCpuStep) {
