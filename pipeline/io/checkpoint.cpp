@@ -94,7 +94,7 @@ void check_sizes(const std::string& path, const SaeCheckpoint& c, int64_t Fc) {
 // range (nullable): latents [first, first + count) only, rows of a [F, ...] dataset or columns of
 // a [D, F] one (range_columns).
 std::vector<float> read_weights(const h5::File& f, const std::string& name, const std::vector<int64_t>& dims,
-                                const std::string& dims_text, const LatentRange* range = nullptr,
+                                const std::string& dims_text, const CheckpointRange* range = nullptr,
                                 bool range_columns = false) {
   h5::Dataset ds = f.open_dataset(name);
   if (ds.dims() != dims) {
@@ -155,7 +155,7 @@ std::string read_sae_fingerprint(const std::string& path) {
   return f.has_attribute("fingerprint") ? f.read_string_attribute("fingerprint") : "";
 }
 
-SaeCheckpoint read_sae_checkpoint(const std::string& path, const LatentRange* range) {
+SaeCheckpoint read_sae_checkpoint(const std::string& path, const CheckpointRange* range) {
   h5::File f = h5::open_file(path);
   if (!f.has_attribute("schema")) user_error(path + ": not an SAE checkpoint (attribute 'schema' is missing)");
   const std::string schema = f.read_string_attribute("schema");

@@ -14,7 +14,7 @@ class MpiEnv;
 
 struct SaeCheckpoint {
   int64_t d_in = 0, d_sae = 0;
-  int64_t d_sae_total = 0;  // read with a LatentRange: the file's d_sae (d_sae: the range's); else d_sae
+  int64_t d_sae_total = 0;  // read with a CheckpointRange: the file's d_sae (d_sae: the range's); else d_sae
   std::vector<float> W_enc;      // [D, F]
   std::vector<float> b_enc;      // [F]
   std::vector<float> W_dec;      // [F, O]
@@ -57,12 +57,12 @@ std::string read_sae_fingerprint(const std::string& path);
 // a failed read or a NaN/Inf weight is a corrupt error. store and heldout_* may be absent
 // (checkpoints made elsewhere): they read as "" and 0; so may the transcoder and crosscoder
 // attributes (an SAE).
-// A LatentRange reads latents [first, first + count) only (latent shards): the columns of W_enc,
+// A CheckpointRange reads latents [first, first + count) only (latent shards): the columns of W_enc,
 // the rows of W_dec and those of b_enc, threshold, r_mag, b_mag; b_dec whole; d_sae = count and
 // d_sae_total = the file's. count < 0 (or no range): every latent.
-struct LatentRange {
+struct CheckpointRange {
   int64_t first = 0, count = -1;
 };
-SaeCheckpoint read_sae_checkpoint(const std::string& path, const LatentRange* range = nullptr);
+SaeCheckpoint read_sae_checkpoint(const std::string& path, const CheckpointRange* range = nullptr);
 
 }  // namespace saepipe

@@ -174,7 +174,7 @@ SaeCheckpoint read_sharded_sae(const Job& job, const MpiEnv& env, const std::str
     user_error(key + "d_sae = " + std::to_string(F) + " of " + path + " must be a multiple of latent_shards x " +
                std::to_string(kTrainEncoderCols) + " = " + std::to_string(unit) + " (each shard holds whole encoder blocks of " +
                std::to_string(kTrainEncoderCols) + " latents, so the statistics do not depend on the grid)");
-  const LatentRange range{F / S * (env.rank() % S), F / S};
+  const CheckpointRange range{F / S * (env.rank() % S), F / S};
   return read_sae_checkpoint(path, &range);
 }
 
