@@ -1,39 +1,53 @@
 #!/usr/bin/env bash
-# Every GPU check of run.device = "cuda" in one run on an H200 (sm_90), from the repository root,
-# within 8 minutes (TOTAL_S, default 470 s: each step's time limit is cut to what is left):
+# The GPU checks of run.device = "cuda" on an H200 (sm_90), from the repository root, in `run`
+# calls of at most 540 s each (the machine's start comes on top):
 #   here:        bash bench/gpu/make_bundle.sh        (builds and packs build-gpu-bundle/bundle.tar.xz)
 #   GPU machine: run(command="bash bench/gpu/run_all.sh", carry=["build-gpu-bundle"], timeout_s=540)
+#                the parity checks (env gtest quickstart shards harvest); then, when the device
+#                time allows a second call, the same with STEPS="env sanitizer bench"
+# TOTAL_S (default 500 s: 540 less the last step's 10 s kill grace and the summary) bounds the
+# bundle's unpacking and the steps together. Each step runs under its own limit (LIMIT below),
+# cut to what is left of TOTAL_S: the default steps' limits add up to 480 s and the unpacking to
+# a few seconds, so none is cut; where the selected steps' limits exceed TOTAL_S the summary says
+# so first. The limits are budgets set before any run on a GPU machine: summary.md gives each
+# step's duration to set them from.
 # The GPU machine's image has CUDA, PyTorch, transformers, h5py and numpy, but not MPI, HDF5 or
 # OpenBLAS: the bundle brings them, and LD_LIBRARY_PATH (the bundle's libraries, then CUDA's) is
 # set for the bundle's programs only, through wrappers in $WORK/bin (python, nvidia-smi,
 # cuobjdump and compute-sanitizer run in the machine's own environment).
 #
-# Steps, in this order; one summary, $OUT/summary.md, and every step's log in $OUT/logs.tar.gz:
-#   env         GPU, driver, toolkit; the bundle's device code is sm_90 (cuobjdump; its absence
-#               fails the step: nothing here would check it). No GPU visible: stops here.
-#   gtest       tests/gpu on non-blocking streams, every suite; failed if a test fails, if none
-#               ran, or if any skipped (no device, no NCCL): a run of skips is no pass
-#   sanitizer   compute-sanitizer on the training steps' tests: memcheck --leak-check full, the
-#               NCCL communicator's test without leak checking (NCCL keeps allocations of its
-#               own), racecheck on the forward/backward of every architecture (up to 200 s)
-#   quickstart  the quickstart job with sweeps (topk, batchtopk, relu, jumprelu) on cuda and on
-#               cpu (bench/gpu/compare_runs.py, h5py): the stores identical; each SAE within
-#               1e-4 of the CPU's (relative to each tensor's largest value); stats of the CPU's
-#               SAE on cuda and on cpu: counts identical, floats within 1e-4; 2 ranks sharing
-#               the GPU (MPI host path) against 1 rank: train within 1e-5, stats counts identical
-#   shards      latent sharding on a 1 x 2 grid (2 ranks on the one GPU: the shard group's sums
-#               through MPI and host memory): the quickstart's store trained with latent_shards = 2
-#               (topk, batchtopk, relu, jumprelu; 128 steps) on cuda and on cpu, each SAE within
-#               1e-4 of the CPU's; stats of the CPU's SAE with latent_shards = 2 on each device
-#               (counts identical, floats within 1e-4); the CUDA sharded tests (tests/gpu
-#               CudaShards.*: step and stats passes) under mpirun -np 2, failed if any skipped
-#   harvest     a tiny GPT-2 harvested on cuda and cpu (within 1e-5 of |cpu| + rms, fp32); stats
-#               of one SAE on one store on each device (CE loss spliced on the GPU: within
-#               1e-4); the CUDA GPT-2 against transformers' GPT2Model (bench/gpu/hf_parity.py)
-#   bench       the TopK step (d 768, d_sae 32768, k 32, batches 4096 and 16384, bf16 and fp32:
-#               saepipe_bench_gpu) beside a plain PyTorch step (torch_topk_step.py), eai-sparsify
-#               and sae-lens (bench/peers, when importable: carry their wheels in .whl), all on
-#               one batch; harvest tokens/s against transformers' forward (what time is left)
+# Steps, in this order (the most telling first), with their limits in seconds; one summary,
+# $OUT/summary.md, and every step's log in $OUT/logs.tar.gz:
+#   env         30  GPU, driver, toolkit; the bundle's device code is sm_90 (cuobjdump; its
+#                   absence fails the step: nothing here would check it). No GPU: stops here.
+#   gtest       120 tests/gpu on non-blocking streams, every suite (CudaShards.* on 1 rank among
+#                   them); failed if a test fails, if none ran, or if any skipped (no device, no
+#                   NCCL): a run of skips is no pass
+#   quickstart  140 the quickstart job with sweeps (topk, batchtopk, relu, jumprelu) on cuda and
+#                   on cpu (bench/gpu/compare_runs.py, h5py): the stores identical; each SAE
+#                   within 1e-4 of the CPU's (relative to each tensor's largest value); stats of
+#                   the CPU's SAE on cuda and on cpu: counts identical, floats within 1e-4; 2
+#                   ranks sharing the GPU (MPI host path) against 1 rank: train within 1e-5,
+#                   stats counts identical
+#   shards      110 latent sharding on a 1 x 2 grid (2 ranks on the one GPU: the shard group's
+#                   sums through MPI and host memory): the quickstart's store trained with
+#                   latent_shards = 2 (topk, batchtopk, relu, jumprelu; 128 steps) on cuda and on
+#                   cpu, each SAE within 1e-4 of the CPU's; stats of the CPU's SAE with
+#                   latent_shards = 2 on each device (counts identical, floats within 1e-4); the
+#                   CUDA sharded tests (tests/gpu CudaShards.*: step and stats passes) under
+#                   mpirun -np 2, failed if any skipped
+#   harvest     80  a tiny GPT-2 harvested on cuda and cpu (within 1e-5 of |cpu| + rms, fp32);
+#                   stats of one SAE on one store on each device (CE loss spliced on the GPU:
+#                   within 1e-4); the CUDA GPT-2 against transformers' GPT2Model (hf_parity.py)
+#   sanitizer   200 (second call) compute-sanitizer on the training steps' tests: memcheck
+#                   --leak-check full (CudaShards.* among them), the NCCL communicator's test
+#                   without leak checking (NCCL keeps allocations of its own), racecheck on the
+#                   forward/backward of every architecture
+#   bench       150 (second call) the TopK step (d 768, d_sae 32768, k 32, batches 4096 and
+#                   16384, bf16 and fp32: saepipe_bench_gpu) beside a plain PyTorch step
+#                   (torch_topk_step.py), eai-sparsify and sae-lens (bench/peers, when
+#                   importable: carry their wheels in .whl), all on one batch; harvest tokens/s
+#                   against transformers' forward
 # Exit status: the number of failed steps. Every figure is what that machine measured on that
 # run; none is written into the repository.
 # shellcheck disable=SC2317  # the steps' functions run through step(), which shellcheck cannot follow
@@ -43,11 +57,13 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$SRC" || exit 1
 OUT=${OUT:-$SRC/gpu-results}
 WORK=${GPU_WORK:-/tmp/saepipe_gpu}
-TOTAL_S=${TOTAL_S:-470}
+TOTAL_S=${TOTAL_S:-500}
 # To check this script on a machine without a GPU: CHECK_DEVICE=cpu runs the jobs with "cpu" where
 # "cuda" stands (the comparisons then check the checker), STEPS the steps named only.
 DEVICE=${CHECK_DEVICE:-cuda}
-STEPS=" ${STEPS:-env gtest quickstart shards harvest sanitizer bench} "
+STEPS=" ${STEPS:-env gtest quickstart shards harvest} "
+# Each step's time limit (s), as the header lists them.
+declare -A LIMIT=([env]=30 [gtest]=120 [quickstart]=140 [shards]=110 [harvest]=80 [sanitizer]=200 [bench]=150)
 LIMIT_SCALE=${LIMIT_SCALE:-1}  # step time limits times this (a slow machine checking the script)
 CPU_THREADS=${CPU_THREADS:-16}  # the CPU reference runs (the GPU machine has 16 cores)
 rm -rf "$WORK/logs"
@@ -58,11 +74,11 @@ START=$SECONDS
 failed=0
 : >"$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
-# step NAME LIMIT_S COMMAND...: runs it, its output in $LOGS/NAME.log, under LIMIT_S or what is
+# step NAME COMMAND...: runs it, its output in $LOGS/NAME.log, under LIMIT[NAME] or what is
 # left of TOTAL_S; records the status and the duration.
 step() {
-  local name=$1 limit=$(($2 * LIMIT_SCALE)) left=$((TOTAL_S - (SECONDS - START)))
-  shift 2
+  local name=$1 limit=$((LIMIT[$1] * LIMIT_SCALE)) left=$((TOTAL_S - (SECONDS - START)))
+  shift
   [[ "$STEPS" == *" $name "* ]] || { note "- $name: not selected (STEPS)"; return 0; }
   ((limit > left)) && limit=$left
   if ((limit < 15)); then
@@ -81,6 +97,10 @@ step() {
   return $rc
 }
 note "# run.device = cuda checks ($(date -u +%FT%TZ))"
+planned=0
+for s in $STEPS; do planned=$((planned + ${LIMIT[$s]:?"STEPS: no step named $s"} * LIMIT_SCALE)); done
+note "steps:$STEPS(limits $planned s of TOTAL_S $TOTAL_S s)"
+((planned <= TOTAL_S)) || note "the selected steps' limits exceed TOTAL_S: the last ones get only what is left"
 
 # ---- the bundle, and wrappers that give only its programs its libraries
 BUNDLE=$WORK/bundle
@@ -129,7 +149,7 @@ env_check() {
     echo "$b: sm_90"
   done
 }
-step env 40 env_check
+step env env_check
 grep -E "^(NVIDIA|[A-Z].*, [0-9]+\.[0-9]+)" "$LOGS/env.log" 2>/dev/null | head -1 | sed 's/^/  GPU: /' | tee -a "$SUMMARY"
 # Without a GPU every later step would only fail or skip: stop here, saying why.
 if [ "$DEVICE" = cuda ] && { ! gpus=$(nvidia-smi -L 2>&1) || ! grep -q "^GPU " <<<"$gpus"; }; then
@@ -148,23 +168,8 @@ gtest() {
   echo "gtest: exit $rc, $passed passed, $skipped skipped"
   ((rc == 0 && passed > 0 && skipped == 0))
 }
-step gtest 150 gtest
+step gtest gtest
 grep -E "^gtest: |^\[  FAILED  \] [A-Za-z]" "$LOGS/gtest.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
-
-# ---- compute-sanitizer (the machine's own environment; the test binary through its wrapper)
-SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-sanitize() {
-  [ -x "$SAN" ] || { echo "no compute-sanitizer on this machine"; return 1; }
-  local t=$BIN/saepipe_gpu_tests
-  "$SAN" --tool memcheck --leak-check full --error-exitcode 9 "$t" --gtest_brief=1 \
-    --gtest_filter='Cuda.ForwardBackward*:Cuda.TrainStep*:Cuda.Adam*:Cuda.Staged*:CudaShards.*' || return 1
-  # NCCL keeps allocations of its own past the communicator's destruction: no leak check.
-  "$SAN" --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 --gtest_filter='Cuda.Nccl*' || return 1
-  "$SAN" --tool racecheck --error-exitcode 9 "$t" --gtest_brief=1 \
-    --gtest_filter='Cuda.ForwardBackwardMatchesCpuForEveryArchitecture' || return 1
-}
-step sanitizer 200 sanitize
-grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$LOGS/sanitizer.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # ---- the quickstart on cuda and on cpu; 2 ranks on the one GPU
 QS=$WORK/qs
@@ -198,7 +203,7 @@ quickstart() {
   $CMP stats runs/qcuda2/stats runs/qcuda/stats --tol 1e-5 || ok=1
   return "$ok"
 }
-step quickstart 150 quickstart
+step quickstart quickstart
 grep -E "^(store|sae|stats|summary)[^/]*: (ok|OUT)|^sae |DIFFERENT|^no device" "$LOGS/quickstart.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # ---- latent sharding: a 1 x 2 grid on cuda against cpu (pipeline/sae/cuda/train_step_sharded.cu)
@@ -244,7 +249,7 @@ shards() {
   ((passed > 0 && skipped == 0)) || ok=1
   return "$ok"
 }
-step shards 90 shards
+step shards shards
 grep -E "^sae |^(stats|summary)[^/]*: (ok|OUT)|DIFFERENT|^gtest CudaShards|no .* sharded step" "$LOGS/shards.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # ---- a tiny GPT-2: harvest and stats (CE loss spliced) on cuda against cpu; the CUDA GPT-2 against transformers
@@ -276,8 +281,23 @@ harvest() {
     --precisions fp32,bf16 --no-cpu --json "$LOGS/hf_parity.json" || ok=1
   return "$ok"
 }
-step harvest 100 harvest
+step harvest harvest
 grep -E "^store activations/.*tolerance|^(store|stats): |summary ce_|DIFFERENT|^(PASS|FAIL|ok|max)" "$LOGS/harvest.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
+
+# ---- compute-sanitizer (the machine's own environment; the test binary through its wrapper)
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+sanitize() {
+  [ -x "$SAN" ] || { echo "no compute-sanitizer on this machine"; return 1; }
+  local t=$BIN/saepipe_gpu_tests
+  "$SAN" --tool memcheck --leak-check full --error-exitcode 9 "$t" --gtest_brief=1 \
+    --gtest_filter='Cuda.ForwardBackward*:Cuda.TrainStep*:Cuda.Adam*:Cuda.Staged*:CudaShards.*' || return 1
+  # NCCL keeps allocations of its own past the communicator's destruction: no leak check.
+  "$SAN" --tool memcheck --error-exitcode 9 "$t" --gtest_brief=1 --gtest_filter='Cuda.Nccl*' || return 1
+  "$SAN" --tool racecheck --error-exitcode 9 "$t" --gtest_brief=1 \
+    --gtest_filter='Cuda.ForwardBackwardMatchesCpuForEveryArchitecture' || return 1
+}
+step sanitizer sanitize
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$LOGS/sanitizer.log" 2>/dev/null | sed 's/^/  /' | tee -a "$SUMMARY"
 
 # ---- benchmarks: the step beside PyTorch and the peers, harvest beside transformers
 bench() {
@@ -324,7 +344,7 @@ bench() {
   printf 'shard_tokens = 65536\nbatch_sequences = 64\n' >>"$HB/job.toml"
   (cd "$HB" && "$BIN/saepipe-harvest" --job job.toml) || return 1
 }
-step bench 150 bench
+step bench bench
 grep -E "harvest.*done: .*tokens/s" "$LOGS/bench.log" 2>/dev/null | sed 's/^/  harvest stage, GPT-2-small shape, cuda fp32, context 128: /' | tee -a "$SUMMARY"
 python3 - "$LOGS" <<'P' >>"$SUMMARY" 2>&1
 import json, os, sys
