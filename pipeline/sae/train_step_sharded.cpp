@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "pipeline/core/comm_meter.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
@@ -54,15 +55,15 @@ class CpuShardedTrainStep final : public TrainStep {
     shard_.merge_top = [this](const int32_t* ii, const float* vi, int64_t N, int64_t W, int64_t K, int32_t* io,
                               float* vo) { merge_top(ii, vi, N, W, K, io, vo); };
     shard_.sum_rows = [this](double* rows, int64_t N, int64_t D) {
-      timed(double(N * D) * sizeof(double), [&] { grid_.shard_group().allreduce_sum(rows, N * D); });
+      meter_.timed(double(N * D) * sizeof(double), [&] { grid_.shard_group().allreduce_sum(rows, N * D); });
     };
     cfg_.sae.shard = &shard_;
     // batchtopk: one threshold over the whole global batch and every latent, so every rank.
     if (grid.world().size() > 1)
       cfg_.sae.kth_largest = [this](std::vector<float>& cand, int64_t kth) {
         std::vector<float> all;
-        timed(0, [&] { all = grid_.world().allgather(cand); });
-        comm_bytes_ += double(all.size()) * sizeof(float);
+        meter_.timed(0, [&] { all = grid_.world().allgather(cand); });
+        meter_.bytes += double(all.size()) * sizeof(float);
         return local_kth_largest(all, kth);
       };
     const int64_t P = params_.size(), O = params_.d_out;
@@ -134,7 +135,7 @@ class CpuShardedTrainStep final : public TrainStep {
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
     SAE_ASSERT((b.target != nullptr) == params_.transcoder, "a transcoder, and only a transcoder, has a target batch");
     const double t0 = MPI_Wtime();
-    comm_bytes_ = comm_s_ = 0;
+    meter_ = {};
     const int64_t P = params_.size(), D = params_.d_in, O = params_.d_out, Fs = Fs_, H = n_shared_;
     const int64_t off_fire = P, off_sumx = P + Fs, off_scalars = P + Fs + O, n_reduce = off_scalars + 5;
     std::fill(reduce_.begin(), reduce_.end(), 0.0);
@@ -161,7 +162,8 @@ class CpuShardedTrainStep final : public TrainStep {
     reduce_[off_scalars + 3] = sum_x2;
     reduce_[off_scalars + 4] = sums.penalty;
     if (grid_.data_groups() > 1)
-      timed(double(n_reduce) * sizeof(double), [&] { grid_.data_group().allreduce_sum(reduce_.data(), n_reduce); });
+      meter_.timed(double(n_reduce) * sizeof(double),
+                   [&] { grid_.data_group().allreduce_sum(reduce_.data(), n_reduce); });
 
     // The shard group: the shared parameters' gradients (b_dec: the lead's reconstruction term
     // plus every shard's encoder term; W_skip: the lead's), sum y and the scalars (the lead's and
@@ -183,8 +185,8 @@ class CpuShardedTrainStep final : public TrainStep {
     }
     std::copy(reduce_.begin() + off_sumx, reduce_.begin() + off_sumx + O + 5, group_.begin() + H);
     group_[H + O + 5] = own_sq;
-    timed(double(group_.size()) * sizeof(double),
-          [&] { grid_.shard_group().allreduce_sum(group_.data(), int64_t(group_.size())); });
+    meter_.timed(double(group_.size()) * sizeof(double),
+                 [&] { grid_.shard_group().allreduce_sum(group_.data(), int64_t(group_.size())); });
     at = 0;
     for (const LatentSegment& g : shared) {
       std::copy(group_.begin() + at, group_.begin() + at + g.row, reduce_.begin() + g.shard_off);
@@ -206,7 +208,7 @@ class CpuShardedTrainStep final : public TrainStep {
     sae_apply_gradient(params_, grad_, adam_, adam, unit_norm_);
 
     // Every latent's fire count, for the host's dead-latent counters.
-    timed(double(F_) * sizeof(double), [&] {
+    meter_.timed(double(F_) * sizeof(double), [&] {
       const std::vector<char> all = grid_.shard_group().allgather_bytes(reduce_.data() + off_fire, Fs * 8);
       std::memcpy(fire_all_.data(), all.data(), all.size());
     });
@@ -219,8 +221,8 @@ class CpuShardedTrainStep final : public TrainStep {
     totals_.sum_x = reduce_.data() + off_sumx;
     totals_.fire = fire_all_.data();
     totals_.batch_threshold = batch_selection(cfg_.sae.architecture) ? ws_.batch_threshold : 0.0f;
-    totals_.comm_bytes = comm_bytes_;
-    totals_.comm_s = comm_s_;
+    totals_.comm_bytes = meter_.bytes;
+    totals_.comm_s = meter_.seconds;
     totals_.step_s = MPI_Wtime() - t0;
     return totals_;
   }
@@ -237,22 +239,14 @@ class CpuShardedTrainStep final : public TrainStep {
   }
 
  private:
-  template <class Fn>
-  void timed(double bytes, Fn&& fn) {
-    const double t = MPI_Wtime();
-    fn();
-    comm_s_ += MPI_Wtime() - t;
-    comm_bytes_ += bytes;
-  }
-
   // merge_top (sae.hpp LatentShard): every shard's best W per row to every shard, then per row
   // the best K by (value, lower latent) — the order topk_rows keeps — of which this shard's
   // (latent_shard_merge.hpp, shared with the sharded stats).
   void merge_top(const int32_t* idx_in, const float* val_in, int64_t N, int64_t W, int64_t K, int32_t* idx_out,
                  float* val_out) {
     std::vector<char> all;
-    timed(0, [&] { all = gather_shard_candidates(grid_.shard_group(), idx_in, val_in, N, W); });
-    comm_bytes_ += double(all.size());
+    meter_.timed(0, [&] { all = gather_shard_candidates(grid_.shard_group(), idx_in, val_in, N, W); });
+    meter_.bytes += double(all.size());
     merge_shard_candidates(all, S_, N, W, K, first_, Fs_, idx_out, val_out);
   }
 
@@ -272,7 +266,7 @@ class CpuShardedTrainStep final : public TrainStep {
   std::vector<double> reduce_, group_, fire_all_;
   std::vector<int64_t> fire_;
   std::vector<float> grad_;
-  double comm_bytes_ = 0, comm_s_ = 0;
+  CommMeter meter_;  // this step's collectives
   StepTotals totals_;
 };
 

@@ -34,6 +34,7 @@
 
 #include "kernels/cuda/kernels_cuda.hpp"
 #include "pipeline/core/cuda/gradient_comm.hpp"
+#include "pipeline/core/comm_meter.hpp"
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/latent_grid.hpp"
 #include "pipeline/core/mpi_env.hpp"
@@ -69,7 +70,7 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
     // batchtopk: one threshold over the whole global batch and every latent, so every rank.
     if (grid.world().size() > 1)
       world_counts_ = [this](int64_t* counts, int64_t n) {
-        timed(double(n) * sizeof(int64_t), [&] { grid_.world().allreduce_sum(counts, n); });
+        meter_.timed(double(n) * sizeof(int64_t), [&] { grid_.world().allreduce_sum(counts, n); });
       };
   }
   ~CudaShardedTrainStep() override { drain(); }
@@ -133,7 +134,7 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
 
   const StepTotals& step(const StepBatch& b, const uint8_t* dead, const StepSchedule& s) override {
     const double t0 = MPI_Wtime();
-    comm_bytes_ = comm_s_ = 0;
+    meter_ = {};
     const int64_t P = L_.size(), Fs = Fs_, D = L_.D, off_sumx = off_sum_x(), off_b_dec = L_.b_dec();
     // Collective over the shard group and, for batchtopk, every rank: called also with no rows.
     forward_backward(b, dead, s, world_counts_);
@@ -171,14 +172,14 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
     SAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 
     // Every latent's fire count, for the host's dead-latent counters.
-    timed(double(F_) * sizeof(double), [&] {
+    meter_.timed(double(F_) * sizeof(double), [&] {
       const std::vector<char> all = grid_.shard_group().allgather_bytes(tail_host_, Fs * int64_t(sizeof(double)));
       std::memcpy(fire_all_.data(), all.data(), all.size());
     });
 
     fill_totals(fire_all_.data());
-    totals_.comm_bytes = comm_bytes_;
-    totals_.comm_s = comm_s_;
+    totals_.comm_bytes = meter_.bytes;
+    totals_.comm_s = meter_.seconds;
     totals_.step_s = MPI_Wtime() - t0;
     return totals_;
   }
@@ -197,21 +198,13 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
     return sh;
   }
 
-  template <class Fn>
-  void timed(double bytes, Fn&& fn) {
-    const double t = MPI_Wtime();
-    fn();
-    comm_s_ += MPI_Wtime() - t;
-    comm_bytes_ += bytes;
-  }
-
   // data [n] (device doubles) summed over a group in place, ordered on `stream` (comm null: a
   // group of one). The stream is drained first, so the time measured is the collective's; the
   // host wait polls NCCL's asynchronous errors (a dead peer ends the job with a message).
   void sum_over(GradientComm* comm, double* data, int64_t n, cudaStream_t stream) {
     if (!comm) return;
     SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    timed(double(n) * sizeof(double), [&] {
+    meter_.timed(double(n) * sizeof(double), [&] {
       comm->start(data, n, stream);
       comm->wait(nullptr);
     });
@@ -230,8 +223,9 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
     copy_out(cand_val_.data(), val_in, N * W, stream);
     SAE_CUDA_CHECK(cudaStreamSynchronize(stream));
     std::vector<char> all;
-    timed(0, [&] { all = gather_shard_candidates(grid_.shard_group(), cand_idx_.data(), cand_val_.data(), N, W); });
-    comm_bytes_ += double(all.size());
+    meter_.timed(0,
+                 [&] { all = gather_shard_candidates(grid_.shard_group(), cand_idx_.data(), cand_val_.data(), N, W); });
+    meter_.bytes += double(all.size());
     merged_idx_.resize(size_t(N * K));
     merged_val_.resize(size_t(N * K));
     merge_shard_candidates(all, grid_.shards(), N, W, K, first_, Fs_, merged_idx_.data(), merged_val_.data());
@@ -249,7 +243,7 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
   std::vector<float> cand_val_, merged_val_;
   std::unique_ptr<GradientComm> data_comm_, shard_comm_;
   SumOverRanks world_counts_;
-  double comm_bytes_ = 0, comm_s_ = 0;
+  CommMeter meter_;  // this step's collectives
   StepTotals totals_;
 };
 
