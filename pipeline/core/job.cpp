@@ -340,15 +340,16 @@ double derived_target_l0(const std::string& arch, int64_t k, bool l1_given, bool
 }
 
 //
-// dead_tokens and resample_every (batchtopk): a batch-wide threshold gives a latent that points
-// nowhere useful no slot of its own (topk's k per token do), so such latents stay unused and the
-// rarer true features get none; Anthropic's resampling (every 50 steps, of the latents silent for
-// 1% of the run, at least 4 batches and at most Gao et al.'s 10M tokens) turns them toward badly
+// dead_tokens and resample_every (batchtopk, jumprelu): a batch-wide threshold gives a latent that
+// points nowhere useful no slot of its own (topk's k per token do), so such latents stay unused and
+// the rarer true features get none; a jumprelu latent whose threshold rose above its inputs gets
+// no gradient again. Anthropic's resampling (every 50 steps, of the latents silent for 1% of the
+// run, at least 4 batches and at most Gao et al.'s 10M tokens) turns them toward badly
 // reconstructed inputs. AuxK alone with that window did not (bench/defaults_grid.py). Matryoshka
 // would gain as much MMCS but loses its low absorption (e2e_toy_variants: 0.04 -> 0.48), so it and
 // the others keep 10M and no resampling (Gao et al.'s recipe); a transcoder cannot resample.
 bool resamples_by_default(const std::string& arch, bool transcoder) {
-  return !transcoder && arch == "batchtopk";
+  return !transcoder && (arch == "batchtopk" || arch == "jumprelu");
 }
 int64_t derived_dead_tokens(const std::string& arch, bool transcoder, int64_t n_tokens, int64_t batch_tokens) {
   const int64_t gao = 10000000;

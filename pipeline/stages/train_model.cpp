@@ -34,6 +34,10 @@ constexpr double kThresholdDecay = 0.99;  // batchtopk inference threshold: EMA 
 // log(batch L0 / target), the log clamped to [-1, 1]: a factor of e in 50 steps at most, so the
 // coefficient follows the slow response of the weights without oscillating.
 constexpr double kSparsityRate = 0.02;
+// jumprelu with a target_l0: its thresholds start where the init sample fires this many times the
+// target (start_at_target_l0). With resampling, live MMCS at points 1 / 3 of bench/defaults_grid.py
+// (seeds 2001 / 2003, 3M tokens): 1x 0.924 / 0.792, 4x 0.954 / 0.877, 8x 0.973 / 0.886, 16x - / 0.787.
+constexpr double kJumpReluStartL0 = 8.0;
 
 // Keeps the records of train_log.jsonl up to `step` (a resumed run rewrites the rest).
 void truncate_log(const std::string& path, int64_t step) {
@@ -170,6 +174,10 @@ void TrainModel::init(const std::vector<float>& sample, int64_t n, double input_
 // reads pre - b_gate, unchanged), so the first steps fire about target latents per token
 // and the adapting coefficient only has to hold that (a threshold learns slowly through the
 // straight-through estimator: from 0.01 to the ~0.2 the toy store needs took thousands of steps).
+// jumprelu starts at kJumpReluStartL0 x target instead: its thresholds rise in the first ~80
+// steps whatever the coefficient (the reconstruction's straight-through gradient on latents that
+// do not yet point at a feature), and from the target that left L0 < 1 and most latents silent
+// before they had learned anything (bench/defaults_grid.py; the README's defaults).
 // Sharded, p holds this rank's latents: the encoder's blocks of kTrainEncoderCols latents make its
 // pre-activations the unsharded ones bit for bit, and t is taken over every shard's.
 void TrainModel::start_at_target_l0(SaeParams& p, const float* sample, int64_t n, double target) const {
@@ -184,7 +192,8 @@ void TrainModel::start_at_target_l0(SaeParams& p, const float* sample, int64_t n
   for (int64_t i = 0; i < rows * Fp; ++i)
     if (ws.pre[size_t(i)] > 0) pre.push_back(ws.pre[size_t(i)]);
   if (grid_->shards() > 1) pre = grid_->shard_group().allgather(pre);
-  const auto kth = std::clamp<int64_t>(std::llround(double(rows) * target), 1, rows * F_);
+  const double start = arch_ == Architecture::JumpReLU ? kJumpReluStartL0 * target : target;
+  const auto kth = std::clamp<int64_t>(std::llround(double(rows) * start), 1, rows * F_);
   const float t = local_kth_largest(pre, kth);
   if (!(t > 0)) return;  // fewer positive pre-activations than the target: nothing to cut
   if (arch_ == Architecture::JumpReLU)

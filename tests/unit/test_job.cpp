@@ -206,14 +206,16 @@ TEST(Job, LearningRateDefaultScalesWithDictionarySize) {
   EXPECT_DOUBLE_EQ(job.train.lr, 2e-4 * 8.0 * 4.0);  // sqrt(768 / 48) = 4: the 1.6e-3 x 4
 }
 
-// dead_tokens / resample_every left out: batchtopk resamples every 50 steps the
+// dead_tokens / resample_every left out: batchtopk and jumprelu resample every 50 steps the
 // latents silent for n_tokens / 100 (at least 4 batches, at most 10M); the others (and
 // transcoders, which cannot resample) keep 10M and no resampling; per sweep entry, in the resolved job.
 TEST(Job, DeadLatentDefaultsFollowTheArchitecture) {
   Job job = parse_job(std::string(kMinimal) +
                           "[train]\narchitecture = \"topk\"\nn_tokens = 3000000\n"
                           "[[train.sweep]]\nname = \"b\"\narchitecture = \"batchtopk\"\n"
-                          "[[train.sweep]]\nname = \"m\"\narchitecture = \"matryoshka\"\nresample_every = 7\n",
+                          "[[train.sweep]]\nname = \"m\"\narchitecture = \"matryoshka\"\nresample_every = 7\n"
+                          "[[train.sweep]]\nname = \"j\"\narchitecture = \"jumprelu\"\n"
+                          "[[train.sweep]]\nname = \"r\"\narchitecture = \"relu\"\n",
                       "job.toml");
   EXPECT_EQ(job.train.dead_tokens, 10000000);
   EXPECT_EQ(job.train.resample_every, 0);
@@ -221,6 +223,10 @@ TEST(Job, DeadLatentDefaultsFollowTheArchitecture) {
   EXPECT_EQ(job.train.sweep[0].resample_every, 50);
   EXPECT_EQ(job.train.sweep[1].dead_tokens, 10000000);  // matryoshka: its absorption
   EXPECT_EQ(job.train.sweep[1].resample_every, 7);
+  EXPECT_EQ(job.train.sweep[2].dead_tokens, 30000);  // jumprelu: thresholds that rose above every input
+  EXPECT_EQ(job.train.sweep[2].resample_every, 50);
+  EXPECT_EQ(job.train.sweep[3].dead_tokens, 10000000);
+  EXPECT_EQ(job.train.sweep[3].resample_every, 0);
   const Job again = parse_job(job.resolved_toml, "job.toml");
   EXPECT_EQ(again.resolved_toml, job.resolved_toml);
   EXPECT_EQ(again.train.sweep[0].dead_tokens, 30000);
