@@ -54,23 +54,23 @@ class CudaBackend final : public Backend {
   }
   std::unique_ptr<FeaturePasses> make_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                      int64_t hist_bins, const ExampleOptions& opt) const override {
-    // Dictionaries whose encoder the device passes do not have (every rank: one line, exit 2).
-    if (params.gated || params.transcoder || params.layers > 1)
-      user_error(std::string(params.gated ? "gated SAEs" : params.transcoder ? "transcoders" : "crosscoders") +
-                 " are evaluated by the cpu backend only for now; set run.device = \"cpu\"");
+    refuse_cpu_only(params);
     return cuda::make_cuda_feature_passes(params, config, hist_bins, opt);
   }
   std::unique_ptr<FeaturePasses> make_sharded_feature_passes(const SaeParams& params, const SaeConfig& config,
                                                              int64_t hist_bins, const ExampleOptions& opt,
                                                              const LatentGrid& grid) const override {
-    // The stats stage has refused what is not sharded (gated, transcoders, crosscoders).
-    if (params.gated || params.transcoder || params.layers > 1)
-      user_error(std::string(params.gated ? "gated SAEs" : params.transcoder ? "transcoders" : "crosscoders") +
-                 " are evaluated by the cpu backend only for now; set run.device = \"cpu\"");
+    refuse_cpu_only(params);
     return cuda::make_cuda_sharded_feature_passes(params, config, hist_bins, opt, grid);
   }
 
  private:
+  // Dictionaries whose encoder the device passes do not have (every rank: one line, exit 2).
+  static void refuse_cpu_only(const SaeParams& params) {
+    if (params.gated || params.transcoder || params.layers > 1)
+      user_error(std::string(params.gated ? "gated SAEs" : params.transcoder ? "transcoders" : "crosscoders") +
+                 " are evaluated by the cpu backend only for now; set run.device = \"cpu\"");
+  }
   // Dictionaries with a CPU step only (every rank sees the same setting: one line, exit 2).
   static void refuse_cpu_only(const TrainStepConfig& config) {
     if (config.sae.architecture == Architecture::Matryoshka || config.sae.architecture == Architecture::Gated)
