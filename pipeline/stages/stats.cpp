@@ -505,8 +505,8 @@ void StatsStage::run(const std::string& fingerprint) {
       fs.logit_hist_hi = std::move(le.logit_hist_hi);
     }
     if (n_layers > 1) add_decoder_norms_per_layer(params, fs);
-    if (has_ground_truth(store_dir)) add_variant_ground_truth(store_dir, ck, params, input_covariance(), shards, variant_gt);
     if (has_ground_truth(store_dir)) {
+      add_variant_ground_truth(store_dir, ck, params, input_covariance(), shards, variant_gt);
       int64_t gd = 0;
       // The directions the decoder writes: this hook's (a transcoder's target's).
       std::vector<float> gt = read_ground_truth(store_dir, ck.transcoder ? ck.target_hook : ck.hook, &n_true, &gd);
