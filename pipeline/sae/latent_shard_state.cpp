@@ -111,6 +111,31 @@ void gather_latent_range_to_root(const MpiEnv& group, const LatentRange& r, cons
   if (group.is_root()) copy_shared(r, mine.data(), false, full.data());
 }
 
+void take_latent_state(const LatentRange& r, const SaeParams& whole, const AdamState& whole_adam, SaeParams& part,
+                       AdamState& part_adam) {
+  take_latent_range(r, whole.data, part.data);
+  part_adam = AdamState{};
+  part_adam.t = whole_adam.t;
+  if (whole_adam.m.empty()) return;
+  part_adam.m.resize(part.data.size());
+  part_adam.v.resize(part.data.size());
+  take_latent_range(r, whole_adam.m, part_adam.m);
+  take_latent_range(r, whole_adam.v, part_adam.v);
+}
+
+void gather_latent_state(const MpiEnv& group, const LatentRange& r, const SaeParams& part,
+                         const AdamState& part_adam, SaeParams& whole, AdamState& whole_adam) {
+  whole = SaeParams(whole_shape(r));
+  gather_latent_range(group, r, part.data, whole.data);
+  whole_adam = AdamState{};
+  whole_adam.t = part_adam.t;
+  if (part_adam.m.empty()) return;  // the same on every shard: they step together
+  whole_adam.m.resize(whole.data.size());
+  whole_adam.v.resize(whole.data.size());
+  gather_latent_range(group, r, part_adam.m, whole_adam.m);
+  gather_latent_range(group, r, part_adam.v, whole_adam.v);
+}
+
 void resample_latent_range(const MpiEnv& group, const LatentRange& r, SaeParams& mine, AdamState& adam,
                            const std::vector<int32_t>& latents, const std::vector<double>& rows,
                            const std::vector<uint8_t>& dead) {

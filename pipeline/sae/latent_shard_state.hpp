@@ -43,6 +43,14 @@ void gather_latent_range(const MpiEnv& group, const LatentRange& r, const std::v
 void gather_latent_range_to_root(const MpiEnv& group, const LatentRange& r, const std::vector<float>& mine,
                                  std::vector<float>& full);
 
+// A TrainStep's set_state and get_state on a shard: this range's part of the whole
+// dictionary's parameters and Adam moments (`part` sized by the caller; no moments given, none
+// taken), and the whole state from every shard's part (collective over `group`).
+void take_latent_state(const LatentRange& r, const SaeParams& whole, const AdamState& whole_adam, SaeParams& part,
+                       AdamState& part_adam);
+void gather_latent_state(const MpiEnv& group, const LatentRange& r, const SaeParams& part,
+                         const AdamState& part_adam, SaeParams& whole, AdamState& whole_adam);
+
 // Resampling (resample.hpp) of the latents this shard holds (`mine`, its Adam moments): the
 // scales from every latent's norms, gathered in latent order over `group`, so they equal the
 // unsharded ones; rows [R, D] and dead [F] as TrainStep::resample. Collective over `group`.

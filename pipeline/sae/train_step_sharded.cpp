@@ -83,29 +83,11 @@ class CpuShardedTrainStep final : public TrainStep {
   void set_state(const SaeParams& p, const AdamState& a) override {
     SAE_ASSERT(p.d_in == params_.d_in && p.d_sae == F_ && p.size() == SaeParams::size_for(whole_shape(range())),
                "parameter shapes");
-    take_latent_range(range(), p.data, params_.data);
-    adam_.t = a.t;
-    adam_.m.clear();
-    adam_.v.clear();
-    if (!a.m.empty()) {
-      adam_.m.resize(params_.data.size());
-      adam_.v.resize(params_.data.size());
-      take_latent_range(range(), a.m, adam_.m);
-      take_latent_range(range(), a.v, adam_.v);
-    }
+    take_latent_state(range(), p, a, params_, adam_);
   }
 
   void get_state(SaeParams& p, AdamState& a) const override {
-    p = SaeParams(whole_shape(range()));
-    gather_latent_range(grid_.shard_group(), range(), params_.data, p.data);
-    a = AdamState{};
-    a.t = adam_.t;
-    if (!adam_.m.empty()) {  // the same on every shard: they step together
-      a.m.resize(p.data.size());
-      a.v.resize(p.data.size());
-      gather_latent_range(grid_.shard_group(), range(), adam_.m, a.m);
-      gather_latent_range(grid_.shard_group(), range(), adam_.v, a.v);
-    }
+    gather_latent_state(grid_.shard_group(), range(), params_, adam_, p, a);
   }
 
   void get_local_state(SaeParams& p, AdamState* a) const override {

@@ -53,9 +53,9 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
       : DeviceTrainStep(c), grid_(grid), F_(c.d_sae), Fs_(c.d_sae / grid.shards()),
         first_(int64_t(grid.shard()) * Fs_), shard_(device_shard()) {
     SAE_ASSERT(c.d_sae % grid.shards() == 0, "latent shards must divide d_sae (checked with the job)");
-    SAE_ASSERT(c.sae.architecture != Architecture::Matryoshka && c.sae.architecture != Architecture::Gated,
-               "matryoshka and gated are not on the cuda backend (refused by it)");
-    SAE_ASSERT(!c.transcoder && c.layers == 1, "transcoders and crosscoders are not sharded (checked by the train stage)");
+    SAE_ASSERT(c.sae.architecture != Architecture::Matryoshka && c.sae.architecture != Architecture::Gated &&
+                   !c.transcoder && c.layers == 1,
+               "matryoshka, gated, transcoders and crosscoders are not on the cuda backend (refused by it)");
     SaeConfig sae = c.sae;
     sae.kth_largest = nullptr;  // batchtopk sums its histograms instead (world_counts_)
     sae.shard = nullptr;        // the device hooks: shard_
@@ -85,15 +85,8 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
   void set_state(const SaeParams& p, const AdamState& a) override {
     SAE_ASSERT(p.d_in == L_.D && p.d_sae == F_, "parameter shapes");
     SaeParams mine(L_.D, Fs_);
-    take_latent_range(range(), p.data, mine.data);
     AdamState local;
-    local.t = a.t;
-    if (!a.m.empty()) {
-      local.m.resize(mine.data.size());
-      local.v.resize(mine.data.size());
-      take_latent_range(range(), a.m, local.m);
-      take_latent_range(range(), a.v, local.v);
-    }
+    take_latent_state(range(), p, a, mine, local);
     set_local_state(mine, local);
   }
 
@@ -101,14 +94,7 @@ class CudaShardedTrainStep final : public DeviceTrainStep {
     SaeParams mine;
     AdamState local;
     get_local_state(mine, &local);
-    p = SaeParams(L_.D, F_);
-    gather_latent_range(grid_.shard_group(), range(), mine.data, p.data);
-    a = AdamState{};
-    a.t = local.t;
-    a.m.resize(p.data.size());
-    a.v.resize(p.data.size());
-    gather_latent_range(grid_.shard_group(), range(), local.m, a.m);
-    gather_latent_range(grid_.shard_group(), range(), local.v, a.v);
+    gather_latent_state(grid_.shard_group(), range(), mine, local, p, a);
   }
 
   void get_local_state(SaeParams& p, AdamState* a) const override { download_state(p, a); }
