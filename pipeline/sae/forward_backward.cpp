@@ -231,15 +231,7 @@ SaeStepSums sae_forward_backward(const SaeParams& p, const SaeConfig& cfg, const
     const float* recon = ws.recon.data();
     float* g = ws.g.data();
 #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      double ss = 0.0;
-      for (int64_t d = 0; d < O; ++d) {
-        const double e = double(recon[n * O + d]) - double(y[n * O + d]);
-        ss += e * e;
-        g[n * O + d] = float(two_over_B * e);
-      }
-      row_sq[n] = ss;
-    }
+    for (int64_t n = 0; n < N; ++n) row_sq[n] = sae_detail::row_scaled_error(recon + n * O, y + n * O, O, two_over_B, g + n * O);
     if (lead_shard)
       for (int64_t n = 0; n < N; ++n) sums.sum_sq_err += row_sq[n];
   }

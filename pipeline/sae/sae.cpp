@@ -38,6 +38,48 @@ void add_column_sums(const float* a, int64_t N, int64_t D, double scale, double*
   }
 }
 
+namespace {
+constexpr int kLanes = 8;
+double add_lanes(const double* l) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+}  // namespace
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) double row_sum_of_squares(const float* a, int64_t D) {
+  double lane[kLanes] = {};
+  int64_t d = 0;
+  for (; d + kLanes <= D; d += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane[l] += double(a[d + l]) * double(a[d + l]);
+  for (int l = 0; d < D; ++d, ++l) lane[l] += double(a[d]) * double(a[d]);
+  return add_lanes(lane);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) double row_scaled_error(const float* recon, const float* y,
+                                                                                    int64_t D, double scale, float* g) {
+  double lane[kLanes] = {};
+  int64_t d = 0;
+  for (; d + kLanes <= D; d += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const double e = double(recon[d + l]) - double(y[d + l]);
+      lane[l] += e * e;
+      g[d + l] = float(scale * e);
+    }
+  for (int l = 0; d < D; ++d, ++l) {
+    const double e = double(recon[d]) - double(y[d]);
+    lane[l] += e * e;
+    g[d] = float(scale * e);
+  }
+  return add_lanes(lane);
+}
+
+double add_target_sums(const float* y, int64_t N, int64_t D, double* sum_y) {
+  add_column_sums(y, N, D, 1.0, sum_y);
+  std::vector<double> rows(static_cast<size_t>(N));
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) rows[n] = row_sum_of_squares(y + n * D, D);
+  double sum = 0;
+  for (int64_t n = 0; n < N; ++n) sum += rows[n];
+  return sum;
+}
+
 void check_config(const SaeParams& p, const SaeConfig& cfg) {
   SAE_ASSERT(p.d_in > 0 && p.d_sae > 0 && p.d_out > 0, "SAE parameters not sized");
   SAE_ASSERT(p.size() == SaeParams::size_for(p.shape()), "parameter buffer size");

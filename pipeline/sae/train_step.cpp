@@ -13,6 +13,7 @@
 #include "pipeline/core/errors.hpp"
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/sae/resample.hpp"
+#include "pipeline/sae/sae_internal.hpp"
 
 namespace saepipe {
 
@@ -68,13 +69,7 @@ class CpuTrainStep final : public TrainStep {
     const SaeStepSums sums = sae_forward_backward(params_, cfg_.sae, b.x, b.n, b.global_batch, dead, reduce_.data(),
                                                   fire_.data(), ws_, b.lead, b.tail, b.target);
     const float* y = b.target ? b.target : b.x + b.lead * D;
-    double sum_x2 = 0;
-    for (int64_t n = 0; n < b.n; ++n)
-      for (int64_t d = 0; d < O; ++d) {
-        const double v = y[n * O + d];
-        reduce_[off_sumx + d] += v;
-        sum_x2 += v * v;
-      }
+    const double sum_x2 = sae_detail::add_target_sums(y, b.n, O, reduce_.data() + off_sumx);
     for (int64_t f = 0; f < F; ++f) reduce_[off_fire + f] = double(fire_[f]);
     reduce_[off_scalars + 0] = sums.sum_sq_err;
     reduce_[off_scalars + 1] = sums.sum_active;

@@ -33,6 +33,7 @@
 #include "pipeline/core/mpi_env.hpp"
 #include "pipeline/sae/latent_shard_merge.hpp"
 #include "pipeline/sae/latent_shard_state.hpp"
+#include "pipeline/sae/sae_internal.hpp"
 #include "pipeline/sae/train_step.hpp"
 
 namespace saepipe {
@@ -130,12 +131,7 @@ class CpuShardedTrainStep final : public TrainStep {
     double sum_x2 = 0;
     if (shard_.lead) {  // the shard group's rows are the same: one shard counts them
       const float* y = b.target ? b.target : b.x + b.lead * D;
-      for (int64_t n = 0; n < b.n; ++n)
-        for (int64_t d = 0; d < O; ++d) {
-          const double v = y[n * O + d];
-          reduce_[off_sumx + d] += v;
-          sum_x2 += v * v;
-        }
+      sum_x2 = sae_detail::add_target_sums(y, b.n, O, reduce_.data() + off_sumx);
     }
     for (int64_t f = 0; f < Fs; ++f) reduce_[off_fire + f] = double(fire_[f]);
     reduce_[off_scalars + 0] = sums.sum_sq_err;

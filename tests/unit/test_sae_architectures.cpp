@@ -15,6 +15,7 @@
 #include "pipeline/sae/resample.hpp"
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
+#include "pipeline/sae/sae_internal.hpp"
 #include "pipeline/sae/schedule.hpp"
 
 namespace saepipe {
@@ -340,6 +341,33 @@ TEST(Resample, SamplingFollowsTheWeights) {
   EXPECT_EQ(sample_proportional(prefix, 0.2), 1);
   EXPECT_EQ(sample_proportional(prefix, 0.26), 3);
   EXPECT_EQ(sample_proportional(prefix, 0.999), 3);
+}
+
+// The step's laned float64 row sums (sae_internal.hpp) against plain long double sums, on a
+// width that is not a multiple of the 8 lanes; the error's gradient element by element.
+TEST(SaeRowSums, LanedSumsMatchPlainSums) {
+  const int64_t N = 5, D = 771;
+  const auto y = normal(size_t(N * D), 91), recon = normal(size_t(N * D), 92);
+  std::vector<double> sum_y(static_cast<size_t>(D), 1.0);  // added onto
+  const double x2 = sae_detail::add_target_sums(y.data(), N, D, sum_y.data());
+  long double want_x2 = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    long double col = 0;
+    for (int64_t n = 0; n < N; ++n) col += y[n * D + d];
+    EXPECT_NEAR(sum_y[d], 1.0 + double(col), 1e-12) << d;
+  }
+  for (float v : y) want_x2 += (long double)v * v;
+  EXPECT_NEAR(x2, double(want_x2), 1e-12 * double(want_x2));
+  std::vector<float> g(static_cast<size_t>(D));
+  const double scale = 2.0 / 4096;
+  long double want_e2 = 0;
+  const double e2 = sae_detail::row_scaled_error(recon.data(), y.data(), D, scale, g.data());
+  for (int64_t d = 0; d < D; ++d) {
+    const double e = double(recon[d]) - double(y[d]);
+    want_e2 += (long double)e * e;
+    EXPECT_EQ(g[d], float(scale * e)) << d;
+  }
+  EXPECT_NEAR(e2, double(want_e2), 1e-12 * double(want_e2));
 }
 
 }  // namespace
