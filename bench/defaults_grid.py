@@ -13,7 +13,9 @@ often than the most common (decay^G = 0.05): every feature is seen in a short ru
 
   python3 bench/defaults_grid.py [--build build] [--out /tmp/saepipe_defaults_grid]
       [--archs topk,batchtopk,relu,jumprelu,matryoshka] [--points 1,2,...] [--seed 2001] [--tokens 3000000]
-      [--threads 2]
+      [--threads 2] [--sweep 'name:key=value,key=value;name2:...']
+--sweep adds [[train.sweep]] entries of the first architecture with the keys given (TOML values),
+e.g. the old default beside the new one in the same run: --sweep 'jumprelu_tlr1:threshold_lr_scale=1.0'.
 Seeds: the defaults were tuned on the stores of seeds 1001-1004 (points 1-4 with --seed 1001);
 report on others (--seed 2001: point p gets seed 2000 + p).
 Prints a markdown table and writes OUT/grid.json. Reruns skip finished stages (the stages resume).
@@ -57,9 +59,14 @@ def main():
     ap.add_argument("--seed", type=int, default=2001, help="store and run seed of the first point (+1 per point)")
     ap.add_argument("--tokens", type=int, default=3000000, help="train.n_tokens")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sweep", default="", help="name:key=value,...;... more models of the first architecture")
     a = ap.parse_args()
     saepipe = os.path.join(os.path.realpath(a.build), "saepipe")
     archs = a.archs.split(",")
+    extra = {}  # sweep name -> TOML lines
+    for entry in filter(None, a.sweep.split(";")):
+        name, _, sets = entry.partition(":")
+        extra[name] = [kv.strip() for kv in sets.split(",") if kv.strip()]
     points = [int(p) for p in a.points.split(",")] if a.points else list(range(1, len(GRID) + 1))
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY="passive")
     os.makedirs(a.out, exist_ok=True)
@@ -95,6 +102,8 @@ heldout_fraction = 0.1
 """
         for arch in archs[1:]:
             job += f'[[train.sweep]]\nname = "{arch}"\narchitecture = "{arch}"\n'
+        for sweep_name, sets in extra.items():
+            job += f'[[train.sweep]]\nname = "{sweep_name}"\n' + "".join(kv + "\n" for kv in sets)
         path = os.path.join(a.out, name + ".toml")
         open(path, "w").write(job)
         print(f"point {p}: d_in {d}, {g} true features, mean active {act}, d_sae {f}, k {k}, seed {seed}", flush=True)
@@ -102,7 +111,7 @@ heldout_fraction = 0.1
         truth = h5py.File(os.path.join(run_dir, "activations", "ground_truth.h5"), "r")["features"][...]
         truth = truth / np.linalg.norm(truth, axis=1, keepdims=True)
         lrs = {}
-        for arch in archs:
+        for arch in archs + list(extra):
             sae = os.path.join(run_dir, "sae", "sae.h5") if arch == archs[0] else os.path.join(run_dir, "sae", "sweep", arch, "sae.h5")
             stats_name = f"{name}_{arch}"
             stats_job = os.path.join(a.out, stats_name + ".toml")
@@ -135,6 +144,7 @@ interval_bins = 0
                   f"dead {r['dead_fraction']:.3f}  lr {lrs[arch]}", flush=True)
         json.dump(results, open(os.path.join(a.out, "grid.json"), "w"), indent=1)
 
+    archs += list(extra)
     print("\n| point | d_in | true features | mean active | d_sae | k | " + " | ".join(archs) + " |")
     print("|" + "---|" * (6 + len(archs)))
     for p in points:

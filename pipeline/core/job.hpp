@@ -114,6 +114,7 @@ struct TrainConfig {
   std::string input_scaling, precision;
   double l1_coef = 0, l1_warmup_fraction = 0, l0_coef = 0, jumprelu_bandwidth = 0, jumprelu_threshold_init = 0;
   double target_l0 = 0;  // relu/jumprelu: > 0 adapts l1_coef / l0_coef to this L0
+  double threshold_lr_scale = 0;  // jumprelu: log_threshold learns at lr * this
   double lr_decay_fraction = 0, grad_clip = 0;
   int64_t lr_warmup_steps = 0, checkpoint_every = 0, resample_every = 0;
   std::vector<int64_t> matryoshka_prefixes;  // empty: the default nesting (train_model.cpp)
@@ -151,6 +152,7 @@ struct TrainConfig {
       {"target_l0", &TrainConfig::target_l0},
       {"jumprelu_bandwidth", &TrainConfig::jumprelu_bandwidth},
       {"jumprelu_threshold_init", &TrainConfig::jumprelu_threshold_init},
+      {"threshold_lr_scale", &TrainConfig::threshold_lr_scale},
       {"input_scaling", &TrainConfig::input_scaling},
       {"lr_warmup_steps", &TrainConfig::lr_warmup_steps},
       {"lr_decay_fraction", &TrainConfig::lr_decay_fraction},

@@ -241,8 +241,21 @@ void sae_apply_gradient(SaeParams& p, std::vector<float>& grad, AdamState& state
              "Adam moments do not match the parameters");
   ++state.t;
   if (unit_norm_decoder) cpu::project_out_parallel(p.W_dec(), grad.data() + p.off_W_dec(), p.d_sae, p.d_out);
-  cpu::adam_step(p.data.data(), grad.data(), state.m.data(), state.v.data(), n, cfg.lr,
-                 cfg.beta1, cfg.beta2, cfg.eps, state.t);
+  // Adam is elementwise: [.. b_dec] at lr, log_threshold [F] at its own rate, the rest at lr.
+  const int64_t t0 = p.off_log_threshold(), t1 = t0 + p.d_sae;
+  const float lr_threshold = cfg.lr * cfg.threshold_lr_scale;
+  auto segment = [&](int64_t a, int64_t b, float lr) {
+    if (b > a)
+      cpu::adam_step(p.data.data() + a, grad.data() + a, state.m.data() + a, state.v.data() + a, b - a, lr,
+                     cfg.beta1, cfg.beta2, cfg.eps, state.t);
+  };
+  if (lr_threshold == cfg.lr) {
+    segment(0, n, cfg.lr);
+  } else {
+    segment(0, t0, cfg.lr);
+    segment(t0, t1, lr_threshold);
+    segment(t1, n, cfg.lr);
+  }
   if (unit_norm_decoder) cpu::normalize_rows(p.W_dec(), p.d_sae, p.d_out);
 }
 

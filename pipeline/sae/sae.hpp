@@ -250,6 +250,7 @@ double sae_loss_reference(const SaeParams& p, const SaeConfig& cfg, const float*
 // gradient, Adam step, (unit-norm decoders) renormalise decoder rows.
 struct AdamConfig {
   float lr = 2e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 6.25e-10f;
+  float threshold_lr_scale = 1.0f;  // log_threshold learns at lr * this (train.threshold_lr_scale)
 };
 struct AdamState {
   std::vector<float> m, v;

@@ -121,6 +121,7 @@ void TrainModel::make_step(const Backend& backend, const LatentGrid& grid) {
   c.adam.beta1 = float(tc.adam_beta1);
   c.adam.beta2 = float(tc.adam_beta2);
   c.adam.eps = float(tc.adam_eps);
+  c.adam.threshold_lr_scale = float(tc.threshold_lr_scale);
   c.grad_clip = tc.grad_clip;
   c.precision = tc.precision;
   step_ = grid.shards() > 1 ? backend.make_sharded_train_step(c, grid) : backend.make_train_step(c, env_);

@@ -103,21 +103,25 @@ TEST_F(Cuda, AdamMatchesCpu) {
   const int64_t D = 48, F = 512;
   const SaeParams p = random_sae(D, F, 71, 0.0f);
   const auto g = random_normal(size_t(p.size()), 72, 0.01f);
-  for (bool unit : {true, false}) {
-    SaeParams cpu_p = p;
-    std::vector<float> fgrad = g;
-    AdamState state;
-    AdamConfig acfg;
-    acfg.lr = 1e-3f;
-    sae_apply_gradient(cpu_p, fgrad, state, acfg, unit);
-    DeviceBuffer<float> dp, dg, dm(p.size()), dv(p.size());
-    dp.upload(p.data, stream), dg.upload(g, stream);
-    dm.zero(stream), dv.zero(stream);
-    cuda::sae_apply_adam(cuda::SaeLayout{D, F}, dp.data(), dg.data(), dm.data(), dv.data(), 1, acfg.lr, acfg.beta1,
-                         acfg.beta2, acfg.eps, unit, stream);
-    expect_close(dp.download(stream), cpu_p.data, std::vector<double>(cpu_p.data.size(), acfg.lr), 1e-3,
-                 "params after Adam");
-  }
+  for (bool unit : {true, false})
+    for (float threshold_lr_scale : {1.0f, 0.1f}) {  // train.threshold_lr_scale: log_threshold at its own rate
+      SaeParams cpu_p = p;
+      std::vector<float> fgrad = g;
+      AdamState state;
+      AdamConfig acfg;
+      acfg.lr = 1e-3f;
+      acfg.threshold_lr_scale = threshold_lr_scale;
+      sae_apply_gradient(cpu_p, fgrad, state, acfg, unit);
+      DeviceBuffer<float> dp, dg, dm(p.size()), dv(p.size());
+      dp.upload(p.data, stream), dg.upload(g, stream);
+      dm.zero(stream), dv.zero(stream);
+      cuda::sae_apply_adam(cuda::SaeLayout{D, F}, dp.data(), dg.data(), dm.data(), dv.data(), 1, acfg.lr,
+                           acfg.lr * threshold_lr_scale, acfg.beta1, acfg.beta2, acfg.eps, unit, stream);
+      // tolerance 1e-3 of each parameter's own step: a threshold moved at the wrong rate is off by 0.9x
+      std::vector<double> scale(cpu_p.data.size(), acfg.lr);
+      for (int64_t f = 0; f < F; ++f) scale[size_t(p.off_log_threshold() + f)] = acfg.lr * threshold_lr_scale;
+      expect_close(dp.download(stream), cpu_p.data, scale, 1e-3, "params after Adam");
+    }
 }
 
 // ---------------------------------------------------------------- the training step

@@ -186,6 +186,33 @@ TEST(ReluSae, DecoderIsNotRenormalised) {
   EXPECT_EQ(p.W_dec()[0], before);  // zero gradient, no renormalisation
 }
 
+// train.threshold_lr_scale: one Adam step from zero moments moves each parameter by
+// lr_i * g / (|g| + eps) (m_hat = g, v_hat = g^2), lr_i = lr * scale on log_threshold and lr on
+// everything else, including the gated and skip parts after it in the layout.
+TEST(JumpReluSae, ThresholdLearnsAtItsOwnRate) {
+  SaeShape shape{5, 7, 5, true, true, true, 1};  // gated and skip: parameters on both sides of log_threshold
+  SaeParams p0(shape);
+  std::mt19937_64 rng(12);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (float& w : p0.data) w = nd(rng);
+  std::vector<float> g(p0.data.size());
+  for (float& x : g) x = 0.01f * nd(rng);
+  AdamConfig cfg;
+  cfg.lr = 1e-3f;
+  cfg.threshold_lr_scale = 0.1f;
+  SaeParams p = p0;
+  std::vector<float> grad = g;
+  AdamState st;
+  sae_apply_gradient(p, grad, st, cfg, false);
+  const int64_t t0 = p.off_log_threshold(), t1 = t0 + p.d_sae;
+  ASSERT_LT(t1, p.size());
+  for (int64_t i = 0; i < p.size(); ++i) {
+    const double lr = (i >= t0 && i < t1) ? 1e-4 : 1e-3;
+    const double want = double(p0.data[size_t(i)]) - lr * g[size_t(i)] / (std::abs(g[size_t(i)]) + cfg.eps);
+    EXPECT_NEAR(p.data[size_t(i)], want, 1e-2 * lr) << "parameter " << i;
+  }
+}
+
 // The JumpReLU threshold pseudo-gradient written out densely in float64, independently of
 // jumprelu_backward: for every (n, f) in the kernel window,
 //   d/dlog(theta_f) += theta_f * ( <W_dec,f, 2/B (x_hat_n - x_n)> * (-theta_f/eps) - l0/(B eps) ).

@@ -361,17 +361,22 @@ void DeviceSae::forward_backward(const float* params, const float* x, int64_t le
 }
 
 void sae_apply_adam(const SaeLayout& L, float* params, float* grad, float* m, float* v, int64_t t, float lr,
-                    float beta1, float beta2, float eps, bool unit_norm_decoder, cudaStream_t stream) {
-  if (!unit_norm_decoder) {
-    adam_step(params, grad, m, v, L.size(), lr, beta1, beta2, eps, t, stream);
-    return;
+                    float lr_threshold, float beta1, float beta2, float eps, bool unit_norm_decoder,
+                    cudaStream_t stream) {
+  auto segment = [&](int64_t a, int64_t b, float rate) {
+    if (b > a) adam_step(params + a, grad + a, m + a, v + a, b - a, rate, beta1, beta2, eps, t, stream);
+  };
+  // [W_encT | b_enc], the decoder rows (fused with the projection when unit_norm_decoder),
+  // b_dec, then log_threshold at its own rate (the last segment of the layout).
+  if (unit_norm_decoder) {
+    segment(0, L.W_dec(), lr);
+    adam_step_unit_rows(params + L.W_dec(), grad + L.W_dec(), m + L.W_dec(), v + L.W_dec(), L.F, L.D, lr, beta1,
+                        beta2, eps, t, stream);
+    segment(L.b_dec(), L.log_threshold(), lr);
+  } else {
+    segment(0, L.log_threshold(), lr);
   }
-  // [W_encT | b_enc], then the decoder rows (fused), then [b_dec | log_threshold].
-  const int64_t head = L.W_dec(), tail0 = L.b_dec();
-  adam_step(params, grad, m, v, head, lr, beta1, beta2, eps, t, stream);
-  adam_step_unit_rows(params + L.W_dec(), grad + L.W_dec(), m + L.W_dec(), v + L.W_dec(), L.F, L.D, lr, beta1, beta2,
-                      eps, t, stream);
-  adam_step(params + tail0, grad + tail0, m + tail0, v + tail0, L.size() - tail0, lr, beta1, beta2, eps, t, stream);
+  segment(L.log_threshold(), L.size(), lr_threshold);
 }
 
 }  // namespace saepipe::cuda

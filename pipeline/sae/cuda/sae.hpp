@@ -132,8 +132,9 @@ class DeviceSae {
 
 // After the gradient is summed over ranks: Adam on every parameter from the float32 gradient,
 // the decoder rows fused with the projection and renormalisation when unit_norm_decoder (as
-// sae_apply_gradient). t is the step number (from 1).
+// sae_apply_gradient). t is the step number (from 1); log_threshold moves at lr_threshold.
 void sae_apply_adam(const SaeLayout& L, float* params, float* grad, float* m, float* v, int64_t t, float lr,
-                    float beta1, float beta2, float eps, bool unit_norm_decoder, cudaStream_t stream);
+                    float lr_threshold, float beta1, float beta2, float eps, bool unit_norm_decoder,
+                    cudaStream_t stream);
 
 }  // namespace saepipe::cuda

@@ -96,8 +96,9 @@ void DeviceTrainStep::pack_tail(const StepBatch& b, bool count_inputs) {
 
 void DeviceTrainStep::update(const StepSchedule& s, const double* clip) {
   to_float_scaled(reduce_.data(), L_.size(), clip, grad_.data(), stream_);
-  sae_apply_adam(L_, params_.data(), grad_.data(), m_.data(), v_.data(), ++t_, s.lr, cfg_.adam.beta1,
-                 cfg_.adam.beta2, cfg_.adam.eps, unit_norm_, stream_);
+  sae_apply_adam(L_, params_.data(), grad_.data(), m_.data(), v_.data(), ++t_, s.lr,
+                 s.lr * cfg_.adam.threshold_lr_scale, cfg_.adam.beta1, cfg_.adam.beta2, cfg_.adam.eps, unit_norm_,
+                 stream_);
   SAE_CUDA_CHECK(cudaMemcpyAsync(tail_host_, reduce_.data() + off_fire(), sizeof(double) * size_t(L_.F + L_.D + 5),
                                  cudaMemcpyDeviceToHost, stream_));
 }
