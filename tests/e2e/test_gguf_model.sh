@@ -17,13 +17,13 @@ CHECK="$VPY $SRC/tests/python/check_gguf_model.py"
 [ -d /usr/share/games/fortunes ] || { fail "Debian's fortunes package is not installed (scripts/setup.sh)"; finish; }
 python3 "$SRC/scripts/smollm2_data.py" text fortunes.jsonl > /dev/null || fail "fortunes as JSONL"
 
-# Parity of the model: 2 x 64 tokens of real text.
-$CHECK tokens "$GGUF" fortunes.jsonl 40 text.i32 > tokens.log 2>&1 || { fail "tokenizing with transformers"; cat tokens.log; }
-head -c 512 text.i32 > probe.i32
+# Transformers' encoding of the first 300 documents joined by EOS: the harvest's input below,
+# and its first 2 x 64 tokens of real text are the model probe's.
+head -n 300 fortunes.jsonl > docs.jsonl
+$CHECK tokens "$GGUF" docs.jsonl 300 docs.i32 > docs.log 2>&1 || { fail "tokenizing docs"; cat docs.log; }
+head -c 512 docs.i32 > probe.i32
 mkdir -p probe
 "$BIN/tests/saepipe_model_probe" "$GGUF" probe.i32 2 64 probe blocks.15.hook_resid_post > probe.log 2>&1 || { fail "model_probe"; cat probe.log; }
-$CHECK probe "$GGUF" probe.i32 2 64 probe blocks.15.hook_resid_post > parity.log 2>&1 \
-  && pass "model parity: $(tail -1 parity.log)" || { fail "model parity with transformers"; grep -E "^(differs|[0-9]+ hooks)" parity.log; }
 
 # The tokenizer.
 mkdir -p tok
@@ -32,8 +32,6 @@ $CHECK tokenizer "$GGUF" "$BIN/tests/saepipe_gguf_tool" "$BIN/tests/saepipe_toke
 grep -E "^(file|pre)" tok.log
 
 # A harvest from the .gguf file, of JSONL text, on 2 ranks.
-head -n 300 fortunes.jsonl > docs.jsonl
-$CHECK tokens "$GGUF" docs.jsonl 300 docs.i32 > docs.log 2>&1 || { fail "tokenizing docs"; cat docs.log; }
 job() {  # job FILE RUN_DIR MODEL HOOKS [extra harvest lines...]
   local f=$1 dir=$2 model=$3 hooks=$4; shift 4
   { printf '[run]\nname = "g"\ndir = "%s"\n[harvest]\nsource = "model"\nmodel = "%s"\ntokens = "docs.jsonl"\nhooks = %s\n' "$dir" "$model" "$hooks"
@@ -50,9 +48,13 @@ order = np.lexsort((f["position"][...], f["sequence"][...]))
 got, want = f["tokens"][...][order], np.fromfile("docs.i32", dtype="<i4")
 sys.exit(0 if len(got) == 2048 and np.array_equal(got, want[:len(got)]) else 1)
 P
-$CHECK store "$GGUF" run_h/activations blocks.0.hook_mlp_out blocks.15.hook_resid_post blocks.29.hook_resid_post \
-  ln_final.hook_normalized > store.log 2>&1 && pass "stored hooks within 1e-4 of transformers" || fail "stored hooks"
-grep -E "^(blocks|ln_final)" store.log
+# The model probe's and the store's outputs against transformers, with the model loaded once.
+$CHECK probe+store "$GGUF" probe.i32 2 64 probe blocks.15.hook_resid_post run_h/activations blocks.0.hook_mlp_out \
+  blocks.15.hook_resid_post blocks.29.hook_resid_post ln_final.hook_normalized > parity.log 2>&1
+grep -qx "probe: ok" parity.log && pass "model parity: $(grep -E "^[0-9]+ hooks" parity.log)" \
+  || { fail "model parity with transformers"; grep -E "^(differs|[0-9]+ hooks)" parity.log; tail -5 parity.log; }
+grep -qx "store: ok" parity.log && pass "stored hooks within 1e-4 of transformers" || fail "stored hooks"
+grep -E "^(blocks|ln_final)" parity.log
 
 # Bad GGUF models: one line, exit 2.
 "$VPY" - "$GGUF" <<'P' || fail "writing bad GGUF files"

@@ -19,7 +19,10 @@ reference (tests/python/hf_families.py's hooks, logits and spliced losses).
   check_gguf_model.py store GGUF STORE_DIR HOOK...
         the harvest store's sequences rebuilt from tokens/sequence/position, run through
         transformers: each listed hook within 1e-4 relative
+  check_gguf_model.py probe+store GGUF TOKENS B T PROBE_DIR EDIT_HOOK STORE_DIR HOOK...
+        both, with the model loaded once (20 s); prints "probe: ok|FAILED", "store: ok|FAILED"
 """
+import functools
 import json
 import os
 import sys
@@ -33,6 +36,7 @@ import hf_families  # noqa: E402  (the transformers reference shared with e2e_mo
 TOL = 1e-4
 
 
+@functools.lru_cache(maxsize=None)
 def load(gguf, dtype=torch.float64):
     import transformers as tf
     tf.logging.set_verbosity_error()
@@ -42,6 +46,19 @@ def load(gguf, dtype=torch.float64):
     # gguf-py (Q/K rows un-permuted) into plain parameters of the asked dtype.
     assert all(p.dtype == dtype and type(p) is torch.nn.Parameter for p in model.parameters())
     return model
+
+
+_FIELDS = {}
+
+
+def gguf_fields(gguf):
+    """The file's tokenizer.ggml.* fields (gguf-py parses the 49k-entry arrays in ~4 s: once per
+    file; the copies cmd_tokenizer writes are entered when written)."""
+    if gguf not in _FIELDS:
+        import gguf as ggufpy
+        r = ggufpy.GGUFReader(gguf)
+        _FIELDS[gguf] = {k: r.fields[k].contents() for k in r.fields if k.startswith("tokenizer.ggml.")}
+    return _FIELDS[gguf]
 
 
 def tokenizer(gguf, as_llama_cpp=True):
@@ -55,9 +72,7 @@ def tokenizer(gguf, as_llama_cpp=True):
     tf.logging.set_verbosity_error()
     d, f = os.path.split(os.path.abspath(gguf))
     tok = tf.AutoTokenizer.from_pretrained(d, gguf_file=f)
-    import gguf as ggufpy
-    pre = ggufpy.GGUFReader(gguf).fields.get("tokenizer.ggml.pre")
-    if as_llama_cpp and pre is not None and pre.contents() == "smollm":
+    if as_llama_cpp and gguf_fields(gguf).get("tokenizer.ggml.pre") == "smollm":
         tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.Digits(individual_digits=True),
              pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
@@ -125,8 +140,7 @@ def cmd_tokenizer(gguf, tool, probe, jsonl, work):
     texts = [json.loads(line)["text"] for line in open(jsonl, encoding="utf-8")] + TRICKY
     ok = compare_tokenizer(gguf, tool, probe, texts, work, "file")
     # The same vocabulary under other pre-tokenizer names, in metadata-only copies.
-    r = ggufpy.GGUFReader(gguf)
-    fields = {k: r.fields[k].contents() for k in r.fields if k.startswith("tokenizer.ggml.")}
+    fields = gguf_fields(gguf)
     for pre in ("gpt2", "llama-bpe", "qwen2"):
         path = os.path.join(work, f"pre_{pre}.gguf")
         w = ggufpy.GGUFWriter(path, "llama")
@@ -141,6 +155,7 @@ def cmd_tokenizer(gguf, tool, probe, jsonl, work):
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
+        _FIELDS[path] = {**fields, "tokenizer.ggml.pre": pre}
         ok &= compare_tokenizer(path, tool, probe, texts[:2000] + TRICKY, work, "pre " + pre)
     return ok
 
@@ -236,6 +251,12 @@ if __name__ == "__main__":
         ok = cmd_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7])
     elif c == "store":
         ok = cmd_store(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif c == "probe+store":
+        ok_probe = cmd_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7])
+        print("probe:", "ok" if ok_probe else "FAILED")
+        ok_store = cmd_store(sys.argv[2], sys.argv[8], sys.argv[9:])
+        print("store:", "ok" if ok_store else "FAILED")
+        ok = ok_probe and ok_store
     else:
         sys.exit(f"unknown command {c}")
     sys.exit(0 if ok else 1)
