@@ -31,6 +31,11 @@ void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
 // (partial sums of latent shards then add up to the whole in any order, up to float64 rounding).
 void sparse_decode_f64(const int32_t* idx, const float* val, int64_t N, int64_t K,
                        const float* W_dec, int64_t D, double* out);
+// out[N,D] = float(sparse_decode_f64's row + b_dec (nullable)), each row summed in float64 in
+// cache and rounded once: what sparse_decode_f64 and a rounding pass give, without the [N,D]
+// float64 array between them.
+void sparse_decode_f64_rounded(const int32_t* idx, const float* val, int64_t N, int64_t K,
+                               const float* W_dec, const float* b_dec, int64_t D, float* out);
 
 // Gradient of a sparse code through the decoder. g is dLoss/d(out) [N,D]:
 //   dval[n,j]          = dot(W_dec[idx[n,j]], g[n])                    ([N,K], float)

@@ -105,6 +105,10 @@ void shard_top_rows(const float* pre, int64_t N, int64_t F, int64_t K, const uin
 void decode_rows(const SaeParams& p, const int32_t* idx, const float* val, int64_t N, int64_t W, const float* b_dec,
                  const LatentShard* shard, std::vector<double>& acc, float* out) {
   const int64_t D = p.d_out;
+  if (!shard) {  // the same sums and rounding, each row in cache
+    cpu::sparse_decode_f64_rounded(idx, val, N, W, p.W_dec(), b_dec, D, out);
+    return;
+  }
   grow(acc, N * D);
   if (N > 0) cpu::sparse_decode_f64(idx, val, N, W, p.W_dec(), D, acc.data());
   if (shard) shard->sum_rows(acc.data(), N, D);  // a collective: also with no rows

@@ -223,6 +223,29 @@ TEST(KernelSparse, DecodeMatchesDenseLoop) {
   }
 }
 
+// The float64 decode sums each element over the slots in order from 0.0 (the sharded step's
+// partial sums rely on it); the rounded variant is that sum plus b_dec, rounded once.
+TEST(KernelSparse, DecodeF64AndRoundedMatchOrderedLoop) {
+  const auto c = make_sparse_case(37, 19, 101, 7, 22);
+  std::vector<double> out64(static_cast<size_t>(c.N * c.D), 99.0);
+  cpu::sparse_decode_f64(c.idx.data(), c.val.data(), c.N, c.K, c.W.data(), c.D, out64.data());
+  for (bool with_bias : {false, true}) {
+    std::vector<float> out(static_cast<size_t>(c.N * c.D), 99.0f);
+    cpu::sparse_decode_f64_rounded(c.idx.data(), c.val.data(), c.N, c.K, c.W.data(),
+                                   with_bias ? c.b.data() : nullptr, c.D, out.data());
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t d = 0; d < c.D; ++d) {
+        double s = 0.0;
+        for (int64_t j = 0; j < c.K; ++j) {
+          const int32_t f = c.idx[n * c.K + j];
+          if (f >= 0) s += double(c.val[n * c.K + j]) * double(c.W[f * c.D + d]);
+        }
+        EXPECT_EQ(out64[n * c.D + d], s) << n << "," << d;
+        EXPECT_EQ(out[n * c.D + d], float(s + (with_bias ? double(c.b[d]) : 0.0))) << n << "," << d;
+      }
+  }
+}
+
 TEST(KernelSparse, DecodeBackwardMatchesNaive) {
   const auto c = make_sparse_case(37, 19, 101, 7, 21);
   std::vector<float> dval(static_cast<size_t>(c.N * c.K));
