@@ -31,7 +31,14 @@ done
 cd "$(dirname "$0")/.."
 BUILD=$(realpath "$BUILD")
 IO="$BUILD/bench/bench_io"
-[ -x "$IO" ] || { echo "bench_io.sh: $IO missing (bash scripts/build.sh bench_io)" >&2; exit 2; }
+[ -x "$IO" ] || { echo "bench_io.sh: $IO missing (bash scripts/build.sh)" >&2; exit 2; }
+# `build.sh bench_io` does not rebuild the stage programs: a train row from an older saepipe-train
+# than the sources would be a figure of other code.
+if ((TRAIN)); then
+  [ -x "$BUILD/saepipe-train" ] || { echo "bench_io.sh: $BUILD/saepipe-train missing (bash scripts/build.sh)" >&2; exit 2; }
+  newer=$(find pipeline kernels -newer "$BUILD/saepipe-train" \( -name '*.cpp' -o -name '*.hpp' \) -print -quit)
+  [ -z "$newer" ] || { echo "bench_io.sh: $BUILD/saepipe-train is older than $newer (bash scripts/build.sh)" >&2; exit 2; }
+fi
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 RES="$OUT/io_bench.jsonl"
