@@ -111,7 +111,10 @@ int64_t encode_values(const float* in, int64_t n, StoreDtype dtype, void* out) {
 }
 
 __attribute__((target_clones("avx2", "default")))
-void widen_values(const void* in, int64_t n, StoreDtype dtype, float scale, float* out) {
+// AVX2 / AVX-512 clones (the library targets any x86-64): the train stage widens every batch.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void widen_values(const void* in, int64_t n,
+                                                                              StoreDtype dtype, float scale,
+                                                                              float* out) {
   switch (dtype) {
     case StoreDtype::Float32: {
       const auto* f = static_cast<const float*>(in);
