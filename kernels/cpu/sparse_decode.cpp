@@ -33,8 +33,9 @@ void sparse_decode(const int32_t* idx, const float* val, int64_t N, int64_t K,
 
 namespace {
 // One row of sparse_decode_f64: o[D] = sum_j val[j] * W_dec[idx[j], :] in float64, in j order.
-inline void decode_row_f64(const int32_t* idx, const float* val, int64_t K, const float* W_dec, int64_t D,
-                           double* o) {
+// AVX2 / AVX-512 clones: each element's sum is the same at any vector width.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void decode_row_f64(const int32_t* idx, const float* val, int64_t K,
+                                                                               const float* W_dec, int64_t D, double* o) {
   for (int64_t d = 0; d < D; ++d) o[d] = 0.0;
   for (int64_t j = 0; j < K; ++j) {
     const int32_t f = idx[j];
