@@ -12,7 +12,7 @@ from report_common import SRC, Row, RunError, Table, run
 def google_benchmark(ctx):
     path = os.path.join(ctx.out, "kernels.json")
     args = [os.path.join(ctx.build, "bench", "bench_train_step"), f"--benchmark_out={path}",
-            "--benchmark_out_format=json"]
+            "--benchmark_out_format=json", f"--benchmark_min_time={0.5 if ctx.quick else 2}"]
     if ctx.quick:
         args.append("--benchmark_filter=/64/|/1024/")
     run(args, ctx, ctx.path("kernels.log"))
