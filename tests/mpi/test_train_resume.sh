@@ -62,12 +62,13 @@ rank_pid() {  # rank_pid LAUNCHER_PID RANK: the saepipe-train process of that ra
   done
 }
 PART=part  # the run being interrupted
-state_step() { $PY -c "import h5py; print(h5py.File('$PART/sae/train_state.h5')['/'].attrs['step'])" 2>/dev/null || echo 0; }
+# h5dump, not a Python start (0.2 CPU-s) every 0.1 s beside the ranks it waits for.
+state_step() { h5dump -a /step -y "$PART/sae/train_state.h5" 2>/dev/null | awk '/DATA \{/ {getline; print $1; f=1} END {if (!f) print 0}'; }
 # interrupt RANK MIN_STEP: start the run, wait for a checkpoint at >= MIN_STEP, kill -9 RANK.
 interrupt() {
   mpirun_np 2 "$BIN/saepipe-train" --job $PART.toml >"$PART-kill$1.log" 2>&1 &
-  local launcher=$! t=0
-  while kill -0 $launcher 2>/dev/null && [ "$(state_step)" -lt "$2" ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t + 1)); done
+  local launcher=$! until=$((SECONDS + 300))
+  while kill -0 $launcher 2>/dev/null && [ "$(state_step)" -lt "$2" ] && [ $SECONDS -lt $until ]; do sleep 0.1; done
   local victim; victim=$(rank_pid $launcher "$1")
   if [ -n "$victim" ]; then kill -9 "$victim"; else fail "rank $1 not found (finished already?)"; fi
   wait $launcher && fail "run with rank $1 killed exited 0" || pass "rank $1 killed by SIGKILL at checkpoint step >= $2"
