@@ -79,9 +79,13 @@ fi
 "$BIN/saepipe" run b.toml --only train --ranks 2 >b-train2.log 2>&1 || fail "train re-run"
 grep -q "resuming b/sae at step" b-train2.log && pass "train resumed from its checkpoint" || fail "no resume: $(head -5 b-train2.log)"
 
-# Stats: SIGUSR1 to one rank as its passes begin; nothing kept, no scratch file left.
+# Stats: SIGUSR1 to one rank as soon as it catches the signal (SigCgt in /proc: its handlers are
+# installed, before MPI starts); the passes stop at their first safe point; nothing kept, no
+# scratch file left. (Waiting for the "evaluating" line raced: the passes over this store take
+# ~0.1 s, and the signal could arrive after they were done.)
+catches_usr1() { local m; m=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null) && [ -n "$m" ] && (( 0x$m & 0x200 )); }
 mpirun_np 2 "$BIN/saepipe-stats" --job b.toml >b-stats1.log 2>&1 & L=$!
-if wait_for stats 'grep -q "evaluating" b-stats1.log' $L; then
+if wait_for stats 'v=$(rank_pids $L | head -1); [ -n "$v" ] && catches_usr1 "$v"' $L; then
   kill -USR1 "$(rank_pids $L | head -1)"
   wait $L; rc=$?
   [ $rc = 75 ] && pass "stats: SIGUSR1 to one rank ends the stage with 75" || fail "stats exit $rc: $(tail -3 b-stats1.log)"
