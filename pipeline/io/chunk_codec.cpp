@@ -110,7 +110,6 @@ int64_t encode_values(const float* in, int64_t n, StoreDtype dtype, void* out) {
   return overflow;
 }
 
-__attribute__((target_clones("avx2", "default")))
 // AVX2 / AVX-512 clones (the library targets any x86-64): the train stage widens every batch.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void widen_values(const void* in, int64_t n,
                                                                               StoreDtype dtype, float scale,
