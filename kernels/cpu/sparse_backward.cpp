@@ -46,7 +46,7 @@ LatentLists bucket_by_latent(const int32_t* idx, int64_t N, int64_t K, int64_t F
 }
 
 // out[d] += a[0] * r[0][d], then += a[1] * r[1][d], ... for m <= 4 rows: per element the same
-// multiplies and adds in the same order as one row at a time (no contraction in ISO C++ mode),
+// multiplies and adds in the same order as one row at a time (no FMA contraction: -ffp-contract=off),
 // but out[d] stays in a register across the rows (a quarter of the loads and stores), and
 // AVX2 / AVX-512 clones (the library targets any x86-64). A function of its own: GCC outlines
 // OpenMP regions before cloning.

@@ -316,6 +316,43 @@ TEST(KernelSparse, BackwardAccumulationIsBitwiseDeterministicAcrossThreads) {
   EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(double)));
 }
 
+// The gradient rows bitwise against an ordered loop (each element: the initial value, then
+// + val * row for the slots in increasing (n, j); b_enc's: each latent's sum from 0, added
+// once), on 1 and 3 threads, with many and with few tokens per latent.
+TEST(KernelSparse, BackwardSumsMatchOrderedLoop) {
+  for (const int64_t F : {int64_t(40), int64_t(1200)}) {
+    const auto c = make_sparse_case(53, 131, F, 6, 25);
+    std::vector<double> want(static_cast<size_t>(F * c.D)), want_b(static_cast<size_t>(F));
+    for (size_t i = 0; i < want.size(); ++i) want[i] = 0.001 * double(i % 97);
+    for (size_t i = 0; i < want_b.size(); ++i) want_b[i] = 0.5;
+    const std::vector<double> start = want;
+    std::vector<double> lat(static_cast<size_t>(F), 0.0);
+    std::vector<bool> any(static_cast<size_t>(F), false);
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t j = 0; j < c.K; ++j) {
+        const int32_t f = c.idx[n * c.K + j];
+        if (f < 0) continue;
+        const double a = c.val[n * c.K + j];
+        for (int64_t d = 0; d < c.D; ++d) want[f * c.D + d] += a * double(c.g[n * c.D + d]);
+        lat[f] += a;
+        any[f] = true;
+      }
+    for (int64_t f = 0; f < F; ++f)
+      if (any[f]) want_b[f] += lat[f];
+    for (int threads : {1, 3}) {
+      ThreadCount tc(threads);
+      std::vector<float> dval(static_cast<size_t>(c.N * c.K));
+      std::vector<double> gd = start, ge = start, gb(static_cast<size_t>(F), 0.5);
+      cpu::sparse_decode_backward(c.idx.data(), c.val.data(), c.g.data(), c.N, c.K, c.W.data(), c.D, F, dval.data(),
+                                  gd.data());
+      cpu::sparse_encode_backward(c.idx.data(), c.val.data(), c.g.data(), c.N, c.K, c.D, F, ge.data(), gb.data());
+      EXPECT_EQ(gd, want) << "F " << F << ", " << threads << " threads";
+      EXPECT_EQ(ge, want) << "F " << F << ", " << threads << " threads";
+      EXPECT_EQ(gb, want_b) << "F " << F << ", " << threads << " threads";
+    }
+  }
+}
+
 // ---------------------------------------------------------------- Adam, projection, norms
 
 TEST(KernelAdam, MatchesHandWrittenFormulaOverSteps) {
