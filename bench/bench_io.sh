@@ -3,7 +3,7 @@
 # 2304, bfloat16 and float32, 1 and 2 ranks:
 #   write  bench_io write (write_shard on a worker pool, as harvest) vs dd of the same bytes (run
 #          twice: the second, into page-cache pages the first freed, is the bound; and
-#          dd of them into /dev/shm: the cost of fresh page-cache pages alone);
+#          dd of them into /dev/shm, page cache with no file system under it);
 #   read   train's shuffled stream (float32 batches, and batches in the store's dtype) and stats'
 #          sequential reads, from a warm page cache and a cold one, vs cat of the same files.
 # Then the train stage on the d 768 bf16 store at d_sae 64, k 4 (data-bound) and d_sae 24576,
@@ -82,9 +82,7 @@ for D in $DIMS; do
       rm -f "$OUT"/dd.*; sync
       dd_s=$(parallel_time "$R" "$dd_cmd")
       rm -f "$OUT"/dd.*; sync
-      # The same bytes into tmpfs (/dev/shm: page cache with no disk under it): what fresh page-cache
-      # pages cost here, the bound of any writer (on a VM that hands freed memory back to the host,
-      # e.g. free page reporting, each fresh page is a host fault).
+      # The same bytes into tmpfs (/dev/shm: page cache with no disk under it), shown beside.
       shm_s=$(parallel_time "$R" "dd if=/dev/zero of=/dev/shm/saepipe_bench_dd.{} bs=4M count=$(( BYTES / R / 4194304 + 1 )) status=none")
       rm -f /dev/shm/saepipe_bench_dd.*
       rm -rf "$STORE"; mkdir -p "$STORE"
@@ -152,7 +150,7 @@ for r in rows:
     bound, bgb = ("dd", r["dd_gb_s_per_rank"]) if r["what"] == "write" else ("cat", r["cat_gb_s_per_rank"])
     what = r["what"] + ("" if r["what"] == "write" else " " + res["op"])
     if r["what"] == "write":
-        what += f" (dd to /dev/shm {r['dd_shm_gb_s_per_rank']:.2f}; first dd {r.get('dd_first_gb_s_per_rank', 0):.2f})"
+        what += f" (dd to /dev/shm {r['dd_shm_gb_s_per_rank']:.2f}; first dd {r['dd_first_gb_s_per_rank']:.2f})"
     if r["what"] == "read_cold":
         what += f" (resident after evict {r['resident_after_evict']:.0%})"
     print(f"| {r['d_model']} | {r['dtype']} | {r['ranks']} | {what} | {gb:.2f} | {res['tokens_per_s_per_rank']:.0f} | {bound} | {bgb:.2f} | {gb / max(bgb, 1e-9):.0%} |")

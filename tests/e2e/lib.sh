@@ -52,3 +52,22 @@ expect_rank_error() {
     fail "not '[rank $rank@host] file:line kind: message': $line"; return 1
   fi
 }
+
+# Killing one rank of a training run at a checkpoint (mpi_train_resume, mpi_latent_shards).
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+rank_pid() {  # rank_pid LAUNCHER_PID RANK: the saepipe-train process of that rank
+  local p
+  for p in $(descendants "$1"); do
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = saepipe-train ] || continue
+    tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+# checkpoint_step FILE: the step attribute of a train_state.h5 (0 while there is none). h5dump,
+# not a Python start (0.2 CPU-s) every 0.1 s beside the ranks it waits for.
+checkpoint_step() { h5dump -a /step -y "$1" 2>/dev/null | awk '/DATA \{/ {getline; print $1; f=1} END {if (!f) print 0}'; }
+# wait_for_checkpoint LAUNCHER_PID FILE MIN_STEP: until FILE holds a step >= MIN_STEP, the
+# launcher ends, or 300 s pass.
+wait_for_checkpoint() {
+  local until=$((SECONDS + 300))
+  while kill -0 "$1" 2>/dev/null && [ "$(checkpoint_step "$2")" -lt "$3" ] && [ $SECONDS -lt $until ]; do sleep 0.1; done
+}

@@ -213,19 +213,10 @@ kjob() { job "$1" "$2" 2 && sed -i -e '/^\[\[train.sweep\]\]/,$d' -e 's/^n_token
   -e 's/^checkpoint_every = 8/checkpoint_every = 20/' "$1"; }
 kjob kfull.toml kfull; kjob kpart.toml kpart
 mpirun_np 4 "$BIN/saepipe-train" --job kfull.toml >kfull.log 2>&1 || { fail "uninterrupted 2x2 run"; cat kfull.log; }
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-rank_pid() {  # rank_pid LAUNCHER_PID RANK: the saepipe-train process of that rank
-  local p
-  for p in $(descendants "$1"); do
-    [ "$(cat /proc/$p/comm 2>/dev/null)" = saepipe-train ] || continue
-    tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
-  done
-}
-# h5dump, not a Python start (0.2 CPU-s) every 0.1 s beside the ranks it waits for.
-state_step() { h5dump -a /step -y kpart/sae/train_state.h5 2>/dev/null | awk '/DATA \{/ {getline; print $1; f=1} END {if (!f) print 0}'; }
+state_step() { checkpoint_step kpart/sae/train_state.h5; }
 mpirun_np 4 "$BIN/saepipe-train" --job kpart.toml >kpart-kill.log 2>&1 &
-launcher=$! until=$((SECONDS + 300))
-while kill -0 $launcher 2>/dev/null && [ "$(state_step)" -lt 40 ] && [ $SECONDS -lt $until ]; do sleep 0.1; done
+launcher=$!
+wait_for_checkpoint $launcher kpart/sae/train_state.h5 40
 victim=$(rank_pid $launcher 3)
 if [ -n "$victim" ]; then kill -9 "$victim"; else fail "rank 3 not found (finished already?)"; fi
 wait $launcher && fail "2x2 run with rank 3 killed exited 0" || pass "2x2: rank 3 killed by SIGKILL at checkpoint step $(state_step)"

@@ -53,22 +53,13 @@ job store.toml store; job full.toml full; job part.toml part
 mpirun_np 2 "$BIN/saepipe-harvest" --job store.toml >harvest.log 2>&1 || fail "harvest"
 mpirun_np 2 "$BIN/saepipe-train" --job full.toml >full.log 2>&1 || { fail "uninterrupted run"; cat full.log; }
 
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-rank_pid() {  # rank_pid LAUNCHER_PID RANK: the saepipe-train process of that rank
-  local p
-  for p in $(descendants "$1"); do
-    [ "$(cat /proc/$p/comm 2>/dev/null)" = saepipe-train ] || continue
-    tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
-  done
-}
 PART=part  # the run being interrupted
-# h5dump, not a Python start (0.2 CPU-s) every 0.1 s beside the ranks it waits for.
-state_step() { h5dump -a /step -y "$PART/sae/train_state.h5" 2>/dev/null | awk '/DATA \{/ {getline; print $1; f=1} END {if (!f) print 0}'; }
+state_step() { checkpoint_step "$PART/sae/train_state.h5"; }
 # interrupt RANK MIN_STEP: start the run, wait for a checkpoint at >= MIN_STEP, kill -9 RANK.
 interrupt() {
   mpirun_np 2 "$BIN/saepipe-train" --job $PART.toml >"$PART-kill$1.log" 2>&1 &
-  local launcher=$! until=$((SECONDS + 300))
-  while kill -0 $launcher 2>/dev/null && [ "$(state_step)" -lt "$2" ] && [ $SECONDS -lt $until ]; do sleep 0.1; done
+  local launcher=$!
+  wait_for_checkpoint $launcher "$PART/sae/train_state.h5" "$2"
   local victim; victim=$(rank_pid $launcher "$1")
   if [ -n "$victim" ]; then kill -9 "$victim"; else fail "rank $1 not found (finished already?)"; fi
   wait $launcher && fail "run with rank $1 killed exited 0" || pass "rank $1 killed by SIGKILL at checkpoint step >= $2"
