@@ -26,6 +26,7 @@ import math
 import os
 import subprocess
 import sys
+import tomllib
 
 import h5py
 import numpy as np
@@ -134,8 +135,10 @@ interval_bins = 0
                 resolved = fh.attrs["resolved_job"]
             dec = W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)
             mmcs_live = float((truth @ dec[live].T).max(1).mean()) if live.any() else 0.0
-            lr = [ln for ln in (resolved.decode() if isinstance(resolved, bytes) else resolved).splitlines() if ln.strip().startswith("lr = ")]
-            lrs[arch] = lr[0][5:] if lr else "?"
+            # this model's lr: [train]'s, or its [[train.sweep]] entry's (each entry states its own)
+            train = tomllib.loads(resolved.decode() if isinstance(resolved, bytes) else resolved)["train"]
+            entry = [e for e in train.get("sweep", []) if e.get("name") == arch] if arch != archs[0] else []
+            lrs[arch] = repr((entry[0] if entry else train).get("lr", "?"))
             results.append({"point": p, "d_in": d, "n_features": g, "mean_active": act, "d_sae": f, "k": k, "seed": seed,
                             "architecture": arch, "mmcs": s["mmcs"], "mmcs_live": mmcs_live, "fvu": s["fvu"],
                             "l0": s["l0"], "dead_fraction": s["dead_fraction"], "lr": lrs[arch]})

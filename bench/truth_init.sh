@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Is a defaults-grid point's shortfall the loss or the optimisation? Trains topk at grid point P
-# (bench/defaults_grid.py, its seed and settings) from the default init, and the same job started
+# Is a defaults-grid point's shortfall the loss or the optimisation? Trains ARCH (default topk) at
+# grid point P (bench/defaults_grid.py, its seed and settings) from the default init, and the same job started
 # from the true dictionary: a checkpoint at step 20 has its first G latents (G true features) set
 # to the true features (encoder rows the same directions at the init's norm, b_enc 0, Adam
 # moments 0), then the run resumes. Prints MMCS and held-out FVU of both (stats stage).
 #   bash bench/truth_init.sh [--build build] [--out /tmp/saepipe_truth_init] [--point 2] [--tokens 3000000]
+#       [--arch topk|batchtopk|relu|jumprelu|matryoshka]
 # Needs h5py and numpy (PYTHON, default /usr/bin/python3 with Debian's python3-h5py).
 set -euo pipefail
-BUILD=build OUT=/tmp/saepipe_truth_init P=2 TOKENS=3000000 PY=${PYTHON:-/usr/bin/python3}
+BUILD=build OUT=/tmp/saepipe_truth_init P=2 TOKENS=3000000 ARCH=topk PY=${PYTHON:-/usr/bin/python3}
 while (($#)); do
   case "$1" in
-    --build) BUILD=$2; shift 2 ;; --out) OUT=$2; shift 2 ;; --point) P=$2; shift 2 ;; --tokens) TOKENS=$2; shift 2 ;;
+    --build) BUILD=$2; shift 2 ;; --out) OUT=$2; shift 2 ;; --point) P=$2; shift 2 ;; --tokens) TOKENS=$2; shift 2 ;; --arch) ARCH=$2; shift 2 ;;
     *) echo "truth_init.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -18,8 +19,8 @@ cd "$(dirname "$0")/.."
 BUILD=$(realpath "$BUILD")
 mkdir -p "$OUT"; OUT=$(realpath "$OUT")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive
-"$PY" bench/defaults_grid.py --build "$BUILD" --out "$OUT/default" --points "$P" --archs topk --tokens "$TOKENS" \
-  | grep -E "^point|^  topk"
+"$PY" bench/defaults_grid.py --build "$BUILD" --out "$OUT/default" --points "$P" --archs "$ARCH" --tokens "$TOKENS" \
+  | grep -E "^point|^  $ARCH"
 # The same job in its own directory, checkpointing every 20 steps.
 sed -e "s#^dir = .*#dir = \"$OUT/truth/grid$P\"#" -e "s#^heldout_fraction = 0.1#heldout_fraction = 0.1\ncheckpoint_every = 20#" \
   "$OUT/default/grid$P.toml" > "$OUT/truth.toml"
@@ -69,7 +70,7 @@ top_examples = 4
 interval_bins = 0
 T
 "$BUILD/saepipe" run "$OUT/truth_stats.toml" --only stats > "$OUT/truth_stats.log" 2>&1
-"$PY" - "$OUT/default/grid${P}_topk/stats/summary.json" "$OUT/truth_stats/stats/summary.json" <<'PY'
+"$PY" - "$OUT/default/grid${P}_${ARCH}/stats/summary.json" "$OUT/truth_stats/stats/summary.json" <<'PY'
 import json, sys
 for name, path in zip(("default init", "truth init"), sys.argv[1:]):
     s = json.load(open(path))
