@@ -40,7 +40,7 @@ kill_one() {
     if ! kill -0 $launcher 2>/dev/null; then fail "$1 finished before it could be killed"; return; fi
     [ $waited -gt 2400 ] && { fail "$1 never became ready"; return; }
   done
-  local victim; victim=$(pgrep -f "saepipe-$1 --job $2.toml" | tail -1)
+  local victim; victim=$(pgrep -f "^[^ ]*saepipe-$1 --job $2.toml" | tail -1)  # a rank, not mpirun
   kill -9 "$victim" && pass "killed rank process $victim of $1 mid-run"
   wait $launcher; local rc=$?
   [ $rc -ne 0 ] && pass "$1 run ended with $rc after the kill" || fail "$1 exit 0 after a kill"

@@ -83,7 +83,9 @@ steps() { [ -f "runs/$1/sae/train_log.jsonl" ] && echo $(( $(wc -l < "runs/$1/sa
 crashed=0 stopped=0
 for _ in $(seq 3000); do
   if [ $crashed = 0 ] && [ -s runs/crash/sae/train_state.h5 ] && [ "$(steps crash)" -ge 200 ]; then
-    victim=$(pgrep -f "saepipe-train --job $PWD/runs/crash/slurm/job-" | head -1)
+    # A rank: its command line starts with the program (srun's, which names it too, does not;
+    # killing srun instead lets the ranks catch SLURM's SIGTERM and save a stop checkpoint).
+    victim=$(pgrep -f "^[^ ]*saepipe-train --job $PWD/runs/crash/slurm/job-" | head -1)
     [ -n "$victim" ] && kill -9 "$victim" && pass "killed a rank of crash's train at step ~$(steps crash)"
     crashed=1
   fi
