@@ -73,6 +73,22 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void add_scaled_row
   }
 }
 
+// sum_d a[d] b[d] in 32 fixed lanes (lane d mod 32) added as a fixed tree: the order is the
+// source's, not the vector width's, so the AVX2 / AVX-512 clones (the library targets any
+// x86-64, where `omp simd` ran 4 lanes wide in one chain) give the baseline's result bit for bit.
+__attribute__((target_clones("avx512f", "avx2", "default"))) float lane_dot(const float* a, const float* b,
+                                                                           int64_t D) {
+  constexpr int kLanes = 32;
+  float lane[kLanes] = {};
+  int64_t d = 0;
+  for (; d + kLanes <= D; d += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane[j] += a[d + j] * b[d + j];
+  for (; d < D; ++d) lane[d % kLanes] += a[d] * b[d];
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) lane[j] += lane[j + w];
+  return lane[0];
+}
+
 // grad[f, :] += sum over pairs s of coef[s] * rows[s / K, :], in increasing s.
 void accumulate_rows(const LatentLists& L, const float* coef, const float* rows, int64_t K,
                      int64_t D, int64_t F, double* grad, double* grad_sum) {
@@ -114,11 +130,7 @@ void sparse_decode_backward(const int32_t* idx, const float* val, const float* g
         dval[n * K + j] = 0.0f;
         continue;
       }
-      const float* w = W_dec + int64_t(f) * D;
-      float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t d = 0; d < D; ++d) acc += w[d] * gn[d];
-      dval[n * K + j] = acc;
+      dval[n * K + j] = lane_dot(W_dec + int64_t(f) * D, gn, D);
     }
   }
   accumulate_rows(L, val, g, K, D, F, grad_W_dec, nullptr);
