@@ -92,8 +92,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void add_scaled_row
 }
 
 // sum_d a[d] b[d] in 32 fixed lanes (lane d mod 32) added as a fixed tree: the order is the
-// source's, not the vector width's, so the AVX2 / AVX-512 clones (the library targets any
-// x86-64, where `omp simd` ran 4 lanes wide in one chain) give the baseline's result bit for bit.
+// source's, not the vector width's, so the AVX2 / AVX-512 clones give the default clone's bits
+// (the library targets any x86-64; `omp simd` had run this dot 4 lanes wide in one chain).
 __attribute__((target_clones("avx512f", "avx2", "default"))) float lane_dot(const float* a, const float* b,
                                                                            int64_t D) {
   constexpr int kLanes = 32;
