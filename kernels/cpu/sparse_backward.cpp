@@ -45,50 +45,32 @@ LatentLists bucket_by_latent(const int32_t* idx, int64_t N, int64_t K, int64_t F
   return L;
 }
 
-// out[d] += a[0] * r[0][d], then += a[1] * r[1][d], ... for m <= 8 rows: per element the same
-// multiplies and adds in the same order as one row at a time (no FMA contraction: -ffp-contract=off),
-// but out[d] stays in a register across 8 (or the first 4) rows (an eighth of the loads and stores), and
-// AVX2 / AVX-512 clones (the library targets any x86-64). A function of its own: GCC outlines
-// OpenMP regions before cloning.
+// out[d] += a[0] * r[0][d], then += a[1] * r[1][d], ... for the M rows, with out[d] in a register
+// across them: per element the same multiplies and adds in the same order as one row at a time
+// (no FMA contraction: -ffp-contract=off), an M-th of the loads and stores of out.
+template <int M>
+inline __attribute__((always_inline)) void add_rows_in_register(double* out, const double* a, const float* const* r,
+                                                               int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    double v = out[d];
+    for (int i = 0; i < M; ++i) v += a[i] * double(r[i][d]);
+    out[d] = v;
+  }
+}
+
+// The same for m <= 8 rows: 8 at once, else the first 4 at once and the rest one by one. AVX2 /
+// AVX-512 clones (the library targets any x86-64). A function of its own: GCC outlines OpenMP
+// regions before cloning.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void add_scaled_rows(double* out, const double* a,
                                                                                  const float* const* r, int m,
                                                                                  int64_t D) {
-  if (m == 8) {
-    const double a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5], a6 = a[6], a7 = a[7];
-    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5], *r6 = r[6], *r7 = r[7];
-    for (int64_t d = 0; d < D; ++d) {
-      double v = out[d];
-      v += a0 * double(r0[d]);
-      v += a1 * double(r1[d]);
-      v += a2 * double(r2[d]);
-      v += a3 * double(r3[d]);
-      v += a4 * double(r4[d]);
-      v += a5 * double(r5[d]);
-      v += a6 * double(r6[d]);
-      v += a7 * double(r7[d]);
-      out[d] = v;
-    }
-    return;
-  }
+  if (m == 8) return add_rows_in_register<8>(out, a, r, D);
   int i = 0;
   if (m >= 4) {
-    const double a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    const float *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
-    for (int64_t d = 0; d < D; ++d) {
-      double v = out[d];
-      v += a0 * double(r0[d]);
-      v += a1 * double(r1[d]);
-      v += a2 * double(r2[d]);
-      v += a3 * double(r3[d]);
-      out[d] = v;
-    }
+    add_rows_in_register<4>(out, a, r, D);
     i = 4;
   }
-  for (; i < m; ++i) {
-    const double ai = a[i];
-    const float* ri = r[i];
-    for (int64_t d = 0; d < D; ++d) out[d] += ai * double(ri[d]);
-  }
+  for (; i < m; ++i) add_rows_in_register<1>(out, a + i, r + i, D);
 }
 
 // sum_d a[d] b[d] in 32 fixed lanes (lane d mod 32) added as a fixed tree: the order is the
