@@ -15,7 +15,8 @@ often than the most common (decay^G = 0.05): every feature is seen in a short ru
       [--archs topk,batchtopk,relu,jumprelu,matryoshka] [--points 1,2,...] [--seed 2001] [--tokens 3000000]
       [--threads 2] [--sweep 'name:key=value,key=value;name2:...']
 --sweep adds [[train.sweep]] entries of the first architecture with the keys given (TOML values),
-e.g. the old default beside the new one in the same run: --sweep 'jumprelu_tlr1:threshold_lr_scale=1.0'.
+e.g. the old default beside the new one in the same run: --sweep 'jumprelu_tlr1:threshold_lr_scale=1.0'
+(a value may be a TOML array: --sweep 'p64:matryoshka_prefixes=[64,128]').
 Seeds: the defaults were tuned on the stores of seeds 1001-1004 (points 1-4 with --seed 1001);
 report on others (--seed 2001: point p gets seed 2000 + p).
 Prints a markdown table and writes OUT/grid.json. Reruns skip finished stages (the stages resume).
@@ -24,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -67,7 +69,8 @@ def main():
     extra = {}  # sweep name -> TOML lines
     for entry in filter(None, a.sweep.split(";")):
         name, _, sets = entry.partition(":")
-        extra[name] = [kv.strip() for kv in sets.split(",") if kv.strip()]
+        # split at the commas outside brackets: a value may be a TOML array ("matryoshka_prefixes=[64,128]")
+        extra[name] = [kv.strip() for kv in re.split(r",(?![^\[]*\])", sets) if kv.strip()]
     points = [int(p) for p in a.points.split(",")] if a.points else list(range(1, len(GRID) + 1))
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY="passive")
     os.makedirs(a.out, exist_ok=True)
