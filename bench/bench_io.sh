@@ -141,10 +141,10 @@ print(statistics.median(r['tokens_per_s'] for r in (recs[1:] or recs)))")
 done
 echo "bench_io: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end" | tee -a "$OUT/machine.txt"
 
-python3 - "$RES" "$OUT/machine.txt" <<'P'
+# (the load lines above, also in OUT/machine.txt, went to stdout through tee)
+python3 - "$RES" <<'P'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(open(sys.argv[2]).read().strip())
 med = statistics.median
 
 
