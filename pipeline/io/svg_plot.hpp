@@ -1,5 +1,5 @@
 // Small SVG charts (no plotting library on the cluster): a line chart of training curves, one
-// panel per series (e.g. FVU, L0, dead fraction) against the step, written atomically; and a
+// panel per series (e.g. FVU, L0, dead and dense fractions) against the step, written atomically; and a
 // histogram as an inline <svg> element for the interpret stage's pages.
 #pragma once
 #include <cstdint>
@@ -11,7 +11,7 @@ namespace saepipe {
 
 // Reads train_log.jsonl records and plots `keys` against "step" into svg_path.
 void write_training_plot(const std::string& log_path, const std::string& svg_path,
-                         const std::vector<std::string>& keys = {"fvu", "l0", "dead_fraction"});
+                         const std::vector<std::string>& keys = {"fvu", "l0", "dead_fraction", "dense_fraction"});
 
 struct HistogramStyle {
   std::string title, x_label;        // plain text (escaped here)

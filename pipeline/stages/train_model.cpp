@@ -38,6 +38,9 @@ constexpr double kSparsityRate = 0.02;
 // target (start_at_target_l0). With resampling, live MMCS at points 1 / 3 of bench/defaults_grid.py
 // (seeds 2001 / 2003, 3M tokens): 1x 0.924 / 0.792, 4x 0.954 / 0.877, 8x 0.973 / 0.886, 16x - / 0.787.
 constexpr double kJumpReluStartL0 = 8.0;
+// The log's dense_fraction: latents firing on more than this share of a window's tokens (the
+// stats stage's default dense_threshold).
+constexpr double kDenseDensity = 0.1;
 
 // Keeps the records of train_log.jsonl up to `step` (a resumed run rewrites the rest).
 void truncate_log(const std::string& path, int64_t step) {
@@ -99,6 +102,7 @@ TrainModel::TrainModel(ModelSpec spec, int64_t d_model, const MpiEnv& env)
   }
   dead_.assign(size_t(F_), 0);
   for (int64_t f = 0; f < F_; ++f) dead_[f] = since_fired_[f] >= tc.dead_tokens;
+  window_fire_.assign(size_t(F_), 0.0);
   log_path_ = spec_.out_dir + "/train_log.jsonl";
 }
 
@@ -239,6 +243,7 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
     since_fired_[f] = t.fire[f] > 0 ? 0 : since_fired_[f] + B;
     dead_[f] = since_fired_[f] >= tc.dead_tokens;
     n_dead += dead_[f];
+    window_fire_[f] += t.fire[f];
   }
   if (tc.resample_every > 0 && (step + 1) % tc.resample_every == 0 && step + 1 < n_steps && n_dead > 0) {
     resample_dead(step, rows, seed, log);
@@ -261,6 +266,10 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
   if ((step + 1) % tc.log_every == 0 || step + 1 == n_steps) {
     const double now = log.elapsed_s();
     const double tok_s = double(window_tokens_) / std::max(1e-9, now - t_start_);
+    // Latents firing on more than kDenseDensity of this window's tokens: a collapse onto a few
+    // dense latents (BatchTopK's failure mode) that the dead fraction does not show.
+    int64_t n_dense = 0;
+    for (int64_t f = 0; f < F; ++f) n_dense += window_fire_[f] > kDenseDensity * double(window_tokens_);
     nlohmann::json rec = {{"step", step + 1},
                           {"tokens", (step + 1) * B},
                           {"mse", sse_ / double(window_tokens_ * O)},  // in scaled units
@@ -271,6 +280,7 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
                           {"loss", (sse_ + penalty_) / double(window_tokens_)},
                           {"lr", lr_},
                           {"dead_fraction", double(n_dead) / double(F)},
+                          {"dense_fraction", double(n_dense) / double(F)},
                           {"tokens_per_s", tok_s},
                           {"elapsed_s", now}};
     if (step_s_ > 0) {  // the step measures its collectives (rank 0's share)
@@ -283,13 +293,15 @@ void TrainModel::step(int64_t step, int64_t n_steps, int64_t B, const StepBatch&
       metrics_.flush();
       if (spec_.name.empty()) {
         char buf[160];
-        std::snprintf(buf, sizeof buf, "fvu %.4f  l0 %.2f  dead %.3f  %.0f tok/s", rec["fvu"].get<double>(),
-                      rec["l0"].get<double>(), rec["dead_fraction"].get<double>(), tok_s);
+        std::snprintf(buf, sizeof buf, "fvu %.4f  l0 %.2f  dead %.3f  dense %.3f  %.0f tok/s",
+                      rec["fvu"].get<double>(), rec["l0"].get<double>(), rec["dead_fraction"].get<double>(),
+                      rec["dense_fraction"].get<double>(), tok_s);
         log.progress(step + 1, n_steps, buf);
       }
     }
     sse_ = active_ = aux_ = var_ = penalty_ = comm_bytes_ = comm_s_ = step_s_ = 0;
     window_tokens_ = window_steps_ = 0;
+    std::fill(window_fire_.begin(), window_fire_.end(), 0.0);
     t_start_ = now;
   }
 }

@@ -99,6 +99,7 @@ class TrainModel {
   double comm_bytes_ = 0, comm_s_ = 0, step_s_ = 0;  // the step's own measure, this window
   int64_t window_steps_ = 0;
   int64_t window_tokens_ = 0;
+  std::vector<double> window_fire_;  // [F] tokens each latent fired on, this window
 };
 
 }  // namespace saepipe

@@ -78,12 +78,34 @@ ok &= cfg["normalize_activations"] == "none" and cfg["apply_b_dec_to_input"] is 
 ok &= cfg["metadata"]["hook_name"] == "blocks.0.hook_resid_post" and (arch != "topk" or cfg["k"] == 2)
 ok &= cfg["metadata"]["sae_lens_version"].startswith("6.") and "meta" not in cfg  # v6 layout (tests/e2e/test_real_clients.sh loads it in SAELens)
 svg = xml.dom.minidom.parse(f"{d}/train_curves.svg")
-ok &= len(svg.getElementsByTagName("polyline")) == 3
+ok &= len(svg.getElementsByTagName("polyline")) == 4
 ok &= not any(p.endswith(".tmp") for p in os.listdir(d))
 print("ok" if ok else "FAILED", header.keys(), cfg["architecture"])
 sys.exit(0 if ok else 1)
 P
 done
+# dense_fraction in the log. With an lr too small to move the weights, the one logged window
+# (the whole run) counts the latents firing on more than 10% of the training tokens: a NumPy
+# TopK forward of the final weights over the store must give the same count, up to the latents
+# within 0.005 of the threshold (the window samples the training tokens, NumPy reads them all).
+job dense.toml run_dense 'architecture = "topk"
+log_every = 1000'
+sed -i 's/^k = 2$/k = 8/; s/^lr = 0.003$/lr = 1e-9/' dense.toml
+mpirun_np 2 "$BIN/saepipe-train" --job dense.toml >dense.log 2>&1 || { fail "train dense"; cat dense.log; }
+$PY - <<'P' && pass "dense_fraction: the log's count matches a NumPy forward" || fail "dense_fraction differs from NumPy"
+import h5py, json, numpy as np, sys
+f = h5py.File("run_dense/sae/sae.h5")
+W_enc, b_enc, b_dec = (f[k][...].astype(np.float64) for k in ("W_enc", "b_enc", "b_dec"))
+x = h5py.File("store/activations/activations.h5")["activations/blocks.0.hook_resid_post"][...].astype(np.float64)
+pre = (x - b_dec) @ W_enc + b_enc
+kth = -np.sort(-pre, axis=1)[:, 7:8]
+density = ((pre >= kth) & (pre > 0)).mean(0)
+log = [json.loads(l) for l in open("run_dense/sae/train_log.jsonl")]
+got = round(log[-1]["dense_fraction"] * 64)
+lo, hi = int((density > 0.105).sum()), int((density > 0.095).sum())
+print(f"log: {got} of 64 dense; NumPy: {lo} above 0.105, {hi} above 0.095 ({len(log)} log record)")
+sys.exit(0 if len(log) == 1 and lo <= got <= hi and lo >= 4 and hi <= 60 else 1)
+P
 # A sweep: the main topk model and a relu variant from one pass over the data, each
 # bit-identical to the same model trained alone.
 job sweep.toml run_sweep 'architecture = "topk"
