@@ -17,28 +17,17 @@
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/sae/sae_internal.hpp"
 #include "pipeline/sae/schedule.hpp"
+#include "tests/unit/test_util.hpp"
 
 namespace saepipe {
 namespace {
 
-std::vector<float> normal(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& e : v) e = dist(rng);
-  return v;
-}
+using test::random_normal;
 
 // Untied parameters with non-zero biases; decoder rows of varied norm (ReLU has no unit-norm
 // constraint, and the L1 weighs by the norms).
 SaeParams random_params(int64_t D, int64_t F, uint64_t seed, bool vary_norms) {
-  SaeParams p(D, F);
-  init_tied(p, seed);
-  const auto noise = normal(size_t(F * D), seed + 1, 0.3f);
-  for (int64_t i = 0; i < F * D; ++i) p.W_encT()[i] += noise[i];
-  const auto be = normal(size_t(F), seed + 2, 0.2f), bd = normal(size_t(D), seed + 3, 0.2f);
-  std::copy(be.begin(), be.end(), p.b_enc());
-  std::copy(bd.begin(), bd.end(), p.b_dec());
+  SaeParams p = test::random_sae_params({D, F}, seed);
   if (vary_norms)
     for (int64_t f = 0; f < F; ++f)
       for (int64_t d = 0; d < D; ++d) p.W_dec()[f * D + d] *= 0.5f + float(f % 7) / 6.0f;
@@ -112,7 +101,7 @@ TEST(BatchTopKSae, MatchesFiniteDifferences) {
   cfg.architecture = Architecture::BatchTopK;
   cfg.k = 3;
   cfg.auxk = 0;
-  const auto x = normal(size_t(N * D), 3);
+  const auto x = random_normal(size_t(N * D), 3);
   const SaeParams p = random_params(D, F, 7, false);
   check_fd(cfg, p, x, N, N);
   // Exactly N*k activations are kept (no ties among random floats), unevenly per token.
@@ -127,7 +116,7 @@ TEST(BatchTopKSae, GlobalSelectionSplitOverRanksMatchesWholeBatch) {
   cfg.architecture = Architecture::BatchTopK;
   cfg.k = K;
   cfg.auxk = 0;
-  const auto x = normal(size_t(N * D), 11);
+  const auto x = random_normal(size_t(N * D), 11);
   const SaeParams p = random_params(D, F, 12, false);
   const StepRun whole = run_step(p, cfg, x, N, N);
   // Three "ranks" of 7, 7 and 7 tokens: first gather every rank's candidates (what the
@@ -169,7 +158,7 @@ TEST(ReluSae, MatchesFiniteDifferencesWithNormWeightedL1) {
   cfg.architecture = Architecture::ReLU;
   cfg.l1_coef = 0.3;
   cfg.auxk = 0;
-  const auto x = normal(size_t(N * D), 4);
+  const auto x = random_normal(size_t(N * D), 4);
   SaeParams p = random_params(D, F, 8, true);
   for (int64_t f = 0; f < F; ++f) p.b_enc()[f] -= 0.6f;  // keep the code sparse-ish
   check_fd(cfg, p, x, N, 2 * N);
@@ -251,7 +240,7 @@ TEST(JumpReluSae, MatchesFiniteDifferencesAndThresholdPseudoGradient) {
   cfg.l0_coef = 0.05;
   cfg.bandwidth = 0.2;  // wide, so that many (token, latent) pairs fall in the window
   cfg.auxk = 0;
-  const auto x = normal(size_t(N * D), 5);
+  const auto x = random_normal(size_t(N * D), 5);
   SaeParams p = random_params(D, F, 9, false);
   for (int64_t f = 0; f < F; ++f) p.log_threshold()[f] = std::log(0.3f + 0.02f * float(f % 10));
   check_fd(cfg, p, x, N, N);
@@ -283,7 +272,7 @@ TEST(JumpReluSae, L0PenaltyAloneRaisesThresholds) {
   SaeParams p = random_params(D, F, 2, false);
   std::fill(p.W_dec(), p.W_dec() + F * D, 0.0f);
   std::fill(p.log_threshold(), p.log_threshold() + F, std::log(0.2f));
-  const auto x = normal(size_t(N * D), 6, 0.3f);
+  const auto x = random_normal(size_t(N * D), 6, 0.3f);
   const StepRun r = run_step(p, cfg, x, N, N);
   for (int64_t f = 0; f < F; ++f) EXPECT_LE(r.grad[size_t(p.off_log_threshold() + f)], 0.0);  // descent raises
 }
@@ -291,7 +280,7 @@ TEST(JumpReluSae, L0PenaltyAloneRaisesThresholds) {
 TEST(SaeCheckpointFold, RawUnitsGiveTheSameCodeAndReconstruction) {
   const int64_t D = 8, F = 20, N = 16;
   const double s = 0.37;  // x' = s x
-  const auto x = normal(size_t(N * D), 21, 3.0f);
+  const auto x = random_normal(size_t(N * D), 21, 3.0f);
   std::vector<float> xs(x.size());
   for (size_t i = 0; i < x.size(); ++i) xs[i] = float(double(x[i]) * s);
   for (Architecture a : {Architecture::TopK, Architecture::ReLU, Architecture::JumpReLU, Architecture::BatchTopK}) {
@@ -374,7 +363,7 @@ TEST(Resample, SamplingFollowsTheWeights) {
 // width that is not a multiple of the 8 lanes; the error's gradient element by element.
 TEST(SaeRowSums, LanedSumsMatchPlainSums) {
   const int64_t N = 5, D = 771;
-  const auto y = normal(size_t(N * D), 91), recon = normal(size_t(N * D), 92);
+  const auto y = random_normal(size_t(N * D), 91), recon = random_normal(size_t(N * D), 92);
   std::vector<double> sum_y(static_cast<size_t>(D), 1.0);  // added onto
   const double x2 = sae_detail::add_target_sums(y.data(), N, D, sum_y.data());
   long double want_x2 = 0;

@@ -18,39 +18,13 @@
 #include "pipeline/sae/sae.hpp"
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "tests/unit/h5_test_util.hpp"
+#include "tests/unit/test_util.hpp"
 
 namespace saepipe {
 namespace {
 
-std::vector<float> normal(size_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& e : v) e = dist(rng);
-  return v;
-}
-
-// Untied parameters with non-zero biases (and r_mag, b_mag, W_skip when the shape has them).
-SaeParams random_params(const SaeShape& shape, uint64_t seed) {
-  SaeParams p(shape);
-  init_tied(p, seed);
-  const int64_t D = p.d_in, O = p.d_out, F = p.d_sae;
-  const auto noise = normal(size_t(F * D), seed + 1, 0.3f);
-  for (int64_t i = 0; i < F * D; ++i) p.W_encT()[i] += noise[i];
-  const auto be = normal(size_t(F), seed + 2, 0.2f), bd = normal(size_t(O), seed + 3, 0.2f);
-  std::copy(be.begin(), be.end(), p.b_enc());
-  std::copy(bd.begin(), bd.end(), p.b_dec());
-  if (p.gated) {
-    const auto r = normal(size_t(F), seed + 4, 0.3f), bm = normal(size_t(F), seed + 5, 0.2f);
-    std::copy(r.begin(), r.end(), p.r_mag());
-    std::copy(bm.begin(), bm.end(), p.b_mag());
-  }
-  if (p.skip) {
-    const auto s = normal(size_t(O * D), seed + 6, 0.2f);
-    std::copy(s.begin(), s.end(), p.W_skip());
-  }
-  return p;
-}
+using test::random_normal;
+using test::random_sae_params;
 
 struct StepRun {
   std::vector<double> grad;
@@ -140,8 +114,8 @@ TEST(MatryoshkaSae, MatchesFiniteDifferences) {
   cfg.k = 4;
   cfg.auxk = 0;
   cfg.prefixes = {5, 15};  // groups [0,5) [5,15) [15,40)
-  const auto x = normal(size_t(N * D), 3);
-  const SaeParams p = random_params(SaeShape{D, F}, 7);
+  const auto x = random_normal(size_t(N * D), 3);
+  const SaeParams p = random_sae_params(SaeShape{D, F}, 7);
   check_fd(cfg, p, x, N, N);
   // The prefix errors are in the loss: more than the whole dictionary's error alone.
   const StepRun r = run_step(p, cfg, x, N, N, nullptr, nullptr);
@@ -158,8 +132,8 @@ TEST(MatryoshkaSae, OnePrefixIsBatchTopK) {
   m.auxk = 0;
   SaeConfig b = m;
   b.architecture = Architecture::BatchTopK;
-  const auto x = normal(size_t(N * D), 13);
-  const SaeParams p = random_params(SaeShape{D, F}, 17);
+  const auto x = random_normal(size_t(N * D), 13);
+  const SaeParams p = random_sae_params(SaeShape{D, F}, 17);
   const StepRun rm = run_step(p, m, x, N, N, nullptr, nullptr), rb = run_step(p, b, x, N, N, nullptr, nullptr);
   EXPECT_EQ(rm.idx, rb.idx);
   EXPECT_EQ(rm.sums.penalty, 0.0);
@@ -174,10 +148,10 @@ TEST(GatedSae, MatchesFiniteDifferences) {
   cfg.architecture = Architecture::Gated;
   cfg.l1_coef = 0.4;
   cfg.auxk = 0;
-  const auto x = normal(size_t(N * D), 4);
+  const auto x = random_normal(size_t(N * D), 4);
   SaeShape shape{D, F};
   shape.gated = true;
-  SaeParams p = random_params(shape, 8);
+  SaeParams p = random_sae_params(shape, 8);
   for (int64_t f = 0; f < F; ++f) p.b_enc()[f] -= 0.5f;  // fewer open gates
   check_fd(cfg, p, x, N, 2 * N);
   const StepRun r = run_step(p, cfg, x, N, 2 * N, nullptr, nullptr);
@@ -189,11 +163,11 @@ TEST(GatedSae, CodeIsGateTimesMagnitude) {
   const int64_t D = 6, F = 9, N = 5;
   SaeShape shape{D, F};
   shape.gated = true;
-  SaeParams p = random_params(shape, 21);
+  SaeParams p = random_sae_params(shape, 21);
   for (int64_t f = 1; f < F; f += 2) p.b_mag()[f] -= 1.5f;  // some open gates with a negative magnitude
   SaeConfig cfg;
   cfg.architecture = Architecture::Gated;
-  const auto x = normal(size_t(N * D), 22);
+  const auto x = random_normal(size_t(N * D), 22);
   SaeWorkspace ws;
   sae_encode_decode(p, cfg, x.data(), N, ws);
   int opened = 0, shut_by_magnitude = 0;
@@ -216,13 +190,13 @@ TEST(GatedSae, CodeIsGateTimesMagnitude) {
 
 TEST(Transcoder, MatchesFiniteDifferencesForEverySparsity) {
   const int64_t D = 10, O = 14, F = 36, N = 20;
-  const auto x = normal(size_t(N * D), 5), y = normal(size_t(N * O), 6);
+  const auto x = random_normal(size_t(N * D), 5), y = random_normal(size_t(N * O), 6);
   for (bool skip : {false, true})
     for (Architecture a : {Architecture::TopK, Architecture::BatchTopK, Architecture::ReLU, Architecture::Matryoshka,
                            Architecture::Gated}) {
       SCOPED_TRACE(to_string(a) + (skip ? " skip" : ""));
       SaeShape shape{D, F, O, true, skip, a == Architecture::Gated};
-      SaeParams p = random_params(shape, 9);
+      SaeParams p = random_sae_params(shape, 9);
       if (a == Architecture::ReLU || a == Architecture::Gated)
         for (int64_t f = 0; f < F; ++f) p.b_enc()[f] -= 0.6f;
       SaeConfig cfg;
@@ -239,10 +213,10 @@ TEST(Transcoder, MatchesFiniteDifferencesForEverySparsity) {
 TEST(Transcoder, EncoderIgnoresTheOutputBias) {
   const int64_t D = 8, O = 8, F = 20, N = 6;
   SaeShape shape{D, F, O, true};
-  SaeParams p = random_params(shape, 31);
+  SaeParams p = random_sae_params(shape, 31);
   SaeConfig cfg;
   cfg.k = 3;
-  const auto x = normal(size_t(N * D), 32);
+  const auto x = random_normal(size_t(N * D), 32);
   SaeWorkspace a, b;
   sae_encode_decode(p, cfg, x.data(), N, a);
   const std::vector<int32_t> idx(a.idx.begin(), a.idx.begin() + N * 3);
@@ -255,12 +229,12 @@ TEST(Transcoder, EncoderIgnoresTheOutputBias) {
 
 TEST(Crosscoder, MatchesFiniteDifferencesWithLayerNormL1) {
   const int64_t L = 3, w = 6, F = 30, N = 20;
-  const auto x = normal(size_t(N * L * w), 7);
+  const auto x = random_normal(size_t(N * L * w), 7);
   for (Architecture a : {Architecture::ReLU, Architecture::TopK}) {
     SCOPED_TRACE(to_string(a));
     SaeShape shape{L * w, F};
     shape.layers = L;
-    SaeParams p = random_params(shape, 10);
+    SaeParams p = random_sae_params(shape, 10);
     for (int64_t f = 0; f < F; ++f)  // blocks of varied norms, one nearly absent
       for (int64_t l = 0; l < L; ++l)
         for (int64_t d = 0; d < w; ++d) p.W_dec()[f * L * w + l * w + d] *= (l == 2 ? 0.1f : 0.5f + float(f % 5) / 4);
@@ -278,12 +252,12 @@ TEST(Crosscoder, MatchesFiniteDifferencesWithLayerNormL1) {
 // AuxK's gradient with its residual held constant (the reference freezes r at the base point).
 TEST(AuxK, MatchesFiniteDifferencesWithTheResidualHeld) {
   const int64_t D = 10, F = 30, N = 20;
-  const auto x = normal(size_t(N * D), 8);
+  const auto x = random_normal(size_t(N * D), 8);
   std::vector<uint8_t> dead(size_t(F), 0);
   for (int64_t f = 0; f < F; f += 3) dead[f] = 1;
   for (Architecture a : {Architecture::TopK, Architecture::Matryoshka}) {
     SCOPED_TRACE(to_string(a));
-    const SaeParams p = random_params(SaeShape{D, F}, 11);
+    const SaeParams p = random_sae_params(SaeShape{D, F}, 11);
     SaeConfig cfg;
     cfg.architecture = a;
     cfg.k = 3;
@@ -311,12 +285,12 @@ TEST(VariantCheckpoint, RawUnitsThroughTheFile) {
                                    {Architecture::TopK, {D, F, 0, false, false, false, 3}}};
   TempDir dir;
   for (const Case& c : cases) {
-    SaeParams p = random_params(c.shape, 40);
+    SaeParams p = random_sae_params(c.shape, 40);
     SaeConfig cfg;
     cfg.architecture = c.arch;
     cfg.k = 3;
     cfg.auxk = 0;
-    const auto x = normal(size_t(N * D), 41, 2.0f);
+    const auto x = random_normal(size_t(N * D), 41, 2.0f);
     std::vector<float> xs(x.size());
     for (size_t i = 0; i < x.size(); ++i) xs[i] = float(double(x[i]) * s);
     SaeWorkspace ws;

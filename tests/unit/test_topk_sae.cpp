@@ -20,22 +20,8 @@ namespace saepipe {
 namespace {
 
 using test::random_normal;
+using test::random_sae_params;
 using test::ThreadCount;
-
-
-
-// Untied random parameters with non-zero biases, so every gradient term is exercised.
-SaeParams random_params(int64_t D, int64_t F, uint64_t seed) {
-  SaeParams p(D, F);
-  init_tied(p, seed);
-  const auto noise = random_normal(size_t(F * D), seed + 1, 0.3f);
-  for (int64_t i = 0; i < F * D; ++i) p.W_encT()[i] += noise[i];
-  const auto be = random_normal(size_t(F), seed + 2, 0.2f);
-  const auto bd = random_normal(size_t(D), seed + 3, 0.2f);
-  std::copy(be.begin(), be.end(), p.b_enc());
-  std::copy(bd.begin(), bd.end(), p.b_dec());
-  return p;
-}
 
 // Test-side double-precision code for the pieces sae_loss_reference does not expose:
 // per-token selections and the AuxK term with the residual r held fixed.
@@ -143,7 +129,7 @@ struct FdSetup {
 };
 
 void check_gradients(const FdSetup& s, bool with_aux) {
-  SaeParams p = random_params(s.D, s.F, 7);
+  SaeParams p = random_sae_params({s.D, s.F}, 7);
   const uint8_t* dead = with_aux ? s.dead.data() : nullptr;
   const auto base = run_grad(p, s.cfg, s.x.data(), s.N, s.B, dead);
   if (with_aux) {
@@ -240,7 +226,7 @@ TEST(TopKSaeGrad, MatchesFiniteDifferencesWithAuxK) { check_gradients(fd_setup()
 // sae_loss_reference itself.
 TEST(TopKSaeGrad, DeadLatentGradientIsDerivativeOfReferenceLoss) {
   const FdSetup s = fd_setup();
-  SaeParams p = random_params(s.D, s.F, 7);
+  SaeParams p = random_sae_params({s.D, s.F}, 7);
   // Weak but positive dead latents: they lose the main top-k yet win the aux top-k.
   for (int64_t f = 0; f < s.F; ++f) {
     if (!s.dead[f]) continue;
@@ -276,7 +262,7 @@ TEST(TopKSaeGrad, DeadLatentGradientIsDerivativeOfReferenceLoss) {
 
 TEST(TopKSae, LossFromSumsMatchesReference) {
   const FdSetup s = fd_setup();
-  SaeParams p = random_params(s.D, s.F, 8);
+  SaeParams p = random_sae_params({s.D, s.F}, 8);
   for (bool aux : {false, true}) {
     const uint8_t* dead = aux ? s.dead.data() : nullptr;
     const auto g = run_grad(p, s.cfg, s.x.data(), s.N, s.B, dead);
@@ -290,7 +276,7 @@ TEST(TopKSae, LossFromSumsMatchesReference) {
 
 TEST(TopKSae, FireCountAndActiveCountMatchDenseSelection) {
   const FdSetup s = fd_setup();
-  SaeParams p = random_params(s.D, s.F, 9);
+  SaeParams p = random_sae_params({s.D, s.F}, 9);
   for (int64_t f = 0; f < s.F; ++f) p.b_enc()[f] -= 2.0f;  // some top-k values end up <= 0
   const auto g = run_grad(p, s.cfg, s.x.data(), s.N, s.B, s.dead.data());
   const auto fw = dense_forward(p, s.cfg, s.x.data(), s.N, nullptr);
@@ -349,7 +335,7 @@ TEST(TopKSae, SplitBatchGivesSameGradientExactEncoder) {
   auto dyadic = [&](int range, float unit) { return float(int(rng() % uint64_t(2 * range + 1)) - range) * unit; };
   std::vector<float> x(static_cast<size_t>(N * D));
   for (auto& e : x) e = dyadic(16, 1.0f / 8);
-  SaeParams p = random_params(D, F, 10);  // W_dec stays generic: the decoder is per token
+  SaeParams p = random_sae_params({D, F}, 10);  // W_dec stays generic: the decoder is per token
   for (int64_t i = 0; i < F * D; ++i) p.W_encT()[i] = dyadic(16, 1.0f / 16);
   for (int64_t f = 0; f < F; ++f) p.b_enc()[f] = dyadic(8, 1.0f / 16);
   for (int64_t d = 0; d < D; ++d) p.b_dec()[d] = dyadic(4, 1.0f / 8);
@@ -367,7 +353,7 @@ TEST(TopKSae, SplitBatchGivesSameGradientGenericInputs) {
   const auto x = random_normal(static_cast<size_t>(N * D), 4);
   std::vector<uint8_t> dead(static_cast<size_t>(F), 0);
   for (int64_t f = 1; f < F; f += 4) dead[f] = 1;
-  EXPECT_LE(split_batch_difference(random_params(D, F, 10), cfg, x, dead), 1e-5);
+  EXPECT_LE(split_batch_difference(random_sae_params({D, F}, 10), cfg, x, dead), 1e-5);
 }
 
 TEST(TopKSae, ForwardBackwardIsBitwiseDeterministicAcrossThreads) {
@@ -378,7 +364,7 @@ TEST(TopKSae, ForwardBackwardIsBitwiseDeterministicAcrossThreads) {
   const auto x = random_normal(size_t(N * D), 5);
   std::vector<uint8_t> dead(static_cast<size_t>(F), 0);
   for (int64_t f = 0; f < F; f += 2) dead[f] = 1;
-  SaeParams p = random_params(D, F, 11);
+  SaeParams p = random_sae_params({D, F}, 11);
   GradRun one, two;
   {
     ThreadCount tc(1);
