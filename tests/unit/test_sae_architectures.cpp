@@ -17,12 +17,16 @@
 #include "pipeline/sae/sae_checkpoint.hpp"
 #include "pipeline/sae/sae_internal.hpp"
 #include "pipeline/sae/schedule.hpp"
+#include "tests/unit/sae_gradient_check.hpp"
 #include "tests/unit/test_util.hpp"
 
 namespace saepipe {
 namespace {
 
+using test::check_fd;
 using test::random_normal;
+using test::run_step;
+using test::StepRun;
 
 // Untied parameters with non-zero biases; decoder rows of varied norm (ReLU has no unit-norm
 // constraint, and the L1 weighs by the norms).
@@ -32,67 +36,6 @@ SaeParams random_params(int64_t D, int64_t F, uint64_t seed, bool vary_norms) {
     for (int64_t f = 0; f < F; ++f)
       for (int64_t d = 0; d < D; ++d) p.W_dec()[f * D + d] *= 0.5f + float(f % 7) / 6.0f;
   return p;
-}
-
-struct StepRun {
-  std::vector<double> grad;
-  std::vector<int32_t> idx;  // the selection, [N, width]
-  SaeStepSums sums;
-  float threshold = 0;
-};
-
-StepRun run_step(const SaeParams& p, const SaeConfig& cfg, const std::vector<float>& x, int64_t N, int64_t B) {
-  StepRun r;
-  SaeWorkspace ws;
-  r.grad.assign(size_t(p.size()), 0.0);
-  r.sums = sae_forward_backward(p, cfg, x.data(), N, B, nullptr, r.grad.data(), nullptr, ws);
-  r.idx.assign(ws.idx.begin(), ws.idx.begin() + N * ws.width);
-  r.threshold = ws.batch_threshold;
-  return r;
-}
-
-// Moves sampled parameters of each block by +-h; where the selection does not change the
-// loss is smooth (quadratic or linear in one parameter), so the central difference is exact
-// up to rounding.
-void check_fd(const SaeConfig& cfg, const SaeParams& p, const std::vector<float>& x, int64_t N, int64_t B) {
-  const int64_t D = p.d_in, F = p.d_sae;
-  const StepRun base = run_step(p, cfg, x, N, B);
-  std::vector<int64_t> live;
-  for (int32_t f : base.idx)
-    if (f >= 0) live.push_back(f);
-  ASSERT_FALSE(live.empty());
-  std::mt19937_64 rng(5);
-  struct Block { const char* name; int64_t off, rows, cols; };
-  const Block blocks[] = {{"W_encT", p.off_W_encT(), F, D},
-                          {"b_enc", p.off_b_enc(), F, 1},
-                          {"W_dec", p.off_W_dec(), F, D},
-                          {"b_dec", p.off_b_dec(), 1, D}};
-  for (const Block& b : blocks) {
-    int checked = 0;
-    double gmax = 0;
-    std::vector<std::pair<double, double>> pairs;
-    for (int t = 0; t < 30; ++t) {
-      const int64_t row = b.rows == 1 ? 0 : live[rng() % live.size()];
-      const int64_t i = b.off + row * b.cols + int64_t(rng() % uint64_t(b.cols));
-      SaeParams plus = p, minus = p;
-      plus.data[i] += 1.0f / 8192;
-      minus.data[i] -= 1.0f / 8192;
-      if (run_step(plus, cfg, x, N, B).idx != base.idx || run_step(minus, cfg, x, N, B).idx != base.idx) continue;
-      const double fd = (sae_loss_reference(plus, cfg, x.data(), N, B, nullptr) -
-                         sae_loss_reference(minus, cfg, x.data(), N, B, nullptr)) /
-                        (double(plus.data[i]) - double(minus.data[i]));
-      pairs.push_back({base.grad[i], fd});
-      gmax = std::max(gmax, std::abs(fd));
-      ++checked;
-    }
-    EXPECT_GE(checked, 15) << b.name << ": too many samples near a selection change";
-    EXPECT_GT(gmax, 1e-3) << b.name << ": vacuous check";
-    for (auto [a, fd] : pairs)
-      EXPECT_LE(std::abs(a - fd), 2e-4 * std::abs(fd) + 5e-5 * gmax) << b.name << ": analytic " << a << ", fd " << fd;
-  }
-  // Loss from the step sums agrees with the reference at the base point.
-  const double loss = (base.sums.sum_sq_err + base.sums.penalty) / double(B);
-  EXPECT_NEAR(loss, sae_loss_reference(p, cfg, x.data(), N, B, nullptr), 1e-5 * loss);
 }
 
 TEST(BatchTopKSae, MatchesFiniteDifferences) {
