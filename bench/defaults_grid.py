@@ -144,10 +144,11 @@ interval_bins = 0
             lrs[arch] = repr((entry[0] if entry else train).get("lr", "?"))
             results.append({"point": p, "d_in": d, "n_features": g, "mean_active": act, "d_sae": f, "k": k, "seed": seed,
                             "architecture": arch, "mmcs": s["mmcs"], "mmcs_live": mmcs_live, "fvu": s["fvu"],
-                            "l0": s["l0"], "dead_fraction": s["dead_fraction"], "lr": lrs[arch]})
+                            "l0": s["l0"], "dead_fraction": s["dead_fraction"], "dense_fraction": s["dense_fraction"],
+                            "lr": lrs[arch]})
             r = results[-1]
             print(f"  {arch:10s} mmcs {r['mmcs']:.4f} (live {mmcs_live:.4f})  fvu {r['fvu']:.4f}  l0 {r['l0']:.2f}  "
-                  f"dead {r['dead_fraction']:.3f}  lr {lrs[arch]}", flush=True)
+                  f"dead {r['dead_fraction']:.3f}  dense {r['dense_fraction']:.3f}  lr {lrs[arch]}", flush=True)
         json.dump(results, open(os.path.join(a.out, "grid.json"), "w"), indent=1)
 
     archs += list(extra)
@@ -156,7 +157,8 @@ interval_bins = 0
     for p in points:
         rows = [r for r in results if r["point"] == p]
         r0 = rows[0]
-        cells = [f"{r['mmcs_live']:.4f} (FVU {r['fvu']:.3f}, L0 {r['l0']:.1f}, dead {r['dead_fraction']:.2f})" for r in rows]
+        cells = [f"{r['mmcs_live']:.4f} (FVU {r['fvu']:.3f}, L0 {r['l0']:.1f}, dead {r['dead_fraction']:.2f}, "
+                 f"dense {r['dense_fraction']:.3f})" for r in rows]
         print(f"| {p} | {r0['d_in']} | {r0['n_features']} | {r0['mean_active']} | {r0['d_sae']} | {r0['k']} | " + " | ".join(cells) + " |")
     worst = {arch: min(r["mmcs_live"] for r in results if r["architecture"] == arch) for arch in archs}
     print("\nworst live MMCS per architecture: " + ", ".join(f"{k} {v:.4f}" for k, v in worst.items()))
