@@ -1,6 +1,6 @@
 // Small SVG charts (no plotting library on the cluster): a line chart of training curves, one
-// panel per series (e.g. FVU, L0, dead and dense fractions) against the step, written atomically; and a
-// histogram as an inline <svg> element for the interpret stage's pages.
+// panel per series (e.g. FVU, L0, dead and dense fractions) against the step, written
+// atomically; and a histogram as an inline <svg> element for the interpret stage's pages.
 #pragma once
 #include <cstdint>
 #include <limits>
